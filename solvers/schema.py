@@ -1,0 +1,82 @@
+"""Schema of the allocation instance given to the solver and the proposal it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+DEFAULT_WEIGHTS: dict[int, int] = {1: 1000, 2: 300, 3: 100, 4: 30, 5: 10}
+
+# Reasons an unallocated request may carry (SPEC §3); the solver picks the most specific.
+REASON_NO_ELIGIBLE_RESOURCE = "no_eligible_resource"
+REASON_WINDOW_UNAVAILABLE = "window_unavailable"
+REASON_CAPACITY_EXHAUSTED = "capacity_exhausted"
+REASON_EXCLUDED = "excluded"
+REASON_PIN_CONFLICT = "pin_conflict"
+
+STATUS_ALLOCATED = "allocated"
+STATUS_UNALLOCATED = "unallocated"
+STATUS_PINNED = "pinned"
+STATUS_EXCLUDED = "excluded"
+
+REQUEST_COLUMNS = [
+    "request_id", "customer_id", "service", "region", "units", "priority",
+    "must_allocate", "preferred_resource_id", "earliest_date", "latest_date",
+]
+RESOURCE_COLUMNS = ["resource_id", "name", "service", "region", "capacity"]
+PAIR_COLUMNS = ["request_id", "resource_id", "cost", "units"]
+ALLOCATION_COLUMNS = ["request_id", "resource_id", "units", "cost", "status", "reason"]
+
+
+@dataclass(frozen=True)
+class SolverParams:
+    """Batch parameters that steer the solver; stored per month and snapshotted per version."""
+
+    weights: dict[int, int] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    time_limit_s: float = 30.0
+    seed: int = 0
+    workers: int = 2
+    default_cost: int = 10
+    # Penalty per request moved away from the previous version's resource (stability).
+    move_penalty: int = 1
+
+
+@dataclass
+class AllocationInstance:
+    """One month's solver input: requests, resources with monthly capacity, eligible pairs.
+
+    requests:  REQUEST_COLUMNS (units int > 0, priority 1..5, must_allocate bool)
+    resources: RESOURCE_COLUMNS (capacity = monthly capacity in units, int >= 0)
+    pairs:     PAIR_COLUMNS, one row per allowed (request, resource), with the cost and the
+               capacity units that pair consumes
+    pins:      request_id -> resource_id that admins fixed (hard)
+    exclusions: request_ids removed by admins
+    previous:  request_id -> resource_id of the previous version (warm start, stability)
+    window_blocked: request_ids whose only same-service-and-region resources have no
+               availability inside the request's date window (for the reason)
+    """
+
+    month: str
+    requests: pd.DataFrame
+    resources: pd.DataFrame
+    pairs: pd.DataFrame
+    pins: dict[str, str] = field(default_factory=dict)
+    exclusions: set[str] = field(default_factory=set)
+    previous: dict[str, str] = field(default_factory=dict)
+    window_blocked: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Proposal:
+    """The solver's answer: one row per request plus the figures admins judge it by."""
+
+    allocations: pd.DataFrame  # ALLOCATION_COLUMNS, one row per request
+    objective: float
+    bound: float
+    gap: float  # relative: (bound - objective) / max(1, |bound|)
+    status: str  # OPTIMAL | FEASIBLE
+    solve_seconds: float
+    model_size: dict[str, int] = field(default_factory=dict)
+    parts: int = 1
+    conflicts: list[str] = field(default_factory=list)
