@@ -14,6 +14,8 @@ REASON_WINDOW_UNAVAILABLE = "window_unavailable"
 REASON_CAPACITY_EXHAUSTED = "capacity_exhausted"
 REASON_EXCLUDED = "excluded"
 REASON_PIN_CONFLICT = "pin_conflict"
+# Every eligible resource had room, but each pair's cost is at least the request's value.
+REASON_COST_EXCEEDS_VALUE = "cost_exceeds_value"
 
 STATUS_ALLOCATED = "allocated"
 STATUS_UNALLOCATED = "unallocated"
@@ -27,6 +29,9 @@ REQUEST_COLUMNS = [
 RESOURCE_COLUMNS = ["resource_id", "name", "service", "region", "capacity"]
 PAIR_COLUMNS = ["request_id", "resource_id", "cost", "units"]
 ALLOCATION_COLUMNS = ["request_id", "resource_id", "units", "cost", "status", "reason"]
+# Extra, human-readable column beside ALLOCATION_COLUMNS: why a request is unallocated in
+# words (e.g. which eligible resources were full and how much room they had left).
+DETAIL_COLUMN = "detail"
 
 
 @dataclass(frozen=True)

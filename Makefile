@@ -1,0 +1,39 @@
+# Two commands for a new user: `make demo` and `make test`. Each bootstraps .venv itself.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BA := $(VENV)/bin/batch-admin
+export BATCH_ADMIN_HOME ?= $(CURDIR)/.batch_admin
+MONTH ?= $(shell $(PYTHON) -c "import datetime as d; t=d.date.today(); print(f'{t.year + (t.month == 12)}-{t.month % 12 + 1:02d}')")
+UI_PORT ?= 3000
+
+.PHONY: demo test ui ui-postgres bench clean
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+demo: $(VENV)/.installed  ## Run the monthly batch on demo data for next month (embedded default)
+	$(BA) demo-data $(MONTH) --requests 2000 --resources 120 --seed 7
+	$(BA) run $(MONTH) --actor alice --note "demo run"
+	$(BA) status $(MONTH)
+
+test: $(VENV)/.installed  ## Run the whole test suite
+	$(PY) -m pytest -q
+
+ui: $(VENV)/.installed  ## Dagster webserver and daemon on the embedded default
+	$(PY) -m pipelines.ui --port $(UI_PORT)
+
+ui-postgres: $(VENV)/.installed  ## The same on PostgreSQL (BATCH_ADMIN_POSTGRES_URL must be set)
+	@test -n "$$BATCH_ADMIN_POSTGRES_URL" || (echo "error: set BATCH_ADMIN_POSTGRES_URL=postgresql://user@host:5432/db" >&2; exit 1)
+	$(PY) -m pipelines.ui --port $(UI_PORT)
+
+bench: $(VENV)/.installed  ## Benchmarks (GAP set and a generated month); figures in docs/performance.md
+	$(PY) -m bench.gap --time-limit 10 --best-known ../shared/benchmarks/gap/best_known.csv --json bench/results/gap.json ../shared/benchmarks/gap/chu1997/*
+	$(PY) -m bench.scale --requests 20000 --resources 1000 --time-limit 45 --json bench/results/scale_20k.json
+
+clean:
+	rm -rf $(VENV) .batch_admin

@@ -1,0 +1,239 @@
+"""The monthly asset graph: landed inputs to the official, final allocation."""
+
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from assets.partitions import monthly_partitions
+from pipelines import batch
+from pipelines.guards import begin_write, end_write, refuse
+from pipelines.params import params_snapshot, solver_params
+from resources.control_store import ControlError
+from resources.dagster_resources import ControlStoreResource, StorageResource
+from solvers.schema import AllocationInstance, Proposal
+
+# One month per backfill run is a deliberate choice (one month, one run, one lease).
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+GROUP = "monthly_batch"
+ONE_MONTH_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+INPUTS_MEET_EXPECTATIONS = "inputs_meet_expectations"
+
+
+def _asset(**kwargs: Any):
+    """Every monthly asset: partitioned by month, one month per backfill run."""
+    return dg.asset(partitions_def=monthly_partitions, backfill_policy=ONE_MONTH_PER_RUN,
+                    group_name=GROUP, **kwargs)
+
+
+@dataclass
+class ProposalResult:
+    """A solved month: the instance it was solved on and the solver's proposal."""
+
+    instance: AllocationInstance
+    proposal: Proposal
+    params: dict[str, Any]
+    fingerprint: str
+    plan_seconds: dict[str, float]
+
+
+def _phase_timer() -> dict[str, float]:
+    return {"started": time.perf_counter()}
+
+
+@_asset()
+def landed_inputs(context: dg.AssetExecutionContext, control: ControlStoreResource,
+                  storage: StorageResource):
+    """The month's input tables as they landed under landing/YYYY-MM/."""
+    from checks.inputs import InputError, load_landing
+
+    store = control.store()
+    begin_write(context, store, "plan")
+    started = time.perf_counter()
+    try:
+        tables = load_landing(storage.home_path(), context.partition_key)
+    except InputError as exc:
+        raise refuse(str(exc)) from None
+    counts = {name: (0 if getattr(tables, name) is None else len(getattr(tables, name)))
+              for name in ("resources", "requests", "availability", "eligibility", "actuals")}
+    end_write(context, store, "landed_inputs")
+    return dg.Output(tables, metadata={
+        **{f"rows_{k}": v for k, v in counts.items()},
+        "fingerprint": tables.fingerprint,
+        "load_seconds": round(time.perf_counter() - started, 3),
+    })
+
+
+@_asset(check_specs=[dg.AssetCheckSpec(INPUTS_MEET_EXPECTATIONS, asset="validated_inputs", blocking=True,
+                                       description="Every input rule of SPEC §2 holds (great-expectations suites).")])
+def validated_inputs(context: dg.AssetExecutionContext, control: ControlStoreResource,
+                     storage: StorageResource, landed_inputs):
+    """The landed tables after every input rule held."""
+    from checks.expectations import validate_inputs
+
+    store = control.store()
+    begin_write(context, store, "plan")
+    started = time.perf_counter()
+    docs = storage.home_path() / "data_docs" / context.partition_key
+    report = validate_inputs(landed_inputs, data_docs_dir=docs)
+    metadata = {"report": dg.MetadataValue.json(report.as_metadata()),
+                "checked_rules": report.checked_rules,
+                "validate_seconds": round(time.perf_counter() - started, 3)}
+    if report.data_docs_path:
+        metadata["data_docs"] = dg.MetadataValue.path(str(report.data_docs_path))
+    if not report.success:
+        yield dg.AssetCheckResult(check_name=INPUTS_MEET_EXPECTATIONS, passed=False,
+                                  severity=dg.AssetCheckSeverity.ERROR, metadata=metadata,
+                                  description=report.summary().splitlines()[0])
+        raise dg.Failure(description=report.summary(), metadata=metadata, allow_retries=False)
+    end_write(context, store, "validated_inputs")
+    yield dg.Output(landed_inputs, metadata=metadata)
+    yield dg.AssetCheckResult(check_name=INPUTS_MEET_EXPECTATIONS, passed=True, metadata=metadata)
+
+
+@_asset()
+def capacity_plan(context: dg.AssetExecutionContext, control: ControlStoreResource,
+                  storage: StorageResource, validated_inputs) -> dg.Output:
+    """Preview: demand against capacity per service and region, conflicts, expected allocation."""
+    from solvers import build_instance
+
+    store = control.store()
+    who = begin_write(context, store, "plan")
+    started = time.perf_counter()
+    month = context.partition_key
+    params = solver_params(store.params(month))
+    exports = storage.exports()
+    previous_final = (exports.read_final(batch.previous_month(month))
+                      if exports.final_manifest(batch.previous_month(month)) else None)
+    latest = exports.latest_version(month)
+    pins, exclusions = store.pins_and_exclusions(month)
+    tables = validated_inputs
+    instance = build_instance(
+        month, tables.requests, tables.resources, availability=tables.availability,
+        eligibility=tables.eligibility, params=params, previous_final=batch.final_map(previous_final),
+        pins=pins, exclusions=exclusions,
+        previous_version=batch.final_map(exports.read_version(month, latest)) if latest else None,
+    )
+    expected = batch.expected_allocation(instance, params)
+    allocated = expected["resource_id"].notna()
+    plan = batch.CapacityPlan(
+        month=month, instance=instance, by_group=batch.demand_vs_capacity(instance),
+        conflicts=batch.conflicts(instance),
+        expected={"allocated": int(allocated.sum()),
+                  "success_rate": round(float(allocated.mean()) if len(expected) else 0.0, 4)},
+    )
+    summary = plan.summary()
+    summary["plan_seconds"] = round(time.perf_counter() - started, 3)
+    try:
+        store.record_plan(month, who.actor, who.run_id, summary)
+    except ControlError as exc:
+        raise refuse(str(exc)) from None
+    end_write(context, store, "capacity_plan")
+    return dg.Output(plan, metadata={
+        **summary,
+        "demand_vs_capacity": dg.MetadataValue.md(plan.by_group.head(200).to_markdown(index=False)),
+        "conflicts_preview": dg.MetadataValue.md(plan.conflicts.head(50).to_markdown(index=False) or "none"),
+    })
+
+
+@_asset()
+def allocation_proposal(context: dg.AssetExecutionContext, control: ControlStoreResource,
+                        capacity_plan: batch.CapacityPlan, validated_inputs) -> dg.Output:
+    """The solver's proposal for the month, checked before it becomes a version."""
+    from solvers import InfeasibleError, solve
+
+    store = control.store()
+    who = begin_write(context, store, "run")
+    try:
+        store.check_can_run(who.month, who.actor, who.note)
+    except ControlError as exc:
+        raise refuse(str(exc)) from None
+    params = solver_params(store.params(who.month))
+
+    def progress(seconds: float, objective: float, bound: float) -> None:
+        context.log.info(f"solve {seconds:6.1f}s objective {objective:,.0f} bound {bound:,.0f}")
+
+    try:
+        proposal = solve(capacity_plan.instance, params, progress=progress)
+    except InfeasibleError as exc:
+        raise refuse(f"No feasible allocation for {who.month}: {exc}") from None
+    end_write(context, store, "allocation_proposal")
+    result = ProposalResult(capacity_plan.instance, proposal, params_snapshot(params),
+                            validated_inputs.fingerprint, {})
+    return dg.Output(result, metadata={
+        "status": proposal.status, "objective": proposal.objective, "bound": proposal.bound,
+        "gap": proposal.gap, "solve_seconds": round(proposal.solve_seconds, 3),
+        "parts": proposal.parts, "conflicts": len(proposal.conflicts),
+        **{f"model_{k}": v for k, v in proposal.model_size.items()},
+    })
+
+
+@_asset()
+def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreResource,
+                      storage: StorageResource, allocation_proposal: ProposalResult) -> dg.Output:
+    """A new immutable version of the month's allocation: Parquet rows and manifest."""
+    from checks.monitoring import version_metrics
+
+    store = control.store()
+    who = begin_write(context, store, "run")
+    exports = storage.exports()
+    version = exports.next_version(who.month)
+    proposal = allocation_proposal.proposal
+    rows = batch.allocation_rows(who.month, version, allocation_proposal.instance, proposal)
+    metrics = version_metrics(rows, allocation_proposal.instance.resources)
+    solver = {"status": proposal.status, "objective": proposal.objective, "bound": proposal.bound,
+              "gap": proposal.gap, "solve_seconds": proposal.solve_seconds,
+              "model_size": proposal.model_size, "parts": proposal.parts,
+              "conflicts": proposal.conflicts}
+    info = exports.write_version(who.month, version, rows, {
+        "run_id": who.run_id, "actor": who.actor, "note": who.note,
+        "parameters": allocation_proposal.params, "input_fingerprint": allocation_proposal.fingerprint,
+        "status": "proposed", "solver": solver, "metrics": metrics,
+    })
+    try:
+        store.record_version(who.month, version, who.actor, who.note, who.run_id, str(info.path),
+                             allocation_proposal.params, {**metrics, **{k: v for k, v in solver.items() if k != "conflicts"}},
+                             allocation_proposal.fingerprint)
+    except ControlError as exc:
+        raise refuse(str(exc)) from None
+    metadata: dict[str, Any] = {"version": version, "path": dg.MetadataValue.path(str(info.path)),
+                                "rows": len(rows), **{k: v for k, v in metrics.items() if isinstance(v, int | float)}}
+    if version > 1 and (version - 1) in exports.versions(who.month):
+        diff = exports.diff(who.month, version - 1, version)
+        metadata["diff_against_previous"] = dg.MetadataValue.json(
+            {"counts": diff["counts"], "metrics": diff["metrics"]})
+    end_write(context, store, "allocation_export")
+    return dg.Output(info.manifest, metadata=metadata)
+
+
+class FinalizeConfig(dg.Config):
+    """Which version becomes official, and who approves it."""
+
+    version: int
+    approver: str
+
+
+@_asset(deps=[allocation_export])
+def final_allocation(context: dg.AssetExecutionContext, config: FinalizeConfig,
+                     control: ControlStoreResource, storage: StorageResource) -> dg.Output:
+    """The official allocation of a finalized month: written only by finalization."""
+    from pipelines.lifecycle import finalize_month
+
+    manifest = finalize_month(control.store(), storage.exports(), context.partition_key,
+                              context.run.tags, config.version, config.approver, context.run_id)
+    return dg.Output(manifest, metadata={"version": config.version, "approver": config.approver,
+                                         "rows": manifest.get("row_count", 0)})
+
+
+def proposal_frame(result: ProposalResult) -> pd.DataFrame:
+    """The proposal's allocations, for checks that read it."""
+    return result.proposal.allocations
+
+
+monthly_assets = [landed_inputs, validated_inputs, capacity_plan, allocation_proposal,
+                  allocation_export, final_allocation]

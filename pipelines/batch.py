@@ -1,0 +1,99 @@
+"""Pure steps of the monthly batch between the loader, the solver and the exports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from solvers.schema import AllocationInstance, Proposal
+
+ROW_COLUMNS = ["month", "version", "request_id", "customer_id", "service", "region", "priority",
+               "resource_id", "units", "cost", "status", "reason"]
+
+
+@dataclass
+class CapacityPlan:
+    """The preview of a month: demand against capacity, conflicts, an expected allocation."""
+
+    month: str
+    instance: AllocationInstance
+    by_group: pd.DataFrame
+    conflicts: pd.DataFrame
+    expected: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "requests": int(len(self.instance.requests)),
+            "resources": int(len(self.instance.resources)),
+            "eligible_pairs": int(len(self.instance.pairs)),
+            "demand_units": int(self.instance.requests["units"].sum()),
+            "capacity_units": int(self.instance.resources["capacity"].sum()),
+            "groups_short_of_capacity": int((self.by_group["demand_units"] > self.by_group["capacity_units"]).sum()),
+            "conflicts": int(len(self.conflicts)),
+            **{f"expected_{k}": v for k, v in self.expected.items()},
+        }
+
+
+def demand_vs_capacity(instance: AllocationInstance) -> pd.DataFrame:
+    """Demand and capacity per service and region, with the ratio that shows a shortage."""
+    demand = (instance.requests.groupby(["service", "region"], observed=True)
+              .agg(requests=("request_id", "size"), demand_units=("units", "sum"),
+                   must_allocate_units=("units", lambda s: int(s[instance.requests.loc[s.index, "must_allocate"]].sum())))
+              .reset_index())
+    capacity = (instance.resources.groupby(["service", "region"], observed=True)
+                .agg(resources=("resource_id", "size"), capacity_units=("capacity", "sum"))
+                .reset_index())
+    table = demand.merge(capacity, on=["service", "region"], how="outer").fillna(0)
+    for col in ("requests", "demand_units", "must_allocate_units", "resources", "capacity_units"):
+        table[col] = table[col].astype("int64")
+    table["demand_ratio"] = (table["demand_units"] / table["capacity_units"].where(table["capacity_units"] > 0)).round(3)
+    return table.sort_values(["service", "region"]).reset_index(drop=True)
+
+
+def conflicts(instance: AllocationInstance) -> pd.DataFrame:
+    """Requests that no resource can serve, and must_allocate groups short of capacity."""
+    req = instance.requests
+    served = set(instance.pairs["request_id"])
+    lonely = req.loc[~req["request_id"].isin(served), ["request_id", "service", "region", "must_allocate"]].copy()
+    lonely["conflict"] = [
+        "window_unavailable" if rid in instance.window_blocked else "no_eligible_resource"
+        for rid in lonely["request_id"]
+    ]
+    return lonely.reset_index(drop=True)
+
+
+def allocation_rows(month: str, version: int, instance: AllocationInstance, proposal: Proposal) -> pd.DataFrame:
+    """The export rows of SPEC §6: one per request, request fields joined to the allocation."""
+    req = instance.requests[["request_id", "customer_id", "service", "region", "priority"]]
+    rows = req.merge(proposal.allocations, on="request_id", how="left", validate="one_to_one")
+    rows.insert(0, "month", month)
+    rows.insert(1, "version", version)
+    rows["units"] = rows["units"].fillna(0).astype("int64")
+    rows["cost"] = rows["cost"].fillna(0).astype("int64")
+    rows["priority"] = rows["priority"].astype("int64")
+    return rows[ROW_COLUMNS]
+
+
+def previous_month(month: str) -> str:
+    period = pd.Period(month, freq="M") - 1
+    return period.strftime("%Y-%m")
+
+
+def final_map(rows: pd.DataFrame | None) -> dict[str, str]:
+    """request_id -> resource_id of an allocation (continuity and warm starts)."""
+    if rows is None or rows.empty:
+        return {}
+    placed = rows[rows["resource_id"].notna()]
+    return dict(zip(placed["request_id"].astype(str), placed["resource_id"].astype(str)))
+
+
+def expected_allocation(instance: AllocationInstance, params) -> pd.DataFrame:
+    """The preview's expected allocation: the solver's greedy warm start, in a fraction of a second."""
+    from solvers.compiled import compile_instance
+    from solvers.explain import allocation_table
+    from solvers.greedy import greedy_fill, initial_assignment
+
+    compiled = compile_instance(instance, params)
+    return allocation_table(instance, compiled, greedy_fill(compiled, initial_assignment(compiled)))

@@ -1,0 +1,77 @@
+"""Batch parameters: the keys admins may set, their validation, and the solver's view of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from solvers.schema import DEFAULT_WEIGHTS, SolverParams
+
+
+class ParamError(ValueError):
+    """A parameter that is unknown or out of range; str() is one clear sentence."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One settable parameter: its type and allowed range."""
+
+    kind: type
+    low: float
+    high: float
+    help: str
+
+
+PARAMS: dict[str, ParamSpec] = {
+    "time_limit_s": ParamSpec(float, 0.1, 3600, "solver time limit for the whole month, seconds"),
+    "seed": ParamSpec(int, 0, 2**31 - 1, "solver random seed"),
+    "workers": ParamSpec(int, 1, 64, "solver worker threads"),
+    "default_cost": ParamSpec(int, 0, 1_000_000, "cost of a pair that is neither preferred nor continuing"),
+    "move_penalty": ParamSpec(int, 0, 1_000_000, "penalty per request moved from the previous version"),
+    **{f"weight.{p}": ParamSpec(int, 0, 1_000_000, f"objective weight of priority {p}") for p in range(1, 6)},
+}
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse one `key=value` into a validated pair."""
+    if "=" not in text:
+        raise ParamError(f"Parameter {text!r} must look like key=value (e.g. time_limit_s=30).")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    return key, validate(key, raw)
+
+
+def validate(key: str, raw: Any) -> Any:
+    """Check one parameter's name, type and range."""
+    spec = PARAMS.get(key)
+    if spec is None:
+        raise ParamError(f"Unknown parameter {key!r}; known parameters: {', '.join(sorted(PARAMS))}.")
+    try:
+        value = spec.kind(raw)
+        if spec.kind is int and str(raw).strip() not in (str(value), f"+{value}"):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ParamError(f"Parameter {key} must be {'an integer' if spec.kind is int else 'a number'}, not {raw!r}.") from None
+    if not spec.low <= value <= spec.high:
+        raise ParamError(f"Parameter {key} must be between {spec.low:g} and {spec.high:g}, not {value}.")
+    return value
+
+
+def solver_params(stored: dict[str, Any]) -> SolverParams:
+    """The solver parameters of a month: defaults overridden by what admins set."""
+    weights = dict(DEFAULT_WEIGHTS)
+    kwargs: dict[str, Any] = {}
+    for key, value in stored.items():
+        if key.startswith("weight."):
+            weights[int(key.split(".", 1)[1])] = int(value)
+        elif key in PARAMS:
+            kwargs[key] = PARAMS[key].kind(value)
+    return SolverParams(weights=weights, **kwargs)
+
+
+def params_snapshot(params: SolverParams) -> dict[str, Any]:
+    """A JSON-able snapshot kept with every version."""
+    return {
+        "weights": {str(k): v for k, v in sorted(params.weights.items())},
+        "time_limit_s": params.time_limit_s, "seed": params.seed, "workers": params.workers,
+        "default_cost": params.default_cost, "move_penalty": params.move_penalty,
+    }

@@ -1,0 +1,162 @@
+"""The CP-SAT model of SPEC §3 over a subset of requests and resources (whole month or LNS part)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from solvers.compiled import NO_PAIR, CompiledInstance
+
+# CP-SAT statuses that carry a usable solution.
+SOLVED = (cp_model.OPTIMAL, cp_model.FEASIBLE)
+
+
+@dataclass
+class SubSolve:
+    """Result of one CP-SAT solve over `requests`: their new pairs and the solve's figures."""
+
+    status: int
+    requests: np.ndarray
+    chosen: np.ndarray  # pair index per request in `requests`, NO_PAIR when unallocated
+    objective: float  # of the sub-model only (sum of chosen pair values)
+    bound: float  # of the sub-model only
+    deterministic_time: float
+    wall_seconds: float
+    num_variables: int
+    num_constraints: int
+
+
+@dataclass
+class SearchLimits:
+    """CP-SAT limits: deterministic ones decide the result, the wall clock is only a safety net."""
+
+    deterministic_time: float
+    wall_seconds: float
+    seed: int
+    workers: int = 1
+
+
+def sub_pairs(c: CompiledInstance, requests: np.ndarray, resource_mask: np.ndarray | None) -> np.ndarray:
+    """Pair indices of `requests` (sorted), restricted to resources in `resource_mask`."""
+    starts = c.pair_request_start[requests]
+    sizes = c.pair_request_start[requests + 1] - starts
+    total = int(sizes.sum())
+    offsets = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    pairs = np.repeat(starts, sizes) + offsets
+    if resource_mask is not None:
+        pairs = pairs[resource_mask[c.pair_resource[pairs]]]
+    return pairs
+
+
+class _Progress(cp_model.CpSolverSolutionCallback):
+    """Reports (seconds, objective, bound) of the whole month at each improving solution."""
+
+    def __init__(self, report: Callable[[float, float, float], None], offset: float, start: float):
+        super().__init__()
+        self._report, self._offset, self._start = report, offset, start
+
+    def on_solution_callback(self) -> None:
+        self._report(
+            time.perf_counter() - self._start,
+            self.objective_value + self._offset,
+            self.best_objective_bound + self._offset,
+        )
+
+
+def solve_part(
+    c: CompiledInstance,
+    requests: np.ndarray,
+    room: np.ndarray,
+    limits: SearchLimits,
+    resource_mask: np.ndarray | None = None,
+    hint: np.ndarray | None = None,
+    progress: Callable[[float, float, float], None] | None = None,
+    progress_offset: float = 0.0,
+    progress_start: float = 0.0,
+    maximise_served_must: bool = False,
+) -> SubSolve:
+    """Solve the model for `requests` on resources with `room` units free.
+
+    Each request takes at most one pair (exactly one when must_allocate), a resource's pair
+    units stay within its room, and the sum of pair values is maximised. With
+    maximise_served_must, must_allocate becomes soft and the count served is maximised instead
+    (used to name the requests that cannot be served).
+    """
+    started = time.perf_counter()
+    pairs = sub_pairs(c, requests, resource_mask)
+    model = cp_model.CpModel()
+    n = len(pairs)
+    x = [model.new_bool_var(f"x{p}") for p in pairs.tolist()]
+    pair_request = c.pair_request[pairs]
+    # Groups of consecutive pairs of the same request.
+    bounds = np.flatnonzero(np.diff(pair_request)) + 1 if n else np.array([], dtype=int)
+    group_start = np.concatenate(([0], bounds)).tolist() if n else []
+    group_end = np.concatenate((bounds, [n])).tolist() if n else []
+    must = c.must_allocate.tolist()
+    num_constraints = 0
+    soft_must = []
+    for lo, hi in zip(group_start, group_end):
+        i = int(pair_request[lo])
+        if must[i] and not maximise_served_must:
+            model.add_exactly_one(x[lo:hi])
+        else:
+            model.add_at_most_one(x[lo:hi])
+            if must[i]:
+                soft_must.append(x[lo:hi])
+        num_constraints += 1
+    pair_resource = c.pair_resource[pairs]
+    units = c.pair_units[pairs]
+    order = np.argsort(pair_resource, kind="stable")
+    resource_bounds = np.flatnonzero(np.diff(pair_resource[order])) + 1 if n else np.array([], dtype=int)
+    for block in np.split(order, resource_bounds) if n else []:
+        r = int(pair_resource[block[0]])
+        if int(units[block].sum()) <= room[r]:
+            continue
+        model.add(
+            cp_model.LinearExpr.weighted_sum([x[k] for k in block.tolist()], units[block].tolist())
+            <= int(room[r])
+        )
+        num_constraints += 1
+    if maximise_served_must:
+        model.maximize(sum(sum(group) for group in soft_must))
+    else:
+        model.maximize(cp_model.LinearExpr.weighted_sum(x, c.pair_value[pairs].tolist()))
+    if hint is not None and n:
+        hinted = hint[pair_request] == pairs
+        for var, value in zip(x, hinted.tolist()):
+            model.add_hint(var, value)
+
+    solver = cp_model.CpSolver()
+    solver.parameters.max_deterministic_time = float(limits.deterministic_time)
+    solver.parameters.max_time_in_seconds = float(max(limits.wall_seconds, 0.01))
+    solver.parameters.random_seed = int(limits.seed)
+    solver.parameters.num_workers = int(limits.workers)
+    if limits.workers > 1:
+        # Deterministic parallel search: workers run in fixed batches (independent of timing).
+        solver.parameters.interleave_search = True
+    callback = _Progress(progress, progress_offset, progress_start) if progress else None
+    status = solver.solve(model, callback)
+    chosen = np.full(len(requests), NO_PAIR, dtype=np.int64)
+    objective = bound = 0.0
+    if status in SOLVED:
+        values = np.array([solver.boolean_value(v) for v in x], dtype=bool) if n else np.zeros(0, bool)
+        picked = pairs[values]
+        position = {int(i): k for k, i in enumerate(requests.tolist())}
+        for p in picked.tolist():
+            chosen[position[int(c.pair_request[p])]] = p
+        objective, bound = solver.objective_value, solver.best_objective_bound
+    return SubSolve(
+        status=status,
+        requests=requests,
+        chosen=chosen,
+        objective=objective,
+        bound=bound,
+        deterministic_time=solver.deterministic_time,
+        wall_seconds=time.perf_counter() - started,
+        num_variables=n,
+        num_constraints=num_constraints,
+    )
