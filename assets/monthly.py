@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
 from assets.partitions import monthly_partitions
+from checks import asset_checks, names
 from pipelines import batch
 from pipelines.guards import begin_write, end_write, refuse
 from pipelines.params import params_snapshot, solver_params
@@ -141,9 +141,9 @@ def capacity_plan(context: dg.AssetExecutionContext, control: ControlStoreResour
     })
 
 
-@_asset()
+@_asset(check_specs=asset_checks.specs("allocation_proposal", asset_checks.PROPOSAL_CHECKS, blocking=True))
 def allocation_proposal(context: dg.AssetExecutionContext, control: ControlStoreResource,
-                        capacity_plan: batch.CapacityPlan, validated_inputs) -> dg.Output:
+                        capacity_plan: batch.CapacityPlan, validated_inputs):
     """The solver's proposal for the month, checked before it becomes a version."""
     from solvers import InfeasibleError, solve
 
@@ -165,17 +165,18 @@ def allocation_proposal(context: dg.AssetExecutionContext, control: ControlStore
     end_write(context, store, "allocation_proposal")
     result = ProposalResult(capacity_plan.instance, proposal, params_snapshot(params),
                             validated_inputs.fingerprint, {})
-    return dg.Output(result, metadata={
+    yield dg.Output(result, metadata={
         "status": proposal.status, "objective": proposal.objective, "bound": proposal.bound,
         "gap": proposal.gap, "solve_seconds": round(proposal.solve_seconds, 3),
         "parts": proposal.parts, "conflicts": len(proposal.conflicts),
         **{f"model_{k}": v for k, v in proposal.model_size.items()},
     })
+    yield from asset_checks.proposal_results(capacity_plan.instance, proposal.allocations)
 
 
-@_asset()
+@_asset(check_specs=asset_checks.specs("allocation_export", asset_checks.TREND_CHECKS, blocking=False))
 def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreResource,
-                      storage: StorageResource, allocation_proposal: ProposalResult) -> dg.Output:
+                      storage: StorageResource, allocation_proposal: ProposalResult):
     """A new immutable version of the month's allocation: Parquet rows and manifest."""
     from checks.monitoring import version_metrics
 
@@ -208,7 +209,8 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
         metadata["diff_against_previous"] = dg.MetadataValue.json(
             {"counts": diff["counts"], "metrics": diff["metrics"]})
     end_write(context, store, "allocation_export")
-    return dg.Output(info.manifest, metadata=metadata)
+    yield dg.Output(info.manifest, metadata=metadata)
+    yield from asset_checks.trend_results(who.month, metrics, batch.trailing_metrics(store, who.month))
 
 
 class FinalizeConfig(dg.Config):
@@ -218,21 +220,22 @@ class FinalizeConfig(dg.Config):
     approver: str
 
 
-@_asset(deps=[allocation_export])
+@_asset(deps=[allocation_export], check_specs=[dg.AssetCheckSpec(
+    names.FINAL_ALLOCATION_MATCHES_APPROVED_VERSION, asset="final_allocation", blocking=True,
+    description="The official export holds exactly the rows of the approved version.")])
 def final_allocation(context: dg.AssetExecutionContext, config: FinalizeConfig,
-                     control: ControlStoreResource, storage: StorageResource) -> dg.Output:
+                     control: ControlStoreResource, storage: StorageResource):
     """The official allocation of a finalized month: written only by finalization."""
     from pipelines.lifecycle import finalize_month
 
-    manifest = finalize_month(control.store(), storage.exports(), context.partition_key,
-                              context.run.tags, config.version, config.approver, context.run_id)
-    return dg.Output(manifest, metadata={"version": config.version, "approver": config.approver,
-                                         "rows": manifest.get("row_count", 0)})
-
-
-def proposal_frame(result: ProposalResult) -> pd.DataFrame:
-    """The proposal's allocations, for checks that read it."""
-    return result.proposal.allocations
+    exports = storage.exports()
+    month = context.partition_key
+    manifest = finalize_month(control.store(), exports, month, context.run.tags, config.version,
+                              config.approver, context.run_id)
+    yield dg.Output(manifest, metadata={"version": config.version, "approver": config.approver,
+                                        "rows": manifest.get("row_count", 0)})
+    yield asset_checks.final_matches_result(exports.read_final(month), exports.read_version(month, config.version),
+                                            config.version)
 
 
 monthly_assets = [landed_inputs, validated_inputs, capacity_plan, allocation_proposal,

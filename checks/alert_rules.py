@@ -192,11 +192,15 @@ def unexpected_locks(
 
 
 def unlock_alert(
-    month: str, actor: str, approver: str, reason: str, at: datetime | None = None
-) -> list[Alert]:
-    """Every audited unlock of a finalized month raises an alert; `at` tells unlocks apart."""
+    month: str, actor: str | None, approver: str, reason: str, at: datetime | None = None
+) -> Alert:
+    """The alert every audited unlock of a finalized month raises; `at` tells unlocks apart.
+
+    The one rule that returns a single Alert, not a list: it always fires.
+    """
     at = _as_utc(at) if at is not None else datetime.now(timezone.utc)
-    return [Alert(
+    actor = actor or "an unknown actor"
+    return Alert(
         rule=RULE_MONTH_UNLOCKED,
         severity="warning",
         month=month,
@@ -204,7 +208,7 @@ def unlock_alert(
         details={"actor": actor, "approver": approver, "reason": reason, "at": at},
         dedup_key=_key(RULE_MONTH_UNLOCKED, month, actor, at.isoformat()),
         created_at=at,
-    )]
+    )
 
 
 def _metric(metrics: Mapping[str, Any], name: str) -> float | None:

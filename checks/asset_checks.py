@@ -1,15 +1,31 @@
-"""Asset checks on the proposal, the version and the final allocation: thin wrappers of pure rules."""
+"""Asset checks on the proposal and the final allocation: pure rules, evaluated by the assets.
 
+The checks run inside the asset that produces the value (check_specs), because a separately
+decorated check on a partitioned asset would load every partition instead of the run's one.
+"""
 
 import dagster as dg
 import pandas as pd
 
-from assets.monthly import ProposalResult, allocation_export, allocation_proposal, final_allocation
 from checks import names
-from resources.dagster_resources import ControlStoreResource, StorageResource
+
+PROPOSAL_CHECKS = {
+    names.NO_RESOURCE_OVER_CAPACITY: "No resource is allocated more units than its monthly capacity.",
+    names.NO_INELIGIBLE_PAIR: "Every allocation uses an eligible (request, resource) pair.",
+    names.MUST_ALLOCATE_REQUESTS_SERVED: "Every must_allocate request is allocated.",
+}
+TREND_CHECKS = {
+    names.UNALLOCATED_RATIO_NEAR_TRAILING_MONTHS: "The unallocated ratio is near that of the trailing months.",
+    names.UTILIZATION_NEAR_TRAILING_MONTHS: "Capacity utilization is near that of the trailing months.",
+}
 
 
-def _rows_result(name: str, offending: pd.DataFrame, what: str) -> dg.AssetCheckResult:
+def specs(asset: str, checks: dict[str, str], blocking: bool) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(name, asset=asset, blocking=blocking, description=text)
+            for name, text in checks.items()]
+
+
+def rows_result(name: str, offending: pd.DataFrame, what: str) -> dg.AssetCheckResult:
     """Passed when no row offends; otherwise the count and the first rows as metadata."""
     return dg.AssetCheckResult(
         check_name=name, passed=offending.empty, severity=dg.AssetCheckSeverity.ERROR,
@@ -19,53 +35,38 @@ def _rows_result(name: str, offending: pd.DataFrame, what: str) -> dg.AssetCheck
     )
 
 
-@dg.asset_check(asset=allocation_proposal, name=names.NO_RESOURCE_OVER_CAPACITY, blocking=True,
-                description="No resource is allocated more units than its monthly capacity.")
-def no_resource_over_capacity(allocation_proposal: ProposalResult) -> dg.AssetCheckResult:
-    from solvers.validation import over_capacity_rows
+def proposal_results(instance, allocations: pd.DataFrame) -> list[dg.AssetCheckResult]:
+    """The blocking checks of a proposal, by the solver's own validators."""
+    from solvers.validation import ineligible_rows, over_capacity_rows, unserved_must_allocate
 
-    return _rows_result(names.NO_RESOURCE_OVER_CAPACITY,
-                        over_capacity_rows(allocation_proposal.instance, allocation_proposal.proposal.allocations),
-                        "resources over capacity")
-
-
-@dg.asset_check(asset=allocation_proposal, name=names.NO_INELIGIBLE_PAIR, blocking=True,
-                description="Every allocation uses an eligible (request, resource) pair.")
-def no_ineligible_pair(allocation_proposal: ProposalResult) -> dg.AssetCheckResult:
-    from solvers.validation import ineligible_rows
-
-    return _rows_result(names.NO_INELIGIBLE_PAIR,
-                        ineligible_rows(allocation_proposal.instance, allocation_proposal.proposal.allocations),
-                        "allocations on ineligible pairs")
+    return [
+        rows_result(names.NO_RESOURCE_OVER_CAPACITY, over_capacity_rows(instance, allocations), "resources over capacity"),
+        rows_result(names.NO_INELIGIBLE_PAIR, ineligible_rows(instance, allocations), "allocations on ineligible pairs"),
+        rows_result(names.MUST_ALLOCATE_REQUESTS_SERVED, unserved_must_allocate(instance, allocations),
+                    "must_allocate requests unallocated"),
+    ]
 
 
-@dg.asset_check(asset=allocation_proposal, name=names.MUST_ALLOCATE_REQUESTS_SERVED, blocking=True,
-                description="Every must_allocate request is allocated.")
-def must_allocate_requests_served(allocation_proposal: ProposalResult) -> dg.AssetCheckResult:
-    from solvers.validation import unserved_must_allocate
+def trend_results(month: str, current: dict, trailing: list[dict]) -> list[dg.AssetCheckResult]:
+    """Warnings when the unallocated ratio or utilization is far from the trailing months."""
+    from checks.alert_rules import ratio_anomalies
 
-    return _rows_result(names.MUST_ALLOCATE_REQUESTS_SERVED,
-                        unserved_must_allocate(allocation_proposal.instance, allocation_proposal.proposal.allocations),
-                        "must_allocate requests unallocated")
-
-
-@dg.asset_check(asset=final_allocation, name=names.FINAL_ALLOCATION_MATCHES_APPROVED_VERSION, blocking=True,
-                description="The official export holds exactly the rows of the approved version.")
-def final_allocation_matches_approved_version(context: dg.AssetCheckExecutionContext,
-                                              control: ControlStoreResource,
-                                              storage: StorageResource) -> dg.AssetCheckResult:
-    month = context.partition_key if context.has_partition_key else None
-    row = control.store().month(month)
-    exports = storage.exports()
-    if row["final_version"] is None or exports.final_manifest(month) is None:
-        return dg.AssetCheckResult(passed=False, description=f"Month {month} has no final allocation.")
-    final = exports.read_final(month).sort_values("request_id").reset_index(drop=True)
-    approved = exports.read_version(month, row["final_version"]).sort_values("request_id").reset_index(drop=True)
-    cols = [c for c in approved.columns if c not in ("version",)]
-    same = final[cols].equals(approved[cols])
-    return dg.AssetCheckResult(passed=bool(same), metadata={"approved_version": row["final_version"],
-                                                            "rows": len(final)})
+    found = {a.rule: a for a in ratio_anomalies(month, current, trailing)}
+    results = []
+    for name, rule in ((names.UNALLOCATED_RATIO_NEAR_TRAILING_MONTHS, "unallocated_ratio_anomaly"),
+                       (names.UTILIZATION_NEAR_TRAILING_MONTHS, "utilization_anomaly")):
+        alert = found.get(rule)
+        results.append(dg.AssetCheckResult(
+            check_name=name, passed=alert is None, severity=dg.AssetCheckSeverity.WARN,
+            description=alert.message if alert else f"compared with {len(trailing)} trailing months",
+            metadata={"trailing_months": len(trailing)}))
+    return results
 
 
-monthly_checks = [no_resource_over_capacity, no_ineligible_pair, must_allocate_requests_served,
-                  final_allocation_matches_approved_version]
+def final_matches_result(final: pd.DataFrame, approved: pd.DataFrame, version: int) -> dg.AssetCheckResult:
+    """The official export holds exactly the rows of the approved version."""
+    cols = [c for c in approved.columns if c != "version"]
+    a = final[cols].sort_values("request_id").reset_index(drop=True)
+    b = approved[cols].sort_values("request_id").reset_index(drop=True)
+    return dg.AssetCheckResult(check_name=names.FINAL_ALLOCATION_MATCHES_APPROVED_VERSION,
+                               passed=bool(a.equals(b)), metadata={"approved_version": version, "rows": len(a)})

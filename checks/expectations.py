@@ -228,7 +228,7 @@ class _SuiteBuilder:
             start, end = month_bounds(month)
             self.add(column, f"{column} inside month {month}", gxe.ExpectColumnValuesToBeBetween,
                      column=column, min_value=start.to_pydatetime(),
-                     max_value=(end + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")).to_pydatetime())
+                     max_value=(end + pd.Timedelta(days=1) - pd.Timedelta(1, "us")).to_pydatetime())
 
     def resolves(self, column: str, target: str, known: pd.Series | None) -> None:
         """Every non-null value of `column` is an id of table `target` (a computed flag)."""
@@ -369,6 +369,27 @@ def _failure(table: str, frame: pd.DataFrame, result: Any) -> RuleFailure:
     )
 
 
+def _run(context, definition, frame: pd.DataFrame, result_format: dict, docs: bool):
+    """Run one table's validation: directly when ephemeral, via a checkpoint that updates Data Docs."""
+    if not docs:
+        # A fresh ephemeral context: plain adds, no checkpoint (add_or_update is slow in GE).
+        context.suites.add(definition.suite)
+        definition = context.validation_definitions.add(definition)
+        return definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+    definition.suite = context.suites.add_or_update(definition.suite)
+    definition = context.validation_definitions.add_or_update(definition)
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=definition.name,
+            validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="update_data_docs")],
+            result_format=result_format,
+        )
+    )
+    outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+    return next(iter(outcome.run_results.values()))
+
+
 def validate_inputs(tables: InputTables, data_docs_dir: Path | None = None) -> ValidationReport:
     """Validate every landed table against its contract suite with GE; Data Docs when asked."""
     prepared = build_rules(tables)
@@ -388,30 +409,18 @@ def validate_inputs(tables: InputTables, data_docs_dir: Path | None = None) -> V
             batch_definition = next(
                 (b for b in asset.batch_definitions if b.name == "whole"), None
             ) or asset.add_batch_definition_whole_dataframe("whole")
-            suite = context.suites.add_or_update(
-                gx.ExpectationSuite(name=f"{SUITE_PREFIX}.{table}", expectations=[r.expectation for r in rules])
+            suite = gx.ExpectationSuite(
+                name=f"{SUITE_PREFIX}.{table}", expectations=[r.expectation for r in rules]
             )
-            definition = context.validation_definitions.add_or_update(
-                gx.ValidationDefinition(name=f"{SUITE_PREFIX}.{table}", data=batch_definition, suite=suite)
+            definition = gx.ValidationDefinition(
+                name=f"{SUITE_PREFIX}.{table}", data=batch_definition, suite=suite
             )
-            actions = [UpdateDataDocsAction(name="update_data_docs")] if data_docs_dir else []
-            checkpoint = context.checkpoints.add_or_update(
-                gx.Checkpoint(
-                    name=f"{SUITE_PREFIX}.{table}",
-                    validation_definitions=[definition],
-                    actions=actions,
-                    result_format=result_format,
-                )
-            )
-            outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+            outcome = _run(context, definition, frame, result_format, docs=data_docs_dir is not None)
             rule_order = {r.rule + "|" + r.column: i for i, r in enumerate(rules)}
-            for validation in outcome.run_results.values():
-                checked += len(validation.results)
-                failed = [
-                    _failure(table, frame, r) for r in validation.results if not r.success
-                ]
-                failed.sort(key=lambda f: rule_order.get(f.rule + "|" + f.column, len(rules)))
-                failures.extend(failed)
+            checked += len(outcome.results)
+            failed = [_failure(table, frame, r) for r in outcome.results if not r.success]
+            failed.sort(key=lambda f: rule_order.get(f.rule + "|" + f.column, len(rules)))
+            failures.extend(failed)
         if data_docs_dir is not None:
             index = Path(data_docs_dir) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
             docs_path = str(index) if index.exists() else None

@@ -97,3 +97,15 @@ def expected_allocation(instance: AllocationInstance, params) -> pd.DataFrame:
 
     compiled = compile_instance(instance, params)
     return allocation_table(instance, compiled, greedy_fill(compiled, initial_assignment(compiled)))
+
+
+def trailing_metrics(store, month: str, months_back: int = 6) -> list[dict[str, Any]]:
+    """The latest version's metrics of each of the trailing months (for anomaly checks)."""
+    period = pd.Period(month, freq="M")
+    history = []
+    for back in range(1, months_back + 1):
+        previous = (period - back).strftime("%Y-%m")
+        found = store.versions(previous)
+        if found:
+            history.append({"month": previous, **found[-1]["metrics"]})
+    return history

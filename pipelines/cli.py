@@ -227,6 +227,241 @@ def _print_status(result: dict[str, Any]) -> None:
     out.print(table)
 
 
+@main.command()
+@click.argument("month")
+@click.option("--actor")
+@click.option("--set", "assignments", multiple=True, required=True, metavar="KEY=VALUE",
+              help="A parameter to set; repeat for several (e.g. time_limit_s=30 weight.1=2000).")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def params(month: str, actor: str | None, assignments: tuple[str, ...], as_json: bool) -> None:
+    """Set batch parameters of a month (validated, audited, snapshotted with every version)."""
+    from pipelines.params import parse_assignment
+
+    check_month(month)
+    who = require_admin(actor, f"change parameters of {month}")
+    changes = dict(parse_assignment(a) for a in assignments)
+    current = store().set_params(month, who, changes)
+    emit({"month": month, "params": current}, as_json,
+         lambda: _print_mapping(f"Parameters of {month}", current))
+
+
+@main.command()
+@click.argument("month")
+@click.option("--actor")
+@click.option("--pin", metavar="REQ=RES", help="Fix a request to a resource (hard in the next run).")
+@click.option("--exclude", metavar="REQ", help="Remove a request from the next run.")
+@click.option("--note", required=True, help="Why this adjustment.")
+@friendly
+def adjust(month: str, actor: str | None, pin: str | None, exclude: str | None, note: str) -> None:
+    """Pin a request to a resource or exclude it; the next run honours it."""
+    check_month(month)
+    who = require_admin(actor, f"adjust {month}")
+    if bool(pin) == bool(exclude):
+        raise CliError("Give exactly one of --pin REQ=RES or --exclude REQ.")
+    if pin:
+        if "=" not in pin:
+            raise CliError(f"--pin {pin!r} must look like REQUEST_ID=RESOURCE_ID.")
+        request_id, resource_id = (p.strip() for p in pin.split("=", 1))
+        store().add_adjustment(month, who, "pin", request_id, resource_id, note)
+        out.print(f"{month}: {request_id} pinned to {resource_id} for the next run.")
+    else:
+        store().add_adjustment(month, who, "exclude", exclude.strip(), None, note)
+        out.print(f"{month}: {exclude} excluded from the next run.")
+
+
+@main.command()
+@click.argument("month")
+@click.option("--actor")
+@click.option("--admins", required=True, help="Comma-separated admins who may act while it is held.")
+@click.option("--ttl", "ttl_hours", default=8.0, show_default=True, type=float, help="Time to live, hours.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def lock(month: str, actor: str | None, admins: str, ttl_hours: float, as_json: bool) -> None:
+    """Take the temporary lock of a month for a list of designated admins."""
+    check_month(month)
+    who = require_admin(actor, f"lock {month}")
+    names = [a.strip() for a in admins.split(",") if a.strip()]
+    known = roles()
+    for name in names:
+        known.require_admin(name, f"be designated on the lock of {month}")
+    info = store().take_lock(month, who, names, ttl_hours)
+    emit({"month": month, "lock": info.to_dict()}, as_json,
+         lambda: out.print(f"{month} locked by {who} for {', '.join(info.admins)} until {info.expires_at:%Y-%m-%d %H:%M} UTC."))
+
+
+@main.command()
+@click.argument("month")
+@click.option("--actor")
+@friendly
+def release(month: str, actor: str | None) -> None:
+    """Release the temporary lock of a month."""
+    check_month(month)
+    who = require_admin(actor, f"release the lock of {month}")
+    store().release_lock(month, who)
+    out.print(f"{month}: temporary lock released.")
+
+
+@main.command()
+@click.argument("month")
+@click.option("--version", "version", required=True, type=int)
+@click.option("--actor")
+@click.option("--approver", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def finalize(month: str, version: int, actor: str | None, approver: str, as_json: bool) -> None:
+    """Approve a version: final lock and the official export, in one step (four eyes)."""
+    from pipelines.jobs import FINALIZE_JOB
+
+    check_month(month)
+    who = require_admin(actor, f"finalize {month}")
+    roles().require_approver(approver, who)
+    run_id = _run_or_fail(FINALIZE_JOB, month, who, run_config={
+        "ops": {"final_allocation": {"config": {"version": version, "approver": approver}}}})
+    row = store().month(month)
+    result = {"month": month, "version": version, "run_id": run_id, "phase": row["phase"],
+              "finalized_by": row["finalized_by"], "approved_by": row["approved_by"],
+              "final_path": str(settings().home / "exports" / "final" / f"month={month}")}
+    emit(result, as_json, lambda: out.print(
+        f"{month} finalized: version {version} by {who}, approved by {approver}; official export {result['final_path']}"))
+
+
+@main.command()
+@click.argument("month")
+@click.option("--actor")
+@click.option("--approver", required=True)
+@click.option("--reason", required=True)
+@friendly
+def unlock(month: str, actor: str | None, approver: str, reason: str) -> None:
+    """Audited unlock of a finalized month back to proposed (four eyes, raises an alert)."""
+    from pipelines.jobs import UNLOCK_JOB
+
+    check_month(month)
+    who = require_admin(actor, f"unlock {month}")
+    roles().require_approver(approver, who)
+    if not reason.strip():
+        raise CliError("An unlock needs a non-empty --reason.")
+    tags = {ACTOR_TAG: who}
+    with err.status(f"unlocking {month} ..."):
+        outcome = run_job(UNLOCK_JOB, None, tags, {"ops": {"unlock_finalized_month": {
+            "config": {"month": month, "reason": reason, "approver": approver}}}})
+    if not outcome.success:
+        raise CliError(outcome.error or f"Unlock of {month} failed.")
+    out.print(f"{month} unlocked by {who}, approved by {approver}; back to proposed.")
+
+
+@main.command()
+@click.argument("month")
+@click.option("--version", "version", type=int, help="A given version (default: the latest).")
+@click.option("--final", is_flag=True, help="The official allocation of a finalized month.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "xlsx"]), default="csv", show_default=True)
+@click.option("--service")
+@click.option("--resource")
+@click.option("--status", "status_")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--actor")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def export(month: str, version: int | None, final: bool, fmt: str, service: str | None,
+           resource: str | None, status_: str | None, out_path: Path, actor: str | None, as_json: bool) -> None:
+    """Export a whole month, or a filtered part of it, as Parquet, CSV or XLSX."""
+    from resources.storage import ExportStore
+
+    check_month(month, partitioned=False)
+    if final and version is not None:
+        raise CliError("Give --version N or --final, not both.")
+    result = ExportStore(settings().home).export(month, fmt=fmt, out=out_path, version=version, final=final,
+                                                 service=service, resource=resource, status=status_)
+    store().record(month, actor_from(actor), "export", {k: str(v) for k, v in result.items()} | {
+        "filters": {"service": service, "resource": resource, "status": status_}})
+    emit(result, as_json, lambda: out.print(f"Wrote {result['rows']} rows to {result['path']}"))
+
+
+@main.command()
+@click.argument("month")
+@click.option("--from", "from_version", required=True, type=int)
+@click.option("--to", "to_version", required=True, type=int)
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def diff(month: str, from_version: int, to_version: int, as_json: bool) -> None:
+    """Compare two versions: allocations added, removed, moved, and every metric's change."""
+    from resources.storage import ExportStore
+
+    check_month(month, partitioned=False)
+    result = ExportStore(settings().home).diff(month, from_version, to_version)
+
+    def human() -> None:
+        counts = result["counts"]
+        out.print(f"{month}: version {from_version} -> {to_version}: " +
+                  ", ".join(f"{k} {v}" for k, v in counts.items()))
+        table = Table("metric", "from", "to", "change")
+        for name, change in sorted(result["metrics"].items()):
+            table.add_row(name, str(change.get("from")), str(change.get("to")), str(change.get("change")))
+        out.print(table)
+
+    emit(result, as_json, human)
+
+
+@main.command()
+@click.argument("month", required=False)
+@click.option("--verify", is_flag=True, help="Re-compute the hash chain; fail when anything was changed or removed.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def audit(month: str | None, verify: bool, as_json: bool) -> None:
+    """The append-only, hash-chained audit log of a month (or of everything)."""
+    control = store()
+    if verify:
+        result = control.verify_audit()
+        data = {"ok": result.ok, "entries": result.entries, "problems": result.problems}
+        if not result.ok:
+            if as_json:
+                click.echo(json.dumps(data, indent=2))
+            raise CliError(f"The audit log was tampered with: {result.problems[0]}.",
+                           "\n".join(result.problems[1:]) or None)
+        emit(data, as_json, lambda: out.print(f"Audit chain intact: {result.entries} entries verified."))
+        return
+    entries = control.audit_entries(month)
+    data = [{k: e[k] for k in ("id", "month", "at", "actor", "action", "details", "hash")} for e in entries]
+
+    def human() -> None:
+        table = Table("id", "at", "month", "actor", "action", "details")
+        for e in data:
+            table.add_row(str(e["id"]), e["at"].isoformat(timespec="seconds"), str(e["month"] or ""),
+                          str(e["actor"] or ""), e["action"], json.dumps(e["details"], default=str)[:100])
+        out.print(table)
+
+    emit(data, as_json, human)
+
+
+@main.command()
+@click.argument("month", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def alerts(month: str | None, as_json: bool) -> None:
+    """Alerts raised (all, or of one month), with their deliveries."""
+    rows = store().alerts(month)
+
+    def human() -> None:
+        table = Table("id", "created", "month", "severity", "rule", "message")
+        for a in rows:
+            table.add_row(str(a["id"]), a["created_at"].isoformat(timespec="seconds"), str(a["month"] or ""),
+                          a["severity"], a["rule"], a["message"])
+        out.print(table)
+
+    emit(rows, as_json, human)
+
+
+@main.command()
+@friendly
+def migrate() -> None:
+    """Apply the control store's schema migrations and Dagster's instance migrations."""
+    from pipelines.orchestration import instance
+
+    store()  # opening the store upgrades its schema to the newest revision
+    instance().upgrade()
+    out.print("Control store and Dagster instance are up to date.")
+
+
 def main_entry() -> None:  # pragma: no cover - console script alias
     main(prog_name="batch-admin")
 

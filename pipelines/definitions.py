@@ -5,7 +5,6 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.monthly import monthly_assets
-from checks.asset_checks import monthly_checks
 from pipelines.jobs import execute_job, finalize_job, plan_job, unlock_job
 from pipelines.schedules import next_month_planning
 from resources.dagster_resources import AlertsResource, ControlStoreResource, StorageResource
@@ -19,7 +18,6 @@ def _sensors() -> list:
 
 defs = dg.Definitions(
     assets=monthly_assets,
-    asset_checks=monthly_checks,
     jobs=[plan_job, execute_job, finalize_job, unlock_job],
     schedules=[next_month_planning],
     sensors=_sensors(),

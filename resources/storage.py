@@ -65,7 +65,8 @@ DATA_FILE = "allocations.parquet"
 MANIFEST_FILE = "manifest.json"
 # Fields the store owns in every manifest; a caller may not set them.
 STORE_FIELDS = ("schema_version", "month", "version", "row_count", "files", "created_at")
-MANIFEST_STATUSES = ("proposed", "final")
+VERSION_STATUS = "proposed"
+FINAL_STATUS = "final"
 
 # Test hook: seconds to sleep after the data files are written and before the manifest,
 # so that a test can SIGKILL a writer mid-version.
@@ -168,7 +169,7 @@ class ExportStore:
     def write_version(self, month: str, version: int, rows: pd.DataFrame, manifest: dict) -> VersionInfo:
         """Write an immutable version atomically: data, then manifest, then one directory rename."""
         month, version = _check_month(month), _check_version(version)
-        fields = _caller_fields(manifest, default_status="proposed")
+        fields = _caller_fields(manifest)
         table = _allocation_table(rows, month, version)
         target = self.version_path(month, version)
         if target.exists():
@@ -243,7 +244,7 @@ class ExportStore:
         _pause_for_tests()
         full = {
             **source_manifest,
-            "status": "final",
+            "status": FINAL_STATUS,
             "source": f"allocations/month={month}/version={version}",
             "finalized_at": _now(),
             **extra,
@@ -252,9 +253,9 @@ class ExportStore:
         _fsync_dir(target)
         link = self.final_path(month)
         link.parent.mkdir(parents=True, exist_ok=True)
-        previous = link.resolve() if link.is_symlink() else None
         if link.exists() and not link.is_symlink():
             raise ExportError(f"{link} is not managed by the export store; move it away before finalizing.")
+        previous = link.resolve() if link.is_symlink() else None
         # The new link is made outside final/ so that no glob over final/ ever sees it half-made.
         tmp_link = self.final_store_dir / f".link-{uuid.uuid4().hex}"
         os.symlink(os.path.relpath(target, link.parent), tmp_link)
@@ -415,18 +416,21 @@ class ExportStore:
 
 
 def _check_month(month: str) -> str:
+    """The month, when it is YYYY-MM (it becomes part of paths, so nothing else may pass)."""
     if not isinstance(month, str) or not _MONTH_PATTERN.match(month):
         raise ExportError(f"Month {month!r} is not of the form YYYY-MM.")
     return month
 
 
 def _check_version(version: int) -> int:
+    """The version as a plain int, when it is a positive integer."""
     if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
         raise ExportError(f"Version {version!r} is not a positive integer.")
     return int(version)
 
 
 def _check_filter(name: str, value: str | None) -> str | None:
+    """A filter value, when it is short, non-empty text without control characters."""
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
@@ -436,15 +440,16 @@ def _check_filter(name: str, value: str | None) -> str | None:
     return value
 
 
-def _caller_fields(manifest: dict, default_status: str) -> dict:
+def _caller_fields(manifest: dict) -> dict:
+    """The caller's manifest fields, checked and made plain JSON; a version's status is always proposed."""
     if not isinstance(manifest, dict):
         raise ExportError("The manifest must be a dict of fields.")
     clash = sorted(set(manifest) & set(STORE_FIELDS))
     if clash:
         raise ExportError(f"Manifest fields {clash} belong to the store and cannot be set by the caller.")
-    fields = {"status": default_status, **manifest}
-    if fields["status"] not in MANIFEST_STATUSES:
-        raise ExportError(f"Manifest status {fields['status']!r} is not one of {', '.join(MANIFEST_STATUSES)}.")
+    fields = {"status": VERSION_STATUS, **manifest}
+    if fields["status"] != VERSION_STATUS:
+        raise ExportError(f"A version's manifest status must be {VERSION_STATUS!r}; finalize to publish a final copy.")
     _check_json(fields)
     return json.loads(json.dumps(fields, default=_json_default))
 
@@ -487,8 +492,7 @@ def _allocation_table(rows: pd.DataFrame, month: str, version: int) -> pa.Table:
         column = rows[field.name]
         try:
             if pa.types.is_string(field.type):
-                values = [None if pd.isna(v) else str(v) for v in column.tolist()] if column.dtype == object else column.astype("string")
-                arrays.append(pa.array(values, type=field.type, from_pandas=True))
+                arrays.append(pa.array(column.astype("string"), type=field.type, from_pandas=True))
             else:
                 arrays.append(pa.array(column, from_pandas=True).cast(field.type, safe=True))
         except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError) as exc:
@@ -500,11 +504,13 @@ def _allocation_table(rows: pd.DataFrame, month: str, version: int) -> pa.Table:
 
 
 def _read_rows(path: Path) -> pd.DataFrame:
+    """Rows of one data file as a DataFrame typed by ALLOCATION_SCHEMA."""
     # hive partitioning is off: month and version come from the file itself.
     return pq.read_table(path, schema=ALLOCATION_SCHEMA, partitioning=None).to_pandas()
 
 
 def _read_manifest(directory: Path) -> dict:
+    """The manifest of a version or final directory."""
     try:
         return json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -514,6 +520,7 @@ def _read_manifest(directory: Path) -> dict:
 
 
 def _verify_dir(directory: Path, manifest: dict) -> bool:
+    """True when the directory holds exactly the manifest's files with their checksums."""
     files = manifest.get("files") or {}
     if not files:
         return False
@@ -532,6 +539,7 @@ def _sha256(path: Path) -> str:
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:
+    """Write JSON to a temporary file, fsync it and rename it over the path."""
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(payload, handle, indent=2, default=_json_default)
@@ -555,6 +563,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _pause_for_tests() -> None:
+    """Sleep when the test hook asks for it, so a test can kill a writer mid-version."""
     pause = os.environ.get(TEST_PAUSE_ENV)
     if pause:
         time.sleep(float(pause))
@@ -573,8 +582,10 @@ def _json_default(value: Any) -> Any:
         return bool(value)
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
-    if isinstance(value, (Path, set, frozenset)):
-        return str(value) if isinstance(value, Path) else sorted(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
@@ -606,6 +617,7 @@ def _query_rows(path: Path, *, service: str | None, resource: str | None, status
 
 
 def _allocated_map(rows: pd.DataFrame) -> dict[str, str]:
+    """request_id -> resource_id of the rows that hold a resource (allocated or pinned)."""
     allocated = rows[rows["resource_id"].notna()]
     return dict(zip(allocated["request_id"].tolist(), allocated["resource_id"].tolist()))
 
@@ -646,6 +658,7 @@ def _tidy_number(value: float) -> float:
 
 
 def _write_csv(table: pa.Table, path: Path) -> None:
+    """The rows as UTF-8 CSV, text neutralized, numbers as numbers."""
     frame = table.to_pandas()
     for column in frame.columns:
         if pa.types.is_string(table.schema.field(column).type):
@@ -674,17 +687,20 @@ def _aggregates(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     )
     per_service_region["unallocated"] = per_service_region["requests"] - per_service_region["allocated"]
     per_service_region["success_rate"] = (per_service_region["allocated"] / per_service_region["requests"]).round(4)
-    unallocated = frame.loc[frame["resource_id"].isna(), ["request_id", "customer_id", "service", "region", "priority", "units", "status", "reason"]]
+    service_region_columns = [
+        "service", "region", "requests", "allocated", "unallocated", "success_rate",
+        "units_requested", "units_allocated", "cost",
+    ]
+    unallocated_columns = ["request_id", "customer_id", "service", "region", "priority", "units", "status", "reason"]
     return {
         "per_resource": per_resource,
-        "per_service_region": per_service_region[
-            ["service", "region", "requests", "allocated", "unallocated", "success_rate", "units_requested", "units_allocated", "cost"]
-        ],
-        "unallocated": unallocated,
+        "per_service_region": per_service_region[service_region_columns],
+        "unallocated": frame.loc[frame["resource_id"].isna(), unallocated_columns],
     }
 
 
 def _summary_rows(frame: pd.DataFrame, manifest: dict, final: bool, filters: dict) -> list[tuple[str, Any]]:
+    """(field, value) lines of the XLSX summary sheet."""
     rows: list[tuple[str, Any]] = [
         ("month", manifest.get("month")),
         ("version", manifest.get("version")),
@@ -709,6 +725,7 @@ def _summary_rows(frame: pd.DataFrame, manifest: dict, final: bool, filters: dic
 
 
 def _write_xlsx(table: pa.Table, path: Path, *, manifest: dict, final: bool, filters: dict) -> None:
+    """The rows, the aggregates and a summary as one workbook."""
     if table.num_rows + 1 > XLSX_MAX_ROWS:
         raise ExportError(f"{table.num_rows} rows exceed the XLSX sheet limit; export as CSV or Parquet instead.")
     frame = table.to_pandas()

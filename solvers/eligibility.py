@@ -160,13 +160,17 @@ def _derived_pairs(
     resource_ids = resources["resource_id"].to_numpy(dtype=object)
     pair_request_ids = request_ids[pair_request]
     pair_resource_ids = resource_ids[pair_resource]
-    preferred = requests["preferred_resource_id"].astype(object).to_numpy()[pair_request]
-    continuity = (
-        pd.Series(previous_final, dtype=object).reindex(request_ids).to_numpy()[pair_request]
-        if previous_final
-        else np.full(len(pair_request), None, dtype=object)
-    )
-    free = (preferred == pair_resource_ids) | (continuity == pair_resource_ids)
+    # Compare as resource codes (-1 for none) rather than as objects that may hold NA.
+    resource_index = pd.Index(resource_ids)
+    preferred = resource_index.get_indexer(
+        requests["preferred_resource_id"].astype(object).where(requests["preferred_resource_id"].notna(), None)
+    )[pair_request]
+    continuity = np.full(len(requests), -1)
+    if previous_final:
+        continuity = resource_index.get_indexer(
+            pd.Series(previous_final, dtype=object).reindex(request_ids).to_numpy()
+        )
+    free = (preferred == pair_resource) | (continuity[pair_request] == pair_resource)
     pairs = pd.DataFrame(
         {
             "request_id": pd.array(pair_request_ids, dtype="str"),

@@ -80,13 +80,14 @@ def allocation_table(instance: AllocationInstance, c: CompiledInstance, assign: 
             detail[i] = f"a resource has room but the best pair adds {best} to the objective"
     table = pd.DataFrame(
         {
-            "request_id": c.request_ids,
-            "resource_id": resource,
+            "request_id": pd.Series(c.request_ids, dtype=object),
+            # object columns keep None (not NaN) for "no resource" / "no reason".
+            "resource_id": pd.Series(resource, dtype=object),
             "units": units.astype(np.int64),
             "cost": cost.astype(np.int64),
-            "status": status,
-            "reason": reason,
-            DETAIL_COLUMN: detail,
+            "status": pd.Series(status, dtype=object),
+            "reason": pd.Series(reason, dtype=object),
+            DETAIL_COLUMN: pd.Series(detail, dtype=object),
         }
     )
     return table[ALLOCATION_COLUMNS + [DETAIL_COLUMN]]

@@ -258,19 +258,23 @@ def test_a_final_lock_on_a_finalized_month_is_expected():
 
 
 def test_an_unlock_always_alerts_with_who_and_why():
-    alerts = unlock_alert("2025-02", "alice", "bob", "Wrong capacity for R1.", at=NOW)
+    alert = unlock_alert("2025-02", "alice", "bob", "Wrong capacity for R1.", at=NOW)
 
-    assert len(alerts) == 1
-    alert = alerts[0]
     assert (alert.rule, alert.severity, alert.month) == (RULE_MONTH_UNLOCKED, "warning", "2025-02")
     assert alert.message == "2025-02 was unlocked by alice, approved by bob: Wrong capacity for R1."
     assert alert.details["approver"] == "bob"
     assert alert.dedup_key == "month_unlocked:2025-02:alice:2025-03-15T12:00:00+00:00"
 
 
+def test_an_unlock_without_a_known_actor_still_alerts():
+    alert = unlock_alert("2025-02", None, "bob", "why", at=NOW)
+
+    assert "unknown actor" in alert.message
+
+
 def test_two_unlocks_at_different_times_have_different_keys():
-    first = unlock_alert("2025-02", "alice", "bob", "why", at=NOW)[0]
-    second = unlock_alert("2025-02", "alice", "bob", "why", at=NOW + timedelta(days=1))[0]
+    first = unlock_alert("2025-02", "alice", "bob", "why", at=NOW)
+    second = unlock_alert("2025-02", "alice", "bob", "why", at=NOW + timedelta(days=1))
 
     assert first.dedup_key != second.dedup_key
 
@@ -281,7 +285,7 @@ def test_every_alert_serialises_to_json():
     alerts = (ratio_anomalies("2025-03", {"unallocated_ratio": 0.4}, STEADY)
               + run_failures([failure("r1", 1)], now=NOW)
               + stale_locks([lock(hours_left=-1)], now=NOW)
-              + unlock_alert("2025-02", "alice", "bob", "why", at=NOW))
+              + [unlock_alert("2025-02", "alice", "bob", "why", at=NOW)])
 
     for alert in alerts:
         assert json.loads(json.dumps(alert.to_dict()))["dedup_key"] == alert.dedup_key

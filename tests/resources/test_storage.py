@@ -103,6 +103,11 @@ def test_a_caller_cannot_set_fields_the_store_owns(store, field):
         store.write_version(MONTH, 1, allocation_rows([("r1", "A")]), caller_manifest(**{field: 9}))
 
 
+def test_a_version_cannot_claim_to_be_final(store):
+    with pytest.raises(ExportError, match="must be 'proposed'"):
+        store.write_version(MONTH, 1, allocation_rows([("r1", "A")]), caller_manifest(status="final"))
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

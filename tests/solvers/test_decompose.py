@@ -1,0 +1,34 @@
+"""Independent parts solved separately merge into the figures of the direct solve."""
+
+from solvers import SolverParams, solve
+from solvers.decompose import merge_proposals, split_instance
+from tests.solvers.builders import assert_valid, instance
+
+
+def three_region_month():
+    requests = [{"request_id": f"Q{region}{k}", "region": region, "units": 1 + k % 3,
+                 "priority": 1 + k % 5, "must_allocate": k == 0}
+                for region in ("eu", "us", "ap") for k in range(12)]
+    requests.append({"request_id": "ORPHAN", "region": "mars"})
+    resources = [{"resource_id": f"R{region}{r}", "region": region, "capacity_units": 5 + r}
+                 for region in ("eu", "us", "ap") for r in range(3)]
+    return instance(requests, resources, exclusions={"Qus3"}, pins={"Qap2": "Rap1"})
+
+
+def test_a_month_splits_into_one_part_per_service_and_region():
+    parts = split_instance(three_region_month())
+    assert len(parts) == 3
+    assert sum(len(p.requests) for p in parts) == 37
+    assert all(p.pairs["request_id"].isin(p.requests["request_id"]).all() for p in parts)
+
+
+def test_merged_part_proposals_equal_the_direct_solve():
+    inst = three_region_month()
+    params = SolverParams(time_limit_s=5.0)
+    direct = solve(inst, params)
+    merged = merge_proposals(inst, [solve(part, params) for part in split_instance(inst)])
+    assert_valid(inst, merged)
+    assert merged.parts == 3 and merged.status == direct.status == "OPTIMAL"
+    assert merged.objective == direct.objective and merged.bound == direct.bound
+    assert list(merged.allocations["request_id"]) == list(direct.allocations["request_id"])
+    assert (merged.allocations["status"] == direct.allocations["status"]).all()
