@@ -66,7 +66,7 @@ def _generate_resources(rng: np.random.Generator, resources: int, days: pd.Datet
         group[:n_groups] = np.arange(n_groups)
     group = np.sort(group)
     daily_rate = rng.integers(1, 9, resources)  # units per working day
-    workdays = int((days.dayofweek < 5).sum())
+    workdays = int((days.day_of_week < 5).sum())
     service_idx, region_idx = np.divmod(group, n_regions)
     ids = _ids("R", resources)
     service = np.array(SERVICES, dtype=object)[service_idx]
@@ -87,7 +87,7 @@ def _generate_availability(rng: np.random.Generator, daily_rate: np.ndarray, ids
     """Daily availability: weekends off for most, absence blocks, late starts, a few without rows."""
     n, d = len(daily_rate), len(days)
     units = np.repeat(daily_rate[:, None], d, axis=1)
-    weekend = np.asarray(days.dayofweek >= 5)
+    weekend = np.asarray(days.day_of_week >= 5)
     works_weekends = rng.random(n) < 0.15
     units[np.ix_(~works_weekends, weekend)] = 0
     # Absence blocks (holidays, sickness): zero days for about a third of the resources.

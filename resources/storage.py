@@ -681,15 +681,13 @@ def _aggregates(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     per_service_region = keyed.groupby(["service", "region"], as_index=False).agg(
         requests=("request_id", "count"),
         allocated=("is_allocated", "sum"),
-        units_requested=("units", "sum"),
         units_allocated=("units_allocated", "sum"),
         cost=("cost", "sum"),
     )
     per_service_region["unallocated"] = per_service_region["requests"] - per_service_region["allocated"]
     per_service_region["success_rate"] = (per_service_region["allocated"] / per_service_region["requests"]).round(4)
     service_region_columns = [
-        "service", "region", "requests", "allocated", "unallocated", "success_rate",
-        "units_requested", "units_allocated", "cost",
+        "service", "region", "requests", "allocated", "unallocated", "success_rate", "units_allocated", "cost",
     ]
     unallocated_columns = ["request_id", "customer_id", "service", "region", "priority", "units", "status", "reason"]
     return {

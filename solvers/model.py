@@ -21,8 +21,12 @@ from solvers.schema import AllocationInstance, Proposal, SolverParams
 FULL_MODEL_MAX_PAIRS = 150_000
 # Deterministic work units per second of params.time_limit_s (calibrated on 2 cores so that a
 # run uses about 80 % of its time limit; the wall clock is only a safety net).
-WORK_PER_SECOND = 0.8
-# Share of the work budget given to the whole-month CP-SAT model.
+WORK_PER_SECOND = 0.35
+# The wall clock stops the search only past this multiple of the time limit (a loaded machine);
+# before that, deterministic limits alone decide, so runs repeat exactly.
+WALL_SAFETY = 1.2
+# Share of the work budget given to the whole-month CP-SAT model (divided by params.workers:
+# with interleave_search the deterministic time of every worker is counted).
 FULL_MODEL_SHARE = 0.35
 
 Progress = Callable[[float, float, float], None]
@@ -39,7 +43,7 @@ class InfeasibleError(RuntimeError):
 def solve(instance: AllocationInstance, params: SolverParams, progress: Progress | None = None) -> Proposal:
     """Allocate the month (SPEC §3); raise InfeasibleError when must_allocate cannot be met."""
     started = time.perf_counter()
-    deadline = started + params.time_limit_s
+    deadline = started + params.time_limit_s * WALL_SAFETY
     work_budget = params.time_limit_s * WORK_PER_SECOND
     c = compile_instance(instance, params)
     _require_pairs_for_must_allocate(c)
@@ -63,7 +67,8 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
         assign = greedy_fill(c, assign)
     elif c.num_pairs <= FULL_MODEL_MAX_PAIRS:
         result = _solve_or_explain(
-            c, free, room, work_budget * FULL_MODEL_SHARE, deadline, params, assign, progress, started, pinned_value
+            c, free, room, work_budget * FULL_MODEL_SHARE / max(params.workers, 1), deadline, params,
+            assign, progress, started, pinned_value,
         )
         work += result.deterministic_time
         assign[free] = result.chosen

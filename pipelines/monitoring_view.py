@@ -1,0 +1,147 @@
+"""A month's health at a glance: latest version figures, utilization, planned vs actual, trend."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from checks.monitoring import planned_vs_actual, utilization_table, version_metrics
+from resources.control_store import PHASE_FINALIZED, ControlStore
+from resources.storage import ExportStore
+
+TREND_MONTHS = 6
+TREND_FIELDS = ("success_rate", "unallocated_ratio", "utilization", "objective", "gap")
+HEADLINE_FIELDS = ("requests", "allocated", "pinned", "unallocated", "excluded", "success_rate",
+                   "unallocated_ratio", "unprocessed_by_reason", "requested_units", "allocated_units",
+                   "capacity_units", "utilization", "objective", "bound", "gap", "status")
+
+
+@dataclass(frozen=True)
+class PlannedRows:
+    """The allocation rows planning is judged by: the final version's, else the latest version's."""
+
+    month: str
+    version: int
+    final: bool
+    rows: pd.DataFrame
+
+
+def planned_rows(store: ControlStore, exports: ExportStore, month: str) -> PlannedRows | None:
+    """The official allocation of a finalized month, else its latest version; None without versions."""
+    # After an audited unlock the old official copy may remain on disk: the phase decides.
+    final = exports.final_manifest(month) if store.month(month)["phase"] == PHASE_FINALIZED else None
+    if final is not None:
+        return PlannedRows(month, int(final["version"]), True, exports.read_final(month))
+    latest = exports.latest_version(month)
+    if latest is None:
+        return None
+    return PlannedRows(month, latest, False, exports.read_version(month, latest))
+
+
+def actuals_summary(table: pd.DataFrame) -> dict[str, Any]:
+    """Totals of a planned_vs_actual table: units, utilization and delta, planned and actual."""
+    capacity = float(table["capacity"].sum())
+    planned = float(table["planned_units"].sum())
+    landed = not table["actual_units"].isna().all()
+    actual = float(table["actual_units"].fillna(0).sum()) if landed else None
+    return {
+        "actuals_landed": landed,
+        "resources": len(table),
+        "capacity_units": _number(capacity),
+        "planned_units": _number(planned),
+        "actual_units": _number(actual),
+        "delta_units": _number(actual - planned) if actual is not None else None,
+        "planned_utilization": planned / capacity if capacity else None,
+        "actual_utilization": actual / capacity if capacity and actual is not None else None,
+        "resources_over_plan": int((table["delta"] > 0).sum()) if landed else None,
+        "resources_under_plan": int((table["delta"] < 0).sum()) if landed else None,
+    }
+
+
+def month_health(store: ControlStore, exports: ExportStore, month: str) -> dict[str, Any]:
+    """JSON-able health of a month for `batch-admin status --json` (key "health")."""
+    state = store.month(month)
+    planned = planned_rows(store, exports, month)
+    resources, actuals, problem = _landed_resources(exports, month)
+    health: dict[str, Any] = {
+        "month": month,
+        "phase": state["phase"],
+        "version": planned.version if planned else None,
+        "final": planned.final if planned else False,
+        "metrics": None,
+        "utilization_by_service_region": [],
+        "planned_vs_actual": None,
+        "trend": trend(store, month),
+        "problems": [problem] if problem else [],
+    }
+    if planned is None:
+        return health
+    stored = _stored_metrics(store, month, planned.version)
+    if resources is not None:
+        figures = {**stored, **version_metrics(planned.rows, resources)}
+        health["utilization_by_service_region"] = _records(
+            utilization_table(planned.rows, resources, by="service_region"))
+        if actuals is not None:
+            table = planned_vs_actual(planned.rows, resources, actuals)
+            health["planned_vs_actual"] = {**actuals_summary(table), "by_resource": _records(table)}
+    else:
+        figures = stored
+    health["metrics"] = {key: _plain(figures.get(key)) for key in HEADLINE_FIELDS if key in figures}
+    return health
+
+
+def trend(store: ControlStore, month: str, months: int = TREND_MONTHS) -> list[dict[str, Any]]:
+    """The month and the ones before it (oldest first): figures of each month's final or latest version."""
+    period = pd.Period(month, freq="M")
+    rows = []
+    for back in range(months - 1, -1, -1):
+        key = (period - back).strftime("%Y-%m")
+        versions = store.versions(key)
+        if not versions:
+            continue
+        final_version = store.month(key).get("final_version")
+        chosen = next((v for v in versions if v["version"] == final_version), versions[-1])
+        metrics = chosen["metrics"]
+        rows.append({"month": key, "version": chosen["version"],
+                     **{name: _plain(metrics.get(name)) for name in TREND_FIELDS}})
+    return rows
+
+
+def _landed_resources(exports: ExportStore, month: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str | None]:
+    """The month's resources and actuals tables as landed, or the sentence saying why not."""
+    from checks.inputs import InputError, load_landing
+
+    try:
+        tables = load_landing(exports.home, month)
+    except InputError as exc:
+        return None, None, str(exc)
+    return tables.resources, tables.actuals, None
+
+
+def _stored_metrics(store: ControlStore, month: str, version: int) -> dict[str, Any]:
+    for item in store.versions(month):
+        if item["version"] == version:
+            return dict(item["metrics"])
+    return {}
+
+
+def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{key: _plain(value) for key, value in record.items()} for record in table.to_dict("records")]
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python; NaN -> None, so the dict stays strict JSON."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _number(value: float | None) -> int | float | None:
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else value

@@ -1,0 +1,218 @@
+"""The control store's rules on SQLite and on the real PostgreSQL, including races of processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from resources.control_store import (
+    PHASE_FINALIZED, PHASE_OPEN, PHASE_PLANNING, PHASE_PROPOSED, ControlError, ControlStore,
+)
+
+MONTH = "2026-12"
+
+
+def _version(store: ControlStore, version: int = 1, month: str = MONTH) -> None:
+    store.record_version(month, version, "alice", None if version == 1 else "why", f"run-{version}",
+                         f"/exports/month={month}/version={version}", {"seed": 0}, {"requests": 10}, "f" * 64)
+
+
+@pytest.fixture
+def store(control_url) -> ControlStore:
+    s = ControlStore(control_url)
+    yield s
+    s.dispose()
+
+
+def test_a_month_moves_from_open_through_planning_and_proposed_to_finalized(store):
+    assert store.month(MONTH)["phase"] == PHASE_OPEN
+    store.record_plan(MONTH, "alice", "run-0", {"requests": 10})
+    assert store.month(MONTH)["phase"] == PHASE_PLANNING
+    _version(store)
+    assert store.month(MONTH)["phase"] == PHASE_PROPOSED
+    store.finalize(MONTH, 1, "alice", "bob")
+    row = store.month(MONTH)
+    assert (row["phase"], row["final_version"], row["finalized_by"], row["approved_by"]) == (PHASE_FINALIZED, 1, "alice", "bob")
+    assert store.versions(MONTH)[0]["status"] == "final"
+
+
+def test_a_finalized_month_refuses_runs_params_adjustments_and_a_second_finalization(store):
+    _version(store)
+    store.finalize(MONTH, 1, "alice", "bob")
+    for action in (lambda: store.check_can_run(MONTH, "alice", "note"),
+                   lambda: store.set_params(MONTH, "alice", {"seed": 1}),
+                   lambda: store.add_adjustment(MONTH, "alice", "exclude", "R1", None, "why"),
+                   lambda: store.record_plan(MONTH, "alice", "r", {}),
+                   lambda: store.finalize(MONTH, 1, "carol", "dana")):
+        with pytest.raises(ControlError, match=r"finalized \(version 1, by alice, approved by bob.*batch-admin unlock"):
+            action()
+
+
+def test_finalization_needs_an_existing_version_and_someone_else_to_approve(store):
+    with pytest.raises(ControlError, match="no version 3"):
+        store.finalize(MONTH, 3, "alice", "bob")
+    _version(store)
+    with pytest.raises(ControlError, match="four eyes"):
+        store.finalize(MONTH, 1, "alice", "alice")
+
+
+def test_from_version_two_on_a_run_needs_a_change_note(store):
+    store.check_can_run(MONTH, "alice", None)
+    _version(store)
+    with pytest.raises(ControlError, match="needs a change note"):
+        store.check_can_run(MONTH, "alice", "  ")
+    store.check_can_run(MONTH, "alice", "pinned R1")
+
+
+def test_a_temporary_lock_admits_only_its_admins_and_refuses_a_second_holder(store):
+    store.take_lock(MONTH, "alice", ["alice"], ttl_hours=1)
+    with pytest.raises(ControlError, match="already locked by alice since"):
+        store.take_lock(MONTH, "carol", ["carol"], ttl_hours=1)
+    with pytest.raises(ControlError, match="carol may not change parameters"):
+        store.set_params(MONTH, "carol", {"seed": 2})
+    with pytest.raises(ControlError, match="without an actor may not pass the lock"):
+        store.guard_write(MONTH, None, "run")
+    store.set_params(MONTH, "alice", {"seed": 2})
+    with pytest.raises(ControlError, match="Only alice"):
+        store.release_lock(MONTH, "carol")
+    store.release_lock(MONTH, "alice")
+    store.set_params(MONTH, "carol", {"seed": 3})
+
+
+def test_a_lock_expires_after_its_time_to_live(store):
+    store.take_lock(MONTH, "alice", ["alice"], ttl_hours=0.5 / 3600)
+    time.sleep(0.8)
+    assert not store.lock_info(MONTH).active()
+    store.set_params(MONTH, "carol", {"seed": 1})
+    store.take_lock(MONTH, "carol", ["carol"], ttl_hours=1)
+    assert store.lock_info(MONTH).holder == "carol"
+
+
+def test_unlock_needs_a_reason_and_another_person_and_returns_the_month_to_proposed(store):
+    _version(store)
+    store.finalize(MONTH, 1, "alice", "bob")
+    with pytest.raises(ControlError, match="non-empty --reason"):
+        store.unlock(MONTH, "alice", "bob", " ")
+    with pytest.raises(ControlError, match="four eyes"):
+        store.unlock(MONTH, "alice", "alice", "typo")
+    store.unlock(MONTH, "alice", "bob", "wrong capacity file")
+    assert store.month(MONTH)["phase"] == PHASE_PROPOSED
+    assert store.versions(MONTH)[0]["status"] == "proposed"
+    assert store.audit_entries(MONTH)[-1]["details"]["reason"] == "wrong capacity file"
+
+
+def test_the_latest_adjustment_of_a_request_wins(store):
+    store.add_adjustment(MONTH, "alice", "pin", "R1", "S1", "contract")
+    store.add_adjustment(MONTH, "alice", "exclude", "R2", None, "cancelled")
+    store.add_adjustment(MONTH, "alice", "exclude", "R1", None, "cancelled too")
+    pins, excluded = store.pins_and_exclusions(MONTH)
+    assert pins == {} and excluded == {"R1", "R2"}
+    with pytest.raises(ControlError, match="non-empty --note"):
+        store.add_adjustment(MONTH, "alice", "pin", "R3", "S1", "")
+
+
+def test_one_run_holds_a_month_at_a_time(store):
+    store.acquire_lease(MONTH, "run-a")
+    store.acquire_lease(MONTH, "run-a")  # the same run again is fine
+    with pytest.raises(ControlError, match="being executed by run run-a"):
+        store.acquire_lease(MONTH, "run-b")
+    store.acquire_lease(MONTH, "run-b", holder_finished=True)
+    assert store.lease_holder(MONTH) == "run-b"
+    store.release_lease(MONTH, "run-b")
+    assert store.lease_holder(MONTH) is None
+
+
+def test_every_action_is_audited_and_the_chain_verifies(store):
+    store.set_params(MONTH, "alice", {"seed": 1})
+    store.take_lock(MONTH, "alice", ["alice"], 1)
+    _version(store)
+    store.finalize(MONTH, 1, "alice", "bob")
+    actions = [e["action"] for e in store.audit_entries(MONTH)]
+    assert actions == ["params", "lock", "run", "finalize"]
+    assert store.verify_audit().ok
+
+
+@pytest.mark.parametrize("tamper", [
+    "UPDATE audit SET details_json = '{\"seed\":99}' WHERE id = 1",
+    "DELETE FROM audit WHERE id = 2",
+    "DELETE FROM audit WHERE id = (SELECT max(id) FROM audit)",
+    "UPDATE audit SET actor = 'mallory' WHERE id = 3",
+], ids=["changed", "removed in the middle", "removed at the end", "actor changed"])
+def test_a_changed_or_removed_audit_entry_is_detected(store, tamper):
+    store.set_params(MONTH, "alice", {"seed": 1})
+    store.set_params(MONTH, "alice", {"seed": 2})
+    store.set_params(MONTH, "alice", {"seed": 3})
+    assert store.verify_audit().ok
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(tamper)
+    result = store.verify_audit()
+    assert not result.ok and result.problems
+
+
+def test_an_alert_is_stored_once_per_dedup_key(store):
+    assert store.add_alert(MONTH, "stale_lock", "warning", "Lock is stale.", {}, "k1") is not None
+    assert store.add_alert(MONTH, "stale_lock", "warning", "Lock is stale.", {}, "k1") is None
+    assert [a["rule"] for a in store.alerts(MONTH)] == ["stale_lock"]
+
+
+# ---------------------------------------------------------------- races of processes
+def _try(url: str, action: str, who: str, queue) -> None:
+    store = ControlStore(url, migrate=False)
+    try:
+        if action == "finalize":
+            store.finalize(MONTH, 1, who, "bob" if who != "bob" else "dana")
+        elif action == "lock":
+            store.take_lock(MONTH, who, [who], 1)
+        elif action == "lease":
+            store.acquire_lease(MONTH, f"run-{who}")
+        queue.put(("won", who))
+    except ControlError as exc:
+        queue.put(("lost", str(exc)))
+    finally:
+        store.dispose()
+
+
+def _race(url: str, action: str, players: list[str]) -> list[tuple[str, str]]:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_try, args=(url, action, who, queue)) for who in players]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    return results
+
+
+@pytest.mark.parametrize("action", ["finalize", "lock", "lease"])
+def test_concurrent_processes_on_one_month_have_exactly_one_winner(store, action):
+    _version(store)
+    results = _race(store.url, action, ["alice", "carol", "alice2", "carol2", "dana"])
+    winners = [r for r in results if r[0] == "won"]
+    assert len(winners) == 1, results
+    if action == "finalize":
+        assert [e["action"] for e in store.audit_entries(MONTH)].count("finalize") == 1
+    assert store.verify_audit().ok
+
+
+def test_concurrent_audited_writes_lose_no_entry(store):
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_write_params, args=(store.url, i)) for i in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert all(p.exitcode == 0 for p in procs)
+    entries = store.audit_entries(MONTH)
+    assert len(entries) == 6 * 5
+    assert store.verify_audit().ok
+
+
+def _write_params(url: str, worker: int) -> None:
+    store = ControlStore(url, migrate=False)
+    for i in range(5):
+        store.set_params(MONTH, "alice", {f"w{worker}": i})
+    store.dispose()
