@@ -1,7 +1,5 @@
 """Planned vs actual: the month's official (or latest) allocation against what was really delivered."""
 
-from __future__ import annotations
-
 import dagster as dg
 import pandas as pd
 

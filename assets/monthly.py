@@ -231,7 +231,7 @@ def final_allocation(context: dg.AssetExecutionContext, config: FinalizeConfig,
     exports = storage.exports()
     month = context.partition_key
     manifest = finalize_month(control.store(), exports, month, context.run.tags, config.version,
-                              config.approver, context.run_id)
+                              config.approver, context.run.run_id)
     yield dg.Output(manifest, metadata={"version": config.version, "approver": config.approver,
                                         "rows": manifest.get("row_count", 0)})
     yield asset_checks.final_matches_result(exports.read_final(month), exports.read_version(month, config.version),

@@ -1,7 +1,8 @@
 """Scale benchmark: python -m bench.scale --requests N --resources M --time-limit S --json OUT
 
 A generated month with explicit eligibility (about 10 eligible resources per request, inside
-groups of 50 resources, as for service and region) and demand about twice the capacity, solved
+groups of 50 resources, as for service and region; a pair consumes the request's units times
+its resource's speed factor, 0.8 to 1.25) and demand about twice the capacity, solved
 through build_instance + solve; compared with the LP bound, plain CP-SAT and the greedy alone.
 """
 
@@ -54,7 +55,9 @@ def generate_month(n_requests: int, n_resources: int, seed: int = 0) -> dict[str
     group_size = min(GROUP_SIZE, n_resources)
     offsets = np.argsort(rng.random((n_requests, group_size)), axis=1)[:, :OPTIONS]
     chosen = (group[:, None] * group_size + offsets) % n_resources
-    pair_units = np.maximum(1, units[:, None] + rng.integers(-2, 3, chosen.shape))
+    # A resource's speed scales the capacity a request consumes there (slower hardware, more units).
+    speed = rng.uniform(0.8, 1.25, n_resources)
+    pair_units = np.maximum(1, np.rint(units[:, None] * speed[chosen])).astype(np.int64)
     eligibility = pd.DataFrame({
         "request_id": np.repeat(request_ids, chosen.shape[1]),
         "resource_id": resource_ids[chosen.reshape(-1)],

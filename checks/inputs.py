@@ -324,11 +324,6 @@ def _default_column(table: str, column: str, rows: int) -> pd.Series:
     return pd.Series(np.nan, index=range(rows), dtype="str")
 
 
-def empty_table(table: str) -> pd.DataFrame:
-    """A zero-row table of `table` with contract dtypes (for tests and callers building inputs)."""
-    return normalize_table(table, pd.DataFrame({c: pd.Series([], dtype=object) for c in COLUMNS[table]}), table)
-
-
 def fingerprint_files(paths: list[Path]) -> str:
     """sha256 over the files' names and bytes, sorted by name."""
     digest = hashlib.sha256()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.actuals import actuals_assets
 from assets.monthly import monthly_assets
 from pipelines.jobs import execute_job, finalize_job, plan_job, unlock_job
 from pipelines.schedules import next_month_planning
@@ -17,7 +18,7 @@ def _sensors() -> list:
 
 
 defs = dg.Definitions(
-    assets=monthly_assets,
+    assets=[*monthly_assets, *actuals_assets],
     jobs=[plan_job, execute_job, finalize_job, unlock_job],
     schedules=[next_month_planning],
     sensors=_sensors(),

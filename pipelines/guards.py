@@ -32,11 +32,11 @@ def refuse(message: str) -> dg.Failure:
 def identity(context: dg.AssetExecutionContext) -> RunIdentity:
     tags = context.run.tags
     return RunIdentity(context.partition_key, tags.get(ACTOR_TAG) or None,
-                       tags.get(NOTE_TAG) or None, context.run_id)
+                       tags.get(NOTE_TAG) or None, context.run.run_id)
 
 
 def _holder_finished(context: dg.AssetExecutionContext, holder_run_id: str | None) -> bool:
-    if holder_run_id is None or holder_run_id == context.run_id:
+    if holder_run_id is None or holder_run_id == context.run.run_id:
         return False
     run = context.instance.get_run_by_id(holder_run_id)
     return run is None or run.is_finished
@@ -61,4 +61,4 @@ def end_write(context: dg.AssetExecutionContext, store: ControlStore, asset_name
     selected = {key.to_user_string() for key in (context.run.asset_selection or [])}
     remaining = [name for name in CHAIN[CHAIN.index(asset_name) + 1:] if name in selected]
     if not remaining:
-        store.release_lease(context.partition_key, context.run_id)
+        store.release_lease(context.partition_key, context.run.run_id)

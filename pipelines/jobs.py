@@ -28,17 +28,17 @@ def _partitioned(run_config: dict | None = None) -> dg.PartitionedConfig:
 
 plan_job = dg.define_asset_job(
     PLAN_JOB, selection=[landed_inputs, validated_inputs, capacity_plan],
-    partitions_def=monthly_partitions, config=_partitioned(),
+    config=_partitioned(),
     description="Preview a month: load and validate inputs, capacity plan and conflicts.")
 
 execute_job = dg.define_asset_job(
     EXECUTE_JOB,
     selection=[landed_inputs, validated_inputs, capacity_plan, allocation_proposal, allocation_export],
-    partitions_def=monthly_partitions, config=_partitioned(),
+    config=_partitioned(),
     description="Run the month: plan, solve, check and write a new version.")
 
 finalize_job = dg.define_asset_job(
-    FINALIZE_JOB, selection=[final_allocation], partitions_def=monthly_partitions,
+    FINALIZE_JOB, selection=[final_allocation],
     description="Approve a version (config: version, approver) and set the final lock.")
 
 

@@ -1,7 +1,294 @@
-"""Sensors: alerts for what happens outside runs (filled in by the alerts work)."""
+"""Sensors: alerts for what happens outside a run's own success, and runs for actuals that land.
+Every alert goes through AlertRaiser: the alerts table first (de-duplicated by key), then
+the log and the webhook. Re-evaluating a condition is therefore harmless.
+"""
 
-from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from checks import alert_rules
+from resources.alerts import Alert
+from resources.control_store import ControlStore
+from resources.dagster_resources import AlertsResource, ControlStoreResource, StorageResource
+
+RUN_FAILURE_SENSOR = "run_failure_alerts"
+FAILED_CHECKS_SENSOR = "failed_check_alerts"
+LOCKS_SENSOR = "lock_alerts"
+ACTUALS_SENSOR = "actuals_arrival"
+RATIO_SENSOR = "ratio_anomaly_alerts"
+
+PARTITION_TAG = "dagster/partition"
+ACTUALS_FILES = ("actuals.parquet", "actuals.csv")
+MONTH_FOLDER = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+RUNNING = dg.DefaultSensorStatus.RUNNING
+FINISHED_STATUSES = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
+
+def _raise_all(alerts: AlertsResource, store: ControlStore, found: Iterable[Alert]) -> int:
+    """Raise every alert; returns how many were new (not already in the alerts table)."""
+    raiser = alerts.dispatcher(store)
+    return sum(1 for alert in found if raiser.raise_alert(alert) is not None)
+
+
+def _run_month(tags: dict[str, str]) -> str | None:
+    from pipelines.roles import MONTH_TAG
+
+    return tags.get(MONTH_TAG) or tags.get(PARTITION_TAG) or None
+
+
+# ------------------------------------------------------------------ run failures
+
+def _failure_error(context: dg.RunFailureSensorContext) -> str:
+    """The first failed step's error (what went wrong), else the run failure message."""
+    for event in context.get_step_failure_events():
+        error = getattr(event.event_specific_data, "error", None)
+        if error is not None and error.message:
+            return error.message.strip()
+    return (context.failure_event.message or "").strip()
+
+
+def _recent_failures(store: ControlStore, now: datetime, window_hours: float,
+                     exclude_run_id: str) -> list[dict[str, Any]]:
+    """Failed runs already alerted on within the window, as run_failures() facts."""
+    since = now - timedelta(hours=window_hours)
+    facts = []
+    for row in store.alerts():
+        if row["rule"] != alert_rules.RULE_RUN_FAILURE or row["details"].get("run_id") == exclude_run_id:
+            continue
+        failed_at = row["details"].get("failed_at") or row["created_at"]
+        failed_at = datetime.fromisoformat(failed_at) if isinstance(failed_at, str) else failed_at
+        if failed_at.tzinfo is None:
+            failed_at = failed_at.replace(tzinfo=UTC)
+        if failed_at >= since:
+            facts.append({"run_id": row["details"]["run_id"], "job_name": row["details"].get("job_name"),
+                          "month": row["month"], "failed_at": failed_at})
+    return facts
+
+
+def make_run_failure_sensor(window_hours: float = 24, max_failures: int = 3) -> dg.SensorDefinition:
+    """Alert on every failed run of this code location, and on too many failures in a window."""
+
+    @dg.run_failure_sensor(name=RUN_FAILURE_SENSOR, default_status=RUNNING,
+                           description=f"Alerts on each failed run, and when more than {max_failures} "
+                                       f"runs fail within {window_hours:g} hours.")
+    def run_failure_alerts(context: dg.RunFailureSensorContext, control: ControlStoreResource,
+                           alerts: AlertsResource) -> None:
+        store = control.store()
+        run = context.dagster_run
+        now = datetime.now(UTC)
+        failure = {"run_id": run.run_id, "job_name": run.job_name, "month": _run_month(run.tags),
+                   "failed_at": now, "error": _failure_error(context)}
+        facts = [*_recent_failures(store, now, window_hours, run.run_id), failure]
+        found = alert_rules.run_failures(facts, window_hours=window_hours, max_failures=max_failures, now=now)
+        # Earlier failures were alerted on when they happened; only this run and the burst are new.
+        fresh = [a for a in found
+                 if a.rule == alert_rules.RULE_TOO_MANY_ERRORS or a.details.get("run_id") == run.run_id]
+        raised = _raise_all(alerts, store, fresh)
+        context.log.info(f"Run {run.run_id} failed: {raised} alert(s) raised.")
+
+    return run_failure_alerts
+
+
+# ------------------------------------------------------------------ failed checks
+
+def _check_fact(record: Any, versions_by_run: dict[str, int]) -> dict[str, Any]:
+    """An ASSET_CHECK_EVALUATION record as a failed_checks() result dict."""
+    entry = record.event_log_entry
+    evaluation = entry.dagster_event.event_specific_data
+    fact = {"check_name": evaluation.check_name, "passed": bool(evaluation.passed),
+            "severity": evaluation.severity.value, "description": evaluation.description,
+            "asset": evaluation.asset_key.to_user_string(), "run_id": entry.run_id}
+    if entry.run_id in versions_by_run:
+        fact["version"] = versions_by_run[entry.run_id]
+    return fact
+
+
+def _finished_runs_after(instance: dg.DagsterInstance, cursor: dict[str, Any], limit: int) -> list[Any]:
+    """Finished runs updated after the cursor's time, oldest first, minus those already read at it."""
+    after = datetime.fromtimestamp(cursor["updated_after"], UTC) if "updated_after" in cursor else None
+    # Runs are compared strictly after `after`; a microsecond back keeps runs that tie with it.
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(statuses=FINISHED_STATUSES,
+                              updated_after=after - timedelta(microseconds=1) if after else None),
+        order_by="update_timestamp", ascending=True, limit=limit)
+    done = set(cursor.get("run_ids", []))
+    return [record for record in records if record.dagster_run.run_id not in done]
+
+
+def _advance(cursor: dict[str, Any], records: list[Any]) -> dict[str, Any]:
+    """The cursor after reading `records`: the newest update time and the runs read at it."""
+    newest = max(_epoch(record.update_timestamp) for record in records)
+    previous = cursor.get("run_ids", []) if cursor.get("updated_after") == newest else []
+    at_newest = [record.dagster_run.run_id for record in records if _epoch(record.update_timestamp) == newest]
+    return {"updated_after": newest, "run_ids": sorted({*previous, *at_newest})}
+
+
+def _epoch(value: datetime) -> float:
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+def make_failed_checks_sensor(batch_size: int = 100, minimum_interval_seconds: int = 60) -> dg.SensorDefinition:
+    """Alert on failed asset checks, WARN ones included (they leave runs green)."""
+
+    @dg.sensor(name=FAILED_CHECKS_SENSOR, default_status=RUNNING,
+               minimum_interval_seconds=minimum_interval_seconds,
+               description="Alerts on every failed asset check evaluation of finished runs "
+                           "(cursor: update time of the last run read).")
+    def failed_check_alerts(context: dg.SensorEvaluationContext, control: ControlStoreResource,
+                            alerts: AlertsResource):
+        # Runs, not event storage ids, carry the cursor: on the run-sharded SQLite event log
+        # storage ids are per run and cursors over them are ignored.
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        runs = _finished_runs_after(context.instance, cursor, batch_size)
+        if not runs:
+            return dg.SkipReason("No newly finished runs.")
+        store = control.store()
+        raised = 0
+        for run_record in runs:
+            run = run_record.dagster_run
+            events = context.instance.get_records_for_run(
+                run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+            failed = [record for record in events
+                      if not record.event_log_entry.dagster_event.event_specific_data.passed]
+            by_month: dict[str, list[Any]] = {}
+            for record in failed:
+                partition = record.event_log_entry.dagster_event.event_specific_data.partition
+                by_month.setdefault(partition or _run_month(run.tags) or "", []).append(record)
+            for month, month_records in by_month.items():
+                versions_by_run = ({v["run_id"]: v["version"] for v in store.versions(month) if v["run_id"]}
+                                   if month else {})
+                facts = [_check_fact(record, versions_by_run) for record in month_records]
+                found = alert_rules.failed_checks(month or None, facts)
+                # Without a version (a blocking check stopped the run) the run tells failures apart.
+                found = [alert if "version" in alert.details
+                         else dataclasses.replace(alert, dedup_key=f"{alert.dedup_key}:run:{run.run_id}")
+                         for alert in found]
+                raised += _raise_all(alerts, store, found)
+        context.update_cursor(json.dumps(_advance(cursor, runs), sort_keys=True))
+        return dg.SkipReason(f"{len(runs)} finished run(s) read; {raised} failed-check alert(s) raised.")
+
+    return failed_check_alerts
+
+
+# ------------------------------------------------------------------ locks
+
+def lock_facts(store: ControlStore) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Temporary locks as lock-rule dicts, and the phase of every locked month."""
+    locks = [{"month": lock.month, "holder": lock.holder, "admins": lock.admins, "kind": "temporary",
+              "acquired_at": lock.acquired_at, "expires_at": lock.expires_at}
+             for lock in store.all_locks() if lock is not None]
+    phases = {lock["month"]: store.month(lock["month"])["phase"] for lock in locks}
+    return locks, phases
+
+
+def make_lock_sensor(minimum_interval_seconds: int = 300) -> dg.SensorDefinition:
+    """Alert on temporary locks past their TTL and on locks of months in an unexpected phase."""
+
+    @dg.sensor(name=LOCKS_SENSOR, default_status=RUNNING, minimum_interval_seconds=minimum_interval_seconds,
+               description="Alerts on stale temporary locks and on locks of open or finalized months.")
+    def lock_alerts(context: dg.SensorEvaluationContext, control: ControlStoreResource, alerts: AlertsResource):
+        store = control.store()
+        locks, phases = lock_facts(store)
+        found = [*alert_rules.stale_locks(locks), *alert_rules.unexpected_locks(locks, phases)]
+        raised = _raise_all(alerts, store, found)
+        return dg.SkipReason(f"{len(locks)} lock(s) checked; {raised} new alert(s).")
+
+    return lock_alerts
+
+
+# ------------------------------------------------------------------ actuals
+
+def actuals_fingerprints(home: Path) -> dict[str, str]:
+    """month -> fingerprint (file name, mtime, size) of every landed actuals file."""
+    landing = Path(home) / "landing"
+    found: dict[str, str] = {}
+    if not landing.is_dir():
+        return found
+    for folder in sorted(landing.iterdir()):
+        if not (folder.is_dir() and MONTH_FOLDER.match(folder.name)):
+            continue
+        parts = []
+        for name in ACTUALS_FILES:
+            path = folder / name
+            if path.is_file():
+                stat = path.stat()
+                parts.append(f"{name}:{stat.st_mtime_ns}:{stat.st_size}")
+        if parts:
+            found[folder.name] = "|".join(parts)
+    return found
+
+
+def make_actuals_sensor(minimum_interval_seconds: int = 300) -> dg.SensorDefinition:
+    """Request planned_vs_actual for a month whose actuals landed (or changed) once it has versions."""
+    from assets.actuals import actuals_job
+    from assets.partitions import monthly_partitions
+    from pipelines.jobs import month_tags
+
+    @dg.sensor(name=ACTUALS_SENSOR, job=actuals_job, default_status=RUNNING,
+               minimum_interval_seconds=minimum_interval_seconds,
+               description="Materializes planned_vs_actual when landing/YYYY-MM/actuals.* arrives or changes.")
+    def actuals_arrival(context: dg.SensorEvaluationContext, storage: StorageResource):
+        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        exports = storage.exports()
+        partitions = set(monthly_partitions.get_partition_keys())
+        requests = []
+        for month, files in actuals_fingerprints(storage.home_path()).items():
+            latest = exports.latest_version(month)
+            if latest is None or month not in partitions:
+                continue  # nothing planned to compare with yet: look again on a later tick
+            # A new version changes the planned side, so it is part of the fingerprint too.
+            fingerprint = f"{files}|v{latest}"
+            if seen.get(month) == fingerprint:
+                continue
+            seen[month] = fingerprint
+            requests.append(dg.RunRequest(partition_key=month, run_key=f"actuals:{month}:{fingerprint}",
+                                          tags=month_tags(month)))
+        if not requests:
+            return dg.SkipReason("No new actuals for a month with versions.")
+        context.update_cursor(json.dumps(seen, sort_keys=True))
+        return requests
+
+    return actuals_arrival
+
+
+# ------------------------------------------------------------------ ratios
+
+def make_ratio_sensor(minimum_interval_seconds: int = 120) -> dg.SensorDefinition:
+    """Alert when a new version's unallocated ratio or utilization is far from the trailing months."""
+    from pipelines.batch import trailing_metrics
+
+    @dg.sensor(name=RATIO_SENSOR, default_status=RUNNING, minimum_interval_seconds=minimum_interval_seconds,
+               description="Compares every new version with the trailing months (cursor: last version per month).")
+    def ratio_anomaly_alerts(context: dg.SensorEvaluationContext, control: ControlStoreResource,
+                             alerts: AlertsResource):
+        seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+        store = control.store()
+        raised = checked = 0
+        for month in (row["month"] for row in store.months()):
+            new = [v for v in store.versions(month) if v["version"] > seen.get(month, 0)]
+            if not new:
+                continue
+            trailing = trailing_metrics(store, month)
+            for version in new:
+                current = {**version["metrics"], "month": month, "version": version["version"]}
+                raised += _raise_all(alerts, store, alert_rules.ratio_anomalies(month, current, trailing))
+                checked += 1
+            seen[month] = new[-1]["version"]
+        context.update_cursor(json.dumps(seen, sort_keys=True))
+        return dg.SkipReason(f"{checked} new version(s) compared with trailing months; {raised} alert(s).")
+
+    return ratio_anomaly_alerts
 
 
 def all_sensors() -> list:
-    return []
+    """Every sensor of the code location, as definitions.py registers them."""
+    return [make_run_failure_sensor(), make_failed_checks_sensor(), make_lock_sensor(),
+            make_actuals_sensor(), make_ratio_sensor()]

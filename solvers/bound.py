@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from ortools.linear_solver import pywraplp
 
@@ -18,8 +20,22 @@ def lp_bound(instance: AllocationInstance, params: SolverParams, time_limit_s: f
     return compiled_lp_bound(compile_instance(instance, params), time_limit_s)
 
 
+@dataclass
+class LpRelaxation:
+    """Optimum of the LP relaxation: bound, pair values x and resource capacity duals."""
+
+    bound: float
+    x: np.ndarray
+    resource_dual: np.ndarray
+
+
 def compiled_lp_bound(c: CompiledInstance, time_limit_s: float = 600.0) -> float:
     """LP relaxation bound of a compiled instance."""
+    return lp_relaxation(c, time_limit_s).bound
+
+
+def lp_relaxation(c: CompiledInstance, time_limit_s: float = 600.0) -> LpRelaxation:
+    """Solve the LP relaxation with GLOP."""
     solver = pywraplp.Solver.CreateSolver("GLOP")
     solver.SetTimeLimit(int(time_limit_s * 1000))
     pinned = np.zeros(c.num_pairs, dtype=bool)
@@ -41,14 +57,22 @@ def compiled_lp_bound(c: CompiledInstance, time_limit_s: float = 600.0) -> float
     units = c.pair_units.tolist()
     resource_start = c.resource_start.tolist()
     resource_pairs = c.resource_pairs.tolist()
+    capacity_rows = {}
     for r, capacity in enumerate(c.capacity.tolist()):
         block = resource_pairs[resource_start[r] : resource_start[r + 1]]
         if sum(units[p] for p in block) <= capacity:
             continue
-        row = solver.Constraint(0.0, float(capacity))
+        row = capacity_rows[r] = solver.Constraint(0.0, float(capacity))
         for p in block:
             row.SetCoefficient(x[p], float(units[p]))
     status = solver.Solve()
     if status != pywraplp.Solver.OPTIMAL:
         raise BoundError(f"LP relaxation not solved to optimality (GLOP status {status})")
-    return float(objective.Value()) + c.objective_offset
+    dual = np.zeros(len(c.capacity))
+    for r, row in capacity_rows.items():
+        dual[r] = row.dual_value()
+    return LpRelaxation(
+        bound=float(objective.Value()) + c.objective_offset,
+        x=np.array([v.solution_value() for v in x]),
+        resource_dual=dual,
+    )

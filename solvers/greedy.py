@@ -39,11 +39,15 @@ def fill_order(c: CompiledInstance, requests: np.ndarray) -> np.ndarray:
 
 
 def greedy_fill(
-    c: CompiledInstance, assign: np.ndarray, requests: np.ndarray | None = None
+    c: CompiledInstance,
+    assign: np.ndarray,
+    requests: np.ndarray | None = None,
+    resource_price: np.ndarray | None = None,
 ) -> np.ndarray:
     """Assign each unassigned request (in fill_order) to its best-valued pair that still fits.
 
-    Only pairs with a positive value are taken, except for must_allocate requests. Ties go to the
+    Only pairs with a positive value are taken, except for must_allocate requests. The best pair
+    has the highest value (less resource_price * units when prices are given); ties go to the
     resource left with the least room (best fit), which keeps large holes for large requests.
     """
     assign = assign.copy()
@@ -62,6 +66,12 @@ def greedy_fill(
     pair_units = c.pair_units.tolist()
     pair_value = c.pair_value.tolist()
     must = c.must_allocate.tolist()
+    # With prices (LP duals), a pair is judged by its value less the capacity it uses at that price.
+    price = (
+        (c.pair_value - resource_price[c.pair_resource] * c.pair_units).tolist()
+        if resource_price is not None
+        else pair_value
+    )
     for i in order:
         best, best_key = NO_PAIR, None
         floor = None if must[i] else 0
@@ -70,7 +80,7 @@ def greedy_fill(
             left = room[r] - pair_units[p]
             if left < 0 or (floor is not None and pair_value[p] <= floor):
                 continue
-            key = (pair_value[p], -left)
+            key = (price[p], -left)
             if best_key is None or key > best_key:
                 best, best_key = p, key
         if best != NO_PAIR:

@@ -11,6 +11,7 @@ import pandas as pd
 from ortools.sat.python import cp_model
 
 from solvers.compiled import NO_PAIR, CompiledInstance, compile_instance
+from solvers.bound import lp_relaxation
 from solvers.cpsat import SOLVED, SearchLimits, solve_part
 from solvers.explain import allocation_table
 from solvers.greedy import greedy_fill, initial_assignment
@@ -21,13 +22,15 @@ from solvers.schema import AllocationInstance, Proposal, SolverParams
 FULL_MODEL_MAX_PAIRS = 150_000
 # Deterministic work units per second of params.time_limit_s (calibrated on 2 cores so that a
 # run uses about 80 % of its time limit; the wall clock is only a safety net).
-WORK_PER_SECOND = 0.35
+WORK_PER_SECOND = 0.5
+# Deterministic work charged for the LP relaxation, per pair.
+LP_WORK_PER_PAIR = 5e-6
 # The wall clock stops the search only past this multiple of the time limit (a loaded machine);
 # before that, deterministic limits alone decide, so runs repeat exactly.
 WALL_SAFETY = 1.2
 # Share of the work budget given to the whole-month CP-SAT model (divided by params.workers:
 # with interleave_search the deterministic time of every worker is counted).
-FULL_MODEL_SHARE = 0.35
+FULL_MODEL_SHARE = 0.5
 
 Progress = Callable[[float, float, float], None]
 
@@ -76,6 +79,20 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
         proven = result.status == cp_model.OPTIMAL
         model_size.update(variables=result.num_variables, constraints=result.num_constraints)
 
+    if not proven and c.num_pairs > FULL_MODEL_MAX_PAIRS:
+        # Large month: round the LP relaxation (its integral part is feasible), fill the rest
+        # greedily at LP prices; the LP optimum is also the bound.
+        relaxation = lp_relaxation(c, max(deadline - time.perf_counter(), 1.0))
+        work += LP_WORK_PER_PAIR * c.num_pairs
+        bound = relaxation.bound
+        rounded = initial_assignment(c)
+        integral = np.flatnonzero(relaxation.x > 1 - 1e-6)
+        integral = integral[rounded[c.pair_request[integral]] == NO_PAIR]
+        rounded[c.pair_request[integral]] = integral
+        rounded = greedy_fill(c, rounded, resource_price=relaxation.resource_dual)
+        serves_must = not (c.must_allocate & (rounded == NO_PAIR) & (np.diff(c.pair_request_start) > 0)).any()
+        if serves_must and c.objective(rounded) > c.objective(assign):
+            assign = rounded
     if not proven:
         assign, _ = improve(
             c, assign, max(work_budget - work, 0.0), deadline, params.seed, progress, started, bound
@@ -153,6 +170,18 @@ def _solve_or_explain(
         )
     # No solution within the limits: keep the greedy one if it serves every must_allocate request.
     unserved = requests[c.must_allocate[requests] & (hint[requests] == NO_PAIR)]
+    if len(unserved) and time.perf_counter() < deadline:
+        # No feasible allocation yet: searching longer beats failing early.
+        retry = SearchLimits(
+            deterministic_time=deterministic_time * 4,
+            wall_seconds=max(deadline - time.perf_counter(), 0.01),
+            seed=params.seed,
+            workers=params.workers,
+        )
+        result = solve_part(c, requests, room, retry, hint=hint, progress=progress,
+                            progress_offset=offset, progress_start=started)
+        if result.status in SOLVED:
+            return result
     if len(unserved):
         ids = sorted(c.request_ids[unserved].tolist())
         raise InfeasibleError(

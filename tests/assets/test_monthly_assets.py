@@ -1,0 +1,136 @@
+"""The monthly asset graph through Dagster: materialize, final lock on every path, one run per month."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+
+from assets.monthly import monthly_assets
+from assets.partitions import monthly_partitions
+from pipelines.cli import main
+from pipelines.definitions import defs
+from pipelines.jobs import EXECUTE_JOB
+from pipelines.orchestration import prepare_dagster_home, run_job
+from pipelines.roles import ACTOR_TAG, NOTE_TAG
+from resources.control_store import ControlStore
+from resources.dagster_resources import AlertsResource, ControlStoreResource, StorageResource
+from resources.settings import Settings
+
+KEYS = monthly_partitions.get_partition_keys()
+MONTHS = KEYS[-3:]
+
+
+def cli(*args: str) -> None:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output + result.stderr
+
+
+def land(month: str, requests: int = 250) -> None:
+    cli("demo-data", month, "--requests", str(requests), "--resources", "25", "--seed", "1")
+    cli("params", month, "--actor", "alice", "--set", "time_limit_s=2")
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_the_partitions_are_months_up_to_and_including_next_month():
+    import datetime as dt
+
+    today = dt.date.today()
+    next_month = f"{today.year + (today.month == 12)}-{today.month % 12 + 1:02d}"
+    assert KEYS[-1] == next_month and KEYS[0] == "2025-01"
+
+
+def test_the_asset_graph_keeps_its_keys_checks_and_partitions():
+    graph = defs.resolve_asset_graph()
+    keys = sorted(k.to_user_string() for k in graph.get_all_asset_keys())
+    assert keys == sorted(["landed_inputs", "validated_inputs", "capacity_plan", "allocation_proposal",
+                           "allocation_export", "final_allocation", "planned_vs_actual"])
+    checks = sorted(k.name for k in graph.asset_check_keys)
+    assert checks == sorted(["inputs_meet_expectations", "no_resource_over_capacity", "no_ineligible_pair",
+                             "must_allocate_requests_served", "unallocated_ratio_near_trailing_months",
+                             "utilization_near_trailing_months", "final_allocation_matches_approved_version"])
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).partitions_def == monthly_partitions
+
+
+def test_materializing_a_partition_writes_version_one_with_passing_checks(home):
+    month = MONTHS[-1]
+    land(month)
+    prepare_dagster_home()
+    with dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
+        result = dg.materialize(
+            [a for a in monthly_assets if a.key.to_user_string() != "final_allocation"],
+            partition_key=month, instance=instance, tags={ACTOR_TAG: "alice"},
+            resources={"control": ControlStoreResource(), "storage": StorageResource(), "alerts": AlertsResource()},
+        )
+        assert result.success
+        evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    for name in ("inputs_meet_expectations", "no_resource_over_capacity", "no_ineligible_pair",
+                 "must_allocate_requests_served"):
+        assert evaluations[name] is True
+    versions = ControlStore(Settings.from_env().control_url).versions(month)
+    assert [v["version"] for v in versions] == [1]
+
+
+def test_a_run_over_several_months_leaves_a_finalized_month_byte_for_byte_unchanged(home):
+    for month in MONTHS:
+        land(month)
+    finalized = MONTHS[0]
+    cli("run", finalized, "--actor", "alice")
+    cli("finalize", finalized, "--version", "1", "--actor", "alice", "--approver", "bob")
+    exports = home / "exports"
+    before = tree_hashes(exports / "allocations" / f"month={finalized}") | {
+        f"final/{k}": v for k, v in tree_hashes(exports / "final" / f"month={finalized}").items()}
+
+    outcomes = {m: run_job(EXECUTE_JOB, m, {ACTOR_TAG: "alice", NOTE_TAG: "backfill"}) for m in MONTHS}
+    # The same holds for runs launched without an actor, as a UI backfill would be.
+    outcomes_no_actor = run_job(EXECUTE_JOB, finalized, {})
+
+    assert not outcomes[finalized].success and not outcomes_no_actor.success
+    for outcome in (outcomes[finalized], outcomes_no_actor):
+        assert f"Month {finalized} is finalized (version 1, by alice, approved by bob" in outcome.error
+    after = tree_hashes(exports / "allocations" / f"month={finalized}") | {
+        f"final/{k}": v for k, v in tree_hashes(exports / "final" / f"month={finalized}").items()}
+    assert after == before
+    store = ControlStore(Settings.from_env().control_url)
+    assert [v["version"] for v in store.versions(finalized)] == [1]
+    for month in MONTHS[1:]:
+        assert outcomes[month].success, outcomes[month].error
+        assert [v["version"] for v in store.versions(month)] == [1]
+
+
+def test_two_runs_of_one_month_never_execute_at_the_same_time(home):
+    month = MONTHS[-1]
+    cli("demo-data", month, "--requests", "400", "--resources", "30", "--seed", "2")
+    cli("params", month, "--actor", "alice", "--set", "time_limit_s=6")
+    env = {**os.environ, "BATCH_ADMIN_HOME": str(home)}
+    exe = str(Path(sys.executable).with_name("batch-admin"))
+    procs = [subprocess.Popen([exe, "run", month, "--actor", "alice", "--note", f"racer {i}"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    store = ControlStore(Settings.from_env().control_url)
+    winners = [r for r in results if r[0] == 0]
+    losers = [r for r in results if r[0] != 0]
+    assert len(winners) >= 1
+    assert len(store.versions(month)) == len(winners)
+    for _, stderr in losers:
+        assert "never execute at the same time" in stderr
+    assert store.lease_holder(month) is None
+
+
+def test_dagster_loads_and_validates_the_code_location_from_the_root():
+    root = Path(__file__).resolve().parents[2]
+    exe = Path(sys.executable).with_name("dagster")
+    result = subprocess.run([str(exe), "definitions", "validate", "-w", "workspace.yaml"], cwd=root,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

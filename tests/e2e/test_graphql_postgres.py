@@ -1,0 +1,181 @@
+"""The whole stack on PostgreSQL: daemon and webserver driven through GraphQL, the CLI beside them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.e2e.conftest import BIN, dagster_services
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(360)]
+
+LOCATION = "monthly_batch_admin"
+REPOSITORY = "__repository__"
+RUN_TIMEOUT_S = 120
+BACKFILL_TIMEOUT_S = 180
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+    ... on Error { message }
+  }
+}"""
+
+BACKFILL_STATUS = """
+query Backfill($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill {
+      status
+      partitionStatuses { results { partitionName runId runStatus } }
+    }
+    ... on PythonError { message }
+  }
+}"""
+
+
+def months_around_today() -> tuple[str, str, str]:
+    """Last, this and next month: all three are partition keys (next month included)."""
+    this = pd.Period(pd.Timestamp.today(), freq="M")
+    return tuple((this + offset).strftime("%Y-%m") for offset in (-1, 0, 1))
+
+
+M1, M2, M3 = months_around_today()
+
+
+def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(BIN / "batch-admin"), *args], env={**env, "COLUMNS": "200"},
+                          capture_output=True, text=True, timeout=120)
+    if check and done.returncode != 0:
+        raise AssertionError(f"batch-admin {' '.join(args)} exited {done.returncode}: {done.stderr}")
+    return done
+
+
+def status(env: dict[str, str], month: str) -> dict:
+    return json.loads(cli(env, "status", month, "--json").stdout)
+
+
+def file_hashes(*folders: Path) -> dict[str, str]:
+    return {str(path): hashlib.sha256(path.read_bytes()).hexdigest()
+            for folder in folders for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def wait_run(client, run_id: str) -> str:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        state = client.get_run_status(run_id).value
+        if state in TERMINAL:
+            return state
+        time.sleep(1)
+    raise TimeoutError(f"run {run_id} did not finish within {RUN_TIMEOUT_S}s")
+
+
+def wait_backfill(client, backfill_id: str, months: list[str]) -> dict[str, dict]:
+    """Poll until the backfill has a finished run for every month; its per-month results."""
+    deadline = time.monotonic() + BACKFILL_TIMEOUT_S
+    last = None
+    while time.monotonic() < deadline:
+        last = client._execute(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+        assert last["__typename"] == "PartitionBackfill", last
+        results = {r["partitionName"]: r for r in (last["partitionStatuses"] or {}).get("results", [])}
+        if (last["status"] != "REQUESTED" and set(months) <= set(results)
+                and all(results[m]["runStatus"] in TERMINAL for m in months)):
+            return results
+        time.sleep(1)
+    raise TimeoutError(f"backfill {backfill_id} did not finish within {BACKFILL_TIMEOUT_S}s: {last}")
+
+
+def step_failures(run_id: str) -> list[str]:
+    """The descriptions of a run's step failures, read from the PostgreSQL event log."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        messages = []
+        for record in instance.all_logs(run_id):
+            event = record.dagster_event
+            if event is None or event.event_type_value != "STEP_FAILURE":
+                continue
+            data = event.step_failure_data
+            if data.user_failure_data is not None and data.user_failure_data.description:
+                messages.append(data.user_failure_data.description)
+            elif data.error is not None:
+                messages.append(data.error.message)
+        return messages
+
+
+@pytest.fixture(scope="module")
+def stack(e2e_database, isolated_env, tmp_path_factory):
+    """Three demo months on a fresh PostgreSQL database, and the daemon and webserver on it."""
+    from pipelines.orchestration import prepare_dagster_home
+    from resources.settings import Settings
+
+    home = tmp_path_factory.mktemp("e2e_pg_home")
+    isolated_env.setenv("BATCH_ADMIN_HOME", str(home))
+    isolated_env.setenv("BATCH_ADMIN_POSTGRES_URL", e2e_database)
+    isolated_env.setenv("DAGSTER_HOME", str(home / "dagster"))  # recorded, so it is restored afterwards
+    dagster_home = prepare_dagster_home(Settings.from_env())
+    env = dict(os.environ)
+    for month in (M1, M2, M3):
+        cli(env, "demo-data", month, "--requests", "300", "--resources", "30")
+        cli(env, "params", month, "--actor", "alice", "--set", "time_limit_s=3")
+    with dagster_services(dagster_home, env, home / "logs") as services:
+        yield env, home, services
+
+
+def test_a_finalized_month_survives_a_backfill_that_gives_the_other_months_new_versions(stack):
+    from dagster_graphql import DagsterGraphQLClient
+
+    env, home, services = stack
+    client = DagsterGraphQLClient("127.0.0.1", port_number=services.port, timeout=30)
+
+    # A partition run of execute_job, as the UI's launchpad submits it: the partition tag picks the month.
+    run_id = client.submit_job_execution(
+        "execute_job", repository_location_name=LOCATION, repository_name=REPOSITORY, run_config={},
+        tags={"batch_admin/actor": "alice", "batch_admin/month": M1, "dagster/partition": M1})
+    assert wait_run(client, run_id) == "SUCCESS", step_failures(run_id)
+    assert [v["version"] for v in status(env, M1)["versions"]] == [1]
+
+    cli(env, "finalize", M1, "--version", "1", "--actor", "alice", "--approver", "bob")
+    exports = home / "exports"
+    before = file_hashes(exports / "final" / f"month={M1}", exports / "allocations" / f"month={M1}")
+    assert any("/final/" in path for path in before) and any("/allocations/" in path for path in before)
+
+    months = [M1, M2, M3]
+    launched = client._execute(LAUNCH_BACKFILL, {"params": {
+        "selector": {"partitionSetName": "execute_job_partition_set",
+                     "repositorySelector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}},
+        "partitionNames": months,
+        "tags": [{"key": "batch_admin/actor", "value": "alice"},
+                 {"key": "batch_admin/note", "value": "e2e backfill"}],
+    }})["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    results = wait_backfill(client, launched["backfillId"], months)
+
+    assert results[M1]["runStatus"] == "FAILURE"
+    failures = step_failures(results[M1]["runId"])
+    assert any(f"Month {M1} is finalized (version 1" in message for message in failures), failures
+    assert file_hashes(exports / "final" / f"month={M1}", exports / "allocations" / f"month={M1}") == before
+    m1 = status(env, M1)
+    assert [v["version"] for v in m1["versions"]] == [1] and m1["final"]["version"] == 1
+
+    for month in (M2, M3):
+        assert results[month]["runStatus"] == "SUCCESS", step_failures(results[month]["runId"])
+        versions = status(env, month)["versions"]
+        assert [v["version"] for v in versions] == [1]
+        assert versions[0]["note"] == "e2e backfill"
+
+    human = cli(env, "status", M1).stdout
+    assert "final lock: version 1" in human and "approved by bob" in human
+    for month in (M2, M3):
+        assert f"{month}  phase:" in cli(env, "status", month).stdout

@@ -1,0 +1,133 @@
+"""The whole monthly workflow through the `batch-admin` CLI, on the embedded default."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from assets.partitions import monthly_partitions
+from pipelines.cli import main
+from solvers import build_instance
+from solvers.validation import ineligible_rows, over_capacity_rows
+from checks.inputs import load_landing
+
+MONTH = monthly_partitions.get_partition_keys()[-1]  # next month
+
+
+def cli(*args: str, ok: bool = True):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output + result.stderr
+    else:
+        assert result.exit_code == 1, result.output
+    return result
+
+
+def status(month: str = MONTH) -> dict:
+    return json.loads(cli("status", month, "--json").output)
+
+
+@pytest.fixture
+def landed(home):
+    cli("demo-data", MONTH, "--requests", "400", "--resources", "40", "--seed", "3")
+    cli("params", MONTH, "--actor", "alice", "--set", "time_limit_s=2")
+    return home
+
+
+def test_an_admin_plans_runs_adjusts_finalizes_and_unlocks_a_month(landed):
+    plan = json.loads(cli("plan", MONTH, "--actor", "alice", "--json").output)
+    assert plan["plan"]["requests"] == 400 and status()["phase"] == "planning"
+
+    first = json.loads(cli("run", MONTH, "--actor", "alice", "--json").output)
+    assert first["version"] == 1 and 0 < first["success_rate"] <= 1
+    assert first["objective"] <= first["bound"] + 1e-6
+
+    refused = cli("run", MONTH, "--actor", "alice", ok=False)
+    assert "needs a change note" in refused.stderr
+
+    victim = pd.read_parquet(f"{first['export_path']}/allocations.parquet").query("status == 'allocated'").iloc[0]
+    cli("adjust", MONTH, "--actor", "alice", "--exclude", victim.request_id, "--note", "customer cancelled")
+    second = json.loads(cli("run", MONTH, "--actor", "alice", "--note", "cancelled one", "--json").output)
+    rows = pd.read_parquet(f"{second['export_path']}/allocations.parquet").set_index("request_id")
+    assert rows.loc[victim.request_id, "status"] == "excluded"
+
+    moved = json.loads(cli("diff", MONTH, "--from", "1", "--to", "2", "--json").output)
+    assert victim.request_id in {r["request_id"] for r in moved["removed"]}
+
+    assert "not an admin" in cli("finalize", MONTH, "--version", "2", "--actor", "bob", "--approver", "dana", ok=False).stderr
+    assert "approver role" in cli("finalize", MONTH, "--version", "2", "--actor", "alice", "--approver", "carol", ok=False).stderr
+    cli("finalize", MONTH, "--version", "2", "--actor", "alice", "--approver", "bob")
+    state = status()
+    assert state["phase"] == "finalized" and state["final"]["version"] == 2
+    final = pd.read_parquet(landed / "exports" / "final" / f"month={MONTH}" / "allocations.parquet")
+    approved = rows.reset_index()[final.columns].sort_values("request_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(final.sort_values("request_id").reset_index(drop=True), approved)
+
+    for args in (("run", MONTH, "--actor", "alice", "--note", "again"),
+                 ("params", MONTH, "--actor", "alice", "--set", "seed=4"),
+                 ("plan", MONTH, "--actor", "alice")):
+        refused = cli(*args, ok=False)
+        assert "is finalized (version 2, by alice, approved by bob" in refused.stderr
+        assert "batch-admin unlock" in refused.stderr
+    assert status()["versions"][-1]["version"] == 2
+
+    assert "non-empty --reason" in cli("unlock", MONTH, "--actor", "alice", "--approver", "bob", "--reason", " ", ok=False).stderr
+    cli("unlock", MONTH, "--actor", "alice", "--approver", "bob", "--reason", "capacity file was wrong")
+    assert status()["phase"] == "proposed"
+    alerts = json.loads(cli("alerts", MONTH, "--json").output)
+    assert any(a["rule"] == "month_unlocked" for a in alerts)
+
+    audit = json.loads(cli("audit", MONTH, "--json").output)
+    actions = [e["action"] for e in audit]
+    for expected in ("params", "plan", "run", "adjust", "finalize", "unlock"):
+        assert expected in actions
+    assert "intact" in cli("audit", MONTH, "--verify").output
+
+
+def test_the_export_never_exceeds_a_capacity_or_uses_an_ineligible_pair(landed):
+    result = json.loads(cli("run", MONTH, "--actor", "alice", "--json").output)
+    tables = load_landing(landed, MONTH)
+    instance = build_instance(MONTH, tables.requests, tables.resources, availability=tables.availability)
+    rows = duckdb.sql(
+        "SELECT * FROM read_parquet(?, hive_partitioning=true)",
+        params=[str(landed / "exports" / "allocations" / "*" / "*" / "*.parquet")]).df()
+    assert set(rows["version"]) == {1} and set(rows["month"]) == {MONTH}
+    allocations = rows[["request_id", "resource_id", "units", "cost", "status", "reason"]]
+    assert over_capacity_rows(instance, allocations).empty
+    assert ineligible_rows(instance, allocations).empty
+    assert result["allocated"] == int(rows["resource_id"].notna().sum())
+
+
+def test_a_temporary_lock_keeps_other_admins_and_unknown_identities_out(landed):
+    cli("lock", MONTH, "--actor", "alice", "--admins", "alice", "--ttl", "1")
+    assert "already locked by alice" in cli("lock", MONTH, "--actor", "carol", "--admins", "carol", ok=False).stderr
+    assert "carol may not run" in cli("run", MONTH, "--actor", "carol", ok=False).stderr
+    assert "Unknown identity 'mallory'" in cli("run", MONTH, "--actor", "mallory", ok=False).stderr
+    assert "not an admin" in cli("run", MONTH, "--actor", "bob", ok=False).stderr
+    cli("release", MONTH, "--actor", "alice")
+    assert status()["lock"] is None
+
+
+def test_a_missing_input_column_is_one_clear_error_and_keeps_earlier_versions(landed):
+    cli("run", MONTH, "--actor", "alice")
+    version_dir = landed / "exports" / "allocations" / f"month={MONTH}" / "version=1"
+    before = {p.name: p.read_bytes() for p in version_dir.iterdir()}
+    requests = landed / "landing" / MONTH / "requests.parquet"
+    pd.read_parquet(requests).drop(columns=["units"]).to_parquet(requests)
+    refused = cli("run", MONTH, "--actor", "alice", "--note", "retry", ok=False)
+    first_line = refused.stderr.strip().splitlines()[0]
+    assert "requests" in first_line and "units" in first_line
+    assert {p.name: p.read_bytes() for p in version_dir.iterdir()} == before
+    assert [v["version"] for v in status()["versions"]] == [1]
+
+
+def test_bad_arguments_are_refused_with_one_sentence(landed):
+    assert "must look like YYYY-MM" in cli("run", "2026-13", "--actor", "alice", ok=False).stderr
+    assert "not one of the monthly partitions" in cli("run", "2031-01", "--actor", "alice", ok=False).stderr
+    assert "Unknown parameter 'speed'" in cli("params", MONTH, "--actor", "alice", "--set", "speed=3", ok=False).stderr
+    assert "between" in cli("params", MONTH, "--actor", "alice", "--set", "time_limit_s=-1", ok=False).stderr
+    assert "Give --actor" in cli("run", MONTH, ok=False).stderr
