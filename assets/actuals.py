@@ -52,7 +52,7 @@ def _markdown(table: pd.DataFrame) -> str:
 
 
 actuals_job = dg.define_asset_job(
-    ACTUALS_JOB, selection=[planned_vs_actual], partitions_def=monthly_partitions,
+    ACTUALS_JOB, selection=[planned_vs_actual],
     config=dg.PartitionedConfig(partitions_def=monthly_partitions,
                                 run_config_for_partition_key_fn=lambda _key: {},
                                 tags_for_partition_key_fn=lambda key: {MONTH_TAG: key}),

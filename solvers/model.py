@@ -47,7 +47,11 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
     """Allocate the month (SPEC §3); raise InfeasibleError when must_allocate cannot be met."""
     started = time.perf_counter()
     deadline = started + params.time_limit_s * WALL_SAFETY
-    work_budget = params.time_limit_s * WORK_PER_SECOND
+    work_budget = (
+        params.deterministic_work
+        if params.deterministic_work is not None
+        else params.time_limit_s * WORK_PER_SECOND
+    )
     c = compile_instance(instance, params)
     _require_pairs_for_must_allocate(c)
 

@@ -45,6 +45,10 @@ class SolverParams:
     default_cost: int = 10
     # Penalty per request moved away from the previous version's resource (stability).
     move_penalty: int = 1
+    # Deterministic work budget (CP-SAT deterministic seconds plus charged Python work). None:
+    # derived from time_limit_s. Set it to make runs repeat exactly even on a loaded machine;
+    # time_limit_s then only bounds the wall clock.
+    deterministic_work: float | None = None
 
 
 @dataclass

@@ -23,7 +23,7 @@ def contested_month(n_requests: int = 400, n_resources: int = 40, seed: int = 1)
 def test_two_runs_with_the_same_seed_give_identical_allocations():
     requests, resources, eligibility = contested_month()
     inst = instance(requests, resources, eligibility=eligibility)
-    params = SolverParams(time_limit_s=3.0, seed=7)
+    params = SolverParams(time_limit_s=30.0, seed=7, deterministic_work=1.0)
     first, second = solve(inst, params), solve(inst, params)
     assert first.allocations.equals(second.allocations)
     assert first.objective == second.objective
@@ -35,7 +35,7 @@ def test_two_runs_of_the_large_neighbourhood_search_give_identical_allocations(m
     monkeypatch.setattr(solvers.model, "FULL_MODEL_MAX_PAIRS", 0)  # force the LNS path
     requests, resources, eligibility = contested_month(seed=3)
     inst = instance(requests, resources, eligibility=eligibility)
-    params = SolverParams(time_limit_s=2.0, seed=7)
+    params = SolverParams(time_limit_s=30.0, seed=7, deterministic_work=1.0)
     first, second = solve(inst, params), solve(inst, params)
     assert first.status == "FEASIBLE"
     assert first.allocations.equals(second.allocations)
