@@ -20,7 +20,8 @@ from pipelines.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles, actor_from
 from resources.control_store import ControlError, ControlStore
 from resources.settings import Settings
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -93,8 +94,9 @@ def _run_or_fail(job: str, month: str, actor: str | None, note: str | None = Non
     tags = {ACTOR_TAG: actor} if actor else {}
     if note:
         tags[NOTE_TAG] = note
-    with err.status(f"{job} for {month} ..."):
-        outcome = run_job(job, month, tags, run_config)
+    with err.status(f"{job} for {month} ...") as spinner:
+        outcome = run_job(job, month, tags, run_config,
+                          on_progress=lambda text: spinner.update(f"{job} for {month}: {text}"))
     if not outcome.success:
         raise CliError(outcome.error or f"{job} for {month} failed (run {outcome.run_id}).")
     return outcome.run_id
@@ -190,6 +192,9 @@ def _print_mapping(title: str, mapping: dict[str, Any]) -> None:
 @friendly
 def status(month: str, as_json: bool) -> None:
     """Phase, locks, versions with their metrics, finalization and approvals of a month."""
+    from pipelines.monitoring_view import month_health
+    from resources.storage import ExportStore
+
     check_month(month, partitioned=False)
     control = store()
     row = control.month(month)
@@ -205,6 +210,7 @@ def status(month: str, as_json: bool) -> None:
         "adjustments": {"pins": pins, "exclusions": sorted(exclusions)},
         "plan": (control.latest_plan(month) or {}).get("summary"),
         "versions": [_version_summary(v) for v in control.versions(month)],
+        "health": month_health(control, ExportStore(settings().home), month),
     }
     emit(result, as_json, lambda: _print_status(result))
 
@@ -225,6 +231,34 @@ def _print_status(result: dict[str, Any]) -> None:
                       str(v["allocated"]), f"{(v['success_rate'] or 0):.1%}", f"{(v['objective'] or 0):,.0f}",
                       f"{(v['gap'] or 0):.3%}", f"{(v['solve_seconds'] or 0):.1f}", v["note"] or "")
     out.print(table)
+    health = result.get("health") or {}
+    metrics = health.get("metrics") or {}
+    if metrics.get("unprocessed_by_reason"):
+        out.print("unprocessed by reason: " + ", ".join(
+            f"{reason} {count}" for reason, count in sorted(metrics["unprocessed_by_reason"].items())))
+    if health.get("utilization_by_service_region"):
+        util = Table("service", "region", "resources", "capacity", "planned", "utilization", title="Planned utilization")
+        for row in health["utilization_by_service_region"]:
+            util.add_row(str(row.get("service")), str(row.get("region")), str(row.get("resources", "")),
+                         str(row.get("capacity")), str(row.get("planned_units")), _pct(row.get("utilization")))
+        out.print(util)
+    if health.get("planned_vs_actual"):
+        pva = health["planned_vs_actual"]
+        out.print(f"planned vs actual: planned {_pct(pva.get('planned_utilization'))}, "
+                  f"actual {_pct(pva.get('actual_utilization'))}")
+    if len(health.get("trend") or []) > 1:
+        trend = Table("month", "version", "success", "unallocated", "utilization", "objective", "gap", title="Trend")
+        for row in health["trend"]:
+            trend.add_row(row["month"], str(row.get("version") or ""), _pct(row.get("success_rate")),
+                          _pct(row.get("unallocated_ratio")), _pct(row.get("utilization")),
+                          f"{row.get('objective') or 0:,.0f}", _pct(row.get("gap"), 3))
+        out.print(trend)
+    for problem in health.get("problems") or []:
+        out.print(f"[yellow]note:[/yellow] {problem}")
+
+
+def _pct(value: Any, digits: int = 1) -> str:
+    return "" if value is None else f"{float(value):.{digits}%}"
 
 
 @main.command()

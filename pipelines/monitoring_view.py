@@ -114,11 +114,17 @@ def _landed_resources(exports: ExportStore, month: str) -> tuple[pd.DataFrame | 
     """The month's resources and actuals tables as landed, or the sentence saying why not."""
     from checks.inputs import InputError, load_landing
 
+    from solvers.eligibility import monthly_capacity
+
     try:
         tables = load_landing(exports.home, month)
     except InputError as exc:
         return None, None, str(exc)
-    return tables.resources, tables.actuals, None
+    # Utilization is judged against the monthly capacity the solver used: availability when present.
+    resources = tables.resources.copy()
+    resources["capacity"] = monthly_capacity(resources, tables.availability).reindex(
+        resources["resource_id"]).to_numpy()
+    return resources, tables.actuals, None
 
 
 def _stored_metrics(store: ControlStore, month: str, version: int) -> dict[str, Any]:

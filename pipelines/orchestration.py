@@ -9,7 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import threading
+import uuid
+from collections.abc import Callable
+
 import dagster as dg
+
 
 from resources.settings import Settings
 
@@ -92,8 +97,27 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     return "the run failed; see it in the Dagster UI"
 
 
+def _watch(instance: dg.DagsterInstance, run_id: str, done: threading.Event,
+           on_progress: Callable[[str], None]) -> None:
+    """Report the run's latest step and log line (solver progress) while it executes."""
+    seen = 0
+    while not done.wait(0.5):
+        try:
+            records = instance.all_logs(run_id)
+        except Exception:  # noqa: BLE001 - the run may not be stored yet
+            continue
+        for record in records[seen:]:
+            step = record.step_key or ""
+            if record.is_dagster_event and record.dagster_event.event_type_value == "STEP_START":
+                on_progress(f"{step} started")
+            elif not record.is_dagster_event and record.user_message:
+                on_progress(f"{step}: {record.user_message}")
+        seen = len(records)
+
+
 def run_job(job_name: str, month: str | None, tags: dict[str, str],
-            run_config: dict[str, Any] | None = None) -> RunOutcome:
+            run_config: dict[str, Any] | None = None,
+            on_progress: Callable[[str], None] | None = None) -> RunOutcome:
     """Execute a job of the code location in this process, recorded in the instance."""
     from pipelines.definitions import defs
     from pipelines.jobs import month_tags
@@ -102,10 +126,22 @@ def run_job(job_name: str, month: str | None, tags: dict[str, str],
     all_tags = {**(month_tags(month) if month else {}), **tags}
     level = os.environ.get("BATCH_ADMIN_LOG_LEVEL", "CRITICAL").upper()
     run_config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": level}}}}
-    result = job.execute_in_process(
-        instance=instance(), partition_key=month, tags=all_tags, run_config=run_config,
-        raise_on_error=False,
-    )
+    run_id = str(uuid.uuid4())
+    the_instance = instance()
+    done = threading.Event()
+    watcher = None
+    if on_progress is not None:
+        watcher = threading.Thread(target=_watch, args=(the_instance, run_id, done, on_progress), daemon=True)
+        watcher.start()
+    try:
+        result = job.execute_in_process(
+            instance=the_instance, partition_key=month, tags=all_tags, run_config=run_config,
+            raise_on_error=False, run_id=run_id,
+        )
+    finally:
+        done.set()
+        if watcher is not None:
+            watcher.join(timeout=5)
     if not result.success:
         return RunOutcome(result.run_id, False, _failure_message(result))
     return RunOutcome(result.run_id, True)

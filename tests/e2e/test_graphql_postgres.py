@@ -14,7 +14,8 @@ import pytest
 
 from tests.e2e.conftest import BIN, dagster_services
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(360)]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(360),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning:gql")]
 
 LOCATION = "monthly_batch_admin"
 REPOSITORY = "__repository__"
@@ -156,6 +157,8 @@ def test_a_finalized_month_survives_a_backfill_that_gives_the_other_months_new_v
         "selector": {"partitionSetName": "execute_job_partition_set",
                      "repositorySelector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}},
         "partitionNames": months,
+        # Submit the three runs now rather than on the backfill daemon's next 30 s tick; they still queue.
+        "forceSynchronousSubmission": True,
         "tags": [{"key": "batch_admin/actor", "value": "alice"},
                  {"key": "batch_admin/note", "value": "e2e backfill"}],
     }})["launchPartitionBackfill"]
@@ -177,5 +180,4 @@ def test_a_finalized_month_survives_a_backfill_that_gives_the_other_months_new_v
 
     human = cli(env, "status", M1).stdout
     assert "final lock: version 1" in human and "approved by bob" in human
-    for month in (M2, M3):
-        assert f"{month}  phase:" in cli(env, "status", month).stdout
+    assert "e2e backfill" in cli(env, "status", M2).stdout
