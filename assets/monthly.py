@@ -3,19 +3,18 @@
 
 import time
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 
 from assets.partitions import monthly_partitions
+from assets.parts import allocation_parts
 from checks import asset_checks, names
 from pipelines import batch
 from pipelines.guards import begin_write, end_write, refuse
-from pipelines.params import params_snapshot, solver_params
+from pipelines.params import solver_params
 from resources.control_store import ControlError
 from resources.dagster_resources import ControlStoreResource, StorageResource
-from solvers.schema import AllocationInstance, Proposal
 
 # One month per backfill run is a deliberate choice (one month, one run, one lease).
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -29,21 +28,6 @@ def _asset(**kwargs: Any):
     """Every monthly asset: partitioned by month, one month per backfill run."""
     return dg.asset(partitions_def=monthly_partitions, backfill_policy=ONE_MONTH_PER_RUN,
                     group_name=GROUP, **kwargs)
-
-
-@dataclass
-class ProposalResult:
-    """A solved month: the instance it was solved on and the solver's proposal."""
-
-    instance: AllocationInstance
-    proposal: Proposal
-    params: dict[str, Any]
-    fingerprint: str
-    plan_seconds: dict[str, float]
-
-
-def _phase_timer() -> dict[str, float]:
-    return {"started": time.perf_counter()}
 
 
 @_asset()
@@ -124,6 +108,7 @@ def capacity_plan(context: dg.AssetExecutionContext, control: ControlStoreResour
     plan = batch.CapacityPlan(
         month=month, instance=instance, by_group=batch.demand_vs_capacity(instance),
         conflicts=batch.conflicts(instance),
+        fingerprint=tables.fingerprint,
         expected={"allocated": int(allocated.sum()),
                   "success_rate": round(float(allocated.mean()) if len(expected) else 0.0, 4)},
     )
@@ -143,40 +128,24 @@ def capacity_plan(context: dg.AssetExecutionContext, control: ControlStoreResour
 
 @_asset(check_specs=asset_checks.specs("allocation_proposal", asset_checks.PROPOSAL_CHECKS, blocking=True))
 def allocation_proposal(context: dg.AssetExecutionContext, control: ControlStoreResource,
-                        capacity_plan: batch.CapacityPlan, validated_inputs):
+                        allocation_parts: batch.ProposalResult):
     """The solver's proposal for the month, checked before it becomes a version."""
-    from solvers import InfeasibleError, solve
-
     store = control.store()
-    who = begin_write(context, store, "run")
-    try:
-        store.check_can_run(who.month, who.actor, who.note)
-    except ControlError as exc:
-        raise refuse(str(exc)) from None
-    params = solver_params(store.params(who.month))
-
-    def progress(seconds: float, objective: float, bound: float) -> None:
-        context.log.info(f"solve {seconds:6.1f}s objective {objective:,.0f} bound {bound:,.0f}")
-
-    try:
-        proposal = solve(capacity_plan.instance, params, progress=progress)
-    except InfeasibleError as exc:
-        raise refuse(f"No feasible allocation for {who.month}: {exc}") from None
+    begin_write(context, store, "run")
+    proposal = allocation_parts.proposal
     end_write(context, store, "allocation_proposal")
-    result = ProposalResult(capacity_plan.instance, proposal, params_snapshot(params),
-                            validated_inputs.fingerprint, {})
-    yield dg.Output(result, metadata={
+    yield dg.Output(allocation_parts, metadata={
         "status": proposal.status, "objective": proposal.objective, "bound": proposal.bound,
         "gap": proposal.gap, "solve_seconds": round(proposal.solve_seconds, 3),
         "parts": proposal.parts, "conflicts": len(proposal.conflicts),
         **{f"model_{k}": v for k, v in proposal.model_size.items()},
     })
-    yield from asset_checks.proposal_results(capacity_plan.instance, proposal.allocations)
+    yield from asset_checks.proposal_results(allocation_parts.instance, proposal.allocations)
 
 
 @_asset(check_specs=asset_checks.specs("allocation_export", asset_checks.TREND_CHECKS, blocking=False))
 def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreResource,
-                      storage: StorageResource, allocation_proposal: ProposalResult):
+                      storage: StorageResource, allocation_proposal: batch.ProposalResult):
     """A new immutable version of the month's allocation: Parquet rows and manifest."""
     from checks.monitoring import version_metrics
 
@@ -238,5 +207,5 @@ def final_allocation(context: dg.AssetExecutionContext, config: FinalizeConfig,
                                             config.version)
 
 
-monthly_assets = [landed_inputs, validated_inputs, capacity_plan, allocation_proposal,
+monthly_assets = [landed_inputs, validated_inputs, capacity_plan, allocation_parts, allocation_proposal,
                   allocation_export, final_allocation]

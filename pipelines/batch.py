@@ -21,6 +21,7 @@ class CapacityPlan:
     instance: AllocationInstance
     by_group: pd.DataFrame
     conflicts: pd.DataFrame
+    fingerprint: str = ""
     expected: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -34,6 +35,49 @@ class CapacityPlan:
             "conflicts": int(len(self.conflicts)),
             **{f"expected_{k}": v for k, v in self.expected.items()},
         }
+
+
+@dataclass
+class ProposalResult:
+    """A solved month: the instance it was solved on, the proposal, its parameters and inputs."""
+
+    instance: AllocationInstance
+    proposal: Proposal
+    params: dict[str, Any]
+    fingerprint: str
+
+
+def pack_parts(parts: list[AllocationInstance], max_parts: int) -> list[AllocationInstance]:
+    """Independent parts packed into at most max_parts balanced groups (largest first)."""
+    if len(parts) <= max_parts:
+        return parts
+    bins: list[list[AllocationInstance]] = [[] for _ in range(max_parts)]
+    sizes = [0] * max_parts
+    for part in sorted(parts, key=lambda p: len(p.pairs) + len(p.requests), reverse=True):
+        lightest = sizes.index(min(sizes))
+        bins[lightest].append(part)
+        sizes[lightest] += len(part.pairs) + len(part.requests)
+    return [_combine(group) for group in bins if group]
+
+
+def _combine(group: list[AllocationInstance]) -> AllocationInstance:
+    return AllocationInstance(
+        month=group[0].month,
+        requests=pd.concat([p.requests for p in group], ignore_index=True),
+        resources=pd.concat([p.resources for p in group], ignore_index=True),
+        pairs=pd.concat([p.pairs for p in group], ignore_index=True),
+        pins={k: v for p in group for k, v in p.pins.items()},
+        exclusions={r for p in group for r in p.exclusions},
+        previous={k: v for p in group for k, v in p.previous.items()},
+        window_blocked={r for p in group for r in p.window_blocked},
+    )
+
+
+def time_shares(parts: list[AllocationInstance], time_limit_s: float, floor_s: float = 1.0) -> list[float]:
+    """Each part's share of the month's time limit, by size, never below floor_s."""
+    sizes = [len(p.pairs) + len(p.requests) for p in parts]
+    total = sum(sizes) or 1
+    return [max(floor_s, time_limit_s * size / total) for size in sizes]
 
 
 def demand_vs_capacity(instance: AllocationInstance) -> pd.DataFrame:

@@ -11,7 +11,8 @@ from resources.control_store import ControlError, ControlStore
 from resources.settings import Settings
 
 # Assets of the monthly chain in execution order; the last selected one releases the lease.
-CHAIN = ("landed_inputs", "validated_inputs", "capacity_plan", "allocation_proposal", "allocation_export")
+CHAIN = ("landed_inputs", "validated_inputs", "capacity_plan", "allocation_parts", "allocation_proposal",
+         "allocation_export")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,10 @@
 
 import dagster as dg
 
-from assets.monthly import allocation_export, allocation_proposal, capacity_plan, final_allocation, landed_inputs, validated_inputs
+from assets.monthly import (
+    allocation_export, allocation_parts, allocation_proposal, capacity_plan, final_allocation, landed_inputs,
+    validated_inputs,
+)
 from assets.partitions import monthly_partitions
 from pipelines.lifecycle import unlock_month
 from pipelines.roles import ACTOR_TAG, MONTH_TAG
@@ -33,7 +36,8 @@ plan_job = dg.define_asset_job(
 
 execute_job = dg.define_asset_job(
     EXECUTE_JOB,
-    selection=[landed_inputs, validated_inputs, capacity_plan, allocation_proposal, allocation_export],
+    selection=[landed_inputs, validated_inputs, capacity_plan, allocation_parts, allocation_proposal,
+               allocation_export],
     config=_partitioned(),
     description="Run the month: plan, solve, check and write a new version.")
 

@@ -28,6 +28,7 @@ PARAMS: dict[str, ParamSpec] = {
     "workers": ParamSpec(int, 1, 64, "solver worker threads"),
     "default_cost": ParamSpec(int, 0, 1_000_000, "cost of a pair that is neither preferred nor continuing"),
     "move_penalty": ParamSpec(int, 0, 1_000_000, "penalty per request moved from the previous version"),
+    "max_parts": ParamSpec(int, 1, 256, "most steps one month's solve fans out to (independent parts)"),
     **{f"weight.{p}": ParamSpec(int, 0, 1_000_000, f"objective weight of priority {p}") for p in range(1, 6)},
 }
 
@@ -56,6 +57,14 @@ def validate(key: str, raw: Any) -> Any:
     return value
 
 
+# Parameters of the pipeline rather than of the solver.
+PIPELINE_PARAMS = {"max_parts": 8}
+
+
+def max_parts(stored: dict[str, Any]) -> int:
+    return int(stored.get("max_parts", PIPELINE_PARAMS["max_parts"]))
+
+
 def solver_params(stored: dict[str, Any]) -> SolverParams:
     """The solver parameters of a month: defaults overridden by what admins set."""
     weights = dict(DEFAULT_WEIGHTS)
@@ -63,7 +72,7 @@ def solver_params(stored: dict[str, Any]) -> SolverParams:
     for key, value in stored.items():
         if key.startswith("weight."):
             weights[int(key.split(".", 1)[1])] = int(value)
-        elif key in PARAMS:
+        elif key in PARAMS and key not in PIPELINE_PARAMS:
             kwargs[key] = PARAMS[key].kind(value)
     return SolverParams(weights=weights, **kwargs)
 

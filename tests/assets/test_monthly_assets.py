@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import pytest
 from click.testing import CliRunner
 
 from assets.monthly import monthly_assets
@@ -53,7 +52,7 @@ def test_the_partitions_are_months_up_to_and_including_next_month():
 def test_the_asset_graph_keeps_its_keys_checks_and_partitions():
     graph = defs.resolve_asset_graph()
     keys = sorted(k.to_user_string() for k in graph.get_all_asset_keys())
-    assert keys == sorted(["landed_inputs", "validated_inputs", "capacity_plan", "allocation_proposal",
+    assert keys == sorted(["landed_inputs", "validated_inputs", "capacity_plan", "allocation_parts", "allocation_proposal",
                            "allocation_export", "final_allocation", "planned_vs_actual"])
     checks = sorted(k.name for k in graph.asset_check_keys)
     assert checks == sorted(["inputs_meet_expectations", "no_resource_over_capacity", "no_ineligible_pair",

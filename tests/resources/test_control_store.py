@@ -6,7 +6,6 @@ import multiprocessing
 import time
 
 import pytest
-import sqlalchemy as sa
 
 from resources.control_store import (
     PHASE_FINALIZED, PHASE_OPEN, PHASE_PLANNING, PHASE_PROPOSED, ControlError, ControlStore,

@@ -1,6 +1,5 @@
 """Derived eligibility, costs, capacities and date windows (SPEC §2)."""
 
-import pandas as pd
 
 from solvers import SolverParams, solve
 from tests.solvers.builders import FAST, availability_table, eligibility_table, instance, requests_table, resources_table, row

@@ -1,6 +1,5 @@
 """Random months: every proposal satisfies the executable spec in solvers.validation."""
 
-import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
