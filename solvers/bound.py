@@ -1,11 +1,12 @@
-"""LP relaxation bound of the allocation model (GLOP), the yardstick for large months."""
+"""LP relaxation bound of the allocation model (HiGHS on sparse matrices), the yardstick for large months."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from ortools.linear_solver import pywraplp
+from scipy.optimize import linprog
+from scipy.sparse import csr_matrix
 
 from solvers.compiled import NO_PAIR, CompiledInstance, compile_instance
 from solvers.schema import AllocationInstance, SolverParams
@@ -35,44 +36,50 @@ def compiled_lp_bound(c: CompiledInstance, time_limit_s: float = 600.0) -> float
 
 
 def lp_relaxation(c: CompiledInstance, time_limit_s: float = 600.0) -> LpRelaxation:
-    """Solve the LP relaxation with GLOP."""
-    solver = pywraplp.Solver.CreateSolver("GLOP")
-    solver.SetTimeLimit(int(time_limit_s * 1000))
-    pinned = np.zeros(c.num_pairs, dtype=bool)
-    pinned[c.pinned_pair[c.pinned_pair != NO_PAIR]] = True
-    x = [solver.NumVar(1.0 if fixed else 0.0, 1.0, "") for fixed in pinned.tolist()]
-    objective = solver.Objective()
-    for var, value in zip(x, c.pair_value.tolist()):
-        objective.SetCoefficient(var, float(value))
-    objective.SetMaximization()
-    starts = c.pair_request_start.tolist()
-    must = c.must_allocate.tolist()
-    for i in range(c.num_requests):
-        lo, hi = starts[i], starts[i + 1]
-        if hi - lo <= 1 and not must[i]:
-            continue  # x <= 1 already
-        row = solver.Constraint(1.0 if must[i] else 0.0, 1.0)
-        for p in range(lo, hi):
-            row.SetCoefficient(x[p], 1.0)
-    units = c.pair_units.tolist()
-    resource_start = c.resource_start.tolist()
-    resource_pairs = c.resource_pairs.tolist()
-    capacity_rows = {}
-    for r, capacity in enumerate(c.capacity.tolist()):
-        block = resource_pairs[resource_start[r] : resource_start[r + 1]]
-        if sum(units[p] for p in block) <= capacity:
-            continue
-        row = capacity_rows[r] = solver.Constraint(0.0, float(capacity))
-        for p in block:
-            row.SetCoefficient(x[p], float(units[p]))
-    status = solver.Solve()
-    if status != pywraplp.Solver.OPTIMAL:
-        raise BoundError(f"LP relaxation not solved to optimality (GLOP status {status})")
-    dual = np.zeros(len(c.capacity))
-    for r, row in capacity_rows.items():
-        dual[r] = row.dual_value()
-    return LpRelaxation(
-        bound=float(objective.Value()) + c.objective_offset,
-        x=np.array([v.solution_value() for v in x]),
-        resource_dual=dual,
+    """Solve the LP relaxation with HiGHS; rows and columns are built as whole arrays, no Python loops."""
+    n_pairs, n_requests, n_resources = c.num_pairs, c.num_requests, len(c.capacity)
+    if n_pairs == 0:
+        return LpRelaxation(float(c.objective_offset), np.zeros(0), np.zeros(n_resources))
+    columns = np.arange(n_pairs)
+    # One row per request (sum <= 1, or == 1 when must_allocate) and one per resource
+    # (sum of pair units <= capacity); a resource whose pairs all fit together needs no row.
+    resource_total = np.bincount(c.pair_resource, weights=c.pair_units, minlength=n_resources)
+    binding = resource_total > c.capacity
+    capacity_rows = np.cumsum(binding) - 1
+    on_binding = binding[c.pair_resource]
+    must = c.must_allocate[c.pair_request]
+    optional_rows = np.cumsum(~c.must_allocate) - 1
+    must_rows = np.cumsum(c.must_allocate) - 1
+    n_optional, n_must, n_capacity = int((~c.must_allocate).sum()), int(c.must_allocate.sum()), int(binding.sum())
+    a_ub = csr_matrix(
+        (
+            np.concatenate([np.ones(int((~must).sum())), c.pair_units[on_binding].astype(float)]),
+            (
+                np.concatenate([optional_rows[c.pair_request[~must]], n_optional + capacity_rows[c.pair_resource[on_binding]]]),
+                np.concatenate([columns[~must], columns[on_binding]]),
+            ),
+        ),
+        shape=(n_optional + n_capacity, n_pairs),
     )
+    b_ub = np.concatenate([np.ones(n_optional), c.capacity[binding].astype(float)])
+    a_eq = b_eq = None
+    if n_must:
+        a_eq = csr_matrix(
+            (np.ones(int(must.sum())), (must_rows[c.pair_request[must]], columns[must])), shape=(n_must, n_pairs)
+        )
+        b_eq = np.ones(n_must)
+    lower = np.zeros(n_pairs)
+    lower[c.pinned_pair[c.pinned_pair != NO_PAIR]] = 1.0
+    result = linprog(
+        -c.pair_value.astype(float),
+        A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq,
+        bounds=np.column_stack([lower, np.ones(n_pairs)]),
+        method="highs",
+        options={"time_limit": float(time_limit_s), "presolve": True},
+    )
+    if result.status != 0:
+        raise BoundError(f"LP relaxation not solved to optimality (HiGHS: {result.message})")
+    dual = np.zeros(n_resources)
+    # HiGHS reports d(objective)/d(b) of the minimisation; the capacity price is its negation.
+    dual[binding] = -np.asarray(result.ineqlin.marginals)[n_optional:]
+    return LpRelaxation(bound=-float(result.fun) + c.objective_offset, x=np.asarray(result.x), resource_dual=dual)

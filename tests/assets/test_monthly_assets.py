@@ -133,3 +133,17 @@ def test_dagster_loads_and_validates_the_code_location_from_the_root():
     result = subprocess.run([str(exe), "definitions", "validate", "-w", "workspace.yaml"], cwd=root,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_month_solve_fans_out_as_one_step_per_part(home):
+    month = MONTHS[-1]
+    land(month, requests=400)
+    cli("params", month, "--actor", "alice", "--set", "max_parts=3")
+    outcome = run_job(EXECUTE_JOB, month, {ACTOR_TAG: "alice"})
+    assert outcome.success, outcome.error
+    prepare_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        steps = {s.step_key for s in instance.get_run_step_stats(outcome.run_id)}
+    assert {f"allocation_parts.solve_part[part_{i}]" for i in range(3)} <= steps
+    manifest_parts = ControlStore(Settings.from_env().control_url).versions(month)[0]["metrics"]["parts"]
+    assert manifest_parts == 3
