@@ -156,6 +156,10 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
     proposal = allocation_proposal.proposal
     rows = batch.allocation_rows(who.month, version, allocation_proposal.instance, proposal)
     metrics = version_metrics(rows, allocation_proposal.instance.resources)
+    # Duration of each phase of this run so far, CPU time and peak memory of the solve (SPEC §7).
+    metrics["phase_seconds"] = batch.phase_seconds(context.instance.get_run_step_stats(who.run_id))
+    metrics.update(allocation_proposal.usage)
+    metrics["model_size"] = proposal.model_size
     solver = {"status": proposal.status, "objective": proposal.objective, "bound": proposal.bound,
               "gap": proposal.gap, "solve_seconds": proposal.solve_seconds,
               "model_size": proposal.model_size, "parts": proposal.parts,

@@ -51,9 +51,18 @@ def split_month(context: dg.OpExecutionContext, control: ControlStoreResource, c
         yield dg.DynamicOutput(PartTask(index, len(parts), part, share), mapping_key=f"part_{index}")
 
 
+@dataclass
+class PartResult:
+    """A solved part and what solving it cost (wall and CPU seconds, peak memory)."""
+
+    proposal: Proposal
+    usage: dict
+
+
 @dg.op
-def solve_part(context: dg.OpExecutionContext, control: ControlStoreResource, task: PartTask) -> Proposal:
+def solve_part(context: dg.OpExecutionContext, control: ControlStoreResource, task: PartTask) -> PartResult:
     """Solve one part with its share of the time limit; progress goes to the run's log."""
+    from checks.monitoring import ResourceUsage
     from solvers import InfeasibleError, solve
 
     params = replace(solver_params(control.store().params(context.partition_key)), time_limit_s=task.time_limit_s)
@@ -63,27 +72,32 @@ def solve_part(context: dg.OpExecutionContext, control: ControlStoreResource, ta
         context.log.info(f"{label} solve {seconds:6.1f}s objective {objective:,.0f} bound {bound:,.0f}")
 
     try:
-        proposal = solve(task.instance, params, progress=progress)
+        with ResourceUsage().measure("solve") as usage:
+            proposal = solve(task.instance, params, progress=progress)
     except InfeasibleError as exc:
         raise refuse(f"No feasible allocation for {context.partition_key} ({label}): {exc}") from None
     context.log.info(f"{label}: {len(task.instance.requests)} requests, objective {proposal.objective:,.0f}, "
                      f"gap {proposal.gap:.3%}, {proposal.solve_seconds:.1f}s")
-    return proposal
+    return PartResult(proposal, dict(usage))
 
 
 @dg.op
 def merge_parts(context: dg.OpExecutionContext, control: ControlStoreResource,
-                capacity_plan: batch.CapacityPlan, proposals: list[Proposal]) -> batch.ProposalResult:
+                capacity_plan: batch.CapacityPlan, results: list[PartResult]) -> batch.ProposalResult:
     """One proposal for the month: allocations concatenated, objectives and bounds added."""
     from solvers.decompose import merge_proposals
 
     store = control.store()
-    ordered = sorted(proposals, key=lambda p: p.allocations["request_id"].iloc[0] if len(p.allocations) else "")
-    merged = merge_proposals(capacity_plan.instance, ordered)
+    merged = merge_proposals(capacity_plan.instance, [r.proposal for r in results])
+    usage = {
+        "solve_wall_seconds": round(sum(r.usage.get("wall_seconds") or 0 for r in results), 3),
+        "solve_cpu_seconds": round(sum(r.usage.get("cpu_seconds") or 0 for r in results), 3),
+        "peak_rss_mb": max((r.usage.get("peak_rss_mb") or 0 for r in results), default=None),
+    }
     end_write(context, store, "allocation_parts")
     return batch.ProposalResult(capacity_plan.instance, merged,
                                 params_snapshot(solver_params(store.params(context.partition_key))),
-                                capacity_plan.fingerprint)
+                                capacity_plan.fingerprint, usage)
 
 
 @dg.graph_asset(partitions_def=monthly_partitions, backfill_policy=dg.BackfillPolicy.multi_run(1),

@@ -10,7 +10,7 @@ import pandas as pd
 from solvers.schema import AllocationInstance, Proposal
 
 ROW_COLUMNS = ["month", "version", "request_id", "customer_id", "service", "region", "priority",
-               "resource_id", "units", "cost", "status", "reason"]
+               "resource_id", "units", "cost", "status", "reason", "reason_detail"]
 
 
 @dataclass
@@ -45,6 +45,18 @@ class ProposalResult:
     proposal: Proposal
     params: dict[str, Any]
     fingerprint: str
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+def phase_seconds(step_stats) -> dict[str, float]:
+    """Wall seconds of each phase of a run, from Dagster's step statistics (parts added up)."""
+    phases: dict[str, float] = {}
+    for stat in step_stats:
+        if stat.start_time is None or stat.end_time is None:
+            continue
+        phase = stat.step_key.split(".", 1)[0].split("[", 1)[0]
+        phases[phase] = round(phases.get(phase, 0.0) + stat.end_time - stat.start_time, 3)
+    return phases
 
 
 def pack_parts(parts: list[AllocationInstance], max_parts: int) -> list[AllocationInstance]:
@@ -73,7 +85,7 @@ def _combine(group: list[AllocationInstance]) -> AllocationInstance:
     )
 
 
-def time_shares(parts: list[AllocationInstance], time_limit_s: float, floor_s: float = 1.0) -> list[float]:
+def time_shares(parts: list[AllocationInstance], time_limit_s: float, floor_s: float = 0.2) -> list[float]:
     """Each part's share of the month's time limit, by size, never below floor_s."""
     sizes = [len(p.pairs) + len(p.requests) for p in parts]
     total = sum(sizes) or 1
@@ -117,6 +129,7 @@ def allocation_rows(month: str, version: int, instance: AllocationInstance, prop
     rows["units"] = rows["units"].fillna(0).astype("int64")
     rows["cost"] = rows["cost"].fillna(0).astype("int64")
     rows["priority"] = rows["priority"].astype("int64")
+    rows["reason_detail"] = rows["detail"] if "detail" in rows.columns else None
     return rows[ROW_COLUMNS]
 
 

@@ -52,6 +52,8 @@ ALLOCATION_SCHEMA = pa.schema(
         pa.field("cost", pa.int64(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
         pa.field("reason", pa.string(), nullable=True),
+        # Why, specifically: which constraint and which resources were full (issue 6 §5).
+        pa.field("reason_detail", pa.string(), nullable=True),
     ],
     metadata={"batch_admin.schema_version": str(SCHEMA_VERSION)},
 )
@@ -463,6 +465,8 @@ def _allocation_table(rows: pd.DataFrame, month: str, version: int) -> pa.Table:
         if name in rows.columns and len(rows) and not (rows[name].astype(str) == str(value)).all():
             raise ExportError(f"Column {name!r} of the rows disagrees with the {name} being written ({value}).")
         rows[name] = value
+    if "reason_detail" not in rows.columns:
+        rows["reason_detail"] = None
     missing = [c for c in ALLOCATION_COLUMNS if c not in rows.columns]
     extra = [c for c in rows.columns if c not in ALLOCATION_COLUMNS]
     if missing or extra:
@@ -689,7 +693,8 @@ def _aggregates(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     service_region_columns = [
         "service", "region", "requests", "allocated", "unallocated", "success_rate", "units_allocated", "cost",
     ]
-    unallocated_columns = ["request_id", "customer_id", "service", "region", "priority", "units", "status", "reason"]
+    unallocated_columns = ["request_id", "customer_id", "service", "region", "priority", "units", "status", "reason",
+                           "reason_detail"]
     return {
         "per_resource": per_resource,
         "per_service_region": per_service_region[service_region_columns],

@@ -1,7 +1,9 @@
 """Allocation solver of the monthly batch: instance building, CP-SAT model, validation (no Dagster)."""
 
 from solvers.eligibility import build_instance
-from solvers.model import InfeasibleError, solve
+from solvers.model import InfeasibleError, NoSolutionError, solve
 from solvers.schema import AllocationInstance, Proposal, SolverParams
 
-__all__ = ["build_instance", "solve", "SolverParams", "AllocationInstance", "Proposal", "InfeasibleError"]
+__all__ = [
+    "build_instance", "solve", "SolverParams", "AllocationInstance", "Proposal", "InfeasibleError", "NoSolutionError",
+]

@@ -32,12 +32,19 @@ class SubSolve:
 
 @dataclass
 class SearchLimits:
-    """CP-SAT limits: deterministic ones decide the result, the wall clock is only a safety net."""
+    """CP-SAT limits.
+
+    deterministic=True: the deterministic time decides the result (workers > 1 run
+    interleave_search), the wall clock is only a safety net, so runs repeat exactly.
+    deterministic=False: the wall clock decides and workers > 1 run CP-SAT's parallel portfolio
+    (much stronger on tight months, but two runs may differ).
+    """
 
     deterministic_time: float
     wall_seconds: float
     seed: int
     workers: int = 1
+    deterministic: bool = True
 
 
 def sub_pairs(c: CompiledInstance, requests: np.ndarray, resource_mask: np.ndarray | None) -> np.ndarray:
@@ -55,15 +62,17 @@ def sub_pairs(c: CompiledInstance, requests: np.ndarray, resource_mask: np.ndarr
 class _Progress(cp_model.CpSolverSolutionCallback):
     """Reports (seconds, objective, bound) of the whole month at each improving solution."""
 
-    def __init__(self, report: Callable[[float, float, float], None], offset: float, start: float):
+    def __init__(
+        self, report: Callable[[float, float, float], None], offset: float, bound_offset: float, start: float
+    ):
         super().__init__()
-        self._report, self._offset, self._start = report, offset, start
+        self._report, self._offset, self._bound_offset, self._start = report, offset, bound_offset, start
 
     def on_solution_callback(self) -> None:
         self._report(
             time.perf_counter() - self._start,
             self.objective_value + self._offset,
-            self.best_objective_bound + self._offset,
+            self.best_objective_bound + self._bound_offset,
         )
 
 
@@ -78,13 +87,15 @@ def solve_part(
     progress_offset: float = 0.0,
     progress_start: float = 0.0,
     maximise_served_must: bool = False,
+    progress_bound_offset: float | None = None,
 ) -> SubSolve:
     """Solve the model for `requests` on resources with `room` units free.
 
     Each request takes at most one pair (exactly one when must_allocate), a resource's pair
     units stay within its room, and the sum of pair values is maximised. With
     maximise_served_must, must_allocate becomes soft and the count served is maximised instead
-    (used to name the requests that cannot be served).
+    (used to name the requests that cannot be served). progress gets the sub-model's objective
+    plus progress_offset and its bound plus progress_bound_offset (default progress_offset).
     """
     started = time.perf_counter()
     pairs = sub_pairs(c, requests, resource_mask)
@@ -131,24 +142,26 @@ def solve_part(
             model.add_hint(var, value)
 
     solver = cp_model.CpSolver()
-    solver.parameters.max_deterministic_time = float(limits.deterministic_time)
+    if limits.deterministic:
+        solver.parameters.max_deterministic_time = float(limits.deterministic_time)
     solver.parameters.max_time_in_seconds = float(max(limits.wall_seconds, 0.01))
     solver.parameters.random_seed = int(limits.seed)
     solver.parameters.num_workers = int(limits.workers)
-    if limits.workers > 1:
+    if limits.workers > 1 and limits.deterministic:
         # Deterministic parallel search: workers run in fixed batches (independent of timing).
         solver.parameters.interleave_search = True
-    callback = _Progress(progress, progress_offset, progress_start) if progress else None
+    bound_offset = progress_offset if progress_bound_offset is None else progress_bound_offset
+    callback = _Progress(progress, progress_offset, bound_offset, progress_start) if progress else None
     status = solver.solve(model, callback)
     chosen = np.full(len(requests), NO_PAIR, dtype=np.int64)
-    objective = bound = 0.0
+    objective = 0.0
+    # Without a solution CP-SAT's bound is still valid (its relaxation), unless infeasible.
+    bound = solver.best_objective_bound if status != cp_model.INFEASIBLE else 0.0
     if status in SOLVED:
         values = np.array([solver.boolean_value(v) for v in x], dtype=bool) if n else np.zeros(0, bool)
         picked = pairs[values]
-        position = {int(i): k for k, i in enumerate(requests.tolist())}
-        for p in picked.tolist():
-            chosen[position[int(c.pair_request[p])]] = p
-        objective, bound = solver.objective_value, solver.best_objective_bound
+        chosen[np.searchsorted(requests, c.pair_request[picked])] = picked
+        objective = solver.objective_value
     return SubSolve(
         status=status,
         requests=requests,

@@ -47,11 +47,17 @@ def improve(
     progress: Callable[[float, float, float], None] | None = None,
     progress_start: float = 0.0,
     bound: float = float("inf"),
+    resources: np.ndarray | None = None,
 ) -> tuple[np.ndarray, LnsStats]:
-    """Improve `assign` by repeated exact re-solves of neighbourhoods until the budget is spent."""
+    """Improve `assign` by repeated exact re-solves of neighbourhoods until the budget is spent.
+
+    Neighbourhoods are seeded on `resources` (default: every resource with pairs).
+    """
     stats = LnsStats()
     assign = assign.copy()
     movable_resources = np.flatnonzero(np.diff(c.resource_start) > 0)
+    if resources is not None:
+        movable_resources = np.intersect1d(movable_resources, resources)
     if len(movable_resources) == 0:
         return assign, stats
     rng = np.random.default_rng(seed)

@@ -1,110 +1,160 @@
-"""solve(): greedy warm start, CP-SAT on the whole month when it fits, LNS, then explanations."""
+"""solve(): greedy warm start, then each independent component of the month by CP-SAT (LNS when huge)."""
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 from ortools.sat.python import cp_model
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
+from solvers.bound import LpRelaxation, lp_relaxation
 from solvers.compiled import NO_PAIR, CompiledInstance, compile_instance
-from solvers.bound import lp_relaxation
-from solvers.cpsat import SOLVED, SearchLimits, solve_part
+from solvers.cpsat import SOLVED, SearchLimits, SubSolve, solve_part, sub_pairs
 from solvers.explain import allocation_table
-from solvers.greedy import greedy_fill, initial_assignment
+from solvers.greedy import greedy_fill, initial_assignment, request_best_value_and_units
 from solvers.lns import improve
 from solvers.schema import AllocationInstance, Proposal, SolverParams
 
-# Months up to this many pairs get a CP-SAT model of the whole month before LNS.
+# Components up to this many pairs get one CP-SAT model (hinted with the greedy) for their whole
+# share of the time; larger ones get LP rounding plus LNS.
 FULL_MODEL_MAX_PAIRS = 150_000
-# Deterministic work units per second of params.time_limit_s (calibrated on 2 cores so that a
-# run uses about 80 % of its time limit; the wall clock is only a safety net).
-WORK_PER_SECOND = 0.5
-# Deterministic work charged for the LP relaxation, per pair.
-LP_WORK_PER_PAIR = 5e-6
-# The wall clock stops the search only past this multiple of the time limit (a loaded machine);
-# before that, deterministic limits alone decide, so runs repeat exactly.
+# The wall clock stops a deterministic run only past this multiple of the time limit (a loaded
+# machine); before that, deterministic limits alone decide, so runs repeat exactly.
 WALL_SAFETY = 1.2
-# Share of the work budget given to the whole-month CP-SAT model (divided by params.workers:
-# with interleave_search the deterministic time of every worker is counted).
-FULL_MODEL_SHARE = 0.5
+# A month where no allocation serving every must_allocate request is found within the time
+# limit keeps searching for a first one up to this multiple of the limit before giving up.
+FEASIBILITY_SAFETY = 2.0
+# Wall time kept back for the allocation table and explanations, per request.
+EXPLAIN_SECONDS_PER_REQUEST = 2e-5
+# Share of a large component's time given to placing its must_allocate requests first.
+MUST_SHARE = 0.5
 
 Progress = Callable[[float, float, float], None]
 
 
 class InfeasibleError(RuntimeError):
-    """must_allocate requests that no allocation can serve; request_ids names them."""
+    """must_allocate requests that no allocation can serve (proven by CP-SAT); request_ids names them."""
 
     def __init__(self, message: str, request_ids: list[str]):
         super().__init__(message)
         self.request_ids = request_ids
 
 
+class NoSolutionError(RuntimeError):
+    """No allocation serving every must_allocate request found in time (not proven infeasible)."""
+
+    def __init__(self, message: str, request_ids: list[str]):
+        super().__init__(message)
+        self.request_ids = request_ids
+
+
+@dataclass
+class Budget:
+    """The time left for the search: deterministic work (exact repeats) or the wall clock."""
+
+    deterministic: bool
+    started: float
+    wall_end: float  # when the search should be over (wall mode), before explanations
+    safety_end: float  # the wall clock's hard stop
+    work: float = math.inf  # deterministic mode: work units left
+
+    def left(self) -> float:
+        if self.deterministic:
+            return max(self.work, 0.0)
+        return max(self.wall_end - time.perf_counter(), 0.0)
+
+    def limits(self, share: float, params: SolverParams) -> SearchLimits:
+        # interleave_search runs the workers in turn, so each gets its part of the share.
+        return SearchLimits(
+            deterministic_time=max(share / max(params.workers, 1), 0.01),
+            wall_seconds=max(share if not self.deterministic else self.safety_end - time.perf_counter(), 0.01),
+            seed=params.seed,
+            workers=params.workers,
+            deterministic=self.deterministic,
+        )
+
+    def charge(self, work: float) -> None:
+        self.work -= work
+
+
 def solve(instance: AllocationInstance, params: SolverParams, progress: Progress | None = None) -> Proposal:
-    """Allocate the month (SPEC §3); raise InfeasibleError when must_allocate cannot be met."""
+    """Allocate the month (SPEC §3); raise InfeasibleError when must_allocate provably cannot be met."""
     started = time.perf_counter()
-    deadline = started + params.time_limit_s * WALL_SAFETY
-    work_budget = (
-        params.deterministic_work
-        if params.deterministic_work is not None
-        else params.time_limit_s * WORK_PER_SECOND
-    )
     c = compile_instance(instance, params)
     _require_pairs_for_must_allocate(c)
+    deterministic = params.deterministic_work is not None
+    budget = Budget(
+        deterministic=deterministic,
+        started=started,
+        wall_end=started + params.time_limit_s - EXPLAIN_SECONDS_PER_REQUEST * c.num_requests,
+        safety_end=started + params.time_limit_s * WALL_SAFETY,
+        work=params.deterministic_work if deterministic else math.inf,
+    )
 
-    assign = greedy_fill(c, initial_assignment(c))
-    room = c.capacity - c.load(initial_assignment(c))
+    pinned = initial_assignment(c)
+    assign = greedy_fill(c, pinned)
+    room = c.capacity - c.load(pinned)
     free = np.flatnonzero((c.pinned_pair == NO_PAIR) & (np.diff(c.pair_request_start) > 0))
-    pinned_value = c.objective(initial_assignment(c))
-    bound = math.inf
-    proven = False
-    work = 0.0
-    model_size = {"variables": 0, "constraints": 0, "pairs": c.num_pairs}
+    pinned_value = float(c.objective(pinned))
+    trivial = _trivial_bound(c)
+    parts = components(c, free)
+    part_pairs = [int(np.diff(c.pair_request_start)[part].sum()) for part in parts]
+    part_bound = [float(trivial[part].sum()) for part in parts]
+    proven = [False] * len(parts)
+    model_size = {"variables": 0, "constraints": 0, "pairs": c.num_pairs, "components": len(parts)}
+    relaxation: LpRelaxation | None = None
 
-    must_unserved = c.must_allocate & (assign == NO_PAIR) & ~c.pin_dropped & ~c.excluded
-    if must_unserved.any() and c.num_pairs > FULL_MODEL_MAX_PAIRS:
-        # Too big for one model: place the must_allocate requests first, then fill greedily.
-        must = free[c.must_allocate[free]]
-        result = _solve_or_explain(c, must, room, work_budget * 0.5, deadline, params, assign)
-        work += result.deterministic_time
-        assign[must] = result.chosen
-        assign = greedy_fill(c, assign)
-    elif c.num_pairs <= FULL_MODEL_MAX_PAIRS:
-        result = _solve_or_explain(
-            c, free, room, work_budget * FULL_MODEL_SHARE / max(params.workers, 1), deadline, params,
-            assign, progress, started, pinned_value,
-        )
-        work += result.deterministic_time
-        assign[free] = result.chosen
-        bound = result.bound + pinned_value
-        proven = result.status == cp_model.OPTIMAL
-        model_size.update(variables=result.num_variables, constraints=result.num_constraints)
-
-    if not proven and c.num_pairs > FULL_MODEL_MAX_PAIRS:
-        # Large month: round the LP relaxation (its integral part is feasible), fill the rest
-        # greedily at LP prices; the LP optimum is also the bound.
-        relaxation = lp_relaxation(c, max(deadline - time.perf_counter(), 1.0))
-        work += LP_WORK_PER_PAIR * c.num_pairs
-        bound = relaxation.bound
-        rounded = initial_assignment(c)
-        integral = np.flatnonzero(relaxation.x > 1 - 1e-6)
-        integral = integral[rounded[c.pair_request[integral]] == NO_PAIR]
-        rounded[c.pair_request[integral]] = integral
-        rounded = greedy_fill(c, rounded, resource_price=relaxation.resource_dual)
-        serves_must = not (c.must_allocate & (rounded == NO_PAIR) & (np.diff(c.pair_request_start) > 0)).any()
-        if serves_must and c.objective(rounded) > c.objective(assign):
+    for k, part in enumerate(parts):
+        share = budget.left() * part_pairs[k] / max(sum(part_pairs[k:]), 1)
+        offset = float(c.objective(assign)) - float(c.pair_value[_chosen(assign[part])].sum())
+        bound_offset = pinned_value + sum(part_bound) - part_bound[k]
+        if part_pairs[k] <= FULL_MODEL_MAX_PAIRS:
+            result = _solve_or_explain(c, part, room, budget, share, params, assign,
+                                       progress, offset, bound_offset)
+            assign[part] = result.chosen
+            part_bound[k] = min(part_bound[k], result.bound)
+            proven[k] = result.status == cp_model.OPTIMAL
+            model_size["variables"] += result.num_variables
+            model_size["constraints"] += result.num_constraints
+            continue
+        # A huge component: must_allocate first, then LP rounding, then LNS on its resources.
+        part_started = time.perf_counter()
+        must = part[c.must_allocate[part]]
+        if (assign[must] == NO_PAIR).any():
+            result = _solve_or_explain(c, must, room, budget, share * MUST_SHARE, params, assign)
+            assign[must] = result.chosen
+            assign = greedy_fill(c, assign, requests=part)
+        if relaxation is None:
+            relaxation = lp_relaxation(c, max(budget.safety_end - time.perf_counter(), 1.0))
+        pairs = sub_pairs(c, part, None)
+        part_bound[k] = min(part_bound[k], float(c.pair_value[pairs] @ relaxation.x[pairs]))
+        rounded = _lp_rounding(c, assign, part, pairs, relaxation)
+        if not (c.must_allocate[part] & (rounded[part] == NO_PAIR)).any() and (
+            c.objective(rounded) > c.objective(assign)
+        ):
             assign = rounded
-    if not proven:
-        assign, _ = improve(
-            c, assign, max(work_budget - work, 0.0), deadline, params.seed, progress, started, bound
-        )
-        assign = greedy_fill(c, assign)  # anything that still fits and adds value
+        resources = np.unique(c.pair_resource[pairs])
+        if deterministic:
+            budget.charge(LP_WORK_PER_PAIR * len(pairs))
+            work, deadline = share - LP_WORK_PER_PAIR * len(pairs), budget.safety_end
+        else:
+            work, deadline = math.inf, part_started + share
+        assign, stats = improve(c, assign, max(work, 0.0), deadline, params.seed, progress, started,
+                                pinned_value + sum(part_bound), resources=resources)
+        budget.charge(stats.work)
+
+    assign = greedy_fill(c, assign)  # anything that still fits and adds value
     objective = float(c.objective(assign))
-    if proven or objective >= bound:
-        bound, proven = objective, True
+    bound = pinned_value + float(sum(part_bound))
+    if all(proven) or objective >= bound:
+        bound, status = objective, "OPTIMAL"
+    else:
+        status = "FEASIBLE"
     if progress:
         progress(time.perf_counter() - started, objective, bound)
     return Proposal(
@@ -112,7 +162,7 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
         objective=objective,
         bound=float(bound),
         gap=relative_gap(objective, bound),
-        status="OPTIMAL" if proven else "FEASIBLE",
+        status=status,
         solve_seconds=time.perf_counter() - started,
         model_size=model_size,
         parts=1,
@@ -120,11 +170,62 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
     )
 
 
+# Deterministic work charged for the LP relaxation, per pair (deterministic mode only).
+LP_WORK_PER_PAIR = 5e-6
+
+
+def components(c: CompiledInstance, requests: np.ndarray) -> list[np.ndarray]:
+    """`requests` grouped into independent components (no shared resource), smallest first.
+
+    Small components usually finish at a proven optimum well inside their share of the time, and
+    what they leave flows to the larger ones solved after them.
+    """
+    if len(requests) == 0:
+        return []
+    pairs = sub_pairs(c, requests, None)
+    n = c.num_requests
+    graph = coo_matrix(
+        (np.ones(len(pairs)), (c.pair_request[pairs], n + c.pair_resource[pairs])),
+        shape=(n + len(c.capacity), n + len(c.capacity)),
+    )
+    _, label = connected_components(graph, directed=False)
+    request_label = label[requests]
+    order = np.lexsort((requests, request_label))
+    grouped = requests[order]
+    cuts = np.flatnonzero(np.diff(request_label[order])) + 1
+    parts = np.split(grouped, cuts)
+    sizes = [int(np.diff(c.pair_request_start)[part].sum()) for part in parts]
+    ranked = sorted(range(len(parts)), key=lambda k: (sizes[k], int(parts[k][0])))
+    return [parts[k] for k in ranked]
+
+
 def relative_gap(objective: float, bound: float) -> float:
     """(bound - objective) / max(1, |bound|); inf when there is no bound."""
     if math.isinf(bound):
         return math.inf
     return max(bound - objective, 0.0) / max(1.0, abs(bound))
+
+
+def _chosen(assigned: np.ndarray) -> np.ndarray:
+    """The pairs of an assignment slice, without NO_PAIR."""
+    return assigned[assigned != NO_PAIR]
+
+
+def _trivial_bound(c: CompiledInstance) -> np.ndarray:
+    """Per request, the most it can add: its best pair (must_allocate), or that or nothing."""
+    best_value, _ = request_best_value_and_units(c)
+    return np.where(c.must_allocate, best_value, np.maximum(best_value, 0.0))
+
+
+def _lp_rounding(
+    c: CompiledInstance, assign: np.ndarray, part: np.ndarray, pairs: np.ndarray, relaxation: LpRelaxation
+) -> np.ndarray:
+    """The LP's integral pairs of `part` (they fit together), the rest filled greedily at LP prices."""
+    rounded = assign.copy()
+    rounded[part] = NO_PAIR
+    integral = pairs[relaxation.x[pairs] > 1 - 1e-6]
+    rounded[c.pair_request[integral]] = integral
+    return greedy_fill(c, rounded, requests=part, resource_price=relaxation.resource_dual)
 
 
 def _require_pairs_for_must_allocate(c: CompiledInstance) -> None:
@@ -142,27 +243,36 @@ def _solve_or_explain(
     c: CompiledInstance,
     requests: np.ndarray,
     room: np.ndarray,
-    deterministic_time: float,
-    deadline: float,
+    budget: Budget,
+    share: float,
     params: SolverParams,
     hint: np.ndarray,
     progress: Progress | None = None,
-    started: float = 0.0,
     offset: float = 0.0,
-):
-    """Solve the model for `requests`; when infeasible, name the must_allocate requests that cannot fit."""
-    limits = SearchLimits(
-        deterministic_time=deterministic_time,
-        wall_seconds=max(deadline - time.perf_counter(), 0.01),
-        seed=params.seed,
-        workers=params.workers,
-    )
-    result = solve_part(c, requests, room, limits, hint=hint, progress=progress,
-                        progress_offset=offset, progress_start=started)
+    bound_offset: float = 0.0,
+) -> SubSolve:
+    """CP-SAT on `requests`; InfeasibleError only when CP-SAT proves must_allocate cannot be met."""
+    result = solve_part(c, requests, room, budget.limits(share, params), hint=hint, progress=progress,
+                        progress_offset=offset, progress_start=budget.started,
+                        progress_bound_offset=bound_offset)
+    budget.charge(result.deterministic_time)
+    unserved = requests[c.must_allocate[requests] & (hint[requests] == NO_PAIR)]
+    if result.status not in SOLVED and result.status != cp_model.INFEASIBLE and len(unserved):
+        # No allocation serving every must_allocate request yet: search on (past the time limit,
+        # up to FEASIBILITY_SAFETY times it) rather than fail a feasible month.
+        extra = budget.started + params.time_limit_s * FEASIBILITY_SAFETY - time.perf_counter()
+        if extra > 0:
+            retry = SearchLimits(deterministic_time=max(share, 0.01) * 4, wall_seconds=extra, seed=params.seed,
+                                 workers=params.workers, deterministic=budget.deterministic)
+            result = solve_part(c, requests, room, retry, hint=hint, progress=progress,
+                                progress_offset=offset, progress_start=budget.started,
+                                progress_bound_offset=bound_offset)
+            budget.charge(result.deterministic_time)
     if result.status in SOLVED:
         return result
     if result.status == cp_model.INFEASIBLE:
-        relaxed = solve_part(c, requests, room, limits, hint=hint, maximise_served_must=True)
+        relaxed = solve_part(c, requests, room, budget.limits(max(share, 1.0), params), hint=hint,
+                             maximise_served_must=True)
         served = np.zeros(c.num_requests, dtype=bool)
         served[requests[relaxed.chosen != NO_PAIR]] = True
         must = requests[c.must_allocate[requests] & ~served[requests]]
@@ -172,30 +282,18 @@ def _solve_or_explain(
             f"at least these {len(ids)} cannot: {', '.join(ids[:20])}",
             ids,
         )
-    # No solution within the limits: keep the greedy one if it serves every must_allocate request.
-    unserved = requests[c.must_allocate[requests] & (hint[requests] == NO_PAIR)]
-    if len(unserved) and time.perf_counter() < deadline:
-        # No feasible allocation yet: searching longer beats failing early.
-        retry = SearchLimits(
-            deterministic_time=deterministic_time * 4,
-            wall_seconds=max(deadline - time.perf_counter(), 0.01),
-            seed=params.seed,
-            workers=params.workers,
-        )
-        result = solve_part(c, requests, room, retry, hint=hint, progress=progress,
-                            progress_offset=offset, progress_start=started)
-        if result.status in SOLVED:
-            return result
     if len(unserved):
         ids = sorted(c.request_ids[unserved].tolist())
-        raise InfeasibleError(
-            f"no allocation serving every must_allocate request found within {params.time_limit_s} s; "
-            f"unplaced: {', '.join(ids[:20])}",
+        raise NoSolutionError(
+            f"no allocation serving every must_allocate request found within "
+            f"{params.time_limit_s * FEASIBILITY_SAFETY:g} s (not proven infeasible; raise time_limit_s); "
+            f"unplaced by the greedy start: {', '.join(ids[:20])}",
             ids,
         )
-    return type(result)(
+    # No solution within the limits, but the greedy start serves every must_allocate request.
+    return SubSolve(
         status=cp_model.FEASIBLE, requests=requests, chosen=hint[requests], objective=0.0,
-        bound=math.inf, deterministic_time=result.deterministic_time,
-        wall_seconds=result.wall_seconds, num_variables=result.num_variables,
-        num_constraints=result.num_constraints,
+        bound=result.bound if math.isfinite(result.bound) else math.inf,
+        deterministic_time=result.deterministic_time, wall_seconds=result.wall_seconds,
+        num_variables=result.num_variables, num_constraints=result.num_constraints,
     )
