@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.baselines import greedy_only, plain_cpsat
-from solvers import InfeasibleError, SolverParams, solve
+from solvers import InfeasibleError, NoSolutionError, SolverParams, solve
 from solvers import validation
 from solvers.compiled import NO_PAIR, compile_instance
 from solvers.gap_format import GAP_PARAMS_WEIGHTS, gap_cost, gap_instance
@@ -31,8 +31,10 @@ def gap_pct(cost: int | None, best: int | None) -> float | None:
     return round(100.0 * (cost - best) / best, 4)
 
 
-def run_instance(path: Path, time_limit: float, best_known: dict[str, int]) -> list[dict]:
-    """Our solver, plain CP-SAT and greedy on one instance."""
+def run_instance(
+    path: Path, time_limit: float, best_known: dict[str, int], baselines: tuple[str, ...] = ("plain_cpsat", "greedy")
+) -> list[dict]:
+    """Our solver and the chosen baselines (plain CP-SAT, greedy) on one instance."""
     name = instance_name(path)
     best = best_known.get(name)
     params = SolverParams(weights=GAP_PARAMS_WEIGHTS, time_limit_s=time_limit)
@@ -45,12 +47,14 @@ def run_instance(path: Path, time_limit: float, best_known: dict[str, int]) -> l
         validation.assert_only_eligible_pairs(inst, proposal.allocations)
         validation.assert_must_allocate_served(inst, proposal.allocations)
         cost, feasible, status = gap_cost(inst, proposal.allocations), True, proposal.status
-    except InfeasibleError:
+    except (InfeasibleError, NoSolutionError):
         cost, feasible, status = None, False, "NO_SOLUTION"
     rows.append({"solver": "ours", "instance": name, "cost": cost, "feasible": feasible, "status": status,
                  "seconds": round(time.perf_counter() - started, 2), "gap_to_best_known_pct": gap_pct(cost, best)})
     c = compile_instance(inst, params)
-    for solver, (assign, seconds) in (("plain_cpsat", plain_cpsat(c, time_limit)), ("greedy", greedy_only(c))):
+    runs = {"plain_cpsat": lambda: plain_cpsat(c, time_limit), "greedy": lambda: greedy_only(c)}
+    for solver in baselines:
+        assign, seconds = runs[solver]()
         feasible = assign is not None and bool((assign != NO_PAIR).all())
         cost = int(c.pair_cost[assign].sum()) if feasible else None
         rows.append({"solver": solver, "instance": name, "cost": cost, "feasible": feasible, "status": None,
@@ -76,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--best-known", type=Path, default=DEFAULT_BEST_KNOWN)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--baselines", default="plain_cpsat,greedy", help="comma list, or empty")
     parser.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args(argv)
     best_known = {}
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
             best_known = {row["instance"]: int(row["best_known_cost"]) for row in csv.DictReader(handle)}
     rows = []
     for path in args.files:
-        for row in run_instance(path, args.time_limit, best_known):
+        for row in run_instance(path, args.time_limit, best_known, tuple(b for b in args.baselines.split(",") if b)):
             rows.append(row)
             print(json.dumps(row), flush=True)
         if args.json:

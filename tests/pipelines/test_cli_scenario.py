@@ -131,3 +131,35 @@ def test_bad_arguments_are_refused_with_one_sentence(landed):
     assert "Unknown parameter 'speed'" in cli("params", MONTH, "--actor", "alice", "--set", "speed=3", ok=False).stderr
     assert "between" in cli("params", MONTH, "--actor", "alice", "--set", "time_limit_s=-1", ok=False).stderr
     assert "Give --actor" in cli("run", MONTH, ok=False).stderr
+
+
+def test_exports_from_the_cli_open_in_their_tools_with_exactly_the_rows_asked_for(landed, tmp_path):
+    import openpyxl
+
+    cli("run", MONTH, "--actor", "alice")
+    rows = pd.read_parquet(landed / "exports" / "allocations" / f"month={MONTH}" / "version=1" / "allocations.parquet")
+    service = rows["service"].iloc[0]
+    expected = rows[(rows["service"] == service) & (rows["status"] == "unallocated")]
+
+    csv_path = tmp_path / "filtered.csv"
+    result = json.loads(cli("export", MONTH, "--format", "csv", "--service", service, "--status", "unallocated",
+                            "--out", str(csv_path), "--json").output)
+    assert result["rows"] == len(expected)
+    assert sorted(pd.read_csv(csv_path)["request_id"]) == sorted(expected["request_id"])
+
+    xlsx_path = tmp_path / "month.xlsx"
+    cli("export", MONTH, "--version", "1", "--format", "xlsx", "--out", str(xlsx_path))
+    book = openpyxl.load_workbook(xlsx_path, read_only=True)
+    assert {"allocations", "summary"} <= set(book.sheetnames)
+    assert book["allocations"].max_row == len(rows) + 1
+
+    parquet_path = tmp_path / "month.parquet"
+    cli("export", MONTH, "--format", "parquet", "--out", str(parquet_path))
+    assert len(pd.read_parquet(parquet_path)) == len(rows)
+
+    assert "status" in cli("export", MONTH, "--format", "csv", "--status", "lost", "--out", str(tmp_path / "x.csv"),
+                           ok=False).stderr
+    assert "has no final allocation" in cli("export", MONTH, "--final", "--format", "csv",
+                                            "--out", str(tmp_path / "f.csv"), ok=False).stderr
+    actions = [e["action"] for e in json.loads(cli("audit", MONTH, "--json").output)]
+    assert actions.count("export") == 3
