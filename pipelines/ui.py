@@ -26,6 +26,12 @@ def main() -> None:
                           "-p", str(args.port)], env=env, cwd=REPO_ROOT),
     ]
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home}); Ctrl-C stops both.")
+
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt
+
+    # `kill` of this process stops the webserver and the daemon too, not only Ctrl-C.
+    signal.signal(signal.SIGTERM, stop)
     try:
         procs[1].wait()
     except KeyboardInterrupt:

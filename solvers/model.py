@@ -33,6 +33,8 @@ FEASIBILITY_SAFETY = 2.0
 EXPLAIN_SECONDS_PER_REQUEST = 2e-5
 # Share of a large component's time given to placing its must_allocate requests first.
 MUST_SHARE = 0.5
+# Share of a component's time CP-SAT gets first when the component has no must_allocate request.
+CPSAT_SHARE_WITHOUT_MUST = 0.1
 
 Progress = Callable[[float, float, float], None]
 
@@ -107,30 +109,36 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
     part_bound = [float(trivial[part].sum()) for part in parts]
     proven = [False] * len(parts)
     model_size = {"variables": 0, "constraints": 0, "pairs": c.num_pairs, "components": len(parts)}
-    relaxation: LpRelaxation | None = None
+    relaxation: LpRelaxation | None = None  # of the whole month, solved when first needed
 
     for k, part in enumerate(parts):
+        part_started, work_before = time.perf_counter(), budget.left()
         share = budget.left() * part_pairs[k] / max(sum(part_pairs[k:]), 1)
         offset = float(c.objective(assign)) - float(c.pair_value[_chosen(assign[part])].sum())
         bound_offset = pinned_value + sum(part_bound) - part_bound[k]
+        must = part[c.must_allocate[part]]
         if part_pairs[k] <= FULL_MODEL_MAX_PAIRS:
-            result = _solve_or_explain(c, part, room, budget, share, params, assign,
+            # must_allocate makes a component tight: CP-SAT's portfolio is best at finding and
+            # improving feasible allocations there. Without it, CP-SAT only gets a first look (it
+            # proves small components optimal) and the LNS below does the improving.
+            cp_share = share if len(must) else share * CPSAT_SHARE_WITHOUT_MUST
+            result = _solve_or_explain(c, part, room, budget, cp_share, params, assign,
                                        progress, offset, bound_offset)
             assign[part] = result.chosen
             part_bound[k] = min(part_bound[k], result.bound)
             proven[k] = result.status == cp_model.OPTIMAL
             model_size["variables"] += result.num_variables
             model_size["constraints"] += result.num_constraints
-            continue
-        # A huge component: must_allocate first, then LP rounding, then LNS on its resources.
-        part_started = time.perf_counter()
-        must = part[c.must_allocate[part]]
-        if (assign[must] == NO_PAIR).any():
+            if proven[k] or len(must):
+                continue
+        elif (assign[must] == NO_PAIR).any():
             result = _solve_or_explain(c, must, room, budget, share * MUST_SHARE, params, assign)
             assign[must] = result.chosen
             assign = greedy_fill(c, assign, requests=part)
+        # LP rounding (the LP optimum also bounds the component), then LNS on its resources.
         if relaxation is None:
             relaxation = lp_relaxation(c, max(budget.safety_end - time.perf_counter(), 1.0))
+            budget.charge(LP_WORK_PER_PAIR * c.num_pairs)
         pairs = sub_pairs(c, part, None)
         part_bound[k] = min(part_bound[k], float(c.pair_value[pairs] @ relaxation.x[pairs]))
         rounded = _lp_rounding(c, assign, part, pairs, relaxation)
@@ -138,14 +146,12 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
             c.objective(rounded) > c.objective(assign)
         ):
             assign = rounded
-        resources = np.unique(c.pair_resource[pairs])
         if deterministic:
-            budget.charge(LP_WORK_PER_PAIR * len(pairs))
-            work, deadline = share - LP_WORK_PER_PAIR * len(pairs), budget.safety_end
+            work, deadline = share - (work_before - budget.left()), budget.safety_end
         else:
             work, deadline = math.inf, part_started + share
         assign, stats = improve(c, assign, max(work, 0.0), deadline, params.seed, progress, started,
-                                pinned_value + sum(part_bound), resources=resources)
+                                pinned_value + sum(part_bound), resources=np.unique(c.pair_resource[pairs]))
         budget.charge(stats.work)
 
     assign = greedy_fill(c, assign)  # anything that still fits and adds value
