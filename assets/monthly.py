@@ -6,6 +6,7 @@ import warnings
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 
 from assets.partitions import monthly_partitions
 from assets.parts import allocation_parts
@@ -177,6 +178,18 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
         raise refuse(str(exc)) from None
     metadata: dict[str, Any] = {"version": version, "path": dg.MetadataValue.path(str(info.path)),
                                 "rows": len(rows), **{k: v for k, v in metrics.items() if isinstance(v, int | float)}}
+    # Numeric metadata is plotted by the UI across materializations; the tables give the detail.
+    from checks.monitoring import utilization_table
+    from pipelines.monitoring_view import trend
+
+    metadata["utilization_by_service_region"] = dg.MetadataValue.md(
+        utilization_table(rows, allocation_proposal.instance.resources, by="service_region")
+        .round(3).to_markdown(index=False))
+    metadata["unprocessed_by_reason"] = dg.MetadataValue.json(metrics.get("unprocessed_by_reason") or {})
+    metadata["phase_seconds"] = dg.MetadataValue.json(metrics["phase_seconds"])
+    history = trend(store, who.month)
+    if history:
+        metadata["trend"] = dg.MetadataValue.md(pd.DataFrame(history).round(4).to_markdown(index=False))
     if version > 1 and (version - 1) in exports.versions(who.month):
         diff = exports.diff(who.month, version - 1, version)
         metadata["diff_against_previous"] = dg.MetadataValue.json(
