@@ -53,6 +53,12 @@ def check_month(month: str, partitioned: bool = True) -> str:
     return month
 
 
+def psycopg2_url(url: str) -> str:
+    """The same PostgreSQL URL with the psycopg2 driver named explicitly."""
+    scheme, sep, rest = url.partition("://")
+    return f"postgresql+psycopg2://{rest}" if sep and scheme in ("postgresql", "postgres") else url
+
+
 def instance_yaml(settings: Settings) -> Path:
     """The instance configuration: PostgreSQL when configured, the embedded default otherwise."""
     return POSTGRES_YAML if settings.postgres_url else EMBEDDED_YAML
@@ -69,7 +75,8 @@ def prepare_dagster_home(settings: Settings | None = None) -> Path:
         shutil.copyfile(source, target)
     os.environ["DAGSTER_HOME"] = str(home)
     if settings.postgres_url:
-        os.environ.setdefault("BATCH_ADMIN_POSTGRES_URL", settings.postgres_url)
+        # SQLAlchemy 2.1 maps a plain postgresql:// URL to psycopg 3; dagster-postgres brings psycopg2.
+        os.environ["BATCH_ADMIN_POSTGRES_URL"] = psycopg2_url(settings.postgres_url)
     return home
 
 

@@ -23,7 +23,7 @@ MIN_TARGET_PAIRS = 60
 MAX_TARGET_PAIRS = 6000
 INITIAL_TARGET_PAIRS = 800
 # Deterministic time given to one neighbourhood's CP-SAT call.
-SUB_DETERMINISTIC_TIME = 0.1
+SUB_DETERMINISTIC_TIME = 0.02
 # Python work of one iteration, charged to the deterministic budget: fixed + per model pair.
 ITERATION_WORK = 0.02
 WORK_PER_PAIR = 2e-5

@@ -141,10 +141,12 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
             budget.charge(LP_WORK_PER_PAIR * c.num_pairs)
         pairs = sub_pairs(c, part, None)
         part_bound[k] = min(part_bound[k], float(c.pair_value[pairs] @ relaxation.x[pairs]))
+        # The LNS starts from the LP rounding even when it is worth less than the CP-SAT or greedy
+        # allocation: measured, it ends much higher from there (0.16 % vs 0.44 % below the LP
+        # on a 936 x 50 component in 3 s). The better of the two is kept.
         rounded = _lp_rounding(c, assign, part, pairs, relaxation)
-        if not (c.must_allocate[part] & (rounded[part] == NO_PAIR)).any() and (
-            c.objective(rounded) > c.objective(assign)
-        ):
+        fallback = assign
+        if not (c.must_allocate[part] & (rounded[part] == NO_PAIR)).any():
             assign = rounded
         if deterministic:
             work, deadline = share - (work_before - budget.left()), budget.safety_end
@@ -153,6 +155,8 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
         assign, stats = improve(c, assign, max(work, 0.0), deadline, params.seed, progress, started,
                                 pinned_value + sum(part_bound), resources=np.unique(c.pair_resource[pairs]))
         budget.charge(stats.work)
+        if c.objective(fallback) > c.objective(assign):
+            assign = fallback
 
     assign = greedy_fill(c, assign)  # anything that still fits and adds value
     objective = float(c.objective(assign))
