@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -155,13 +156,13 @@ def solve_part(
     status = solver.solve(model, callback)
     chosen = np.full(len(requests), NO_PAIR, dtype=np.int64)
     objective = 0.0
-    # Without a solution CP-SAT's bound is still valid (its relaxation), unless infeasible.
-    bound = solver.best_objective_bound if status != cp_model.INFEASIBLE else 0.0
+    # Without a solution the response's bound may be unset (0 when stopped inside presolve).
+    bound = math.inf
     if status in SOLVED:
         values = np.array([solver.boolean_value(v) for v in x], dtype=bool) if n else np.zeros(0, bool)
         picked = pairs[values]
         chosen[np.searchsorted(requests, c.pair_request[picked])] = picked
-        objective = solver.objective_value
+        objective, bound = solver.objective_value, solver.best_objective_bound
     return SubSolve(
         status=status,
         requests=requests,

@@ -303,7 +303,7 @@ def _solve_or_explain(
     # No solution within the limits, but the greedy start serves every must_allocate request.
     return SubSolve(
         status=cp_model.FEASIBLE, requests=requests, chosen=hint[requests], objective=0.0,
-        bound=result.bound if math.isfinite(result.bound) else math.inf,
+        bound=result.bound,
         deterministic_time=result.deterministic_time, wall_seconds=result.wall_seconds,
         num_variables=result.num_variables, num_constraints=result.num_constraints,
     )

@@ -55,7 +55,7 @@ def postgres_admin_url() -> str:
 
 @pytest.fixture(scope="module")
 def e2e_database(postgres_admin_url: str) -> Iterator[str]:
-    """A fresh database e2e_<random> (SQLAlchemy URL with the psycopg2 driver), dropped afterwards."""
+    """A fresh database e2e_<random>, as the plain postgresql:// URL a user writes; dropped afterwards."""
     import psycopg2
 
     name = f"e2e_{uuid.uuid4().hex[:10]}"
@@ -65,7 +65,7 @@ def e2e_database(postgres_admin_url: str) -> Iterator[str]:
         cur.execute(f'CREATE DATABASE "{name}"')
     base = postgres_admin_url.rsplit("/", 1)[0].split("://", 1)[1]
     try:
-        yield f"postgresql+psycopg2://{base}/{name}"
+        yield f"postgresql://{base}/{name}"
     finally:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -32,3 +32,8 @@ def test_merged_part_proposals_equal_the_direct_solve():
     assert merged.objective == direct.objective and merged.bound == direct.bound
     assert list(merged.allocations["request_id"]) == list(direct.allocations["request_id"])
     assert (merged.allocations["status"] == direct.allocations["status"]).all()
+
+
+def test_a_direct_solve_handles_each_service_and_region_as_its_own_component():
+    proposal = solve(three_region_month(), SolverParams(time_limit_s=5.0))
+    assert proposal.model_size["components"] == 3 and proposal.status == "OPTIMAL"
