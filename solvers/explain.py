@@ -60,13 +60,24 @@ def allocation_table(instance: AllocationInstance, c: CompiledInstance, assign: 
     )
     capacity = c.capacity.tolist()
     resource_ids = c.resource_ids
+    # Which priorities filled each resource: the "with what priority" of a capacity_exhausted reason.
+    priority = instance.requests["priority"].to_numpy(dtype=np.int64)
+    filled_by = c.pair_resource[assign[allocated]] if c.num_pairs else np.array([], dtype=np.int64)
+    lowest = np.full(len(capacity), 99, dtype=np.int64)
+    highest = np.zeros(len(capacity), dtype=np.int64)
+    np.minimum.at(lowest, filled_by, priority[allocated])
+    np.maximum.at(highest, filled_by, priority[allocated])
+    lowest, highest = lowest.tolist(), highest.tolist()
     for i in np.flatnonzero(open_rows & ~no_pairs).tolist():
         full = []
         for p in range(starts[i], starts[i + 1]):
             r = pair_resource[p]
             if room[r] < pair_units[p]:
+                held = (f"priority {lowest[r]}" if lowest[r] == highest[r] else
+                        f"priorities {lowest[r]}-{highest[r]}") if highest[r] else "nothing"
                 full.append(
-                    f"{resource_ids[r]} ({room[r]} of {capacity[r]} units left, needs {pair_units[p]})"
+                    f"{resource_ids[r]} ({room[r]} of {capacity[r]} units left, needs {pair_units[p]}; "
+                    f"filled with {held})"
                 )
         if len(full) == starts[i + 1] - starts[i]:
             reason[i] = REASON_CAPACITY_EXHAUSTED

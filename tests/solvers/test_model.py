@@ -26,7 +26,7 @@ def test_a_request_that_does_not_fit_is_capacity_exhausted_naming_the_full_resou
     proposal = solve(inst, FAST)
     lost = row(proposal, "BIG")
     assert lost["reason"] == "capacity_exhausted"
-    assert "R1 (2 of 5 units left, needs 4)" in lost["detail"]
+    assert "R1 (2 of 5 units left, needs 4; filled with priority 1)" in lost["detail"]
     assert lost["resource_id"] is None and lost["units"] == 0
 
 
