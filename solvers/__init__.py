@@ -5,5 +5,11 @@ from solvers.model import InfeasibleError, NoSolutionError, solve
 from solvers.schema import AllocationInstance, Proposal, SolverParams
 
 __all__ = [
-    "build_instance", "solve", "SolverParams", "AllocationInstance", "Proposal", "InfeasibleError", "NoSolutionError",
+    "AllocationInstance",
+    "InfeasibleError",
+    "NoSolutionError",
+    "Proposal",
+    "SolverParams",
+    "build_instance",
+    "solve",
 ]

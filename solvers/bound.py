@@ -37,7 +37,7 @@ def compiled_lp_bound(c: CompiledInstance, time_limit_s: float = 600.0) -> float
 
 def lp_relaxation(c: CompiledInstance, time_limit_s: float = 600.0) -> LpRelaxation:
     """Solve the LP relaxation with HiGHS; rows and columns are built as whole arrays, no Python loops."""
-    n_pairs, n_requests, n_resources = c.num_pairs, c.num_requests, len(c.capacity)
+    n_pairs, n_resources = c.num_pairs, len(c.capacity)
     if n_pairs == 0:
         return LpRelaxation(float(c.objective_offset), np.zeros(0), np.zeros(n_resources))
     columns = np.arange(n_pairs)

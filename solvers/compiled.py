@@ -139,7 +139,8 @@ def compile_instance(instance: AllocationInstance, params: SolverParams) -> Comp
         remap[old_index] = np.arange(len(old_index))
         pair_request, pair_resource = pair_request[keep], pair_resource[keep]
         pair_units, pair_cost = pair_units[keep], pair_cost[keep]
-        pinned_pair = np.where(pinned_pair >= 0, remap[np.clip(pinned_pair, 0, None)], NO_PAIR)
+        held = pinned_pair >= 0  # kept pins belong to requests that keep their pairs
+        pinned_pair[held] = remap[pinned_pair[held]]
         pair_request_start = np.searchsorted(pair_request, np.arange(n + 1))
 
     value = weight[priority] * units

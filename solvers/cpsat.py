@@ -46,6 +46,7 @@ class SearchLimits:
     seed: int
     workers: int = 1
     deterministic: bool = True
+    first_solution: bool = False  # stop at the first solution (feasibility search)
 
 
 def sub_pairs(c: CompiledInstance, requests: np.ndarray, resource_mask: np.ndarray | None) -> np.ndarray:
@@ -151,6 +152,7 @@ def solve_part(
     if limits.workers > 1 and limits.deterministic:
         # Deterministic parallel search: workers run in fixed batches (independent of timing).
         solver.parameters.interleave_search = True
+    solver.parameters.stop_after_first_solution = limits.first_solution
     bound_offset = progress_offset if progress_bound_offset is None else progress_bound_offset
     callback = _Progress(progress, progress_offset, bound_offset, progress_start) if progress else None
     status = solver.solve(model, callback)

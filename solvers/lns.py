@@ -1,8 +1,8 @@
 """Large neighbourhood search: re-solve a few related resources exactly with CP-SAT, repeat.
 
-Everything that decides the result is deterministic: the neighbourhoods come from a seeded
-generator, each CP-SAT call runs one worker with a deterministic time limit, and the loop stops
-on a budget of deterministic work. The wall clock only stops the loop as a safety net.
+The neighbourhoods come from a seeded generator and each CP-SAT call runs one worker with a
+deterministic time limit, so the sequence of iterations is deterministic; the loop stops on a
+budget of deterministic work (exact repeats) or on the deadline (wall-clock mode).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from solvers.greedy import request_best_value_and_units
 MIN_TARGET_PAIRS = 60
 MAX_TARGET_PAIRS = 6000
 INITIAL_TARGET_PAIRS = 800
-# Deterministic time given to one neighbourhood's CP-SAT call.
+# Deterministic time given to one neighbourhood's CP-SAT call (default of improve()).
 SUB_DETERMINISTIC_TIME = 0.02
 # Python work of one iteration, charged to the deterministic budget: fixed + per model pair.
 ITERATION_WORK = 0.02
@@ -48,10 +48,12 @@ def improve(
     progress_start: float = 0.0,
     bound: float = float("inf"),
     resources: np.ndarray | None = None,
+    sub_deterministic_time: float = SUB_DETERMINISTIC_TIME,
 ) -> tuple[np.ndarray, LnsStats]:
     """Improve `assign` by repeated exact re-solves of neighbourhoods until the budget is spent.
 
-    Neighbourhoods are seeded on `resources` (default: every resource with pairs).
+    Neighbourhoods are seeded on `resources` (default: every resource with pairs); each
+    re-solve gets sub_deterministic_time.
     """
     stats = LnsStats()
     assign = assign.copy()
@@ -110,7 +112,7 @@ def improve(
             free,
             room,
             SearchLimits(
-                deterministic_time=min(SUB_DETERMINISTIC_TIME, max(work_budget - stats.work, 0.01)),
+                deterministic_time=min(sub_deterministic_time, max(work_budget - stats.work, 0.01)),
                 wall_seconds=max(remaining_wall, 0.01),
                 seed=seed + stats.iterations,
             ),

@@ -45,9 +45,10 @@ class SolverParams:
     default_cost: int = 10
     # Penalty per request moved away from the previous version's resource (stability).
     move_penalty: int = 1
-    # Deterministic work budget (CP-SAT deterministic seconds plus charged Python work). None:
-    # derived from time_limit_s. Set it to make runs repeat exactly even on a loaded machine;
-    # time_limit_s then only bounds the wall clock.
+    # Deterministic work budget (CP-SAT deterministic seconds plus charged Python work). Set: runs
+    # repeat exactly (interleaved CP-SAT workers, deterministic limits) and time_limit_s only
+    # bounds the wall clock. None: the wall clock (time_limit_s) decides and CP-SAT runs its
+    # parallel portfolio: better allocations, but two runs may differ.
     deterministic_work: float | None = None
 
 

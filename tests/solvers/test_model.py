@@ -89,6 +89,18 @@ def test_an_impossible_pin_is_dropped_and_reported_as_a_conflict():
     assert any("Q2 -> R1" in c for c in proposal.conflicts)
 
 
+def test_a_pin_in_a_month_without_any_eligible_pair_is_dropped_as_a_conflict():
+    inst = instance(
+        [{"request_id": f"Q{k}"} for k in range(3)],
+        [{"resource_id": "R0", "capacity_units": 0}],
+        eligibility=eligibility_table([]),
+        pins={"Q0": "R0"},
+    )
+    proposal = solve(inst, FAST)
+    assert_valid(inst, proposal)
+    assert row(proposal, "Q0")["reason"] == "pin_conflict"
+
+
 def test_excluded_requests_hold_nothing_and_free_their_capacity():
     inst = instance(
         [{"request_id": "Q1", "priority": 1, "units": 5}, {"request_id": "Q2", "priority": 3, "units": 5}],
