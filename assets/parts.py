@@ -63,9 +63,12 @@ class PartResult:
 def solve_part(context: dg.OpExecutionContext, control: ControlStoreResource, task: PartTask) -> PartResult:
     """Solve one part with its share of the time limit; progress goes to the run's log."""
     from checks.monitoring import ResourceUsage
-    from solvers import InfeasibleError, solve
+    from solvers import InfeasibleError, NoSolutionError, solve
 
-    params = replace(solver_params(control.store().params(context.partition_key)), time_limit_s=task.time_limit_s)
+    params = solver_params(control.store().params(context.partition_key))
+    share = task.time_limit_s / params.time_limit_s
+    params = replace(params, time_limit_s=task.time_limit_s,
+                     deterministic_work=None if params.deterministic_work is None else params.deterministic_work * share)
     label = f"part {task.index + 1}/{task.count}"
 
     def progress(seconds: float, objective: float, bound: float) -> None:
@@ -74,7 +77,7 @@ def solve_part(context: dg.OpExecutionContext, control: ControlStoreResource, ta
     try:
         with ResourceUsage().measure("solve") as usage:
             proposal = solve(task.instance, params, progress=progress)
-    except InfeasibleError as exc:
+    except (InfeasibleError, NoSolutionError) as exc:
         raise refuse(f"No feasible allocation for {context.partition_key} ({label}): {exc}") from None
     context.log.info(f"{label}: {len(task.instance.requests)} requests, objective {proposal.objective:,.0f}, "
                      f"gap {proposal.gap:.3%}, {proposal.solve_seconds:.1f}s")

@@ -28,6 +28,8 @@ PARAMS: dict[str, ParamSpec] = {
     "workers": ParamSpec(int, 1, 64, "solver worker threads"),
     "default_cost": ParamSpec(int, 0, 1_000_000, "cost of a pair that is neither preferred nor continuing"),
     "move_penalty": ParamSpec(int, 0, 1_000_000, "penalty per request moved from the previous version"),
+    "deterministic_work": ParamSpec(float, 0.01, 100_000, "CP-SAT deterministic work budget; when set, the same "
+                                    "inputs and parameters give the same allocation (else the wall clock limits)"),
     "max_parts": ParamSpec(int, 1, 256, "most steps one month's solve fans out to (independent parts)"),
     **{f"weight.{p}": ParamSpec(int, 0, 1_000_000, f"objective weight of priority {p}") for p in range(1, 6)},
 }
@@ -83,4 +85,5 @@ def params_snapshot(params: SolverParams) -> dict[str, Any]:
         "weights": {str(k): v for k, v in sorted(params.weights.items())},
         "time_limit_s": params.time_limit_s, "seed": params.seed, "workers": params.workers,
         "default_cost": params.default_cost, "move_penalty": params.move_penalty,
+        "deterministic_work": params.deterministic_work,
     }

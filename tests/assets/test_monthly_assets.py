@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 from click.testing import CliRunner
 
 from assets.monthly import monthly_assets
@@ -147,3 +148,20 @@ def test_a_month_solve_fans_out_as_one_step_per_part(home):
     assert {f"allocation_parts.solve_part[part_{i}]" for i in range(3)} <= steps
     manifest_parts = ControlStore(Settings.from_env().control_url).versions(month)[0]["metrics"]["parts"]
     assert manifest_parts == 3
+
+
+def test_a_deterministic_work_budget_gives_the_same_allocation_in_two_homes(tmp_path, monkeypatch):
+    month = MONTHS[-1]
+    exported = []
+    for name in ("first", "second"):
+        home = tmp_path / name
+        monkeypatch.setenv("BATCH_ADMIN_HOME", str(home))
+        monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+        monkeypatch.delenv("BATCH_ADMIN_POSTGRES_URL", raising=False)
+        land(month, requests=400)
+        cli("params", month, "--actor", "alice", "--set", "deterministic_work=2", "--set", "seed=7")
+        outcome = run_job(EXECUTE_JOB, month, {ACTOR_TAG: "alice"})
+        assert outcome.success, outcome.error
+        path = home / "exports" / "allocations" / f"month={month}" / "version=1" / "allocations.parquet"
+        exported.append(pd.read_parquet(path))
+    pd.testing.assert_frame_equal(exported[0], exported[1])
