@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -81,8 +82,15 @@ def prepare_dagster_home(settings: Settings | None = None) -> Path:
 
 
 def instance() -> dg.DagsterInstance:
-    prepare_dagster_home()
-    return dg.DagsterInstance.get()
+    """The Dagster instance; created under a file lock, so that two first runs on a new home
+    do not both create and stamp its SQLite storage."""
+    home = prepare_dagster_home()
+    with open(home / ".instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return dg.DagsterInstance.get()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:

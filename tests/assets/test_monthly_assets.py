@@ -126,6 +126,18 @@ def test_two_runs_of_one_month_never_execute_at_the_same_time(home):
     for _, stderr in losers:
         assert "never execute at the same time" in stderr
     assert store.lease_holder(month) is None
+    # Whatever the interleaving, the writing steps of two runs never overlapped in time.
+    prepare_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        spans = []
+        for record in instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS])):
+            stats = [s for s in instance.get_run_step_stats(record.dagster_run.run_id)
+                     if s.start_time and s.end_time and not s.step_key.startswith("landed_inputs")]
+            if stats:
+                spans.append((min(s.start_time for s in stats), max(s.end_time for s in stats)))
+    spans.sort()
+    assert len(spans) == len(winners)
+    assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:]))
 
 
 def test_dagster_loads_and_validates_the_code_location_from_the_root():
