@@ -495,9 +495,5 @@ def migrate() -> None:
     out.print("Control store and Dagster instance are up to date.")
 
 
-def main_entry() -> None:  # pragma: no cover - console script alias
-    main(prog_name="batch-admin")
-
-
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name="batch-admin")

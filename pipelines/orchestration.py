@@ -6,7 +6,7 @@ import fcntl
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ class RunOutcome:
     run_id: str
     success: bool
     error: str | None = None
-    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 def check_month(month: str, partitioned: bool = True) -> str:

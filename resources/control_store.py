@@ -396,12 +396,16 @@ class ControlStore:
                 excluded.add(req)
         return pins, excluded
 
-    def audit_entries(self, month: str | None = None) -> list[dict[str, Any]]:
-        query = sa.select(audit).order_by(audit.c.id)
+    def _rows_by_month(self, table: sa.Table, month: str | None) -> list[dict[str, Any]]:
+        """Rows of an append-only table in insertion order, of one month or of all."""
+        query = sa.select(table).order_by(table.c.id)
         if month is not None:
-            query = query.where(audit.c.month == month)
+            query = query.where(table.c.month == month)
         with self.read() as conn:
-            rows = [dict(r) for r in conn.execute(query).mappings()]
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def audit_entries(self, month: str | None = None) -> list[dict[str, Any]]:
+        rows = self._rows_by_month(audit, month)
         for r in rows:
             r["at"] = _aware(r["at"])
             r["details"] = json.loads(r["details_json"])
@@ -432,11 +436,7 @@ class ControlStore:
         return AuditVerification(ok=not problems, entries=len(rows), problems=problems)
 
     def alerts(self, month: str | None = None) -> list[dict[str, Any]]:
-        query = sa.select(alerts).order_by(alerts.c.id)
-        if month is not None:
-            query = query.where(alerts.c.month == month)
-        with self.read() as conn:
-            rows = [dict(r) for r in conn.execute(query).mappings()]
+        rows = self._rows_by_month(alerts, month)
         for r in rows:
             r["details"] = json.loads(r.pop("details_json"))
             r["deliveries"] = json.loads(r.pop("deliveries_json"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -39,16 +40,22 @@ def _postgres_or_skip() -> None:
 def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database on the real server, dropped afterwards."""
     _postgres_or_skip()
+    with throwaway_database(POSTGRES_ADMIN_URL, "ba_test") as url:
+        yield url
+
+
+@contextmanager
+def throwaway_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """CREATE a database with a random name on the server of admin_url; DROP it afterwards."""
     import psycopg2
 
-    name = f"ba_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(POSTGRES_ADMIN_URL)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(admin_url, connect_timeout=3)
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     try:
-        yield f"{base}/{name}"
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
     finally:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.orchestration import REPO_ROOT
+from tests.conftest import POSTGRES_ADMIN_URL as ADMIN_URL, throwaway_database
 
-ADMIN_URL = os.environ.get("BATCH_ADMIN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).parent
 WORKSPACE = str(REPO_ROOT / "workspace.yaml")
 # Every wait is bounded: the whole e2e folder must stay within a few minutes.
@@ -56,20 +55,8 @@ def postgres_admin_url() -> str:
 @pytest.fixture(scope="module")
 def e2e_database(postgres_admin_url: str) -> Iterator[str]:
     """A fresh database e2e_<random>, as the plain postgresql:// URL a user writes; dropped afterwards."""
-    import psycopg2
-
-    name = f"e2e_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(postgres_admin_url, connect_timeout=3)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    base = postgres_admin_url.rsplit("/", 1)[0].split("://", 1)[1]
-    try:
-        yield f"postgresql://{base}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with throwaway_database(postgres_admin_url, "e2e") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
