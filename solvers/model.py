@@ -12,6 +12,7 @@ from ortools.sat.python import cp_model
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from solvers import tabu
 from solvers.bound import LpRelaxation, lp_relaxation
 from solvers.compiled import NO_PAIR, CompiledInstance, compile_instance
 from solvers.cpsat import SOLVED, SearchLimits, SubSolve, solve_part, sub_pairs
@@ -44,6 +45,13 @@ MIN_LNS_SHARE = 0.05
 # 0.95 % with 0.05), months without must_allocate from many small ones (0.02; 0.1 was worse).
 LNS_SUB_TIME = 0.02
 LNS_SUB_TIME_WITH_MUST = 0.05
+# Tight components (at least TABU_MIN_MUST_SHARE of their requests must_allocate, at most
+# TABU_MAX_REQUESTS requests) are improved by a tabu search (solvers/tabu.py) instead of the LNS:
+# it finds the long chains of moves that exact re-solves of a few resources miss. Measured at
+# 20 s on GAP type D: mean gap 0.82 % -> 0.67 %, worst 1.05 % -> 0.89 %; LNS then tabu, half
+# each, was worse than either alone (mean 0.86 %).
+TABU_MAX_REQUESTS = 2000
+TABU_MIN_MUST_SHARE = 0.5
 # Deterministic work charged for the LP relaxation, per pair (deterministic mode only).
 LP_WORK_PER_PAIR = 5e-6
 
@@ -164,10 +172,23 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
             work, deadline = share - (work_before - budget.left()), budget.safety_end
         else:
             work, deadline = math.inf, part_started + share
-        assign, stats = improve(c, assign, max(work, 0.0), deadline, params.seed, progress, started,
-                                pinned_value + sum(part_bound), resources=np.unique(c.pair_resource[pairs]),
-                                sub_deterministic_time=LNS_SUB_TIME_WITH_MUST if len(must) else LNS_SUB_TIME)
-        budget.charge(stats.work)
+        if _tight(part, must):
+            outside = float(c.objective(assign)) - float(c.pair_value[_chosen(assign[part])].sum())
+            bound_now = pinned_value + sum(part_bound)
+            report = None
+            if progress:
+                def report(value: int) -> None:
+                    progress(time.perf_counter() - started, outside + value, bound_now)
+            # One search from the LP rounding, one from the CP-SAT (or greedy) allocation: which
+            # start ends better varies by month (measured on GAP type D).
+            assign, spent = tabu.improve_component(c, [assign, fallback], part, pairs, room, max(work, 0.0),
+                                                   deadline, params.seed, report, threads=params.workers)
+            budget.charge(spent)
+        else:
+            assign, stats = improve(c, assign, max(work, 0.0), deadline, params.seed, progress, started,
+                                    pinned_value + sum(part_bound), resources=np.unique(c.pair_resource[pairs]),
+                                    sub_deterministic_time=LNS_SUB_TIME_WITH_MUST if len(must) else LNS_SUB_TIME)
+            budget.charge(stats.work)
         if c.objective(fallback) > c.objective(assign):
             assign = fallback
 
@@ -191,6 +212,11 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
         parts=1,
         conflicts=list(c.conflicts),
     )
+
+
+def _tight(part: np.ndarray, must: np.ndarray) -> bool:
+    """Whether a component gets the tabu search rather than the LNS (see TABU_MAX_REQUESTS)."""
+    return 0 < len(part) <= TABU_MAX_REQUESTS and len(must) >= TABU_MIN_MUST_SHARE * len(part)
 
 
 def components(c: CompiledInstance, requests: np.ndarray) -> list[np.ndarray]:
