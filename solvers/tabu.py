@@ -34,8 +34,10 @@ MIN_PENALTY = 1e-3
 # sqrt(requests)) iterations.
 TENURE_MIN = 3
 TENURE_SPREAD = 1.0
-# Iterations without a new best before the search restarts from the best allocation.
-RESTART_AFTER = 4000
+# Iterations without a new best before the search restarts from the best allocation. Measured
+# from the LP rounding on chu d20100, d20200, yagiura d20400, d40400 (4 seeds, 8 s of work each):
+# mean gap 0.82 % with 4000, 0.70 % with 1000 and 500, 0.77 % with 300 and 100, 1.0 % without.
+RESTART_AFTER = 1000
 NO_BEST = -(2**62)
 # Swap moves need a dense request x resource map; above this many cells only shifts are tried.
 MAX_SWAP_MAP = 20_000_000
@@ -336,7 +338,7 @@ def _search(assign, load, penalty, tabu_until, best, best_value, iteration, sinc
                 penalty[r] *= penalty_up
             else:
                 penalty[r] = max(penalty[r] * penalty_down, MIN_PENALTY)
-        if since_best > restart_after:
+        if since_best > restart_after and best_value > NO_BEST:
             since_best = 0
             assign[:] = best
             for r in range(len(room)):
