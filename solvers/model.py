@@ -179,9 +179,9 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
             if progress:
                 def report(value: int) -> None:
                     progress(time.perf_counter() - started, outside + value, bound_now)
-            # One search from the LP rounding, one from the CP-SAT (or greedy) allocation: which
-            # start ends better varies by month (measured on GAP type D).
-            assign, spent = tabu.improve_component(c, [assign, fallback], part, pairs, room, max(work, 0.0),
+            # One search per worker from the LP rounding (or the CP-SAT allocation when the rounding
+            # leaves a must_allocate request out), each with its own penalty profile.
+            assign, spent = tabu.improve_component(c, [assign], part, pairs, room, max(work, 0.0),
                                                    deadline, params.seed, report, threads=params.workers)
             budget.charge(spent)
         else:
