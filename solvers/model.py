@@ -48,8 +48,8 @@ LNS_SUB_TIME_WITH_MUST = 0.05
 # Tight components (at least TABU_MIN_MUST_SHARE of their requests must_allocate, at most
 # TABU_MAX_REQUESTS requests) are improved by a tabu search (solvers/tabu.py) instead of the LNS:
 # it finds the long chains of moves that exact re-solves of a few resources miss. Measured at
-# 20 s on GAP type D: mean gap 0.82 % -> 0.67 %, worst 1.05 % -> 0.89 %; LNS then tabu, half
-# each, was worse than either alone (mean 0.86 %).
+# 20 s on five GAP type D instances: mean gap 0.82 % (LNS) -> 0.54 %, worst 1.05 % -> 0.79 %;
+# LNS then tabu, half each, was worse than the tabu alone.
 TABU_MAX_REQUESTS = 2000
 TABU_MIN_MUST_SHARE = 0.5
 # Deterministic work charged for the LP relaxation, per pair (deterministic mode only).
@@ -161,9 +161,9 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
             budget.charge(LP_WORK_PER_PAIR * c.num_pairs)
         pairs = sub_pairs(c, part, None)
         part_bound[k] = min(part_bound[k], float(c.pair_value[pairs] @ relaxation.x[pairs]))
-        # The LNS starts from the LP rounding even when it is worth less than the CP-SAT or greedy
-        # allocation: measured, it ends much higher from there (0.16 % vs 0.44 % below the LP
-        # on a 936 x 50 component in 3 s). The better of the two is kept.
+        # The LNS (or the tabu search) starts from the LP rounding even when it is worth less than
+        # the CP-SAT or greedy allocation: measured, the LNS ends much higher from there (0.16 % vs
+        # 0.44 % below the LP on a 936 x 50 component in 3 s). The better of the two is kept.
         rounded = _lp_rounding(c, assign, part, pairs, relaxation)
         fallback = assign
         if not (c.must_allocate[part] & (rounded[part] == NO_PAIR)).any():
@@ -181,7 +181,7 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
                     progress(time.perf_counter() - started, outside + value, bound_now)
             # One search per worker from the LP rounding (or the CP-SAT allocation when the rounding
             # leaves a must_allocate request out), each with its own penalty profile.
-            assign, spent = tabu.improve_component(c, [assign], part, pairs, room, max(work, 0.0),
+            assign, spent = tabu.improve_component(c, assign, part, pairs, room, max(work, 0.0),
                                                    deadline, params.seed, report, threads=params.workers)
             budget.charge(spent)
         else:

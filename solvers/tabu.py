@@ -7,7 +7,8 @@ allocations instead: a shift moves one request to another of its pairs (or, when
 optional, off the month), capacity overflow is allowed but penalised per unit with one weight
 per resource that grows while the resource is overfull and shrinks while it is not (Yagiura,
 Ibaraki and Glover's adaptive penalties), and a request may not return to a pair it just left
-for a random tenure. The best allocation within capacity is kept.
+for a random tenure. The best allocation within capacity is kept. Searches run side by side in
+threads, each with its own penalty profile.
 
 Everything is local to one component: pairs are numbered 0..P-1 grouped by request, resources
 0..R-1. Runs are deterministic for a seed and a number of iterations; callers run it in chunks
@@ -26,15 +27,13 @@ from numba import njit
 
 from solvers.compiled import NO_PAIR, CompiledInstance
 
-# Weight growth while a resource is overfull, and decay while the whole allocation fits.
-PENALTY_UP = 1.0003
-PENALTY_DOWN = 0.9997
 MIN_PENALTY = 1e-3
-# The searches run side by side take these penalty profiles in turn: (growth, decay, decay only
-# while the whole allocation fits). Measured from the LP rounding (4 seeds, 8 s of work each):
+# The searches run side by side take these penalty profiles in turn: (growth per iteration of the
+# weight of an overfull resource, decay of the others', decay only while the whole allocation
+# fits). Measured from the LP rounding (4 seeds, 8 s of work each):
 # the first is best on small tight months (chu d20100 0.89 % mean vs 1.02 %), the second on
 # larger ones (yagiura d40400 0.64 % vs 0.82 %, d20400 0.36 % vs 0.47 %).
-PENALTY_PROFILES = ((PENALTY_UP, PENALTY_DOWN, False), (1.001, 0.999, True))
+PENALTY_PROFILES = ((1.0003, 0.9997, False), (1.001, 0.999, True))
 # Tabu tenure: a request may not go back to a pair it left for TENURE_MIN + rand(TENURE_SPREAD x
 # sqrt(requests)) iterations.
 TENURE_MIN = 3
@@ -62,7 +61,7 @@ class TabuState:
     since_best: int
     seed: int
     pair_of: np.ndarray  # request x resource -> local pair (-1: none); empty: no swap moves
-    profile: tuple[float, float, bool] = PENALTY_PROFILES[0]
+    profile: tuple[float, float, bool]  # one of PENALTY_PROFILES
 
 
 # Cost model of one iteration, in seconds per move evaluated (measured 4-8 ns on this machine):
@@ -74,7 +73,7 @@ CHUNK_SECONDS = 0.05
 
 def improve_component(
     c: CompiledInstance,
-    starts: list[np.ndarray],
+    assign: np.ndarray,
     part: np.ndarray,
     pairs: np.ndarray,
     room: np.ndarray,
@@ -88,11 +87,10 @@ def improve_component(
 
     Stops after `work` (deterministic, in SECONDS_PER_MOVE units per thread) or at `deadline`,
     whichever comes first. `room` is the free capacity of each resource for this component.
-    `threads` independent searches (seeds seed, seed + 1, ...) run side by side, search k from
-    starts[k % len(starts)] (allocations that differ only on `part`; they may overfill resources);
-    the best allocation within capacity any of them met is returned (the first one's on a tie),
-    or starts[0] when none was. `report` gets the component's value (sum of its chosen pairs'
-    values) whenever it improves.
+    `threads` independent searches (seeds seed, seed + 1, ..., PENALTY_PROFILES in turn) run side
+    by side from `assign` (which may overfill resources); the best allocation within capacity any
+    of them met is returned (the first one's on a tie), or `assign` when none was. `report` gets
+    the component's value (sum of its chosen pairs' values) whenever it improves.
     """
     sizes = np.diff(c.pair_request_start)[part]
     request_start = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
@@ -101,10 +99,10 @@ def improve_component(
     units = c.pair_units[pairs].astype(np.int64)
     values = c.pair_value[pairs].astype(np.int64)
     local_room = room[resources].astype(np.int64)
-    local = [np.where(s[part] == NO_PAIR, -1, np.searchsorted(pairs, s[part])).astype(np.int64)
-             for s in starts]
+    current = assign[part]
+    local = np.where(current == NO_PAIR, -1, np.searchsorted(pairs, current)).astype(np.int64)
     pair_of = _pair_map(request_start, pair_resource, len(local_room))
-    states = [start(request_start, pair_resource, units, values, local_room, local[k % len(local)],
+    states = [start(request_start, pair_resource, units, values, local_room, local,
                     seed + k, pair_of, PENALTY_PROFILES[k % len(PENALTY_PROFILES)])
               for k in range(max(threads, 1))]
     n = len(part)
@@ -127,8 +125,8 @@ def improve_component(
     spent = states[0].iteration * moves * SECONDS_PER_MOVE
     winner = max(states, key=lambda state: state.best_value)  # the first on a tie
     if winner.best_value == NO_BEST:
-        return starts[0], spent
-    improved = starts[0].copy()
+        return assign, spent
+    improved = assign.copy()
     improved[part] = np.where(winner.best < 0, NO_PAIR, pairs[np.clip(winner.best, 0, None)])
     return improved, spent
 
@@ -141,14 +139,13 @@ def start(
     room: np.ndarray,
     assign: np.ndarray,
     seed: int,
-    pair_of: np.ndarray | None = None,
-    profile: tuple[float, float, bool] | None = None,
+    pair_of: np.ndarray,
+    profile: tuple[float, float, bool],
 ) -> TabuState:
     """The state for a starting allocation `assign` (local pair per request or -1).
 
     It may overfill resources; best_value is NO_BEST until an allocation within capacity is met.
-    `pair_of` is the swap map (_pair_map), built here when not given; `profile` one of
-    PENALTY_PROFILES (the first when not given).
+    `pair_of` is the swap map (_pair_map), `profile` one of PENALTY_PROFILES.
     """
     load = np.zeros(len(room), dtype=np.int64)
     on = assign[assign >= 0]
@@ -162,8 +159,7 @@ def start(
         penalty=np.full(len(room), max(scale, MIN_PENALTY)),
         tabu_until=np.zeros(len(pair_resource), dtype=np.int64), best=assign.astype(np.int64).copy(),
         best_value=value, iteration=0, since_best=0, seed=seed,
-        pair_of=_pair_map(request_start, pair_resource, len(room)) if pair_of is None else pair_of,
-        profile=PENALTY_PROFILES[0] if profile is None else profile,
+        pair_of=pair_of, profile=profile,
     )
 
 
@@ -207,7 +203,8 @@ def _overflow(load: int, room: int) -> int:
 @njit(cache=True, nogil=True)
 def _search(assign, load, penalty, tabu_until, best, best_value, iteration, since_best,
             request_start, pair_resource, pair_units, pair_value, must, room, iterations, seed,
-            penalty_up, penalty_down, tenure_min, tenure_spread_factor, restart_after, pair_of, decay_when_feasible):
+            penalty_up, penalty_down, tenure_min, tenure_spread_factor, restart_after, pair_of,
+            decay_when_feasible):
     np.random.seed(seed)
     n = len(request_start) - 1
     tenure_spread = max(1, int(tenure_spread_factor * np.sqrt(n)))
@@ -309,7 +306,7 @@ def _search(assign, load, penalty, tabu_until, best, best_value, iteration, sinc
                             best_j, best_q, swap_k = j, pj, k
         if best_j < 0:
             break
-        if swap_k >= 0:
+        if swap_k >= 0:  # best_j and swap_k trade resources; best_q is best_j's new pair
             p, q = assign[best_j], assign[swap_k]
             r1, r2 = pair_resource[p], pair_resource[q]
             pk = pair_of[swap_k, r1]
@@ -320,25 +317,23 @@ def _search(assign, load, penalty, tabu_until, best, best_value, iteration, sinc
             value += pair_value[best_q] + pair_value[pk] - pair_value[p] - pair_value[q]
             tabu_until[p] = iteration + tenure_min + np.random.randint(tenure_spread)
             tabu_until[q] = iteration + tenure_min + np.random.randint(tenure_spread)
-            assign[best_j] = best_q
             assign[swap_k] = pk
-            best_q = -3  # applied
-        p = assign[best_j] if best_q != -3 else -1
-        if p >= 0:
-            r1 = pair_resource[p]
-            over -= _overflow(load[r1], room[r1])
-            load[r1] -= pair_units[p]
-            over += _overflow(load[r1], room[r1])
-            value -= pair_value[p]
-            tabu_until[p] = iteration + tenure_min + np.random.randint(tenure_spread)
-        if best_q >= 0 and swap_k < 0:
-            r2 = pair_resource[best_q]
-            over -= _overflow(load[r2], room[r2])
-            load[r2] += pair_units[best_q]
-            over += _overflow(load[r2], room[r2])
-            value += pair_value[best_q]
-        if swap_k < 0:
-            assign[best_j] = best_q
+        else:  # best_j leaves its pair (if any) for best_q (-1: off the month)
+            p = assign[best_j]
+            if p >= 0:
+                r1 = pair_resource[p]
+                over -= _overflow(load[r1], room[r1])
+                load[r1] -= pair_units[p]
+                over += _overflow(load[r1], room[r1])
+                value -= pair_value[p]
+                tabu_until[p] = iteration + tenure_min + np.random.randint(tenure_spread)
+            if best_q >= 0:
+                r2 = pair_resource[best_q]
+                over -= _overflow(load[r2], room[r2])
+                load[r2] += pair_units[best_q]
+                over += _overflow(load[r2], room[r2])
+                value += pair_value[best_q]
+        assign[best_j] = best_q
         if over == 0 and value > best_value:
             best_value = value
             best[:] = assign

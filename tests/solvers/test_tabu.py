@@ -53,7 +53,7 @@ def test_tabu_reaches_the_proven_optimum_of_a_small_gap_instance_from_an_overful
     start = cheapest_pairs(c)
     assert (c.load(start) > c.capacity).any()
     part, pairs, room = whole(c)
-    assign, spent = tabu.improve_component(c, [start], part, pairs, room, 0.5, np.inf, seed=1)
+    assign, spent = tabu.improve_component(c, start, part, pairs, room, 0.5, np.inf, seed=1)
     assert_within_capacity_and_complete(c, assign)
     assert c.objective(assign) == optimum.objective
     assert 0 < spent <= 0.5 * 1.01
@@ -62,10 +62,10 @@ def test_tabu_reaches_the_proven_optimum_of_a_small_gap_instance_from_an_overful
 def test_tabu_never_returns_an_allocation_worth_less_than_a_feasible_start(tmp_path):
     c = compile_instance(gap_instance(type_d_gap(tmp_path / "d", 8, 60, seed=4)), PARAMS)
     part, pairs, room = whole(c)
-    feasible, _ = tabu.improve_component(c, [cheapest_pairs(c)], part, pairs, room, 0.05, np.inf, seed=2)
+    feasible, _ = tabu.improve_component(c, cheapest_pairs(c), part, pairs, room, 0.05, np.inf, seed=2)
     assert_within_capacity_and_complete(c, feasible)
     for seed in range(3):
-        again, _ = tabu.improve_component(c, [feasible], part, pairs, room, 0.02, np.inf, seed=seed)
+        again, _ = tabu.improve_component(c, feasible, part, pairs, room, 0.02, np.inf, seed=seed)
         assert_within_capacity_and_complete(c, again)
         assert c.objective(again) >= c.objective(feasible)
 
@@ -73,7 +73,7 @@ def test_tabu_never_returns_an_allocation_worth_less_than_a_feasible_start(tmp_p
 def test_tabu_only_moves_the_requests_of_its_component_within_their_free_room(tmp_path):
     c = compile_instance(gap_instance(type_d_gap(tmp_path / "d", 6, 40, seed=5)), PARAMS)
     # Requests 0..9 are held fixed where a feasible allocation puts them; the rest form the component.
-    feasible, _ = tabu.improve_component(c, [cheapest_pairs(c)], *whole(c), 0.05, np.inf, seed=1)
+    feasible, _ = tabu.improve_component(c, cheapest_pairs(c), *whole(c), 0.05, np.inf, seed=1)
     assert_within_capacity_and_complete(c, feasible)
     fixed = feasible[:10]
     part = np.arange(10, c.num_requests)
@@ -83,15 +83,15 @@ def test_tabu_only_moves_the_requests_of_its_component_within_their_free_room(tm
     room = c.capacity - c.load(assign)
     start = assign.copy()
     start[part] = cheapest_pairs(c)[part]
-    result, _ = tabu.improve_component(c, [start], part, pairs, room, 0.2, np.inf, seed=3)
+    result, _ = tabu.improve_component(c, start, part, pairs, room, 0.2, np.inf, seed=3)
     assert (result[:10] == fixed).all()
     assert_within_capacity_and_complete(c, result)
 
 
-def test_tabu_with_the_same_seed_and_work_gives_the_same_allocation_and_a_new_seed_may_not(tmp_path):
+def test_tabu_with_the_same_seed_and_work_gives_the_same_allocation_and_another_seed_a_valid_one(tmp_path):
     c = compile_instance(gap_instance(type_d_gap(tmp_path / "d", 10, 100, seed=6)), PARAMS)
     part, pairs, room = whole(c)
-    runs = [tabu.improve_component(c, [cheapest_pairs(c)], part, pairs, room, 0.5, np.inf, seed=s)[0]
+    runs = [tabu.improve_component(c, cheapest_pairs(c), part, pairs, room, 0.5, np.inf, seed=s)[0]
             for s in (9, 9, 10)]
     assert (runs[0] == runs[1]).all()
     assert_within_capacity_and_complete(c, runs[2])
