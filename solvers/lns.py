@@ -8,6 +8,7 @@ budget of deterministic work (exact repeats) or on the deadline (wall-clock mode
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -36,6 +37,18 @@ class LnsStats:
     iterations: int = 0
     improvements: int = 0
     work: float = 0.0
+    build_seconds: float = 0.0  # building the re-solves' CP-SAT models (summed over threads)
+
+
+@dataclass
+class _Neighbourhood:
+    """One re-solve: the requests set free, the resources they may use, their room, their value now."""
+
+    free: np.ndarray
+    mask: np.ndarray
+    room: np.ndarray
+    before: int
+    seed: int
 
 
 def improve(
@@ -49,27 +62,33 @@ def improve(
     bound: float = float("inf"),
     resources: np.ndarray | None = None,
     sub_deterministic_time: float = SUB_DETERMINISTIC_TIME,
+    target: float | None = None,
+    threads: int = 1,
 ) -> tuple[np.ndarray, LnsStats]:
     """Improve `assign` by repeated exact re-solves of neighbourhoods until the budget is spent.
 
     Neighbourhoods are seeded on `resources` (default: every resource with pairs); each
-    re-solve gets sub_deterministic_time.
+    re-solve gets sub_deterministic_time. `threads` neighbourhoods with disjoint resources and
+    requests are re-solved side by side (CP-SAT releases the GIL) and applied in order, so a
+    run repeats for a seed and budget; a round charges the budget its longest re-solve. The
+    search stops early once the objective reaches `target` (default `bound`; the reported bound).
     """
     stats = LnsStats()
     assign = assign.copy()
+    target = bound if target is None else target
     movable_resources = np.flatnonzero(np.diff(c.resource_start) > 0)
     if resources is not None:
         movable_resources = np.intersect1d(movable_resources, resources)
     if len(movable_resources) == 0:
         return assign, stats
     rng = np.random.default_rng(seed)
-    pinned = c.pinned_pair != NO_PAIR
+    threads = max(int(threads), 1)
+    pinned = c.fixed_pair != NO_PAIR  # pins, and requests held under strict stability
     load = c.load(assign)
     best_value, min_units = request_best_value_and_units(c)
     density = best_value / min_units
     objective = c.objective(assign)
-    target = float(INITIAL_TARGET_PAIRS)
-    resource_mask = np.zeros(len(c.capacity), dtype=bool)
+    target_pairs = float(INITIAL_TARGET_PAIRS)
     pairs_per_resource = np.diff(c.resource_start)
     with_pairs = np.diff(c.pair_request_start) > 0
     average_options = c.num_pairs / max(int(with_pairs.sum()), 1)
@@ -77,68 +96,109 @@ def improve(
     waiting_share = float(((assign == NO_PAIR) & with_pairs & (best_value > 0)).sum()) / max(
         int(with_pairs.sum()), 1
     )
+    # Requests held on each resource, kept up to date as moves are applied (no pass over the month).
+    assigned_count = np.bincount(c.pair_resource[assign[assign != NO_PAIR]], minlength=len(c.capacity))
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
 
-    while stats.work < work_budget and time.perf_counter() < deadline:
-        stats.iterations += 1
-        assigned_count = np.bincount(
-            c.pair_resource[assign[assign != NO_PAIR]], minlength=len(c.capacity)
-        )
-        activity = assigned_count + pairs_per_resource * waiting_share
-        chosen = _neighbourhood(c, assign, rng, movable_resources, activity, average_options, target)
-        resource_mask[:] = False
-        resource_mask[chosen] = True
-
-        on_chosen = np.flatnonzero(
-            (assign != NO_PAIR) & resource_mask[c.pair_resource[np.clip(assign, 0, None)]] & ~pinned
-        )
-        candidate_pairs = np.concatenate(
-            [c.resource_pairs[c.resource_start[r] : c.resource_start[r + 1]] for r in chosen.tolist()]
-        )
-        waiting = np.unique(c.pair_request[candidate_pairs])
-        waiting = waiting[(assign[waiting] == NO_PAIR) & (best_value[waiting] > 0)]
-        max_waiting = max(int(target), 50)
-        if len(waiting) > max_waiting:
-            waiting = waiting[np.argsort(-density[waiting], kind="stable")[:max_waiting]]
-        free = np.union1d(on_chosen, waiting)
-        room = c.capacity.copy()
-        room[chosen] = c.capacity[chosen] - load[chosen]
-        freed = assign[on_chosen]
-        np.add.at(room, c.pair_resource[freed], c.pair_units[freed])
-        before = int(c.pair_value[freed].sum())
-
+    def resolve(task: _Neighbourhood):
         remaining_wall = deadline - time.perf_counter()
-        result = solve_part(
-            c,
-            free,
-            room,
+        return solve_part(
+            c, task.free, task.room,
             SearchLimits(
                 deterministic_time=min(sub_deterministic_time, max(work_budget - stats.work, 0.01)),
                 wall_seconds=max(remaining_wall, 0.01),
-                seed=seed + stats.iterations,
+                seed=task.seed,
             ),
-            resource_mask=resource_mask,
+            resource_mask=task.mask,
             hint=assign,
         )
-        stats.work += result.deterministic_time + ITERATION_WORK + WORK_PER_PAIR * result.num_variables
-        if result.status == cp_model.OPTIMAL:
-            target = min(target * 1.2, MAX_TARGET_PAIRS)
-        else:
-            target = max(target * 0.8, MIN_TARGET_PAIRS)
-        if result.status not in SOLVED or result.objective <= before:
-            continue
-        old = assign[free]
-        old_on = old[old != NO_PAIR]
-        np.subtract.at(load, c.pair_resource[old_on], c.pair_units[old_on])
-        assign[free] = result.chosen
-        new_on = result.chosen[result.chosen != NO_PAIR]
-        np.add.at(load, c.pair_resource[new_on], c.pair_units[new_on])
-        objective += int(result.objective) - before
-        stats.improvements += 1
-        if progress:
-            progress(time.perf_counter() - progress_start, float(objective), float(bound))
-        if objective >= bound:
-            break
+
+    try:
+        while stats.work < work_budget and time.perf_counter() < deadline and objective < target:
+            taken_resources = np.zeros(len(c.capacity), dtype=bool)
+            taken_requests: list[np.ndarray] = []
+            batch = []
+            for _ in range(threads):
+                stats.iterations += 1
+                activity = assigned_count + pairs_per_resource * waiting_share
+                chosen = _neighbourhood(c, assign, rng, movable_resources, activity, average_options, target_pairs)
+                chosen = chosen[~taken_resources[chosen]]
+                if len(chosen) == 0:
+                    continue
+                task = _build_neighbourhood(c, assign, load, chosen, best_value, density, pinned, target_pairs,
+                                            np.concatenate(taken_requests) if taken_requests else None,
+                                            seed + stats.iterations)
+                taken_resources[chosen] = True
+                taken_requests.append(task.free)
+                batch.append(task)
+            results = list(pool.map(resolve, batch)) if pool is not None and len(batch) > 1 else [
+                resolve(task) for task in batch]
+            stats.work += max((r.deterministic_time + ITERATION_WORK + WORK_PER_PAIR * r.num_variables
+                               for r in results), default=ITERATION_WORK)
+            for task, result in zip(batch, results):
+                stats.build_seconds += result.build_seconds
+                if result.status == cp_model.OPTIMAL:
+                    target_pairs = min(target_pairs * 1.2, MAX_TARGET_PAIRS)
+                else:
+                    target_pairs = max(target_pairs * 0.8, MIN_TARGET_PAIRS)
+                if result.status not in SOLVED or result.objective <= task.before:
+                    continue
+                old = assign[task.free]
+                old_on = old[old != NO_PAIR]
+                np.subtract.at(load, c.pair_resource[old_on], c.pair_units[old_on])
+                np.subtract.at(assigned_count, c.pair_resource[old_on], 1)
+                assign[task.free] = result.chosen
+                new_on = result.chosen[result.chosen != NO_PAIR]
+                np.add.at(load, c.pair_resource[new_on], c.pair_units[new_on])
+                np.add.at(assigned_count, c.pair_resource[new_on], 1)
+                objective += int(result.objective) - task.before
+                stats.improvements += 1
+                if progress:
+                    progress(time.perf_counter() - progress_start, float(objective), float(bound))
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return assign, stats
+
+
+def _build_neighbourhood(
+    c: CompiledInstance,
+    assign: np.ndarray,
+    load: np.ndarray,
+    chosen: np.ndarray,
+    best_value: np.ndarray,
+    density: np.ndarray,
+    pinned: np.ndarray,
+    target_pairs: float,
+    taken: np.ndarray | None,
+    seed: int,
+) -> _Neighbourhood:
+    """The re-solve of the resources `chosen`: the requests on them and the best waiting ones.
+
+    Requests in `taken` (another neighbourhood of the same round) are left out. Work is
+    proportional to the chosen resources' pairs, not to the month.
+    """
+    mask = np.zeros(len(c.capacity), dtype=bool)
+    mask[chosen] = True
+    candidate_pairs = np.concatenate(
+        [c.resource_pairs[c.resource_start[r] : c.resource_start[r + 1]] for r in chosen.tolist()]
+    )
+    candidate_requests = c.pair_request[candidate_pairs]
+    on_chosen = np.unique(candidate_requests[assign[candidate_requests] == candidate_pairs])
+    on_chosen = on_chosen[~pinned[on_chosen]]
+    waiting = np.unique(candidate_requests)
+    waiting = waiting[(assign[waiting] == NO_PAIR) & (best_value[waiting] > 0)]
+    if taken is not None and len(taken):
+        waiting = waiting[~np.isin(waiting, taken)]
+    max_waiting = max(int(target_pairs), 50)
+    if len(waiting) > max_waiting:
+        waiting = waiting[np.argsort(-density[waiting], kind="stable")[:max_waiting]]
+    free = np.union1d(on_chosen, waiting)
+    room = c.capacity.copy()
+    room[chosen] = c.capacity[chosen] - load[chosen]
+    freed = assign[on_chosen]
+    np.add.at(room, c.pair_resource[freed], c.pair_units[freed])
+    return _Neighbourhood(free=free, mask=mask, room=room, before=int(c.pair_value[freed].sum()), seed=seed)
 
 
 def _neighbourhood(

@@ -9,17 +9,30 @@ from typing import Callable
 
 import numpy as np
 from ortools.sat.python import cp_model
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+from dataclasses import replace
 
 from solvers import tabu
-from solvers.bound import LpRelaxation, lp_relaxation
+from solvers.bound import BoundError, LagrangianBound, LpRelaxation, lagrangian_bound, lp_relaxation
+from solvers.churn import churn
 from solvers.compiled import NO_PAIR, CompiledInstance, compile_instance
+from solvers.components import component_labels
 from solvers.cpsat import SOLVED, SearchLimits, SubSolve, solve_part, sub_pairs
 from solvers.explain import allocation_table
-from solvers.greedy import greedy_fill, initial_assignment, request_best_value_and_units
+from solvers.greedy import greedy_fill
 from solvers.lns import improve
-from solvers.schema import AllocationInstance, Proposal, SolverParams
+from solvers.schema import (
+    BOUND_CPSAT,
+    BOUND_LAGRANGIAN,
+    BOUND_LP,
+    BOUND_TRIVIAL,
+    STOP_OPTIMAL,
+    STOP_TIME_LIMIT,
+    STOP_TOLERANCE,
+    STOP_WORK_BUDGET,
+    AllocationInstance,
+    Proposal,
+    SolverParams,
+)
 
 # Components up to this many pairs get one CP-SAT model (hinted with the greedy) for their whole
 # share of the time; larger ones get LP rounding plus LNS.
@@ -54,6 +67,12 @@ TABU_MAX_REQUESTS = 2000
 TABU_MIN_MUST_SHARE = 0.5
 # Deterministic work charged for the LP relaxation, per pair (deterministic mode only).
 LP_WORK_PER_PAIR = 5e-6
+# The LP relaxation (bound and rounding) gets at most this share of the time left; past it, or
+# above LP_MAX_PAIRS usable pairs (HiGHS took 14 s at 1,000,000 pairs), the capacity-relaxed
+# Lagrangian bound stands in (LAGRANGIAN_SHARE of the time left), priced greedy as rounding.
+LP_SHARE = 0.3
+LP_MAX_PAIRS = 3_000_000
+LAGRANGIAN_SHARE = 0.1
 
 Progress = Callable[[float, float, float], None]
 
@@ -89,7 +108,7 @@ class Budget:
             return max(self.work, 0.0)
         return max(self.wall_end - time.perf_counter(), 0.0)
 
-    def limits(self, share: float, params: SolverParams) -> SearchLimits:
+    def limits(self, share: float, params: SolverParams, gap_limit: float = 0.0) -> SearchLimits:
         # interleave_search runs the workers in turn, so each gets its part of the share.
         return SearchLimits(
             deterministic_time=max(share / max(params.workers, 1), 0.01),
@@ -97,6 +116,7 @@ class Budget:
             seed=params.seed,
             workers=params.workers,
             deterministic=self.deterministic,
+            gap_limit=gap_limit,
         )
 
     def charge(self, work: float) -> None:
@@ -104,11 +124,54 @@ class Budget:
 
 
 def solve(instance: AllocationInstance, params: SolverParams, progress: Progress | None = None) -> Proposal:
-    """Allocate the month (SPEC §3); raise InfeasibleError when must_allocate provably cannot be met."""
+    """Allocate the month (SPEC §3); raise InfeasibleError when must_allocate provably cannot be met.
+
+    A re-run (instance.previous set) starts from the previous allocation: under strict stability
+    (params.stability None) the requests the change does not require to move are held where
+    they were; when that leaves a must_allocate request without room, the month is solved again
+    with a stability weight above any request's value (moves only where they pay for a request).
+    """
     started = time.perf_counter()
     c = compile_instance(instance, params)
+    try:
+        return _solve(instance, c, params, progress, started)
+    except (InfeasibleError, NoSolutionError):
+        if not c.strict or not (c.kept_pair != NO_PAIR).any():
+            raise
+    weight = float(np.abs(c.pair_value).max(initial=0) + 1)
+    soft = replace(params, stability=weight)
+    return _solve(instance, compile_instance(instance, soft), soft, progress, started)
+
+
+@dataclass
+class _Relaxation:
+    """The month's relaxation, computed once when first needed: LP, else Lagrangian."""
+
+    kind: str  # BOUND_LP or BOUND_LAGRANGIAN
+    lp: LpRelaxation | None
+    lagrangian: LagrangianBound | None
+    note: str
+    seconds: float
+
+    @property
+    def price(self) -> np.ndarray:
+        return self.lp.resource_dual if self.lp is not None else self.lagrangian.price
+
+    def part_bound(self, c: CompiledInstance, part: np.ndarray, pairs: np.ndarray, room: np.ndarray) -> float:
+        if self.lp is not None:
+            return float(c.pair_value[pairs] @ self.lp.x[pairs])
+        return self.lagrangian.value(room, part, np.unique(c.pair_resource[pairs]))
+
+
+def _solve(
+    instance: AllocationInstance, c: CompiledInstance, params: SolverParams, progress: Progress | None,
+    started: float,
+) -> Proposal:
+    """solve() on a compiled month."""
+    phases = {"compile": time.perf_counter() - started}
     _require_pairs_for_must_allocate(c)
     deterministic = params.deterministic_work is not None
+    tolerance = max(float(params.gap_tolerance), 0.0)
     budget = Budget(
         deterministic=deterministic,
         started=started,
@@ -117,18 +180,25 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
         work=params.deterministic_work if deterministic else math.inf,
     )
 
-    pinned = initial_assignment(c)
-    assign = greedy_fill(c, pinned)
+    t = time.perf_counter()
+    fixed = c.fixed_pair
+    pinned = fixed.copy()  # pins, and under strict stability the requests kept where they were
+    assign = _warm_start(c, pinned)
     room = c.capacity - c.load(pinned)
-    free = np.flatnonzero((c.pinned_pair == NO_PAIR) & (np.diff(c.pair_request_start) > 0))
+    # Pairs that can ever be chosen: those of requests not held, that fit beside the held ones.
+    usable = (fixed[c.pair_request] == NO_PAIR) & (c.pair_units <= room[c.pair_resource])
+    free = np.flatnonzero((fixed == NO_PAIR) & (np.diff(c.pair_request_start) > 0))
     pinned_value = float(c.objective(pinned))
-    trivial = _trivial_bound(c)
-    parts = components(c, free)
-    part_pairs = [int(np.diff(c.pair_request_start)[part].sum()) for part in parts]
+    trivial = _trivial_bound(c, usable)
+    parts = components(c, free, usable)
+    phases["greedy"] = time.perf_counter() - t
+    part_pairs = [len(_usable_pairs(c, part, usable)) for part in parts]
     part_bound = [float(trivial[part].sum()) for part in parts]
-    proven = [False] * len(parts)
+    bound_kind = [BOUND_TRIVIAL] * len(parts)
+    done = [False] * len(parts)  # proven within the tolerance (or optimal): no more search
     model_size = {"variables": 0, "constraints": 0, "pairs": c.num_pairs, "components": len(parts)}
-    relaxation: LpRelaxation | None = None  # of the whole month, solved when first needed
+    relaxation: _Relaxation | None = None
+    build_seconds = 0.0
 
     for k, part in enumerate(parts):
         part_started, work_before = time.perf_counter(), budget.left()
@@ -142,29 +212,39 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
             # proves small components optimal) and the LNS below does the improving.
             cp_share = share * (CPSAT_SHARE_WITH_MUST if len(must) else CPSAT_SHARE_WITHOUT_MUST)
             result = _solve_or_explain(c, part, room, budget, cp_share, params, assign,
-                                       progress, offset, bound_offset)
+                                       progress, offset, bound_offset, gap_limit=tolerance)
+            build_seconds += result.build_seconds
             assign[part] = result.chosen
-            part_bound[k] = min(part_bound[k], result.bound)
-            proven[k] = result.status == cp_model.OPTIMAL
+            if result.bound < part_bound[k]:
+                part_bound[k], bound_kind[k] = min(part_bound[k], result.bound), BOUND_CPSAT
+            # OPTIMAL: CP-SAT proved the component within its gap limit (the tolerance).
+            done[k] = result.status == cp_model.OPTIMAL
             model_size["variables"] += result.num_variables
             model_size["constraints"] += result.num_constraints
             used = time.perf_counter() - part_started if not deterministic else work_before - budget.left()
-            if proven[k] or share - used < MIN_LNS_SHARE * share:
+            if done[k] or share - used < MIN_LNS_SHARE * share:
                 continue
         elif (assign[must] == NO_PAIR).any():
             result = _solve_or_explain(c, must, room, budget, share * MUST_SHARE, params, assign)
+            build_seconds += result.build_seconds
             assign[must] = result.chosen
             assign = greedy_fill(c, assign, requests=part)
-        # LP rounding (the LP optimum also bounds the component), then LNS on its resources.
+        # The month's relaxation (solved once): its rounding starts the search, it bounds the part.
         if relaxation is None:
-            relaxation = lp_relaxation(c, max(budget.safety_end - time.perf_counter(), 1.0))
-            budget.charge(LP_WORK_PER_PAIR * c.num_pairs)
-        pairs = sub_pairs(c, part, None)
-        part_bound[k] = min(part_bound[k], float(c.pair_value[pairs] @ relaxation.x[pairs]))
-        # The LNS (or the tabu search) starts from the LP rounding even when it is worth less than
+            relaxation = _relax(c, assign, fixed, room, usable, budget)
+            phases["bound"] = relaxation.seconds
+        pairs = _usable_pairs(c, part, usable)
+        relaxed = relaxation.part_bound(c, part, pairs, room)
+        if relaxed < part_bound[k]:
+            part_bound[k], bound_kind[k] = relaxed, relaxation.kind
+        part_value = float(c.pair_value[_chosen(assign[part])].sum())
+        if _within(part_value, part_bound[k], tolerance):
+            done[k] = True
+            continue
+        # The LNS (or the tabu search) starts from the rounding even when it is worth less than
         # the CP-SAT or greedy allocation: measured, the LNS ends much higher from there (0.16 % vs
         # 0.44 % below the LP on a 936 x 50 component in 3 s). The better of the two is kept.
-        rounded = _lp_rounding(c, assign, part, pairs, relaxation)
+        rounded = _rounding(c, assign, part, pairs, relaxation)
         fallback = assign
         if not (c.must_allocate[part] & (rounded[part] == NO_PAIR)).any():
             assign = rounded
@@ -172,6 +252,8 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
             work, deadline = share - (work_before - budget.left()), budget.safety_end
         else:
             work, deadline = math.inf, part_started + share
+        # The search of this component stops once it is within the tolerance of its bound.
+        target = part_bound[k] - tolerance * max(1.0, abs(part_bound[k])) if tolerance > 0 else part_bound[k]
         if _tight(part, must):
             outside = float(c.objective(assign)) - float(c.pair_value[_chosen(assign[part])].sum())
             bound_now = pinned_value + sum(part_bound)
@@ -182,27 +264,43 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
             # One search per worker from the LP rounding (or the CP-SAT allocation when the rounding
             # leaves a must_allocate request out), each with its own penalty profile.
             assign, spent = tabu.improve_component(c, assign, part, pairs, room, max(work, 0.0),
-                                                   deadline, params.seed, report, threads=params.workers)
+                                                   deadline, params.seed, report, threads=params.workers,
+                                                   target=target)
             budget.charge(spent)
         else:
+            outside = float(c.objective(assign)) - float(c.pair_value[_chosen(assign[part])].sum())
             assign, stats = improve(c, assign, max(work, 0.0), deadline, params.seed, progress, started,
                                     pinned_value + sum(part_bound), resources=np.unique(c.pair_resource[pairs]),
-                                    sub_deterministic_time=LNS_SUB_TIME_WITH_MUST if len(must) else LNS_SUB_TIME)
+                                    sub_deterministic_time=LNS_SUB_TIME_WITH_MUST if len(must) else LNS_SUB_TIME,
+                                    target=outside + target, threads=params.workers)
             budget.charge(stats.work)
+            build_seconds += stats.build_seconds
         if c.objective(fallback) > c.objective(assign):
             assign = fallback
+        done[k] = _within(float(c.pair_value[_chosen(assign[part])].sum()), part_bound[k], tolerance)
 
     assign = greedy_fill(c, assign)  # anything that still fits and adds value
     objective = float(c.objective(assign))
     bound = pinned_value + float(sum(part_bound))
-    if all(proven) or objective >= bound:
-        bound, status = objective, "OPTIMAL"
+    if objective >= bound:
+        bound, status, stop = objective, "OPTIMAL", STOP_OPTIMAL
     else:
         status = "FEASIBLE"
+        if all(done) or _within(objective, bound, tolerance):
+            stop = STOP_TOLERANCE
+        else:
+            stop = STOP_WORK_BUDGET if deterministic else STOP_TIME_LIMIT
     if progress:
         progress(time.perf_counter() - started, objective, bound)
+    phases["model_build"] = build_seconds
+    searched = time.perf_counter() - started
+    phases["search"] = max(searched - sum(phases.values()), 0.0)
+    t = time.perf_counter()
+    allocations = allocation_table(instance, c, assign)
+    phases["explain"] = time.perf_counter() - t
+    kinds = sorted(set(bound_kind), key=[BOUND_CPSAT, BOUND_LP, BOUND_LAGRANGIAN, BOUND_TRIVIAL].index)
     return Proposal(
-        allocations=allocation_table(instance, c, assign),
+        allocations=allocations,
         objective=objective,
         bound=float(bound),
         gap=relative_gap(objective, bound),
@@ -211,7 +309,60 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
         model_size=model_size,
         parts=1,
         conflicts=list(c.conflicts),
+        stop_reason=stop,
+        bound_kind="+".join(kinds) if parts else BOUND_CPSAT,
+        bound_note=relaxation.note if relaxation is not None else "",
+        churn=churn(instance.previous, allocations,
+                    dict(zip(c.request_ids.tolist(), c.request_units.tolist()))) if instance.previous else {},
+        phase_seconds={key: round(value, 3) for key, value in phases.items()},
     )
+
+
+def _within(value: float, bound: float, tolerance: float) -> bool:
+    """Whether `value` is proven within `tolerance` (relative) of `bound`."""
+    return value >= bound or relative_gap(value, bound) <= tolerance
+
+
+def _warm_start(c: CompiledInstance, pinned: np.ndarray) -> np.ndarray:
+    """The better of the greedy from the pins and the greedy from the previous version's kept pairs."""
+    fresh = greedy_fill(c, pinned)
+    if not (c.kept_pair != NO_PAIR).any():
+        return fresh
+    warm = greedy_fill(c, np.where(pinned != NO_PAIR, pinned, c.kept_pair))
+    return warm if c.objective(warm) >= c.objective(fresh) else fresh
+
+
+def _relax(
+    c: CompiledInstance, assign: np.ndarray, fixed: np.ndarray, room: np.ndarray, usable: np.ndarray,
+    budget: Budget,
+) -> _Relaxation:
+    """The month's LP relaxation when it solves in its share of the time, else the Lagrangian bound."""
+    t = time.perf_counter()
+    n_usable = int(usable.sum())
+    if n_usable <= LP_MAX_PAIRS:
+        try:
+            limit = max(LP_SHARE * budget.left() if not budget.deterministic
+                        else budget.safety_end - time.perf_counter(), 1.0)
+            lp = lp_relaxation(c, limit, usable=usable)
+            budget.charge(LP_WORK_PER_PAIR * c.num_pairs)
+            return _Relaxation(BOUND_LP, lp, None, "", time.perf_counter() - t)
+        except BoundError as error:
+            note = f"LP relaxation not solved in {limit:.0f} s ({error}); Lagrangian bound instead"
+    else:
+        note = f"LP relaxation skipped ({n_usable:,} pairs > {LP_MAX_PAIRS:,}); Lagrangian bound instead"
+    pairs = np.flatnonzero(usable)
+    lower = float(c.pair_value[_chosen(np.where(fixed == NO_PAIR, assign, NO_PAIR))].sum())
+    left = budget.left() if not budget.deterministic else budget.safety_end - time.perf_counter()
+    lagrangian = lagrangian_bound(c, pairs, room, lower, time.perf_counter() + max(LAGRANGIAN_SHARE * left, 1.0))
+    budget.charge(LP_WORK_PER_PAIR * c.num_pairs)
+    return _Relaxation(BOUND_LAGRANGIAN, None, lagrangian,
+                       f"{note} ({lagrangian.iterations} subgradient iterations)", time.perf_counter() - t)
+
+
+def _usable_pairs(c: CompiledInstance, part: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """The usable pairs of the requests in `part` (sorted)."""
+    pairs = sub_pairs(c, part, None)
+    return pairs[usable[pairs]]
 
 
 def _tight(part: np.ndarray, must: np.ndarray) -> bool:
@@ -219,26 +370,30 @@ def _tight(part: np.ndarray, must: np.ndarray) -> bool:
     return 0 < len(part) <= TABU_MAX_REQUESTS and len(must) >= TABU_MIN_MUST_SHARE * len(part)
 
 
-def components(c: CompiledInstance, requests: np.ndarray) -> list[np.ndarray]:
-    """`requests` grouped into independent components (no shared resource), smallest first.
+def components(c: CompiledInstance, requests: np.ndarray, usable: np.ndarray | None = None) -> list[np.ndarray]:
+    """`requests` grouped into independent components (no shared usable pair), smallest first.
 
-    Small components usually finish at a proven optimum well inside their share of the time, and
-    what they leave flows to the larger ones solved after them.
+    Only `usable` pairs (default: all) link requests and resources; an optional request without
+    a usable pair can never be allocated and is left out, a must_allocate one stays (alone) so
+    that CP-SAT proves the month infeasible. Small components usually finish at a proven
+    optimum well inside their share of the time, and what they leave flows to the larger ones
+    solved after them.
     """
     if len(requests) == 0:
         return []
     pairs = sub_pairs(c, requests, None)
-    n = c.num_requests
-    graph = coo_matrix(
-        (np.ones(len(pairs)), (c.pair_request[pairs], n + c.pair_resource[pairs])),
-        shape=(n + len(c.capacity), n + len(c.capacity)),
-    )
-    _, label = connected_components(graph, directed=False)
-    request_label = label[requests]
+    if usable is not None:
+        pairs = pairs[usable[pairs]]
+    labels = component_labels(c.num_requests, len(c.capacity), c.pair_request[pairs], c.pair_resource[pairs])
+    request_label = labels.request[requests]
+    alone = request_label < 0
+    requests = requests[~alone | c.must_allocate[requests]]
+    request_label = np.where(labels.request[requests] >= 0, labels.request[requests],
+                             labels.count + np.arange(len(requests)))
     order = np.lexsort((requests, request_label))
     grouped = requests[order]
     cuts = np.flatnonzero(np.diff(request_label[order])) + 1
-    parts = np.split(grouped, cuts)
+    parts = np.split(grouped, cuts) if len(grouped) else []
     sizes = [int(np.diff(c.pair_request_start)[part].sum()) for part in parts]
     ranked = sorted(range(len(parts)), key=lambda k: (sizes[k], int(parts[k][0])))
     return [parts[k] for k in ranked]
@@ -256,21 +411,28 @@ def _chosen(assigned: np.ndarray) -> np.ndarray:
     return assigned[assigned != NO_PAIR]
 
 
-def _trivial_bound(c: CompiledInstance) -> np.ndarray:
-    """Per request, the most it can add: its best pair (must_allocate), or that or nothing."""
-    best_value, _ = request_best_value_and_units(c)
-    return np.where(c.must_allocate, best_value, np.maximum(best_value, 0.0))
+def _trivial_bound(c: CompiledInstance, usable: np.ndarray) -> np.ndarray:
+    """Per request, the most it can add: its best usable pair (must_allocate), or that or nothing."""
+    value = np.where(usable, c.pair_value, np.iinfo(np.int64).min // 2)
+    starts = c.pair_request_start[:-1]
+    has = c.pair_request_start[1:] > starts
+    best = np.zeros(c.num_requests)
+    if has.any():
+        best[has] = np.maximum.reduceat(value, starts[has])
+    best = np.where(best < np.iinfo(np.int64).min // 4, 0.0, best)  # no usable pair: it adds nothing
+    return np.where(c.must_allocate, best, np.maximum(best, 0.0))
 
 
-def _lp_rounding(
-    c: CompiledInstance, assign: np.ndarray, part: np.ndarray, pairs: np.ndarray, relaxation: LpRelaxation
+def _rounding(
+    c: CompiledInstance, assign: np.ndarray, part: np.ndarray, pairs: np.ndarray, relaxation: _Relaxation
 ) -> np.ndarray:
-    """The LP's integral pairs of `part` (they fit together), the rest filled greedily at LP prices."""
+    """The LP's integral pairs of `part` (they fit together), the rest filled greedily at the relaxation's prices."""
     rounded = assign.copy()
     rounded[part] = NO_PAIR
-    integral = pairs[relaxation.x[pairs] > 1 - 1e-6]
-    rounded[c.pair_request[integral]] = integral
-    return greedy_fill(c, rounded, requests=part, resource_price=relaxation.resource_dual)
+    if relaxation.lp is not None:
+        integral = pairs[relaxation.lp.x[pairs] > 1 - 1e-6]
+        rounded[c.pair_request[integral]] = integral
+    return greedy_fill(c, rounded, requests=part, resource_price=relaxation.price)
 
 
 def _require_pairs_for_must_allocate(c: CompiledInstance) -> None:
@@ -295,9 +457,10 @@ def _solve_or_explain(
     progress: Progress | None = None,
     offset: float = 0.0,
     bound_offset: float = 0.0,
+    gap_limit: float = 0.0,
 ) -> SubSolve:
     """CP-SAT on `requests`; InfeasibleError only when CP-SAT proves must_allocate cannot be met."""
-    result = solve_part(c, requests, room, budget.limits(share, params), hint=hint, progress=progress,
+    result = solve_part(c, requests, room, budget.limits(share, params, gap_limit), hint=hint, progress=progress,
                         progress_offset=offset, progress_start=budget.started,
                         progress_bound_offset=bound_offset)
     budget.charge(result.deterministic_time)

@@ -22,6 +22,18 @@ STATUS_UNALLOCATED = "unallocated"
 STATUS_PINNED = "pinned"
 STATUS_EXCLUDED = "excluded"
 
+# Why a solve stopped (Proposal.stop_reason).
+STOP_OPTIMAL = "optimal"  # the allocation is proven optimal (objective == bound)
+STOP_TOLERANCE = "gap_tolerance"  # proven within SolverParams.gap_tolerance of the bound
+STOP_TIME_LIMIT = "time_limit"  # SolverParams.time_limit_s ran out first
+STOP_WORK_BUDGET = "deterministic_budget"  # SolverParams.deterministic_work ran out first
+
+# Where a bound comes from (Proposal.bound_kind).
+BOUND_CPSAT = "cp-sat"  # CP-SAT's proven bound of a component's exact model
+BOUND_LP = "lp"  # the LP relaxation (HiGHS), solved to optimality
+BOUND_LAGRANGIAN = "lagrangian"  # capacities relaxed with prices (valid for any prices >= 0)
+BOUND_TRIVIAL = "best-pair"  # every request on its best pair, capacity ignored
+
 REQUEST_COLUMNS = [
     "request_id", "customer_id", "service", "region", "units", "priority",
     "must_allocate", "preferred_resource_id", "earliest_date", "latest_date",
@@ -43,13 +55,27 @@ class SolverParams:
     seed: int = 0
     workers: int = 2
     default_cost: int = 10
-    # Penalty per request moved away from the previous version's resource (stability).
+    # Superseded by `stability` and no longer read by the solver (strict stability leaves
+    # nothing for a per-move penalty to decide); kept so stored snapshots and the settable key
+    # still load until the pipeline retires it.
     move_penalty: int = 1
     # Deterministic work budget (CP-SAT deterministic seconds plus charged Python work). Set: runs
     # repeat exactly (interleaved CP-SAT workers, deterministic limits) and time_limit_s only
     # bounds the wall clock. None: the wall clock (time_limit_s) decides and CP-SAT runs its
     # parallel portfolio: better allocations, but two runs may differ.
     deterministic_work: float | None = None
+    # The solve ends as soon as its allocation is proven within this relative gap of its bound
+    # ((bound - objective) / max(1, |bound|)): CP-SAT's own gap limit inside components, the
+    # components' and the month's objective against their bounds between phases. 0: run to
+    # the time limit or a proven optimum.
+    gap_tolerance: float = 1e-4
+    # Weight of keeping a request on the resource the previous version gave it (a re-run).
+    # None (default, strict): a request keeps its previous resource unless the change requires
+    # it to move (excluded, pinned elsewhere, its pair gone, or displaced from a resource that
+    # the pins and kept requests overfill); only the others are re-optimised, so a re-run with
+    # the same inputs moves nothing. A number: objective units a request earns by staying
+    # (0: no stability at all); the solver may move it when that gains more.
+    stability: float | None = None
 
 
 @dataclass
@@ -90,3 +116,13 @@ class Proposal:
     model_size: dict[str, int] = field(default_factory=dict)
     parts: int = 1
     conflicts: list[str] = field(default_factory=list)
+    # Why the solve stopped: STOP_OPTIMAL, STOP_TOLERANCE, STOP_TIME_LIMIT or STOP_WORK_BUDGET.
+    stop_reason: str = ""
+    # Which bound `bound` is: BOUND_* kinds joined by "+" when components used different ones
+    # (e.g. "cp-sat+lp"), and why a weaker one was used (empty when nothing failed).
+    bound_kind: str = ""
+    bound_note: str = ""
+    # Against instance.previous (solvers.churn.churn): requests and units moved.
+    churn: dict[str, float] = field(default_factory=dict)
+    # Wall seconds per phase (compile, greedy, bound, model_build, search, explain).
+    phase_seconds: dict[str, float] = field(default_factory=dict)

@@ -82,6 +82,7 @@ def improve_component(
     seed: int,
     report: Callable[[int], None] | None = None,
     threads: int = 1,
+    target: float | None = None,
 ) -> tuple[np.ndarray, float]:
     """Tabu search on one component (`part`, its sorted `pairs`); (better assign, work spent).
 
@@ -90,7 +91,8 @@ def improve_component(
     `threads` independent searches (seeds seed, seed + 1, ..., PENALTY_PROFILES in turn) run side
     by side from `assign` (which may overfill resources); the best allocation within capacity any
     of them met is returned (the first one's on a tie), or `assign` when none was. `report` gets
-    the component's value (sum of its chosen pairs' values) whenever it improves.
+    the component's value (sum of its chosen pairs' values) whenever it improves. The search
+    stops early once an allocation within capacity is worth `target` (the tolerance's reach).
     """
     sizes = np.diff(c.pair_request_start)[part]
     request_start = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
@@ -116,7 +118,8 @@ def improve_component(
 
     best_value = max(state.best_value for state in states)
     with ThreadPoolExecutor(max_workers=len(states)) as pool:  # _search releases the GIL
-        while (budget is None or states[0].iteration < budget) and time.perf_counter() < deadline:
+        while ((budget is None or states[0].iteration < budget) and time.perf_counter() < deadline
+               and (target is None or max(state.best_value for state in states) < target)):
             chunk = per_chunk if budget is None else min(per_chunk, budget - states[0].iteration)
             list(pool.map(step, states, [chunk] * len(states)))
             if report is not None and max(state.best_value for state in states) > best_value:

@@ -129,7 +129,7 @@ def test_the_reported_objective_matches_the_validation_objective():
           "preferred_resource_id": "R1" if k % 3 == 0 else None} for k in range(30)],
         [{"resource_id": f"R{r}", "capacity_units": 6} for r in range(4)],
     )
-    params = SolverParams(time_limit_s=5.0)
+    params = SolverParams(time_limit_s=5.0, gap_tolerance=0.0)
     proposal = solve(inst, params)
     assert proposal.status == "OPTIMAL" and proposal.gap == 0
     assert validation.objective_value(inst, proposal.allocations, params.weights) == proposal.objective

@@ -47,7 +47,7 @@ def assert_within_capacity_and_complete(c, assign):
 @pytest.mark.parametrize("name", ["gap1-0", "gap2-0"])
 def test_tabu_reaches_the_proven_optimum_of_a_small_gap_instance_from_an_overfull_start(name):
     inst = gap_instance(DATA / name)
-    optimum = solve(inst, SolverParams(weights=GAP_PARAMS_WEIGHTS, time_limit_s=20.0))
+    optimum = solve(inst, SolverParams(weights=GAP_PARAMS_WEIGHTS, time_limit_s=20.0, gap_tolerance=0.0))
     assert optimum.status == "OPTIMAL"
     c = compile_instance(inst, PARAMS)
     start = cheapest_pairs(c)
