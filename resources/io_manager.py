@@ -1,0 +1,58 @@
+"""The IO manager: every value passed between steps is a folder of Parquet tables plus value.json.
+
+Set it as the "io_manager" resource with ``ParquetIOManagerResource(base_url=dg.EnvVar("BATCH_ADMIN_IO_BASE"))``.
+The base is a local folder in the embedded default and any fsspec URL (``s3://bucket/prefix``) in
+production. Layout under the base (folders, see resources/table_codec.py for their content):
+
+    <asset key path>/<partition key>/       a partitioned asset, one folder per partition
+    <asset key path>/                       an unpartitioned asset
+    <run id>/<step key>/<output>[/<mapping key>]   an op's output inside a graph asset or job
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+from upath import UPath
+
+from resources.table_codec import dump_value, load_value
+
+IO_BASE_VAR = "BATCH_ADMIN_IO_BASE"
+
+
+class ParquetIOManager(dg.UPathIOManager):
+    """Stores each output as a value folder under a UPath base; never pickles."""
+
+    # Each value is a folder, not a file: no suffix is added to its path.
+    extension = ""
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        # Dagster's version reads UPath._kwargs, which universal_pathlib 0.3 no longer has.
+        return dict(self._base_path.storage_options)
+
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        tables = dump_value(obj, path)
+        context.add_output_metadata({"parquet_tables": len(tables)})
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
+        # Fan-in inputs (a .collect() of dynamic outputs) need nothing here: Dagster loads each
+        # upstream output through this method and hands the step the list.
+        return load_value(path)
+
+
+class ParquetIOManagerResource(dg.ConfigurableIOManagerFactory):
+    """The Parquet IO manager rooted at base_url, a folder or an fsspec URL."""
+
+    base_url: str = Field(description=f"Folder or fsspec URL of step outputs; set with dg.EnvVar({IO_BASE_VAR!r}).")
+    storage_options: dict[str, Any] = Field(default_factory=dict,
+                                            description="Passed to the fsspec filesystem (credentials, endpoint).")
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> ParquetIOManager:
+        if not self.base_url.strip():
+            # No local fallback: a production run writing to a worker's own disk would lose its outputs.
+            raise dg.Failure(description=f"{IO_BASE_VAR} is not set: point it at the folder or fsspec URL "
+                                         f"(e.g. s3://bucket/batch-admin/io) where runs keep the tables they pass on.")
+        return ParquetIOManager(base_path=UPath(self.base_url.strip(), **self.storage_options))
