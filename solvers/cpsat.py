@@ -30,6 +30,7 @@ class SubSolve:
     num_variables: int
     num_constraints: int
     build_seconds: float = 0.0  # building the model and its hint (inside wall_seconds)
+    reached_target: bool = False  # stopped because the objective reached solve_part's stop_at
 
 
 @dataclass
@@ -48,7 +49,7 @@ class SearchLimits:
     workers: int = 1
     deterministic: bool = True
     first_solution: bool = False  # stop at the first solution (feasibility search)
-    gap_limit: float = 0.0  # relative gap at which CP-SAT stops (SolverParams.gap_tolerance)
+    gap_limit: float = 0.0  # absolute gap (objective units) at which CP-SAT stops: a share of the tolerance
 
 
 def sub_pairs(c: CompiledInstance, requests: np.ndarray, resource_mask: np.ndarray | None) -> np.ndarray:
@@ -63,21 +64,29 @@ def sub_pairs(c: CompiledInstance, requests: np.ndarray, resource_mask: np.ndarr
     return pairs
 
 
-class _Progress(cp_model.CpSolverSolutionCallback):
-    """Reports (seconds, objective, bound) of the whole month at each improving solution."""
+class _Watch(cp_model.CpSolverSolutionCallback):
+    """At each improving solution: report (seconds, objective, bound) of the whole month, and stop
+    the search once the objective reaches `stop_at` (a bound known outside CP-SAT less the slack)."""
 
     def __init__(
-        self, report: Callable[[float, float, float], None], offset: float, bound_offset: float, start: float
+        self, report: Callable[[float, float, float], None] | None, offset: float, bound_offset: float,
+        start: float, stop_at: float | None,
     ):
         super().__init__()
         self._report, self._offset, self._bound_offset, self._start = report, offset, bound_offset, start
+        self._stop_at = stop_at
+        self.stopped_at_target = False
 
     def on_solution_callback(self) -> None:
-        self._report(
-            time.perf_counter() - self._start,
-            self.objective_value + self._offset,
-            self.best_objective_bound + self._bound_offset,
-        )
+        if self._report is not None:
+            self._report(
+                time.perf_counter() - self._start,
+                self.objective_value + self._offset,
+                self.best_objective_bound + self._bound_offset,
+            )
+        if self._stop_at is not None and self.objective_value >= self._stop_at:
+            self.stopped_at_target = True
+            self.stop_search()
 
 
 @dataclass
@@ -158,11 +167,13 @@ def solve_part(
     progress_start: float = 0.0,
     maximise_served_must: bool = False,
     progress_bound_offset: float | None = None,
+    stop_at: float | None = None,
 ) -> SubSolve:
     """Solve build_model()'s model for `requests`, hinted with `hint` (pair per request).
 
     progress gets the sub-model's objective plus progress_offset and its bound plus
-    progress_bound_offset (default progress_offset).
+    progress_bound_offset (default progress_offset). The search stops at the first solution
+    worth `stop_at` or more (then reported as SubSolve.reached_target).
     """
     started = time.perf_counter()
     built = build_model(c, requests, room, resource_mask, maximise_served_must)
@@ -187,9 +198,10 @@ def solve_part(
     solver.parameters.stop_after_first_solution = limits.first_solution
     # Stop once the solution is proven within the gap limit (CP-SAT then reports OPTIMAL; the
     # bound it returns is the true one).
-    solver.parameters.relative_gap_limit = float(limits.gap_limit)
+    solver.parameters.absolute_gap_limit = float(limits.gap_limit)
     bound_offset = progress_offset if progress_bound_offset is None else progress_bound_offset
-    callback = _Progress(progress, progress_offset, bound_offset, progress_start) if progress else None
+    callback = (_Watch(progress, progress_offset, bound_offset, progress_start, stop_at)
+                if progress or stop_at is not None else None)
     status = solver.solve(model, callback)
     chosen = np.full(len(requests), NO_PAIR, dtype=np.int64)
     objective = 0.0
@@ -211,4 +223,5 @@ def solve_part(
         num_variables=n,
         num_constraints=num_constraints,
         build_seconds=build_seconds,
+        reached_target=callback is not None and callback.stopped_at_target,
     )
