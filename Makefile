@@ -24,12 +24,12 @@ demo: $(VENV)/.installed  ## Run the monthly batch on demo data for next month (
 test: $(VENV)/.installed  ## Run the whole test suite
 	$(PY) -m pytest -q
 
-ui: $(VENV)/.installed  ## Dagster webserver and daemon on the embedded default
-	$(PY) -m pipelines.ui --port $(UI_PORT)
+ui: $(VENV)/.installed  ## `dagster dev` (webserver and daemon) on the embedded default
+	$(BA) ui --port $(UI_PORT)
 
 ui-postgres: $(VENV)/.installed  ## The same on PostgreSQL (BATCH_ADMIN_POSTGRES_URL must be set)
 	@test -n "$$BATCH_ADMIN_POSTGRES_URL" || (echo "error: set BATCH_ADMIN_POSTGRES_URL=postgresql://user@host:5432/db" >&2; exit 1)
-	$(PY) -m pipelines.ui --port $(UI_PORT)
+	$(BA) ui --port $(UI_PORT)
 
 bench: $(VENV)/.installed  ## Benchmarks of docs/performance.md (about 80 minutes: ours and plain CP-SAT, 60 s each per GAP instance); JSON under bench/results/
 	mkdir -p bench/results

@@ -3,25 +3,23 @@
 import dagster as dg
 import pandas as pd
 
-from assets.monthly import GROUP, ONE_MONTH_PER_RUN, allocation_export
+from assets.guards import refuse
+from assets.monthly import GROUP, allocation_export
 from assets.partitions import monthly_partitions
-from pipelines.guards import refuse
-from pipelines.roles import MONTH_TAG
+from batch.health import actuals_summary, planned_rows
+from batch.inputs import InputError, load_landing
+from batch.metrics import planned_vs_actual as compare
 from resources.dagster_resources import ControlStoreResource, StorageResource
 
 ACTUALS_JOB = "actuals_job"
 TABLE_ROWS_SHOWN = 200
 
 
-@dg.asset(partitions_def=monthly_partitions, backfill_policy=ONE_MONTH_PER_RUN, group_name=GROUP,
+@dg.asset(partitions_def=monthly_partitions, group_name=GROUP,
           deps=[allocation_export])
 def planned_vs_actual(context: dg.AssetExecutionContext, control: ControlStoreResource,
                       storage: StorageResource) -> dg.Output[pd.DataFrame]:
     """Per resource: planned and delivered units and utilization of the month."""
-    from checks.inputs import InputError, load_landing
-    from checks.monitoring import planned_vs_actual as compare
-    from pipelines.monitoring_view import actuals_summary, planned_rows
-
     month = context.partition_key
     planned = planned_rows(control.store(), storage.exports(), month)
     if planned is None:
@@ -50,12 +48,5 @@ def _markdown(table: pd.DataFrame) -> str:
         text += f"\n\n{len(table) - TABLE_ROWS_SHOWN} more resources not shown."
     return text
 
-
-actuals_job = dg.define_asset_job(
-    ACTUALS_JOB, selection=[planned_vs_actual],
-    config=dg.PartitionedConfig(partitions_def=monthly_partitions,
-                                run_config_for_partition_key_fn=lambda _key: {},
-                                tags_for_partition_key_fn=lambda key: {MONTH_TAG: key}),
-    description="Compare a month's official (or latest) allocation with the actuals that landed.")
 
 actuals_assets = [planned_vs_actual]

@@ -1,28 +1,18 @@
-"""What every writing asset does first: who acts, the final lock, the temporary lock, the lease."""
+"""What every writing asset does first: who acts, the final lock, the temporary lock, the lease, the snapshot."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import dagster as dg
 
-from pipelines.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles
-from resources.control_store import ControlError, ControlStore
+from batch.errors import ControlError
+from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles
+from batch.snapshot import RunSnapshot
+from resources.control_store import ControlStore
 from resources.settings import Settings
 
-# Assets of the monthly chain in execution order; the last selected one releases the lease.
+# Assets of the monthly chain in execution order; the last one a run executes releases the lease.
 CHAIN = ("landed_inputs", "validated_inputs", "capacity_plan", "allocation_parts", "allocation_proposal",
          "allocation_export")
-
-
-@dataclass(frozen=True)
-class RunIdentity:
-    """The month, actor and change note of the run an asset executes in."""
-
-    month: str
-    actor: str | None
-    note: str | None
-    run_id: str
 
 
 def refuse(message: str) -> dg.Failure:
@@ -30,36 +20,44 @@ def refuse(message: str) -> dg.Failure:
     return dg.Failure(description=message, allow_retries=False)
 
 
-def identity(context: dg.AssetExecutionContext) -> RunIdentity:
-    tags = context.run.tags
-    return RunIdentity(context.partition_key, tags.get(ACTOR_TAG) or None,
-                       tags.get(NOTE_TAG) or None, context.run.run_id)
+Context = dg.AssetExecutionContext | dg.OpExecutionContext
 
 
-def _holder_finished(context: dg.AssetExecutionContext, holder_run_id: str | None) -> bool:
+def _holder_finished(context: Context, holder_run_id: str | None) -> bool:
     if holder_run_id is None or holder_run_id == context.run.run_id:
         return False
     run = context.instance.get_run_by_id(holder_run_id)
     return run is None or run.is_finished
 
 
-def begin_write(context: dg.AssetExecutionContext, store: ControlStore, what: str) -> RunIdentity:
-    """Refuse before anything is written when the month is finalized, locked for others or busy."""
-    who = identity(context)
+def begin_write(context: Context, store: ControlStore, what: str) -> RunSnapshot:
+    """Refuse before anything is written when the month is finalized, locked for others or busy;
+    else the run's snapshot (taken by its first step, read back by every later one)."""
+    month, tags, run_id = context.partition_key, context.run.tags, context.run.run_id
+    actor, note = tags.get(ACTOR_TAG) or None, tags.get(NOTE_TAG) or None
     try:
-        if who.actor is not None:
-            Roles.load(Settings.from_env().roles_file).require_admin(who.actor, f"{what} {who.month}")
-        store.guard_write(who.month, who.actor, what)
-        holder = store.lease_holder(who.month)
-        store.acquire_lease(who.month, who.run_id, holder_finished=_holder_finished(context, holder))
+        if actor is not None:
+            Roles.load(Settings.from_env().roles_file).require_admin(actor, f"{what} {month}")
+        store.guard_write(month, actor, what)
+        holder = store.lease_holder(month)
+        store.acquire_lease(month, run_id, holder_finished=_holder_finished(context, holder))
+        return RunSnapshot.from_dict(store.run_snapshot(month, run_id, actor, note))
     except (ControlError, RoleError) as exc:
         raise refuse(str(exc)) from None
-    return who
 
 
-def end_write(context: dg.AssetExecutionContext, store: ControlStore, asset_name: str) -> None:
-    """Release the month's lease after the last asset of the run's selection."""
-    selected = {key.to_user_string() for key in (context.run.asset_selection or [])}
-    remaining = [name for name in CHAIN[CHAIN.index(asset_name) + 1:] if name in selected]
-    if not remaining:
+def _executed_chain(context: Context) -> list[str]:
+    """The chain assets this run executes: its asset selection, narrowed by re-executed steps."""
+    keys = context.run.asset_selection or context.job_def.asset_layer.selected_asset_keys
+    names = {key.to_user_string() for key in keys}
+    steps = context.run.step_keys_to_execute
+    if steps is not None:
+        names = {name for name in names if any(step.split(".", 1)[0].split("[", 1)[0] == name for step in steps)}
+    return [name for name in CHAIN if name in names]
+
+
+def end_write(context: Context, store: ControlStore, asset_name: str) -> None:
+    """Release the month's lease after the last chain asset this run executes."""
+    executed = _executed_chain(context)
+    if not executed or executed[-1] == asset_name:
         store.release_lease(context.partition_key, context.run.run_id)

@@ -8,35 +8,40 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from assets.guards import begin_write, end_write, refuse
 from assets.partitions import monthly_partitions
 from assets.parts import allocation_parts
+from batch import plan as batch
+from batch.errors import ControlError
+from batch.health import trend
+from batch.inputs import InputError, InputTables, load_landing
+from batch.lifecycle import finalize_month
+from batch.metrics import utilization_table, version_metrics
+from batch.months import previous_month
+from batch.roles import RoleError, Roles
 from checks import asset_checks, names
-from pipelines import batch
-from pipelines.guards import begin_write, end_write, refuse
-from pipelines.params import solver_params
-from resources.control_store import ControlError
+from checks.expectations import validate_inputs
 from resources.dagster_resources import ControlStoreResource, StorageResource
+from resources.settings import Settings
+from solvers import build_instance
 
-# One month per backfill run is a deliberate choice (one month, one run, one lease).
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 GROUP = "monthly_batch"
-ONE_MONTH_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 INPUTS_MEET_EXPECTATIONS = "inputs_meet_expectations"
 
 
 def _asset(**kwargs: Any):
-    """Every monthly asset: partitioned by month, one month per backfill run."""
-    return dg.asset(partitions_def=monthly_partitions, backfill_policy=ONE_MONTH_PER_RUN,
-                    group_name=GROUP, **kwargs)
+    """Every monthly asset: partitioned by month. Without a backfill policy a backfill makes one run
+    per month, tagged dagster/partition like every other run, so the queue's one-run-per-month
+    limit sees backfill runs too (a multi-run policy tags only a partition range)."""
+    return dg.asset(partitions_def=monthly_partitions, group_name=GROUP, **kwargs)
 
 
 @_asset()
 def landed_inputs(context: dg.AssetExecutionContext, control: ControlStoreResource,
                   storage: StorageResource):
     """The month's input tables as they landed under landing/YYYY-MM/."""
-    from checks.inputs import InputError, load_landing
-
     store = control.store()
     begin_write(context, store, "plan")
     started = time.perf_counter()
@@ -57,16 +62,14 @@ def landed_inputs(context: dg.AssetExecutionContext, control: ControlStoreResour
 @_asset(check_specs=[dg.AssetCheckSpec(INPUTS_MEET_EXPECTATIONS, asset="validated_inputs", blocking=True,
                                        description="Every input rule of SPEC §2 holds (great-expectations suites).")])
 def validated_inputs(context: dg.AssetExecutionContext, control: ControlStoreResource,
-                     storage: StorageResource, landed_inputs):
+                     storage: StorageResource, landed_inputs: InputTables):
     """The landed tables after every input rule held."""
-    from checks.expectations import validate_inputs
-
     store = control.store()
     begin_write(context, store, "plan")
     started = time.perf_counter()
     docs = storage.home_path() / "data_docs" / context.partition_key
     report = validate_inputs(landed_inputs, data_docs_dir=docs)
-    metadata = {"report": dg.MetadataValue.json(report.as_metadata()),
+    metadata: dict[str, Any] = {"report": dg.MetadataValue.json(report.as_metadata()),
                 "checked_rules": report.checked_rules,
                 "validate_seconds": round(time.perf_counter() - started, 3)}
     if report.data_docs_path:
@@ -83,25 +86,22 @@ def validated_inputs(context: dg.AssetExecutionContext, control: ControlStoreRes
 
 @_asset()
 def capacity_plan(context: dg.AssetExecutionContext, control: ControlStoreResource,
-                  storage: StorageResource, validated_inputs) -> dg.Output:
+                  storage: StorageResource, validated_inputs: InputTables) -> dg.Output:
     """Preview: demand against capacity per service and region, conflicts, expected allocation."""
-    from solvers import build_instance
-
     store = control.store()
     who = begin_write(context, store, "plan")
     started = time.perf_counter()
     month = context.partition_key
-    params = solver_params(store.params(month))
+    params = who.solver_params()
     exports = storage.exports()
-    previous_final = (exports.read_final(batch.previous_month(month))
-                      if exports.final_manifest(batch.previous_month(month)) else None)
+    previous_final = (exports.read_final(previous_month(month))
+                      if exports.final_manifest(previous_month(month)) else None)
     latest = exports.latest_version(month)
-    pins, exclusions = store.pins_and_exclusions(month)
     tables = validated_inputs
     instance = build_instance(
         month, tables.requests, tables.resources, availability=tables.availability,
         eligibility=tables.eligibility, params=params, previous_final=batch.final_map(previous_final),
-        pins=pins, exclusions=exclusions,
+        pins=dict(who.pins), exclusions=set(who.exclusions),
         previous_version=batch.final_map(exports.read_version(month, latest)) if latest else None,
     )
     expected = batch.expected_allocation(instance, params)
@@ -148,8 +148,6 @@ def allocation_proposal(context: dg.AssetExecutionContext, control: ControlStore
 def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreResource,
                       storage: StorageResource, allocation_proposal: batch.ProposalResult):
     """A new immutable version of the month's allocation: Parquet rows and manifest."""
-    from checks.monitoring import version_metrics
-
     store = control.store()
     who = begin_write(context, store, "run")
     exports = storage.exports()
@@ -179,9 +177,6 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
     metadata: dict[str, Any] = {"version": version, "path": dg.MetadataValue.path(str(info.path)),
                                 "rows": len(rows), **{k: v for k, v in metrics.items() if isinstance(v, int | float)}}
     # Numeric metadata is plotted by the UI across materializations; the tables give the detail.
-    from checks.monitoring import utilization_table
-    from pipelines.monitoring_view import trend
-
     metadata["utilization_by_service_region"] = dg.MetadataValue.md(
         utilization_table(rows, allocation_proposal.instance.resources, by="service_region")
         .round(3).to_markdown(index=False))
@@ -195,7 +190,8 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
         metadata["diff_against_previous"] = dg.MetadataValue.json(
             {"counts": diff["counts"], "metrics": diff["metrics"]})
     end_write(context, store, "allocation_export")
-    yield dg.Output(info.manifest, metadata=metadata)
+    # The version is written by the export store itself (versioned Parquet): nothing for an IO manager.
+    yield dg.MaterializeResult(metadata=metadata)
     yield from asset_checks.trend_results(who.month, metrics, batch.trailing_metrics(store, who.month))
 
 
@@ -212,14 +208,15 @@ class FinalizeConfig(dg.Config):
 def final_allocation(context: dg.AssetExecutionContext, config: FinalizeConfig,
                      control: ControlStoreResource, storage: StorageResource):
     """The official allocation of a finalized month: written only by finalization."""
-    from pipelines.lifecycle import finalize_month
-
     exports = storage.exports()
     month = context.partition_key
-    manifest = finalize_month(control.store(), exports, month, context.run.tags, config.version,
-                              config.approver, context.run.run_id)
-    yield dg.Output(manifest, metadata={"version": config.version, "approver": config.approver,
-                                        "rows": manifest.get("row_count", 0)})
+    try:
+        manifest = finalize_month(Roles.load(Settings.from_env().roles_file), control.store(), exports, month,
+                                  context.run.tags, config.version, config.approver, context.run.run_id)
+    except (ControlError, RoleError) as exc:
+        raise refuse(str(exc)) from None
+    yield dg.MaterializeResult(metadata={"version": config.version, "approver": config.approver,
+                                         "rows": manifest.get("row_count", 0)})
     yield asset_checks.final_matches_result(exports.read_final(month), exports.read_version(month, config.version),
                                             config.version)
 

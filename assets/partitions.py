@@ -2,6 +2,9 @@
 
 import dagster as dg
 
-# A monthly partition normally appears once its month has ended; an offset of 2 adds the
-# current month and the next one, so that planning can happen ahead.
-monthly_partitions = dg.MonthlyPartitionsDefinition(start_date="2025-01", fmt="%Y-%m", end_offset=2)
+from batch.months import FIRST_MONTH, MONTHS_AHEAD
+
+# A monthly partition normally appears once its month has ended; the offset adds the current
+# month and the months ahead, so that planning can happen ahead (batch.months.planned_months).
+monthly_partitions = dg.MonthlyPartitionsDefinition(start_date=FIRST_MONTH, fmt="%Y-%m",
+                                                    end_offset=1 + MONTHS_AHEAD)

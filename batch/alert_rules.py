@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from resources.alerts import Alert
+from batch.alerts import Alert
 
 RULE_UNALLOCATED_RATIO_ANOMALY = "unallocated_ratio_anomaly"
 RULE_UTILIZATION_ANOMALY = "utilization_anomaly"
@@ -46,8 +46,8 @@ def ratio_anomalies(
     version = current.get("version")
     for metric, (rule, label) in RATIO_METRICS.items():
         value = _metric(current, metric)
-        history = [_metric(entry, metric) for entry in trailing if entry.get("month") != month]
-        history = [past for past in history if past is not None]
+        history = [past for entry in trailing if entry.get("month") != month
+                   if (past := _metric(entry, metric)) is not None]
         if value is None or len(history) < MIN_TRAILING_MONTHS:
             continue
         mean = statistics.fmean(history)
@@ -71,7 +71,7 @@ def ratio_anomalies(
     return alerts
 
 
-def failed_checks(month: str, check_results: Sequence[Mapping[str, Any]]) -> list[Alert]:
+def failed_checks(month: str | None, check_results: Sequence[Mapping[str, Any]]) -> list[Alert]:
     """One alert per check result that did not pass; severity follows the check's severity."""
     alerts = []
     for result in check_results:
@@ -104,7 +104,7 @@ def run_failures(
     (naive = UTC), ISO string or epoch seconds; a failure without it counts as recent.
     too_many_errors fires at most once per window-long UTC time bucket.
     """
-    now = _as_utc(now) if now is not None else datetime.now(timezone.utc)
+    now = _as_utc(now) if now is not None else datetime.now(UTC)
     window = timedelta(hours=window_hours)
     alerts = []
     recent = []
@@ -142,7 +142,7 @@ def run_failures(
 
 def stale_locks(locks: Sequence[Mapping[str, Any]], now: datetime | None = None) -> list[Alert]:
     """Warn about every lock still held after its expires_at (locks without one never expire)."""
-    now = _as_utc(now) if now is not None else datetime.now(timezone.utc)
+    now = _as_utc(now) if now is not None else datetime.now(UTC)
     alerts = []
     for lock in locks:
         if lock.get("expires_at") is None or lock.get("released_at") is not None:
@@ -198,7 +198,7 @@ def unlock_alert(
 
     The one rule that returns a single Alert, not a list: it always fires.
     """
-    at = _as_utc(at) if at is not None else datetime.now(timezone.utc)
+    at = _as_utc(at) if at is not None else datetime.now(UTC)
     actor = actor or "an unknown actor"
     return Alert(
         rule=RULE_MONTH_UNLOCKED,
@@ -234,13 +234,13 @@ def _lock_details(lock: Mapping[str, Any]) -> dict[str, Any]:
 
 def _as_utc(value: Any) -> datetime:
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        return datetime.fromtimestamp(value, tz=UTC)
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if not isinstance(value, datetime):
         # pandas Timestamps are datetimes; anything else is a caller bug.
         raise TypeError(f"expected a datetime, ISO string or epoch seconds, got {value!r}")
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _iso(value: Any) -> str | None:

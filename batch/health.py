@@ -8,9 +8,11 @@ from typing import Any
 
 import pandas as pd
 
-from checks.monitoring import planned_vs_actual, utilization_table, version_metrics
-from resources.control_store import PHASE_FINALIZED, ControlStore
-from resources.storage import ExportStore
+from batch.inputs import InputError, load_landing
+from batch.lifecycle import PHASE_FINALIZED
+from batch.metrics import planned_vs_actual, utilization_table, version_metrics
+from batch.months import trailing_months
+from solvers.eligibility import monthly_capacity
 
 TREND_MONTHS = 6
 TREND_FIELDS = ("success_rate", "unallocated_ratio", "utilization", "objective", "gap")
@@ -29,7 +31,7 @@ class PlannedRows:
     rows: pd.DataFrame
 
 
-def planned_rows(store: ControlStore, exports: ExportStore, month: str) -> PlannedRows | None:
+def planned_rows(store, exports, month: str) -> PlannedRows | None:
     """The official allocation of a finalized month, else its latest version; None without versions."""
     # After an audited unlock the old official copy may remain on disk: the phase decides.
     final = exports.final_manifest(month) if store.month(month)["phase"] == PHASE_FINALIZED else None
@@ -61,7 +63,7 @@ def actuals_summary(table: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def month_health(store: ControlStore, exports: ExportStore, month: str) -> dict[str, Any]:
+def month_health(store, exports, month: str) -> dict[str, Any]:
     """JSON-able health of a month for `batch-admin status --json` (key "health")."""
     state = store.month(month)
     planned = planned_rows(store, exports, month)
@@ -93,12 +95,10 @@ def month_health(store: ControlStore, exports: ExportStore, month: str) -> dict[
     return health
 
 
-def trend(store: ControlStore, month: str, months: int = TREND_MONTHS) -> list[dict[str, Any]]:
+def trend(store, month: str, months: int = TREND_MONTHS) -> list[dict[str, Any]]:
     """The month and the ones before it (oldest first): figures of each month's final or latest version."""
-    period = pd.Period(month, freq="M")
     rows = []
-    for back in range(months - 1, -1, -1):
-        key = (period - back).strftime("%Y-%m")
+    for key in [*reversed(trailing_months(month, months - 1)), month]:
         versions = store.versions(key)
         if not versions:
             continue
@@ -110,12 +110,8 @@ def trend(store: ControlStore, month: str, months: int = TREND_MONTHS) -> list[d
     return rows
 
 
-def _landed_resources(exports: ExportStore, month: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str | None]:
+def _landed_resources(exports, month: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str | None]:
     """The month's resources and actuals tables as landed, or the sentence saying why not."""
-    from checks.inputs import InputError, load_landing
-
-    from solvers.eligibility import monthly_capacity
-
     try:
         tables = load_landing(exports.home, month)
     except InputError as exc:
@@ -127,7 +123,7 @@ def _landed_resources(exports: ExportStore, month: str) -> tuple[pd.DataFrame | 
     return resources, tables.actuals, None
 
 
-def _stored_metrics(store: ControlStore, month: str, version: int) -> dict[str, Any]:
+def _stored_metrics(store, month: str, version: int) -> dict[str, Any]:
     for item in store.versions(month):
         if item["version"] == version:
             return dict(item["metrics"])

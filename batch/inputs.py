@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from batch import months
+
 TABLES = ["resources", "availability", "requests", "eligibility", "actuals"]
 REQUIRED_TABLES = ["resources", "requests"]
 EXTENSIONS = [".parquet", ".csv"]
@@ -51,7 +53,6 @@ KEY_COLUMNS: dict[str, list[str]] = {
 TRUE_WORDS = {"true", "1", "yes"}
 FALSE_WORDS = {"false", "0", "no"}
 MAX_SAMPLE_ROWS = 10
-MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 INT64_LIMIT = 2**63
 
 
@@ -102,10 +103,12 @@ class InputTables:
 
 def check_month(month: str) -> None:
     """Raise InputError unless `month` reads YYYY-MM."""
-    if not isinstance(month, str) or not MONTH_PATTERN.match(month):
+    try:
+        months.check_month(month)
+    except months.MonthError:
         raise InputError(
             f"Month {month!r} is not a month key of the form YYYY-MM.", rule="month format"
-        )
+        ) from None
 
 
 def json_value(value: Any) -> Any:

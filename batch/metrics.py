@@ -14,7 +14,7 @@ import pandas as pd
 try:  # `resource` is Unix-only; without it CPU of children and peak memory are unknown.
     import resource as _resource
 except ImportError:  # pragma: no cover - Windows
-    _resource = None
+    _resource = None  # type: ignore[assignment]
 
 STATUS_ALLOCATED = "allocated"
 STATUS_UNALLOCATED = "unallocated"

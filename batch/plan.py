@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
-from solvers.schema import AllocationInstance, Proposal
+from batch.months import trailing_months
+from solvers.compiled import compile_instance
+from solvers.explain import allocation_table
+from solvers.greedy import greedy_fill, initial_assignment
+from solvers.schema import AllocationInstance, Proposal, SolverParams
 
 ROW_COLUMNS = ["month", "version", "request_id", "customer_id", "service", "region", "priority",
                "resource_id", "units", "cost", "status", "reason", "reason_detail"]
@@ -35,6 +39,24 @@ class CapacityPlan:
             "conflicts": int(len(self.conflicts)),
             **{f"expected_{k}": v for k, v in self.expected.items()},
         }
+
+
+@dataclass
+class PartTask:
+    """One independent part of a month and the share of the time limit it gets."""
+
+    index: int
+    count: int
+    instance: AllocationInstance
+    params: SolverParams
+
+
+@dataclass
+class PartResult:
+    """A solved part and what solving it cost (wall and CPU seconds, peak memory)."""
+
+    proposal: Proposal
+    usage: dict
 
 
 @dataclass
@@ -85,6 +107,13 @@ def _combine(group: list[AllocationInstance]) -> AllocationInstance:
     )
 
 
+def part_params(params: SolverParams, share_s: float) -> SolverParams:
+    """A part's parameters: its share of the month's time limit, and of the deterministic budget."""
+    share = share_s / params.time_limit_s
+    work = None if params.deterministic_work is None else params.deterministic_work * share
+    return replace(params, time_limit_s=share_s, deterministic_work=work)
+
+
 def time_shares(parts: list[AllocationInstance], time_limit_s: float, floor_s: float = 0.2) -> list[float]:
     """Each part's share of the month's time limit, by size, never below floor_s."""
     sizes = [len(p.pairs) + len(p.requests) for p in parts]
@@ -133,11 +162,6 @@ def allocation_rows(month: str, version: int, instance: AllocationInstance, prop
     return rows[ROW_COLUMNS]
 
 
-def previous_month(month: str) -> str:
-    period = pd.Period(month, freq="M") - 1
-    return period.strftime("%Y-%m")
-
-
 def final_map(rows: pd.DataFrame | None) -> dict[str, str]:
     """request_id -> resource_id of an allocation (continuity and warm starts)."""
     if rows is None or rows.empty:
@@ -148,20 +172,14 @@ def final_map(rows: pd.DataFrame | None) -> dict[str, str]:
 
 def expected_allocation(instance: AllocationInstance, params) -> pd.DataFrame:
     """The preview's expected allocation: the solver's greedy warm start, in a fraction of a second."""
-    from solvers.compiled import compile_instance
-    from solvers.explain import allocation_table
-    from solvers.greedy import greedy_fill, initial_assignment
-
     compiled = compile_instance(instance, params)
     return allocation_table(instance, compiled, greedy_fill(compiled, initial_assignment(compiled)))
 
 
 def trailing_metrics(store, month: str, months_back: int = 6) -> list[dict[str, Any]]:
     """The latest version's metrics of each of the trailing months (for anomaly checks)."""
-    period = pd.Period(month, freq="M")
     history = []
-    for back in range(1, months_back + 1):
-        previous = (period - back).strftime("%Y-%m")
+    for previous in trailing_months(month, months_back):
         found = store.versions(previous)
         if found:
             history.append({"month": previous, **found[-1]["metrics"]})

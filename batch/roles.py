@@ -26,7 +26,7 @@ class Roles:
     source: str
 
     @classmethod
-    def load(cls, path: Path) -> "Roles":
+    def load(cls, path: Path) -> Roles:
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except FileNotFoundError:

@@ -3,21 +3,38 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Callable
-from functools import wraps
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache, wraps
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipelines.orchestration import OrchestrationError, check_month, run_job
-from pipelines.params import ParamError
-from pipelines.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles, actor_from
-from resources.control_store import ControlError, ControlStore
-from resources.settings import Settings
+from batch.demo_data import generate_month, write_landing
+from batch.errors import ControlError
+from batch.health import month_health
+from batch.inputs import InputError
+from batch.months import MonthError, check_month, check_planned_month
+from batch.params import ParamError, parse_assignment
+from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles, actor_from
+from batch_cli import instance as dagster_instance
+from batch_cli.runs import RunError, RunEvents, run_job
+from resources.control_store import ControlStore
+from resources.settings import Settings, SettingsError
+from resources.storage import ExportError, ExportStore
+
+# Job names of pipelines/jobs.py: the CLI submits them by name to the code location.
+PLAN_JOB = "plan_job"
+EXECUTE_JOB = "execute_job"
+FINALIZE_JOB = "finalize_job"
+UNLOCK_JOB = "unlock_job"
+KNOWN_ERRORS = (ControlError, RoleError, ParamError, RunError, InputError, MonthError, SettingsError, ExportError)
 
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -32,20 +49,6 @@ class CliError(Exception):
         self.details = details
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    from checks.inputs import InputError
-
-    errors: list[type[BaseException]] = [CliError, ControlError, RoleError, ParamError,
-                                         OrchestrationError, InputError]
-    try:
-        from resources.storage import ExportError
-
-        errors.append(ExportError)
-    except ImportError:  # pragma: no cover - storage always ships
-        pass
-    return tuple(errors)
-
-
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the product's refusals into one sentence on stderr and exit code 1."""
 
@@ -53,7 +56,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except _known_errors() as exc:
+        except (CliError, *KNOWN_ERRORS) as exc:
             message = str(exc).strip()
             first, _, rest = message.partition("\n")
             err.print(f"error: {first}", markup=False)
@@ -70,7 +73,13 @@ def settings() -> Settings:
 
 
 def store() -> ControlStore:
-    return ControlStore(settings().control_url)
+    """The control store: one engine for this process (per URL)."""
+    return _store(settings().control_url)
+
+
+@cache
+def _store(url: str) -> ControlStore:
+    return ControlStore(url)
 
 
 def roles() -> Roles:
@@ -88,16 +97,36 @@ def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
         human()
 
 
-def _run_or_fail(job: str, month: str, actor: str | None, note: str | None = None,
+@contextmanager
+def _progress(title: str) -> Iterator[RunEvents]:
+    """Live view of a run on stderr: the current step, and one bar per solve part."""
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                        console=err, transient=not err.is_terminal)
+    overall = progress.add_task(title, total=None)
+    parts: dict[int, Any] = {}
+
+    def on_step(step: str, status: str) -> None:
+        progress.update(overall, description=f"{title}: {step} {status}")
+
+    def on_part(index: int, count: int, done: float, total: float) -> None:
+        if index not in parts:
+            parts[index] = progress.add_task(f"  solve part {index}/{count}", total=total)
+        progress.update(parts[index], completed=min(done, total))
+
+    with progress:
+        yield RunEvents(on_step=on_step, on_part=on_part,
+                        on_notice=lambda text: err.print(f"note: {text}", markup=False))
+
+
+def _run_or_fail(job: str, month: str | None, actor: str | None, note: str | None = None,
                  run_config: dict[str, Any] | None = None) -> str:
     tags = {ACTOR_TAG: actor} if actor else {}
     if note:
         tags[NOTE_TAG] = note
-    with err.status(f"{job} for {month} ...") as spinner:
-        outcome = run_job(job, month, tags, run_config,
-                          on_progress=lambda text: spinner.update(f"{job} for {month}: {text}"))
+    with _progress(f"{job}{f' for {month}' if month else ''}") as events:
+        outcome = run_job(job, month, tags, run_config, events)
     if not outcome.success:
-        raise CliError(outcome.error or f"{job} for {month} failed (run {outcome.run_id}).")
+        raise CliError(outcome.error or f"{job} failed (run {outcome.run_id}).")
     return outcome.run_id
 
 
@@ -115,9 +144,7 @@ def main() -> None:
 @friendly
 def demo_data(month: str, n_requests: int, n_resources: int, seed: int, as_json: bool) -> None:
     """Write a realistic, deterministic month of inputs into landing/YYYY-MM/."""
-    from pipelines.demo_data import generate_month, write_landing
-
-    check_month(month, partitioned=False)
+    check_month(month)
     tables = generate_month(month, requests=n_requests, resources=n_resources, seed=seed)
     path = write_landing(settings().home, month, tables)
     result = {"month": month, "landing": str(path), **{t: len(df) for t, df in tables.items()}}
@@ -132,9 +159,7 @@ def demo_data(month: str, n_requests: int, n_resources: int, seed: int, as_json:
 @friendly
 def plan(month: str, actor: str | None, as_json: bool) -> None:
     """Preview a month: validate inputs, demand vs capacity, conflicts, expected allocation."""
-    from pipelines.jobs import PLAN_JOB
-
-    check_month(month)
+    check_planned_month(month)
     who = require_admin(actor, f"plan {month}")
     run_id = _run_or_fail(PLAN_JOB, month, who)
     latest = store().latest_plan(month) or {}
@@ -150,9 +175,7 @@ def plan(month: str, actor: str | None, as_json: bool) -> None:
 @friendly
 def run(month: str, actor: str | None, note: str | None, as_json: bool) -> None:
     """Solve the month and write a new version (planning steps included)."""
-    from pipelines.jobs import EXECUTE_JOB
-
-    check_month(month)
+    check_planned_month(month)
     who = require_admin(actor, f"run {month}")
     control = store()
     control.check_can_run(month, who, note)
@@ -191,10 +214,7 @@ def _print_mapping(title: str, mapping: dict[str, Any]) -> None:
 @friendly
 def status(month: str, as_json: bool) -> None:
     """Phase, locks, versions with their metrics, finalization and approvals of a month."""
-    from pipelines.monitoring_view import month_health
-    from resources.storage import ExportStore
-
-    check_month(month, partitioned=False)
+    check_month(month)
     control = store()
     row = control.month(month)
     lock = control.lock_info(month)
@@ -269,9 +289,7 @@ def _pct(value: Any, digits: int = 1) -> str:
 @friendly
 def params(month: str, actor: str | None, assignments: tuple[str, ...], as_json: bool) -> None:
     """Set batch parameters of a month (validated, audited, snapshotted with every version)."""
-    from pipelines.params import parse_assignment
-
-    check_month(month)
+    check_planned_month(month)
     who = require_admin(actor, f"change parameters of {month}")
     changes = dict(parse_assignment(a) for a in assignments)
     current = store().set_params(month, who, changes)
@@ -288,7 +306,7 @@ def params(month: str, actor: str | None, assignments: tuple[str, ...], as_json:
 @friendly
 def adjust(month: str, actor: str | None, pin: str | None, exclude: str | None, note: str) -> None:
     """Pin a request to a resource or exclude it; the next run honours it."""
-    check_month(month)
+    check_planned_month(month)
     who = require_admin(actor, f"adjust {month}")
     if bool(pin) == bool(exclude):
         raise CliError("Give exactly one of --pin REQ=RES or --exclude REQ.")
@@ -299,7 +317,7 @@ def adjust(month: str, actor: str | None, pin: str | None, exclude: str | None, 
         store().add_adjustment(month, who, "pin", request_id, resource_id, note)
         out.print(f"{month}: {request_id} pinned to {resource_id} for the next run.")
     else:
-        store().add_adjustment(month, who, "exclude", exclude.strip(), None, note)
+        store().add_adjustment(month, who, "exclude", str(exclude).strip(), None, note)
         out.print(f"{month}: {exclude} excluded from the next run.")
 
 
@@ -312,7 +330,7 @@ def adjust(month: str, actor: str | None, pin: str | None, exclude: str | None, 
 @friendly
 def lock(month: str, actor: str | None, admins: str, ttl_hours: float, as_json: bool) -> None:
     """Take the temporary lock of a month for a list of designated admins."""
-    check_month(month)
+    check_planned_month(month)
     who = require_admin(actor, f"lock {month}")
     names = [a.strip() for a in admins.split(",") if a.strip()]
     known = roles()
@@ -329,7 +347,7 @@ def lock(month: str, actor: str | None, admins: str, ttl_hours: float, as_json: 
 @friendly
 def release(month: str, actor: str | None) -> None:
     """Release the temporary lock of a month."""
-    check_month(month)
+    check_planned_month(month)
     who = require_admin(actor, f"release the lock of {month}")
     store().release_lock(month, who)
     out.print(f"{month}: temporary lock released.")
@@ -344,9 +362,7 @@ def release(month: str, actor: str | None) -> None:
 @friendly
 def finalize(month: str, version: int, actor: str | None, approver: str, as_json: bool) -> None:
     """Approve a version: final lock and the official export, in one step (four eyes)."""
-    from pipelines.jobs import FINALIZE_JOB
-
-    check_month(month)
+    check_planned_month(month)
     who = require_admin(actor, f"finalize {month}")
     roles().require_approver(approver, who)
     run_id = _run_or_fail(FINALIZE_JOB, month, who, run_config={
@@ -367,19 +383,13 @@ def finalize(month: str, version: int, actor: str | None, approver: str, as_json
 @friendly
 def unlock(month: str, actor: str | None, approver: str, reason: str) -> None:
     """Audited unlock of a finalized month back to proposed (four eyes, raises an alert)."""
-    from pipelines.jobs import UNLOCK_JOB
-
-    check_month(month)
+    check_planned_month(month)
     who = require_admin(actor, f"unlock {month}")
     roles().require_approver(approver, who)
     if not reason.strip():
         raise CliError("An unlock needs a non-empty --reason.")
-    tags = {ACTOR_TAG: who}
-    with err.status(f"unlocking {month} ..."):
-        outcome = run_job(UNLOCK_JOB, None, tags, {"ops": {"unlock_finalized_month": {
-            "config": {"month": month, "reason": reason, "approver": approver}}}})
-    if not outcome.success:
-        raise CliError(outcome.error or f"Unlock of {month} failed.")
+    _run_or_fail(UNLOCK_JOB, None, who, run_config={"ops": {"unlock_finalized_month": {
+        "config": {"month": month, "reason": reason, "approver": approver}}}})
     out.print(f"{month} unlocked by {who}, approved by {approver}; back to proposed.")
 
 
@@ -398,9 +408,7 @@ def unlock(month: str, actor: str | None, approver: str, reason: str) -> None:
 def export(month: str, version: int | None, final: bool, fmt: str, service: str | None,
            resource: str | None, status_: str | None, out_path: Path, actor: str | None, as_json: bool) -> None:
     """Export a whole month, or a filtered part of it, as Parquet, CSV or XLSX."""
-    from resources.storage import ExportStore
-
-    check_month(month, partitioned=False)
+    check_month(month)
     if final and version is not None:
         raise CliError("Give --version N or --final, not both.")
     result = ExportStore(settings().home).export(month, fmt=fmt, out=out_path, version=version, final=final,
@@ -418,9 +426,7 @@ def export(month: str, version: int | None, final: bool, fmt: str, service: str 
 @friendly
 def diff(month: str, from_version: int, to_version: int, as_json: bool) -> None:
     """Compare two versions: allocations added, removed, moved, and every metric's change."""
-    from resources.storage import ExportStore
-
-    check_month(month, partitioned=False)
+    check_month(month)
     result = ExportStore(settings().home).diff(month, from_version, to_version)
 
     def human() -> None:
@@ -454,16 +460,16 @@ def audit(month: str | None, verify: bool, as_json: bool) -> None:
         emit(data, as_json, lambda: out.print(f"Audit chain intact: {result.entries} entries verified."))
         return
     entries = control.audit_entries(month)
-    data = [{k: e[k] for k in ("id", "month", "at", "actor", "action", "details", "hash")} for e in entries]
+    rows = [{k: e[k] for k in ("id", "month", "at", "actor", "action", "details", "hash")} for e in entries]
 
     def human() -> None:
         table = Table("id", "at", "month", "actor", "action", "details")
-        for e in data:
+        for e in rows:
             table.add_row(str(e["id"]), e["at"].isoformat(timespec="seconds"), str(e["month"] or ""),
                           str(e["actor"] or ""), e["action"], json.dumps(e["details"], default=str)[:100])
         out.print(table)
 
-    emit(data, as_json, human)
+    emit(rows, as_json, human)
 
 
 @main.command()
@@ -488,11 +494,23 @@ def alerts(month: str | None, as_json: bool) -> None:
 @friendly
 def migrate() -> None:
     """Apply the control store's schema migrations and Dagster's instance migrations."""
-    from pipelines.orchestration import instance
-
-    store()  # opening the store upgrades its schema to the newest revision
-    instance().upgrade()
+    ControlStore(settings().control_url, migrate=True).dispose()
+    dagster_instance.instance().upgrade()
     out.print("Control store and Dagster instance are up to date.")
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@friendly
+def ui(port: int, host: str) -> None:
+    """The Dagster UI and daemon (`dagster dev`) on this deployment's instance and settings."""
+    dagster_instance.instance()  # prepares DAGSTER_HOME and sizes the solver pool
+    dagster = Path(sys.executable).with_name("dagster")
+    err.print(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={settings().dagster_home}); Ctrl-C stops it.")
+    os.chdir(dagster_instance.REPO_ROOT)
+    os.execv(str(dagster), [str(dagster), "dev", "-w", str(dagster_instance.WORKSPACE_YAML),
+                            "-h", host, "-p", str(port)])
 
 
 if __name__ == "__main__":  # pragma: no cover

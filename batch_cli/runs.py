@@ -1,31 +1,42 @@
-"""How the CLI runs jobs: through the Dagster instance under the home folder, so runs show in the UI."""
+"""How the CLI runs jobs: submitted to the Dagster instance like a run from the UI, then followed.
+
+A run started here has the code location's origin (the UI can re-execute it), goes through the
+instance's run queue when a daemon serves it, and executes with the job's own executor in its
+own run worker. Without a daemon (the embedded default) the run is launched directly, which
+skips the queue and leaves sensors unevaluated; the CLI says so.
+"""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-import shutil
-from dataclasses import dataclass
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import threading
-import uuid
-from collections.abc import Callable
-
 import dagster as dg
+from dagster import __version__ as dagster_version
+from dagster._core.definitions.selector import JobSubsetSelector
+from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+from batch.roles import MONTH_TAG
+from batch_cli.instance import WORKSPACE_YAML, daemon_running, instance
+
+LOCATION_NAME = "monthly_batch_admin"
+PARTITION_TAG = "dagster/partition"
+NO_DAEMON = ("no Dagster daemon serves this instance: the run is launched directly (no run queue), "
+             "and alerts are evaluated only while a daemon runs (`make ui`).")
+# "part 2/3 solve    4.0s of 6.5s objective ..." (assets/parts.py): one progress bar per part.
+PART_PROGRESS = re.compile(r"^part (\d+)/(\d+) solve\s+([\d.]+)s of ([\d.]+)s")
+POLL_SECONDS = 0.5
 
 
-from resources.settings import Settings
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EMBEDDED_YAML = REPO_ROOT / "dagster.yaml"
-POSTGRES_YAML = REPO_ROOT / "deploy" / "postgres" / "dagster.yaml"
-MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-
-
-class OrchestrationError(Exception):
+class RunError(Exception):
     """A run that could not start or did not succeed; str() is one clear sentence."""
 
 
@@ -38,124 +49,154 @@ class RunOutcome:
     error: str | None = None
 
 
-def check_month(month: str, partitioned: bool = True) -> str:
-    """A YYYY-MM key; for runs, one of the monthly partitions."""
-    if not MONTH_RE.match(month or ""):
-        raise OrchestrationError(f"Month {month!r} must look like YYYY-MM (e.g. 2026-12).")
-    if partitioned:
-        from assets.partitions import monthly_partitions
+@dataclass
+class RunEvents:
+    """What a follower reports while a run executes: step starts, log lines, part progress."""
 
-        keys = monthly_partitions.get_partition_keys()
-        if month not in keys:
-            raise OrchestrationError(
-                f"Month {month} is not one of the monthly partitions ({keys[0]} .. {keys[-1]}, next month included)."
-            )
-    return month
+    on_step: Callable[[str, str], None] = lambda step, status: None
+    on_log: Callable[[str, str], None] = lambda step, text: None
+    on_part: Callable[[int, int, float, float], None] = lambda index, count, done, total: None
+    on_notice: Callable[[str], None] = lambda text: None
+    steps: dict[str, str] = field(default_factory=dict)
 
 
-def psycopg2_url(url: str) -> str:
-    """The same PostgreSQL URL with the psycopg2 driver named explicitly."""
-    scheme, sep, rest = url.partition("://")
-    return f"postgresql+psycopg2://{rest}" if sep and scheme in ("postgresql", "postgres") else url
-
-
-def instance_yaml(settings: Settings) -> Path:
-    """The instance configuration: PostgreSQL when configured, the embedded default otherwise."""
-    return POSTGRES_YAML if settings.postgres_url else EMBEDDED_YAML
-
-
-def prepare_dagster_home(settings: Settings | None = None) -> Path:
-    """Point DAGSTER_HOME at the home folder and put the selected dagster.yaml there."""
-    settings = settings or Settings.from_env()
-    home = settings.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    target = home / "dagster.yaml"
-    source = instance_yaml(settings)
-    if not target.exists() or target.read_bytes() != source.read_bytes():
-        shutil.copyfile(source, target)
-    os.environ["DAGSTER_HOME"] = str(home)
-    if settings.postgres_url:
-        # SQLAlchemy 2.1 maps a plain postgresql:// URL to psycopg 3; dagster-postgres brings psycopg2.
-        os.environ["BATCH_ADMIN_POSTGRES_URL"] = psycopg2_url(settings.postgres_url)
-    return home
-
-
-def instance() -> dg.DagsterInstance:
-    """The Dagster instance; created under a file lock, so that two first runs on a new home
-    do not both create and stamp its SQLite storage."""
-    home = prepare_dagster_home()
-    with open(home / ".instance.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            return dg.DagsterInstance.get()
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _failure_message(result: dg.ExecuteInProcessResult) -> str:
-    """The first step failure, as the sentence the asset raised."""
-    for event in result.all_events:
-        if event.event_type_value != "STEP_FAILURE":
-            continue
-        data = event.step_failure_data
-        if data.user_failure_data is not None and data.user_failure_data.description:
-            return data.user_failure_data.description
-        if data.error is not None:
-            return data.error.message.strip().splitlines()[-1]
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data
-            if not evaluation.passed:
-                return (f"Check {evaluation.check_name} failed on {evaluation.asset_key.to_user_string()}: "
-                        f"{evaluation.description or 'see the run in the Dagster UI'}.")
-    return "the run failed; see it in the Dagster UI"
-
-
-def _watch(instance: dg.DagsterInstance, run_id: str, done: threading.Event,
-           on_progress: Callable[[str], None]) -> None:
-    """Report the run's latest step and log line (solver progress) while it executes."""
-    seen = 0
-    while not done.wait(0.5):
-        try:
-            records = instance.all_logs(run_id)
-        except Exception:  # noqa: BLE001 - the run may not be stored yet
-            continue
-        for record in records[seen:]:
-            step = record.step_key or ""
-            if record.is_dagster_event and record.dagster_event.event_type_value == "STEP_START":
-                on_progress(f"{step} started")
-            elif not record.is_dagster_event and record.user_message:
-                on_progress(f"{step}: {record.user_message}")
-        seen = len(records)
-
-
-def run_job(job_name: str, month: str | None, tags: dict[str, str],
-            run_config: dict[str, Any] | None = None,
-            on_progress: Callable[[str], None] | None = None) -> RunOutcome:
-    """Execute a job of the code location in this process, recorded in the instance."""
-    from pipelines.definitions import defs
-    from pipelines.jobs import month_tags
-
-    job = defs.resolve_job_def(job_name)
-    all_tags = {**(month_tags(month) if month else {}), **tags}
-    level = os.environ.get("BATCH_ADMIN_LOG_LEVEL", "CRITICAL").upper()
-    run_config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": level}}}}
-    run_id = str(uuid.uuid4())
-    the_instance = instance()
-    done = threading.Event()
-    watcher = None
-    if on_progress is not None:
-        watcher = threading.Thread(target=_watch, args=(the_instance, run_id, done, on_progress), daemon=True)
-        watcher.start()
+@contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """Point this process's stdout and stderr at a file while child processes start: the code
+    server and the run workers it launches write their console logs there, not over the CLI's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
     try:
-        result = job.execute_in_process(
-            instance=the_instance, partition_key=month, tags=all_tags, run_config=run_config,
-            raise_on_error=False, run_id=run_id,
-        )
+        yield
     finally:
-        done.set()
-        if watcher is not None:
-            watcher.join(timeout=5)
-    if not result.success:
-        return RunOutcome(result.run_id, False, _failure_message(result))
-    return RunOutcome(result.run_id, True)
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
+@contextmanager
+def workspace(the_instance: dg.DagsterInstance) -> Iterator[WorkspaceRequestContext]:
+    """The code location of workspace.yaml, served the way the webserver and the daemon serve it."""
+    log = Path(the_instance.root_directory) / "logs" / "cli-code-server.log"
+    with _output_to(log):
+        process_context = WorkspaceProcessContext(
+            instance=the_instance, version=dagster_version, read_only=False,
+            workspace_load_target=WorkspaceFileTarget(paths=[str(WORKSPACE_YAML)]),
+            code_server_log_level="WARNING")
+    with process_context:
+        yield process_context.create_request_context()
+
+
+def _create_run(the_instance: dg.DagsterInstance, context: WorkspaceRequestContext, job_name: str,
+                tags: Mapping[str, str], run_config: Mapping[str, Any]) -> dg.DagsterRun:
+    """A run of the code location's job with its origin, as the UI's launchpad creates it."""
+    location = context.get_code_location(LOCATION_NAME)
+    error = context.get_code_location_error(LOCATION_NAME)
+    if error is not None:
+        raise RunError(f"The code location {LOCATION_NAME} does not load: {error.message.strip()}")
+    repository = next(iter(location.get_repositories().values()))
+    selector = JobSubsetSelector(location_name=LOCATION_NAME, repository_name=repository.name,
+                                 job_name=job_name, op_selection=None)
+    remote_job = location.get_job(selector)
+    plan = location.get_execution_plan(remote_job, run_config, step_keys_to_execute=None, known_state=None,
+                                       instance=the_instance)
+    return the_instance.create_run(
+        job_name=job_name, run_id=None, run_config=run_config,
+        resolved_op_selection=remote_job.resolved_op_selection, step_keys_to_execute=None,
+        op_selection=None, status=None, root_run_id=None, parent_run_id=None,
+        tags={**remote_job.tags, **tags}, job_snapshot=remote_job.job_snapshot,
+        execution_plan_snapshot=plan.execution_plan_snapshot,
+        parent_job_snapshot=remote_job.parent_job_snapshot,
+        remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin(),
+        asset_selection=None, asset_check_selection=None, asset_graph=repository.asset_graph,
+    )
+
+
+def _failure_message(the_instance: dg.DagsterInstance, run_id: str) -> str:
+    """The first step failure, as the sentence the asset raised; else a failed check; else the run's."""
+    records = the_instance.get_records_for_run(run_id, of_type={
+        dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+        dg.DagsterEventType.RUN_FAILURE}).records
+    events = [r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event]
+    for event in events:
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            data = event.step_failure_data
+            if data.user_failure_data is not None and data.user_failure_data.description:
+                return data.user_failure_data.description
+            if data.error is not None:
+                return data.error.message.strip().splitlines()[-1]
+    for event in events:
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION and not event.event_specific_data.passed:
+            evaluation = event.event_specific_data
+            return (f"Check {evaluation.check_name} failed on {evaluation.asset_key.to_user_string()}: "
+                    f"{evaluation.description or 'see the run in the Dagster UI'}.")
+    for event in events:
+        if event.event_type == dg.DagsterEventType.RUN_FAILURE and event.message:
+            return event.message.strip()
+    return f"run {run_id} failed; see it in the Dagster UI"
+
+
+def follow(the_instance: dg.DagsterInstance, run_id: str, events: RunEvents) -> RunOutcome:
+    """Read the run's new events (by cursor) until it finishes; report steps, logs and part progress."""
+    cursor: str | None = None
+    queued_said = False
+    while True:
+        run = the_instance.get_run_by_id(run_id)
+        finished = run is not None and run.is_finished
+        while True:
+            page = the_instance.get_records_for_run(run_id, cursor=cursor, limit=1000)
+            for record in page.records:
+                _report(record.event_log_entry, events)
+            cursor = page.cursor
+            if not page.has_more:
+                break
+        if run is not None and run.status == dg.DagsterRunStatus.QUEUED and not queued_said:
+            events.on_notice(f"run {run_id} is queued (one run per month; the queue starts it when it may).")
+            queued_said = True
+        if finished:
+            if run.status == dg.DagsterRunStatus.SUCCESS:
+                return RunOutcome(run_id, True)
+            return RunOutcome(run_id, False, _failure_message(the_instance, run_id))
+        time.sleep(POLL_SECONDS)
+
+
+def _report(entry: Any, events: RunEvents) -> None:
+    step = entry.step_key or ""
+    event = entry.dagster_event
+    if event is not None:
+        status = {dg.DagsterEventType.STEP_START: "started", dg.DagsterEventType.STEP_SUCCESS: "done",
+                  dg.DagsterEventType.STEP_FAILURE: "failed", dg.DagsterEventType.STEP_SKIPPED: "skipped"}.get(
+            event.event_type)
+        if status and step:
+            events.steps[step] = status
+            events.on_step(step, status)
+        return
+    text = entry.user_message or ""
+    match = PART_PROGRESS.match(text)
+    if match:
+        index, count, done, total = match.groups()
+        events.on_part(int(index), int(count), float(done), float(total))
+    elif text:
+        events.on_log(step, text)
+
+
+def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
+            run_config: Mapping[str, Any] | None = None, events: RunEvents | None = None) -> RunOutcome:
+    """Submit a job of the code location for a month (or none) and follow it to its end."""
+    events = events or RunEvents()
+    the_instance = instance()
+    all_tags = {**({PARTITION_TAG: month, MONTH_TAG: month} if month else {}), **tags}
+    with workspace(the_instance) as context:
+        run = _create_run(the_instance, context, job_name, all_tags, dict(run_config or {}))
+        if daemon_running(the_instance):
+            the_instance.submit_run(run.run_id, context)
+        else:
+            events.on_notice(NO_DAEMON)
+            the_instance.launch_run(run.run_id, context)
+        return follow(the_instance, run.run_id, events)

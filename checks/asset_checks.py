@@ -7,7 +7,9 @@ decorated check on a partitioned asset would load every partition instead of the
 import dagster as dg
 import pandas as pd
 
+from batch.alert_rules import ratio_anomalies
 from checks import names
+from solvers.validation import ineligible_rows, over_capacity_rows, unserved_must_allocate
 
 PROPOSAL_CHECKS = {
     names.NO_RESOURCE_OVER_CAPACITY: "No resource is allocated more units than its monthly capacity.",
@@ -37,8 +39,6 @@ def rows_result(name: str, offending: pd.DataFrame, what: str) -> dg.AssetCheckR
 
 def proposal_results(instance, allocations: pd.DataFrame) -> list[dg.AssetCheckResult]:
     """The blocking checks of a proposal, by the solver's own validators."""
-    from solvers.validation import ineligible_rows, over_capacity_rows, unserved_must_allocate
-
     return [
         rows_result(names.NO_RESOURCE_OVER_CAPACITY, over_capacity_rows(instance, allocations), "resources over capacity"),
         rows_result(names.NO_INELIGIBLE_PAIR, ineligible_rows(instance, allocations), "allocations on ineligible pairs"),
@@ -49,8 +49,6 @@ def proposal_results(instance, allocations: pd.DataFrame) -> list[dg.AssetCheckR
 
 def trend_results(month: str, current: dict, trailing: list[dict]) -> list[dg.AssetCheckResult]:
     """Warnings when the unallocated ratio or utilization is far from the trailing months."""
-    from checks.alert_rules import ratio_anomalies
-
     found = {a.rule: a for a in ratio_anomalies(month, current, trailing)}
     results = []
     for name, rule in ((names.UNALLOCATED_RATIO_NEAR_TRAILING_MONTHS, "unallocated_ratio_anomaly"),

@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
-from checks.inputs import (
+from batch.inputs import (
     BOOLEAN_COLUMNS,
     COLUMNS,
     DATE_COLUMNS,
@@ -341,6 +342,7 @@ def _quiet() -> Iterator[None]:
 
 def _context(data_docs_dir: Path | None):
     """Ephemeral context for speed; a file context under data_docs_dir when Data Docs are wanted."""
+    context: Any
     if data_docs_dir is None:
         context = gx.get_context(mode="ephemeral")
     else:

@@ -1,21 +1,30 @@
-"""Jobs admins launch: plan, execute, finalize (asset jobs) and unlock (an op job)."""
-
+"""Jobs admins launch: plan, execute, finalize and actuals (asset jobs) and unlock (an op job)."""
 
 import dagster as dg
 
+from assets.actuals import planned_vs_actual
 from assets.monthly import (
-    allocation_export, allocation_parts, allocation_proposal, capacity_plan, final_allocation, landed_inputs,
+    allocation_export,
+    allocation_parts,
+    allocation_proposal,
+    capacity_plan,
+    final_allocation,
+    landed_inputs,
     validated_inputs,
 )
 from assets.partitions import monthly_partitions
-from pipelines.lifecycle import unlock_month
-from pipelines.roles import ACTOR_TAG, MONTH_TAG
+from batch.alert_rules import unlock_alert
+from batch.errors import ControlError
+from batch.lifecycle import unlock_month
+from batch.roles import ACTOR_TAG, MONTH_TAG, RoleError, Roles
 from resources.dagster_resources import AlertsResource, ControlStoreResource
+from resources.settings import Settings
 
 PLAN_JOB = "plan_job"
 EXECUTE_JOB = "execute_job"
 FINALIZE_JOB = "finalize_job"
 UNLOCK_JOB = "unlock_job"
+ACTUALS_JOB = "actuals_job"
 
 
 def month_tags(partition_key: str) -> dict[str, str]:
@@ -23,9 +32,9 @@ def month_tags(partition_key: str) -> dict[str, str]:
     return {MONTH_TAG: partition_key}
 
 
-def _partitioned(run_config: dict | None = None) -> dg.PartitionedConfig:
+def _partitioned() -> dg.PartitionedConfig:
     return dg.PartitionedConfig(partitions_def=monthly_partitions,
-                                run_config_for_partition_key_fn=lambda _key: run_config or {},
+                                run_config_for_partition_key_fn=lambda _key: {},
                                 tags_for_partition_key_fn=month_tags)
 
 
@@ -45,6 +54,10 @@ finalize_job = dg.define_asset_job(
     FINALIZE_JOB, selection=[final_allocation],
     description="Approve a version (config: version, approver) and set the final lock.")
 
+actuals_job = dg.define_asset_job(
+    ACTUALS_JOB, selection=[planned_vs_actual], config=_partitioned(),
+    description="Compare a month's official (or latest) allocation with the actuals that landed.")
+
 
 class UnlockConfig(dg.Config):
     """The month to unlock, why, and who approves it."""
@@ -58,15 +71,14 @@ class UnlockConfig(dg.Config):
 def unlock_finalized_month(context: dg.OpExecutionContext, config: UnlockConfig,
                            control: ControlStoreResource, alerts: AlertsResource) -> None:
     """Return a finalized month to proposed, audited, with an alert."""
-    from checks.alert_rules import unlock_alert
-
     store = control.store()
-
-    def raise_alert(month: str, actor: str | None, approver: str, reason: str) -> None:
-        alerts.dispatcher(store).raise_alert(unlock_alert(month, actor, approver, reason))
-
-    unlock_month(store, config.month, context.run.tags.get(ACTOR_TAG), config.approver,
-                 config.reason, alert=raise_alert)
+    actor = context.run.tags.get(ACTOR_TAG)
+    try:
+        unlock_month(Roles.load(Settings.from_env().roles_file), store, config.month, actor,
+                     config.approver, config.reason)
+    except (ControlError, RoleError) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    alerts.dispatcher(store).raise_alert(unlock_alert(config.month, actor, config.approver, config.reason))
     context.log.info(f"Month {config.month} unlocked and back to proposed.")
 
 

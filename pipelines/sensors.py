@@ -6,16 +6,19 @@ the log and the webhook. Re-evaluating a condition is therefore harmless.
 
 import dataclasses
 import json
-import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from checks import alert_rules
-from resources.alerts import Alert
+from assets.partitions import monthly_partitions
+from batch import alert_rules
+from batch.alerts import Alert
+from batch.months import MONTH_RE
+from batch.roles import MONTH_TAG
+from pipelines.jobs import actuals_job, month_tags
 from resources.control_store import ControlStore
 from resources.dagster_resources import AlertsResource, ControlStoreResource, StorageResource
 
@@ -23,13 +26,10 @@ RUN_FAILURE_SENSOR = "run_failure_alerts"
 FAILED_CHECKS_SENSOR = "failed_check_alerts"
 LOCKS_SENSOR = "lock_alerts"
 ACTUALS_SENSOR = "actuals_arrival"
-RATIO_SENSOR = "ratio_anomaly_alerts"
 
 PARTITION_TAG = "dagster/partition"
 ACTUALS_FILES = ("actuals.parquet", "actuals.csv")
-MONTH_FOLDER = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 RUNNING = dg.DefaultSensorStatus.RUNNING
-FINISHED_STATUSES = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
 def _raise_all(alerts: AlertsResource, store: ControlStore, found: Iterable[Alert]) -> int:
@@ -38,9 +38,7 @@ def _raise_all(alerts: AlertsResource, store: ControlStore, found: Iterable[Aler
     return sum(1 for alert in found if raiser.raise_alert(alert) is not None)
 
 
-def _run_month(tags: dict[str, str]) -> str | None:
-    from pipelines.roles import MONTH_TAG
-
+def _run_month(tags: Mapping[str, str]) -> str | None:
     return tags.get(MONTH_TAG) or tags.get(PARTITION_TAG) or None
 
 
@@ -91,6 +89,7 @@ def make_run_failure_sensor(window_hours: float = 24, max_failures: int = 3) -> 
         # Earlier failures were alerted on when they happened; only this run and the burst are new.
         fresh = [a for a in found
                  if a.rule == alert_rules.RULE_TOO_MANY_ERRORS or a.details.get("run_id") == run.run_id]
+        fresh.extend(failed_check_alerts_of_run(context.instance, run, store))
         raised = _raise_all(alerts, store, fresh)
         context.log.info(f"Run {run.run_id} failed: {raised} alert(s) raised.")
 
@@ -111,69 +110,38 @@ def _check_fact(record: Any, versions_by_run: dict[str, int]) -> dict[str, Any]:
     return fact
 
 
-def _finished_runs_after(instance: dg.DagsterInstance, cursor: dict[str, Any], limit: int) -> list[Any]:
-    """Finished runs updated after the cursor's time, oldest first, minus those already read at it."""
-    after = datetime.fromtimestamp(cursor["updated_after"], UTC) if "updated_after" in cursor else None
-    # Runs are compared strictly after `after`; a microsecond back keeps runs that tie with it.
-    records = instance.get_run_records(
-        filters=dg.RunsFilter(statuses=FINISHED_STATUSES,
-                              updated_after=after - timedelta(microseconds=1) if after else None),
-        order_by="update_timestamp", ascending=True, limit=limit)
-    done = set(cursor.get("run_ids", []))
-    return [record for record in records if record.dagster_run.run_id not in done]
+def failed_check_alerts_of_run(instance: dg.DagsterInstance, run: dg.DagsterRun, store: ControlStore) -> list[Alert]:
+    """One alert per failed asset check of a finished run, named by month and version when it made one."""
+    events = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    failed = [record for record in events if not record.event_log_entry.dagster_event.event_specific_data.passed]
+    by_month: dict[str, list[Any]] = {}
+    for record in failed:
+        partition = record.event_log_entry.dagster_event.event_specific_data.partition
+        by_month.setdefault(partition or _run_month(run.tags) or "", []).append(record)
+    found: list[Alert] = []
+    for month, month_records in by_month.items():
+        versions_by_run = ({v["run_id"]: v["version"] for v in store.versions(month) if v["run_id"]}
+                           if month else {})
+        facts = [_check_fact(record, versions_by_run) for record in month_records]
+        # Without a version (a blocking check stopped the run) the run tells failures apart.
+        found.extend(alert if "version" in alert.details
+                     else dataclasses.replace(alert, dedup_key=f"{alert.dedup_key}:run:{run.run_id}")
+                     for alert in alert_rules.failed_checks(month or None, facts))
+    return found
 
 
-def _advance(cursor: dict[str, Any], records: list[Any]) -> dict[str, Any]:
-    """The cursor after reading `records`: the newest update time and the runs read at it."""
-    newest = max(_epoch(record.update_timestamp) for record in records)
-    previous = cursor.get("run_ids", []) if cursor.get("updated_after") == newest else []
-    at_newest = [record.dagster_run.run_id for record in records if _epoch(record.update_timestamp) == newest]
-    return {"updated_after": newest, "run_ids": sorted({*previous, *at_newest})}
+def make_failed_checks_sensor() -> dg.SensorDefinition:
+    """Alert on failed asset checks of green runs (WARN checks, e.g. far from the trailing months);
+    failed runs are covered by the run failure sensor, which reports their failed checks too."""
 
-
-def _epoch(value: datetime) -> float:
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-
-
-def make_failed_checks_sensor(batch_size: int = 100, minimum_interval_seconds: int = 60) -> dg.SensorDefinition:
-    """Alert on failed asset checks, WARN ones included (they leave runs green)."""
-
-    @dg.sensor(name=FAILED_CHECKS_SENSOR, default_status=RUNNING,
-               minimum_interval_seconds=minimum_interval_seconds,
-               description="Alerts on every failed asset check evaluation of finished runs "
-                           "(cursor: update time of the last run read).")
-    def failed_check_alerts(context: dg.SensorEvaluationContext, control: ControlStoreResource,
-                            alerts: AlertsResource):
-        # Runs, not event storage ids, carry the cursor: on the run-sharded SQLite event log
-        # storage ids are per run and cursors over them are ignored.
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        runs = _finished_runs_after(context.instance, cursor, batch_size)
-        if not runs:
-            return dg.SkipReason("No newly finished runs.")
+    @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name=FAILED_CHECKS_SENSOR,
+                          default_status=RUNNING,
+                          description="Alerts on every failed asset check evaluation of a successful run.")
+    def failed_check_alerts(context: dg.RunStatusSensorContext, control: ControlStoreResource,
+                            alerts: AlertsResource) -> None:
         store = control.store()
-        raised = 0
-        for run_record in runs:
-            run = run_record.dagster_run
-            events = context.instance.get_records_for_run(
-                run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-            failed = [record for record in events
-                      if not record.event_log_entry.dagster_event.event_specific_data.passed]
-            by_month: dict[str, list[Any]] = {}
-            for record in failed:
-                partition = record.event_log_entry.dagster_event.event_specific_data.partition
-                by_month.setdefault(partition or _run_month(run.tags) or "", []).append(record)
-            for month, month_records in by_month.items():
-                versions_by_run = ({v["run_id"]: v["version"] for v in store.versions(month) if v["run_id"]}
-                                   if month else {})
-                facts = [_check_fact(record, versions_by_run) for record in month_records]
-                found = alert_rules.failed_checks(month or None, facts)
-                # Without a version (a blocking check stopped the run) the run tells failures apart.
-                found = [alert if "version" in alert.details
-                         else dataclasses.replace(alert, dedup_key=f"{alert.dedup_key}:run:{run.run_id}")
-                         for alert in found]
-                raised += _raise_all(alerts, store, found)
-        context.update_cursor(json.dumps(_advance(cursor, runs), sort_keys=True))
-        return dg.SkipReason(f"{len(runs)} finished run(s) read; {raised} failed-check alert(s) raised.")
+        raised = _raise_all(alerts, store, failed_check_alerts_of_run(context.instance, context.dagster_run, store))
+        context.log.info(f"Run {context.dagster_run.run_id}: {raised} failed-check alert(s) raised.")
 
     return failed_check_alerts
 
@@ -182,10 +150,11 @@ def make_failed_checks_sensor(batch_size: int = 100, minimum_interval_seconds: i
 
 def lock_facts(store: ControlStore) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Temporary locks as lock-rule dicts, and the phase of every locked month."""
-    locks = [{"month": lock.month, "holder": lock.holder, "admins": lock.admins, "kind": "temporary",
-              "acquired_at": lock.acquired_at, "expires_at": lock.expires_at}
-             for lock in store.all_locks() if lock is not None]
-    phases = {lock["month"]: store.month(lock["month"])["phase"] for lock in locks}
+    held = [lock for lock in store.all_locks() if lock is not None]
+    locks: list[dict[str, Any]] = [{"month": lock.month, "holder": lock.holder, "admins": lock.admins,
+                                    "kind": "temporary", "acquired_at": lock.acquired_at,
+                                    "expires_at": lock.expires_at} for lock in held]
+    phases = {lock.month: store.month(lock.month)["phase"] for lock in held}
     return locks, phases
 
 
@@ -213,7 +182,7 @@ def actuals_fingerprints(home: Path) -> dict[str, str]:
     if not landing.is_dir():
         return found
     for folder in sorted(landing.iterdir()):
-        if not (folder.is_dir() and MONTH_FOLDER.match(folder.name)):
+        if not (folder.is_dir() and MONTH_RE.fullmatch(folder.name)):
             continue
         parts = []
         for name in ACTUALS_FILES:
@@ -228,10 +197,6 @@ def actuals_fingerprints(home: Path) -> dict[str, str]:
 
 def make_actuals_sensor(minimum_interval_seconds: int = 300) -> dg.SensorDefinition:
     """Request planned_vs_actual for a month whose actuals landed (or changed) once it has versions."""
-    from assets.actuals import actuals_job
-    from assets.partitions import monthly_partitions
-    from pipelines.jobs import month_tags
-
     @dg.sensor(name=ACTUALS_SENSOR, job=actuals_job, default_status=RUNNING,
                minimum_interval_seconds=minimum_interval_seconds,
                description="Materializes planned_vs_actual when landing/YYYY-MM/actuals.* arrives or changes.")
@@ -259,36 +224,6 @@ def make_actuals_sensor(minimum_interval_seconds: int = 300) -> dg.SensorDefinit
     return actuals_arrival
 
 
-# ------------------------------------------------------------------ ratios
-
-def make_ratio_sensor(minimum_interval_seconds: int = 120) -> dg.SensorDefinition:
-    """Alert when a new version's unallocated ratio or utilization is far from the trailing months."""
-    from pipelines.batch import trailing_metrics
-
-    @dg.sensor(name=RATIO_SENSOR, default_status=RUNNING, minimum_interval_seconds=minimum_interval_seconds,
-               description="Compares every new version with the trailing months (cursor: last version per month).")
-    def ratio_anomaly_alerts(context: dg.SensorEvaluationContext, control: ControlStoreResource,
-                             alerts: AlertsResource):
-        seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
-        store = control.store()
-        raised = checked = 0
-        for month in (row["month"] for row in store.months()):
-            new = [v for v in store.versions(month) if v["version"] > seen.get(month, 0)]
-            if not new:
-                continue
-            trailing = trailing_metrics(store, month)
-            for version in new:
-                current = {**version["metrics"], "month": month, "version": version["version"]}
-                raised += _raise_all(alerts, store, alert_rules.ratio_anomalies(month, current, trailing))
-                checked += 1
-            seen[month] = new[-1]["version"]
-        context.update_cursor(json.dumps(seen, sort_keys=True))
-        return dg.SkipReason(f"{checked} new version(s) compared with trailing months; {raised} alert(s).")
-
-    return ratio_anomaly_alerts
-
-
 def all_sensors() -> list:
     """Every sensor of the code location, as definitions.py registers them."""
-    return [make_run_failure_sensor(), make_failed_checks_sensor(), make_lock_sensor(),
-            make_actuals_sensor(), make_ratio_sensor()]
+    return [make_run_failure_sensor(), make_failed_checks_sensor(), make_lock_sensor(), make_actuals_sensor()]

@@ -8,60 +8,16 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import requests
 
+from batch.alerts import Alert
+
 WEBHOOK_ENV_VAR = "BATCH_ADMIN_ALERT_WEBHOOK"
-SEVERITIES = ("warning", "error")
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Alert:
-    """One alert: what rule fired, how bad, for which month, and a key that makes it fire once."""
-
-    rule: str
-    severity: str  # "warning" | "error"
-    month: str | None  # None for alerts not tied to a month (too many run failures)
-    message: str  # one sentence
-    details: dict[str, Any] = field(default_factory=dict)
-    dedup_key: str = ""
-    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-
-    def __post_init__(self) -> None:
-        if self.severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
-        if not self.dedup_key:
-            raise ValueError("an alert needs a dedup_key")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form: the webhook body and the alerts-table row."""
-        return {
-            "rule": self.rule,
-            "severity": self.severity,
-            "month": self.month,
-            "message": self.message,
-            "details": json.loads(json.dumps(self.details, default=_json_default, sort_keys=True)),
-            "dedup_key": self.dedup_key,
-            "created_at": self.created_at.isoformat(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Alert:
-        """Inverse of to_dict (e.g. for alerts read back from the alerts table)."""
-        created_at = data.get("created_at")
-        if isinstance(created_at, str):
-            created_at = datetime.fromisoformat(created_at)
-        return cls(
-            rule=data["rule"], severity=data["severity"], month=data.get("month"),
-            message=data["message"], details=dict(data.get("details") or {}),
-            dedup_key=data["dedup_key"],
-            created_at=created_at or datetime.now(timezone.utc),
-        )
 
 
 @dataclass(frozen=True)
@@ -216,11 +172,3 @@ def _retryable_status(status_code: int) -> bool:
     return status_code >= 500 or status_code == 429
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=str)
-    if hasattr(value, "item"):  # numpy / pandas scalars
-        return value.item()
-    return str(value)

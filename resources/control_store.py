@@ -15,16 +15,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-PHASE_OPEN = "open"
-PHASE_PLANNING = "planning"
-PHASE_PROPOSED = "proposed"
-PHASE_FINALIZED = "finalized"
+from batch.errors import ControlError
+from batch.lifecycle import PHASE_FINALIZED, PHASE_OPEN, PHASE_PLANNING, PHASE_PROPOSED
+from resources.migrations import HEAD_REVISION, current_revision, upgrade
 
 GENESIS_HASH = "0" * 64
 # Serializes writers on PostgreSQL, as BEGIN IMMEDIATE does on SQLite.
@@ -119,6 +118,15 @@ audit_head = sa.Table(
     sa.Column("entries", sa.Integer, nullable=False),
 )
 
+# A run's inputs resolved once, at its first step (parameters, pins, exclusions, actor, note).
+run_snapshots = sa.Table(
+    "run_snapshots", metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("month", sa.String(7), nullable=False, index=True),
+    sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("snapshot_json", sa.Text, nullable=False),
+)
+
 alerts = sa.Table(
     "alerts", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -133,14 +141,14 @@ alerts = sa.Table(
 )
 
 
-class ControlError(Exception):
-    """A refused control-store action; str() is one clear sentence."""
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def _aware(value: datetime) -> datetime: ...
+@overload
+def _aware(value: None) -> None: ...
 def _aware(value: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes; everything here is UTC."""
     if value is None or value.tzinfo is not None:
@@ -219,14 +227,22 @@ def make_engine(url: str) -> Engine:
 class ControlStore:
     """Months' lifecycle state with serialized, audited writes."""
 
-    def __init__(self, url: str, migrate: bool = True):
+    def __init__(self, url: str, migrate: bool | None = None):
+        """Open the store; migrate=None migrates an embedded SQLite store on first use only."""
         self.url = url
         self.engine = make_engine(url)
         self.is_postgres = self.engine.dialect.name == "postgresql"
-        if migrate:
-            from resources.migrations import upgrade
-
+        revision = current_revision(self.engine)
+        if revision == HEAD_REVISION:
+            return
+        if migrate or (migrate is None and (revision is None or not self.is_postgres)):
             upgrade(self.engine)
+            return
+        self.engine.dispose()
+        raise ControlError(
+            f"The control store at {sa.engine.make_url(url).render_as_string(hide_password=True)} is at "
+            f"schema revision {revision or 'none'}, not {HEAD_REVISION}: run `batch-admin migrate` first."
+        )
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -255,7 +271,7 @@ class ControlStore:
         new_id = conn.execute(
             audit.insert().values(month=month, at=at, actor=actor, action=action,
                                   details_json=details_json, prev_hash=prev_hash, hash=digest)
-        ).inserted_primary_key[0]
+        ).inserted_primary_key[0]  # type: ignore[index]
         if head:
             conn.execute(audit_head.update().where(audit_head.c.id == 1).values(
                 last_id=new_id, last_hash=digest, entries=head["entries"] + 1))
@@ -274,7 +290,7 @@ class ControlStore:
             now = utcnow()
             conn.execute(months.insert().values(month=month, phase=PHASE_OPEN, params_json="{}",
                                                 updated_at=now))
-            row = conn.execute(sa.select(months).where(months.c.month == month)).mappings().first()
+            row = conn.execute(sa.select(months).where(months.c.month == month)).mappings().one()
         return dict(row)
 
     def _set_phase(self, conn: Connection, month: str, phase: str, **values: Any) -> None:
@@ -374,7 +390,7 @@ class ControlStore:
     def all_locks(self) -> list[LockInfo]:
         with self.read() as conn:
             rows = conn.execute(sa.select(locks.c.month)).scalars().all()
-            return [self._lock(conn, m) for m in rows]
+            return [lock for m in rows if (lock := self._lock(conn, m)) is not None]
 
     def adjustments(self, month: str) -> list[dict[str, Any]]:
         with self.read() as conn:
@@ -384,9 +400,14 @@ class ControlStore:
 
     def pins_and_exclusions(self, month: str) -> tuple[dict[str, str], set[str]]:
         """The latest adjustment of each request wins."""
+        with self.read() as conn:
+            return self._pins_and_exclusions(conn, month)
+
+    def _pins_and_exclusions(self, conn: Connection, month: str) -> tuple[dict[str, str], set[str]]:
         pins: dict[str, str] = {}
         excluded: set[str] = set()
-        for adj in self.adjustments(month):
+        for adj in conn.execute(sa.select(adjustments).where(adjustments.c.month == month)
+                                .order_by(adjustments.c.id)).mappings():
             req = adj["request_id"]
             pins.pop(req, None)
             excluded.discard(req)
@@ -555,6 +576,30 @@ class ControlStore:
                 self._set_phase(conn, month, PHASE_PLANNING)
             self._append_audit(conn, month, actor, "plan", {"run_id": run_id, **summary})
 
+    def run_snapshot(self, month: str, run_id: str, actor: str | None, note: str | None) -> dict[str, Any]:
+        """The run's inputs: recorded by its first call, read back unchanged by every later one."""
+        with self.write() as conn:
+            stored = conn.execute(sa.select(run_snapshots.c.snapshot_json)
+                                  .where(run_snapshots.c.run_id == run_id)).scalar()
+            if stored is not None:
+                return json.loads(stored)
+            row = self._month_row(conn, month)
+            pins, excluded = self._pins_and_exclusions(conn, month)
+            now = utcnow()
+            snapshot = {"month": month, "run_id": run_id, "actor": actor, "note": note,
+                        "params": json.loads(row["params_json"] or "{}"), "pins": pins,
+                        "exclusions": sorted(excluded), "taken_at": now.isoformat()}
+            conn.execute(run_snapshots.insert().values(run_id=run_id, month=month, taken_at=now,
+                                                       snapshot_json=_dumps(snapshot)))
+            return snapshot
+
+    def run_snapshots(self, month: str) -> list[dict[str, Any]]:
+        """The snapshots of a month's runs, oldest first."""
+        with self.read() as conn:
+            rows = conn.execute(sa.select(run_snapshots.c.snapshot_json).where(run_snapshots.c.month == month)
+                                .order_by(run_snapshots.c.taken_at)).scalars().all()
+        return [json.loads(row) for row in rows]
+
     def check_can_run(self, month: str, actor: str | None, note: str | None) -> None:
         """Refuse a run that would be version 2 or later without a change note."""
         self.guard_write(month, actor, "run")
@@ -635,7 +680,7 @@ class ControlStore:
             new_id = conn.execute(alerts.insert().values(
                 month=month, rule=rule, severity=severity, message=message,
                 details_json=_dumps(details), dedup_key=dedup_key, created_at=utcnow(),
-                deliveries_json="[]")).inserted_primary_key[0]
+                deliveries_json="[]")).inserted_primary_key[0]  # type: ignore[index]
             self._append_audit(conn, month, None, "alert", {"rule": rule, "severity": severity,
                                                             "message": message})
         return new_id

@@ -1,4 +1,8 @@
-"""Dagster resources: the control store, the export storage and the alert sinks."""
+"""Dagster resources: the control store, the home folder's stores and the alert sinks.
+
+Each is configured with `dg.EnvVar` in pipelines/definitions.py, so the environment is read when a
+run or a sensor tick starts, never at import; a process missing a setting fails with its name.
+"""
 
 from __future__ import annotations
 
@@ -6,34 +10,42 @@ import logging
 from pathlib import Path
 
 import dagster as dg
+from pydantic import PrivateAttr
 
+from resources.alert_delivery import AlertRaiser, build_dispatcher
 from resources.control_store import ControlStore
-from resources.settings import Settings
+from resources.storage import ExportStore
 
 
 class ControlStoreResource(dg.ConfigurableResource):
-    """The control store; its URL comes from the environment at run time unless set here."""
+    """The control store: one engine per process, opened when execution starts and disposed after."""
 
-    url: str = ""
+    url: str
+    _store: ControlStore | None = PrivateAttr(default=None)
 
-    def settings(self) -> Settings:
-        return Settings.from_env()
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._store = ControlStore(self.url)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._store is not None:
+            self._store.dispose()
+            self._store = None
 
     def store(self) -> ControlStore:
-        return ControlStore(self.url or self.settings().control_url)
+        if self._store is None:
+            raise dg.DagsterInvariantViolationError("The control store is used outside an execution.")
+        return self._store
 
 
 class StorageResource(dg.ConfigurableResource):
     """The home folder holding landing inputs and versioned exports."""
 
-    home: str = ""
+    home: str
 
     def home_path(self) -> Path:
-        return Path(self.home).resolve() if self.home else Settings.from_env().home
+        return Path(self.home).expanduser().resolve()
 
-    def exports(self):
-        from resources.storage import ExportStore
-
+    def exports(self) -> ExportStore:
         return ExportStore(self.home_path())
 
 
@@ -42,7 +54,5 @@ class AlertsResource(dg.ConfigurableResource):
 
     webhook_url: str = ""
 
-    def dispatcher(self, store: ControlStore):
-        from resources.alert_delivery import build_dispatcher
-
+    def dispatcher(self, store: ControlStore) -> AlertRaiser:
         return build_dispatcher(store, self.webhook_url or None, logging.getLogger("batch_admin.alerts"))

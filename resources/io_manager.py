@@ -17,9 +17,8 @@ import dagster as dg
 from pydantic import Field
 from upath import UPath
 
+from resources.settings import IO_BASE_VAR
 from resources.table_codec import dump_value, load_value
-
-IO_BASE_VAR = "BATCH_ADMIN_IO_BASE"
 
 
 class ParquetIOManager(dg.UPathIOManager):

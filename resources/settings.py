@@ -1,21 +1,38 @@
-"""Where the product keeps its state, read from the environment at run time."""
+"""Where the product keeps its state: read from the environment at run time, never at import."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOME = ".batch_admin"
 DEFAULT_ROLES_FILE = Path(__file__).resolve().parent.parent / "pipelines" / "roles.yaml"
+HOME_VAR = "BATCH_ADMIN_HOME"
+POSTGRES_VAR = "BATCH_ADMIN_POSTGRES_URL"
+CONTROL_VAR = "BATCH_ADMIN_CONTROL_URL"
+IO_BASE_VAR = "BATCH_ADMIN_IO_BASE"
+ROLES_VAR = "BATCH_ADMIN_ROLES"
+
+
+class SettingsError(RuntimeError):
+    """A setting that production needs and nobody set; str() says which and how."""
+
+
+def psycopg2_url(url: str) -> str:
+    """The same PostgreSQL URL with the psycopg2 driver named (SQLAlchemy 2.1 would pick psycopg 3)."""
+    scheme, sep, rest = url.partition("://")
+    return f"postgresql+psycopg2://{rest}" if sep and scheme in ("postgresql", "postgres") else url
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved configuration: home folder, control store URL, roles file, Dagster home."""
+    """Resolved configuration: home folder, control store URL, IO base, roles file, Dagster home."""
 
     home: Path
     control_url: str
+    io_base: str
     roles_file: Path
     postgres_url: str | None
 
@@ -28,15 +45,29 @@ class Settings:
         return self.home / "landing"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
-        """Read settings from the environment; PostgreSQL is selected by BATCH_ADMIN_POSTGRES_URL alone."""
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings; PostgreSQL (production) is selected by BATCH_ADMIN_POSTGRES_URL alone and
+        then needs BATCH_ADMIN_HOME set explicitly: production never falls back to ./.batch_admin."""
         env = os.environ if environ is None else environ
-        home = Path(env.get("BATCH_ADMIN_HOME") or DEFAULT_HOME).expanduser().resolve()
-        postgres_url = env.get("BATCH_ADMIN_POSTGRES_URL") or None
-        control_url = (
-            env.get("BATCH_ADMIN_CONTROL_URL")
-            or postgres_url
-            or f"sqlite:///{home / 'control.db'}"
-        )
-        roles = Path(env.get("BATCH_ADMIN_ROLES") or DEFAULT_ROLES_FILE).expanduser().resolve()
-        return cls(home=home, control_url=control_url, roles_file=roles, postgres_url=postgres_url)
+        postgres_url = env.get(POSTGRES_VAR) or None
+        if postgres_url and not env.get(HOME_VAR):
+            raise SettingsError(f"{POSTGRES_VAR} is set (production) but {HOME_VAR} is not: set it to the "
+                                f"folder that holds landing/ and exports/ on every host.")
+        home = Path(env.get(HOME_VAR) or DEFAULT_HOME).expanduser().resolve()
+        control_url = env.get(CONTROL_VAR) or postgres_url or f"sqlite:///{home / 'control.db'}"
+        io_base = env.get(IO_BASE_VAR) or str(home / "dagster" / "io")
+        roles = Path(env.get(ROLES_VAR) or DEFAULT_ROLES_FILE).expanduser().resolve()
+        return cls(home=home, control_url=control_url, io_base=io_base, roles_file=roles,
+                   postgres_url=postgres_url)
+
+    def environment(self) -> dict[str, str]:
+        """The variables every Dagster process of this deployment reads (the resources' EnvVars)."""
+        env = {HOME_VAR: str(self.home), CONTROL_VAR: self.control_url, IO_BASE_VAR: self.io_base,
+               ROLES_VAR: str(self.roles_file), "DAGSTER_HOME": str(self.dagster_home)}
+        if self.postgres_url:
+            env[POSTGRES_VAR] = psycopg2_url(self.postgres_url)
+        return env
+
+    def export(self) -> None:
+        """Put environment() into this process's environment, for the Dagster processes it starts."""
+        os.environ.update(self.environment())

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from resources.settings import Settings
+
 POSTGRES_ADMIN_URL = os.environ.get("BATCH_ADMIN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -17,12 +19,18 @@ def home(tmp_path, monkeypatch) -> Iterator:
     """An empty BATCH_ADMIN_HOME with the embedded default; nothing leaks between tests."""
     path = tmp_path / "home"
     path.mkdir()
-    monkeypatch.setenv("BATCH_ADMIN_HOME", str(path))
-    monkeypatch.setenv("DAGSTER_HOME", str(path / "dagster"))
-    for name in ("BATCH_ADMIN_POSTGRES_URL", "BATCH_ADMIN_CONTROL_URL", "BATCH_ADMIN_ACTOR",
+    use_home(monkeypatch, path)
+    yield path
+
+
+def use_home(monkeypatch, path) -> None:
+    """Point every setting at the embedded default under `path`, as the CLI exports them for Dagster."""
+    for name in ("BATCH_ADMIN_POSTGRES_URL", "BATCH_ADMIN_CONTROL_URL", "BATCH_ADMIN_IO_BASE", "BATCH_ADMIN_ACTOR",
                  "BATCH_ADMIN_ALERT_WEBHOOK", "BATCH_ADMIN_ROLES"):
         monkeypatch.delenv(name, raising=False)
-    yield path
+    monkeypatch.setenv("BATCH_ADMIN_HOME", str(path))
+    for name, value in Settings.from_env().environment().items():
+        monkeypatch.setenv(name, value)
 
 
 def _postgres_or_skip() -> None:

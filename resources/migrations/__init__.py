@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 HERE = Path(__file__).resolve().parent
+# Dagster's own PostgreSQL storage keeps `alembic_version` in the same database: ours is apart.
+VERSION_TABLE = "batch_admin_alembic_version"
+# The newest revision under versions/; a store at another one must be migrated.
+HEAD_REVISION = "0002"
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The store's schema revision, None for a store that was never migrated."""
+    if not sa.inspect(engine).has_table(VERSION_TABLE):
+        return None
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
 
 def alembic_config(engine: Engine) -> Config:

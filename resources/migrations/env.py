@@ -2,8 +2,7 @@
 
 from alembic import context
 
-# Dagster's own PostgreSQL storage keeps `alembic_version` in the same database: ours is apart.
-VERSION_TABLE = "batch_admin_alembic_version"
+from resources.migrations import VERSION_TABLE
 
 engine = context.config.attributes["engine"]
 with engine.begin() as connection:

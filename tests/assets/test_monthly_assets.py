@@ -14,14 +14,15 @@ from click.testing import CliRunner
 
 from assets.monthly import monthly_assets
 from assets.partitions import monthly_partitions
-from pipelines.cli import main
+from batch.roles import ACTOR_TAG, NOTE_TAG
+from batch_cli.instance import prepare
+from batch_cli.main import main
+from batch_cli.runs import run_job
 from pipelines.definitions import defs
 from pipelines.jobs import EXECUTE_JOB
-from pipelines.orchestration import prepare_dagster_home, run_job
-from pipelines.roles import ACTOR_TAG, NOTE_TAG
 from resources.control_store import ControlStore
-from resources.dagster_resources import AlertsResource, ControlStoreResource, StorageResource
 from resources.settings import Settings
+from tests.conftest import use_home
 
 KEYS = monthly_partitions.get_partition_keys()
 MONTHS = KEYS[-3:]
@@ -66,12 +67,12 @@ def test_the_asset_graph_keeps_its_keys_checks_and_partitions():
 def test_materializing_a_partition_writes_version_one_with_passing_checks(home):
     month = MONTHS[-1]
     land(month)
-    prepare_dagster_home()
+    prepare()
     with dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
         result = dg.materialize(
             [a for a in monthly_assets if a.key.to_user_string() != "final_allocation"],
             partition_key=month, instance=instance, tags={ACTOR_TAG: "alice"},
-            resources={"control": ControlStoreResource(), "storage": StorageResource(), "alerts": AlertsResource()},
+            resources=defs.resources,
         )
         assert result.success
         evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
@@ -127,7 +128,7 @@ def test_two_runs_of_one_month_never_execute_at_the_same_time(home):
         assert "never execute at the same time" in stderr
     assert store.lease_holder(month) is None
     # Whatever the interleaving, the writing steps of two runs never overlapped in time.
-    prepare_dagster_home()
+    prepare()
     with dg.DagsterInstance.get() as instance:
         spans = []
         for record in instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS])):
@@ -154,7 +155,7 @@ def test_a_month_solve_fans_out_as_one_step_per_part(home):
     cli("params", month, "--actor", "alice", "--set", "max_parts=3")
     outcome = run_job(EXECUTE_JOB, month, {ACTOR_TAG: "alice"})
     assert outcome.success, outcome.error
-    prepare_dagster_home()
+    prepare()
     with dg.DagsterInstance.get() as instance:
         steps = {s.step_key for s in instance.get_run_step_stats(outcome.run_id)}
     assert {f"allocation_parts.solve_part[part_{i}]" for i in range(3)} <= steps
@@ -167,9 +168,7 @@ def test_a_deterministic_work_budget_gives_the_same_allocation_in_two_homes(tmp_
     exported = []
     for name in ("first", "second"):
         home = tmp_path / name
-        monkeypatch.setenv("BATCH_ADMIN_HOME", str(home))
-        monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
-        monkeypatch.delenv("BATCH_ADMIN_POSTGRES_URL", raising=False)
+        use_home(monkeypatch, home)
         land(month, requests=400)
         cli("params", month, "--actor", "alice", "--set", "deterministic_work=2", "--set", "seed=7")
         outcome = run_job(EXECUTE_JOB, month, {ACTOR_TAG: "alice"})
@@ -177,3 +176,41 @@ def test_a_deterministic_work_budget_gives_the_same_allocation_in_two_homes(tmp_
         path = home / "exports" / "allocations" / f"month={month}" / "version=1" / "allocations.parquet"
         exported.append(pd.read_parquet(path))
     pd.testing.assert_frame_equal(exported[0], exported[1])
+
+
+def _run_in_background(home: Path, month: str, note: str) -> subprocess.Popen:
+    exe = str(Path(sys.executable).with_name("batch-admin"))
+    return subprocess.Popen([exe, "run", month, "--actor", "alice", "--note", note, "--json"],
+                            env={**os.environ, "BATCH_ADMIN_HOME": str(home)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_parameter_change_during_a_run_applies_to_the_next_run_only(tmp_path, monkeypatch):
+    month = MONTHS[-1]
+    before = ["deterministic_work=2", "seed=7", "time_limit_s=20"]
+    allocations = {}
+    for name, change_during_run in (("quiet", False), ("changed", True)):
+        home = tmp_path / name
+        use_home(monkeypatch, home)
+        land(month, requests=400)
+        cli("params", month, "--actor", "alice", *[a for p in before for a in ("--set", p)])
+        run = _run_in_background(home, month, "first")
+        store = ControlStore(Settings.from_env().control_url)
+        if change_during_run:
+            while not store.run_snapshots(month):
+                assert run.poll() is None, run.stderr.read()
+            # The run has started (its snapshot is taken) and is still executing.
+            cli("params", month, "--actor", "alice", "--set", "seed=99", "--set", "weight.1=5",
+                "--set", "deterministic_work=0.5")
+            assert run.poll() is None
+        assert run.wait(timeout=300) == 0, run.stderr.read()
+        [snapshot] = store.run_snapshots(month)
+        assert snapshot["params"] == {"deterministic_work": 2.0, "seed": 7, "time_limit_s": 20.0}
+        [version] = store.versions(month)
+        assert version["params"]["seed"] == 7 and version["params"]["weights"]["1"] == 1000
+        path = home / "exports" / "allocations" / f"month={month}" / "version=1" / "allocations.parquet"
+        allocations[name] = pd.read_parquet(path)
+        if change_during_run:
+            assert store.params(month)["seed"] == 99  # the change is kept for the next run
+    # Same inputs, same snapshot, deterministic budget: the change did not touch the allocation.
+    pd.testing.assert_frame_equal(allocations["quiet"], allocations["changed"])

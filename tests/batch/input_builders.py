@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from batch.inputs import InputError, load_landing
 from checks.expectations import validate_inputs
-from checks.inputs import InputError, load_landing
 
 MONTH = "2026-12"
 

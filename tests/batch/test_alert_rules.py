@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from checks.alert_rules import (
+from batch.alert_rules import (
     RULE_FAILED_CHECK,
     RULE_MONTH_UNLOCKED,
     RULE_RUN_FAILURE,
@@ -23,7 +23,7 @@ from checks.alert_rules import (
     unlock_alert,
 )
 
-NOW = datetime(2025, 3, 15, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 15, 12, 0, tzinfo=UTC)
 STEADY = [
     {"month": "2024-12", "unallocated_ratio": 0.10, "utilization": 0.80},
     {"month": "2025-01", "unallocated_ratio": 0.12, "utilization": 0.82},
@@ -171,7 +171,7 @@ def test_exactly_max_failures_or_old_ones_do_not_add_too_many_errors():
 
 
 def test_too_many_errors_key_is_stable_within_a_window_bucket():
-    bucket_start = datetime(2025, 3, 15, 0, 0, tzinfo=timezone.utc)
+    bucket_start = datetime(2025, 3, 15, 0, 0, tzinfo=UTC)
     failures = [{"run_id": f"r{index}", "failed_at": bucket_start + timedelta(minutes=10 * index)}
                 for index in range(1, 5)]
 

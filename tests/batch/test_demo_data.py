@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from batch.demo_data import generate_actuals, generate_month, write_landing
+from batch.inputs import COLUMNS, load_landing
 from checks.expectations import validate_inputs
-from checks.inputs import COLUMNS, load_landing
-from pipelines.demo_data import generate_actuals, generate_month, write_landing
 
 MONTH = "2026-12"
 

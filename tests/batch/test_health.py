@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipelines.monitoring_view import month_health, trend
+from batch.health import month_health, trend
 from resources.control_store import ControlStore
 from resources.storage import ExportStore
 from tests.pipelines.test_sensors import MONTH, land, write_version

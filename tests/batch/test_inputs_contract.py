@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import pytest
 
+from batch.inputs import InputError, load_landing
 from checks.expectations import validate_inputs
-from checks.inputs import InputError, load_landing
-from tests.checks.input_builders import MONTH, contract_error, valid_rows, write_rows
+from tests.batch.input_builders import MONTH, contract_error, valid_rows, write_rows
 
 
 def set_value(table: str, row: int, column: str, value: str) -> Callable[[dict], None]:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from batch.inputs import InputError, load_landing
 from checks.expectations import validate_inputs
-from checks.inputs import InputError, load_landing
-from tests.checks.input_builders import MONTH, valid_rows, write_rows
+from tests.batch.input_builders import MONTH, valid_rows, write_rows
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:

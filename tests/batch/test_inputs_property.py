@@ -9,9 +9,9 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from batch.demo_data import write_landing
+from batch.inputs import InputError, load_landing
 from checks.expectations import validate_inputs
-from checks.inputs import InputError, load_landing
-from pipelines.demo_data import write_landing
 
 MONTH = "2027-02"
 DAYS = pd.date_range("2027-02-01", "2027-02-28", freq="D").astype("datetime64[ns]")

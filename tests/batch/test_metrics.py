@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import pytest
 
-from checks.monitoring import (
+from batch.metrics import (
     ResourceUsage,
     planned_vs_actual,
     trend_table,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipelines import batch
-from pipelines.demo_data import generate_month
+from batch import plan as batch
+from batch.demo_data import generate_month
 from solvers import SolverParams, build_instance, solve
 from solvers.decompose import merge_proposals, split_instance
 from solvers.validation import assert_no_resource_over_capacity, assert_only_eligible_pairs

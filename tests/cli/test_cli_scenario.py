@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from assets.partitions import monthly_partitions
-from pipelines.cli import main
+from batch.inputs import load_landing
+from batch_cli.main import main
 from solvers import build_instance
 from solvers.validation import ineligible_rows, over_capacity_rows
-from checks.inputs import load_landing
 
 MONTH = monthly_partitions.get_partition_keys()[-1]  # next month
 

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.orchestration import REPO_ROOT
-from tests.conftest import POSTGRES_ADMIN_URL as ADMIN_URL, throwaway_database
+from batch_cli.instance import REPO_ROOT
+from tests.conftest import POSTGRES_ADMIN_URL as ADMIN_URL
+from tests.conftest import throwaway_database
 
 BIN = Path(sys.executable).parent
 WORKSPACE = str(REPO_ROOT / "workspace.yaml")
 # Every wait is bounded: the whole e2e folder must stay within a few minutes.
 STARTUP_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 20
-ENV_NAMES = ("BATCH_ADMIN_HOME", "BATCH_ADMIN_POSTGRES_URL", "BATCH_ADMIN_CONTROL_URL", "BATCH_ADMIN_ACTOR",
+ENV_NAMES = ("BATCH_ADMIN_HOME", "BATCH_ADMIN_POSTGRES_URL", "BATCH_ADMIN_CONTROL_URL", "BATCH_ADMIN_IO_BASE", "BATCH_ADMIN_ACTOR",
              "BATCH_ADMIN_ALERT_WEBHOOK", "BATCH_ADMIN_ROLES", "DAGSTER_HOME")
 
 

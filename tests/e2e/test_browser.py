@@ -23,13 +23,13 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def webserver(chromium, isolated_env, tmp_path_factory):
     """The webserver alone on the embedded default (SQLite): the pages need no daemon."""
-    from pipelines.orchestration import prepare_dagster_home
+    from batch_cli.instance import prepare
     from resources.settings import Settings
 
     home = tmp_path_factory.mktemp("e2e_ui_home")
     isolated_env.setenv("BATCH_ADMIN_HOME", str(home))
     isolated_env.setenv("DAGSTER_HOME", str(home / "dagster"))  # recorded, so it is restored afterwards
-    dagster_home = prepare_dagster_home(Settings.from_env())
+    dagster_home = prepare(Settings.from_env()).dagster_home
     with dagster_services(dagster_home, dict(os.environ), home / "logs", daemon=False) as services:
         yield services
 

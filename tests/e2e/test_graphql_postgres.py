@@ -118,14 +118,14 @@ def step_failures(run_id: str) -> list[str]:
 @pytest.fixture(scope="module")
 def stack(e2e_database, isolated_env, tmp_path_factory):
     """Three demo months on a fresh PostgreSQL database, and the daemon and webserver on it."""
-    from pipelines.orchestration import prepare_dagster_home
+    from batch_cli.instance import prepare
     from resources.settings import Settings
 
     home = tmp_path_factory.mktemp("e2e_pg_home")
     isolated_env.setenv("BATCH_ADMIN_HOME", str(home))
     isolated_env.setenv("BATCH_ADMIN_POSTGRES_URL", e2e_database)
     isolated_env.setenv("DAGSTER_HOME", str(home / "dagster"))  # recorded, so it is restored afterwards
-    dagster_home = prepare_dagster_home(Settings.from_env())
+    dagster_home = prepare(Settings.from_env()).dagster_home
     env = dict(os.environ)
     for month in (M1, M2, M3):
         cli(env, "demo-data", month, "--requests", "300", "--resources", "30")
@@ -182,3 +182,45 @@ def test_a_finalized_month_survives_a_backfill_that_gives_the_other_months_new_v
     human = cli(env, "status", M1).stdout
     assert "final lock: version 1" in human and "approved by bob" in human
     assert "e2e backfill" in cli(env, "status", M2).stdout
+
+
+REEXECUTE = """
+mutation Reexecute($parentRunId: String!) {
+  launchRunReexecution(reexecutionParams: {parentRunId: $parentRunId, strategy: ALL_STEPS}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message stack }
+    ... on Error { message }
+  }
+}"""
+
+RUN_ORIGIN = """
+query Run($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run { runId status repositoryOrigin { repositoryLocationName repositoryName } }
+  }
+}"""
+
+
+def test_a_run_started_by_the_cli_is_re_executed_from_the_ui_and_succeeds(stack):
+    from dagster_graphql import DagsterGraphQLClient
+
+    env, home, services = stack
+    client = DagsterGraphQLClient("127.0.0.1", port_number=services.port, timeout=30)
+    before = [v["version"] for v in status(env, M3)["versions"]]
+    done = cli(env, "run", M3, "--actor", "alice", "--note", "cli run", "--json")
+    cli_run = json.loads(done.stdout)["run_id"]
+    # A daemon serves this instance: the CLI submits to its queue instead of launching directly.
+    assert "no Dagster daemon" not in done.stderr
+
+    origin = client._execute(RUN_ORIGIN, {"runId": cli_run})["runOrError"]
+    assert origin["repositoryOrigin"] == {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
+
+    launched = client._execute(REEXECUTE, {"parentRunId": cli_run})["launchRunReexecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    child = launched["run"]["runId"]
+    assert wait_run(client, child) == "SUCCESS", step_failures(child)
+    versions = status(env, M3)["versions"]
+    assert [v["version"] for v in versions] == [*before, len(before) + 1, len(before) + 2]
+    assert versions[-1]["note"] == "cli run"  # the re-execution carries the CLI run's tags

@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 import warnings
 from datetime import timedelta
 
@@ -11,14 +10,14 @@ import pandas as pd
 import pytest
 
 from assets.actuals import planned_vs_actual
-from checks import alert_rules
+from batch import alert_rules
+from batch.roles import MONTH_TAG
 from pipelines import sensors
-from pipelines.roles import MONTH_TAG
 from resources import control_store
 from resources.control_store import ControlStore
 from resources.dagster_resources import AlertsResource, ControlStoreResource, StorageResource
 from resources.storage import ExportStore
-from tests.checks.input_builders import write_rows
+from tests.batch.input_builders import write_rows
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -64,14 +63,9 @@ def resources(home, store) -> dict:
 
 @pytest.fixture(scope="module")
 def instance():
-    """One instance for the module (it is slow to make); tests start their cursors at "now"."""
+    """One instance for the module (it is slow to make)."""
     with dg.instance_for_test() as instance:
         yield instance
-
-
-def now_cursor() -> str:
-    """A failed-checks cursor that skips runs of earlier tests."""
-    return json.dumps({"updated_after": time.time(), "run_ids": []})
 
 
 def allocation_rows(month: str = MONTH) -> pd.DataFrame:
@@ -170,41 +164,47 @@ def evaluate(sensor, instance, resources, cursor=None):
     return sensor.evaluate_tick(context)
 
 
-def test_a_warn_check_failure_in_a_green_run_raises_a_warning_and_advances_the_cursor(instance, resources, store):
-    start = now_cursor()
+def on_success(instance, resources, result) -> None:
+    """Evaluate the failed-checks run status sensor on a successful run, as the daemon would."""
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensors.FAILED_CHECKS_SENSOR, dagster_instance=instance, dagster_run=result.dagster_run,
+        dagster_event=result.get_run_success_event(), resources=resources)
+    sensors.make_failed_checks_sensor()(context)
+
+
+def test_a_warn_check_failure_in_a_green_run_raises_one_warning(instance, resources, store):
     result = dg.materialize([checked_figures], instance=instance, partition_key=MONTH)
     assert result.success
-    sensor = sensors.make_failed_checks_sensor()
 
-    first = evaluate(sensor, instance, resources, cursor=start)
+    on_success(instance, resources, result)
+    on_success(instance, resources, result)  # evaluated again: de-duplicated
 
     [alert] = store.alerts()
     assert alert["rule"] == alert_rules.RULE_FAILED_CHECK
     assert alert["severity"] == "warning"
     assert alert["month"] == MONTH
     assert alert["details"]["run_id"] == result.run_id
-    assert json.loads(first.cursor)["run_ids"] == [result.run_id]
 
-    again = evaluate(sensor, instance, resources, cursor=first.cursor)
-    assert again.cursor in (None, first.cursor)
-    assert len(store.alerts()) == 1
-
-    dg.materialize([fine_figures], instance=instance)
-    dg.materialize([checked_figures], instance=instance, partition_key=MONTH)
-    later = evaluate(sensor, instance, resources, cursor=first.cursor)
-    assert json.loads(later.cursor)["updated_after"] > json.loads(first.cursor)["updated_after"]
+    fine = dg.materialize([fine_figures], instance=instance)
+    on_success(instance, resources, fine)
+    again = dg.materialize([checked_figures], instance=instance, partition_key=MONTH)
+    on_success(instance, resources, again)
     assert rules(store) == [alert_rules.RULE_FAILED_CHECK] * 2
 
 
 def test_a_failed_check_of_a_versioned_run_names_the_version(instance, resources, store):
-    start = now_cursor()
     result = dg.materialize([checked_figures], instance=instance, partition_key=MONTH)
     store.record_version(MONTH, 1, "alice", None, result.run_id, "path", {}, {}, None)
 
-    evaluate(sensors.make_failed_checks_sensor(), instance, resources, cursor=start)
+    on_success(instance, resources, result)
 
     [alert] = store.alerts()
     assert alert["dedup_key"] == f"failed_check:{MONTH}:ratio_near_trailing_months:v1"
+
+
+def test_the_failed_checks_sensor_is_a_run_status_sensor_on_success():
+    sensor = sensors.make_failed_checks_sensor()
+    assert isinstance(sensor, dg.RunStatusSensorDefinition)
 
 
 # ------------------------------------------------------------------ locks
@@ -293,32 +293,7 @@ def test_the_requested_run_materializes_planned_vs_actual_with_utilization(insta
     assert "| resource_id" in metadata["planned_vs_actual"].value
 
 
-# ------------------------------------------------------------------ ratios
-
-def record(store: ControlStore, month: str, version: int, unallocated_ratio: float, utilization: float) -> None:
-    store.record_version(month, version, "alice", "note", f"run-{month}-{version}", "path", {},
-                         {"unallocated_ratio": unallocated_ratio, "utilization": utilization}, None)
-
-
-def test_a_new_version_far_from_the_trailing_months_raises_a_ratio_alert_once(instance, resources, store):
-    record(store, "2025-01", 1, 0.10, 0.80)
-    record(store, "2025-02", 1, 0.12, 0.82)
-    sensor = sensors.make_ratio_sensor()
-    first = evaluate(sensor, instance, resources)
-    assert store.alerts() == []
-    assert json.loads(first.cursor) == {"2025-01": 1, "2025-02": 1}
-
-    record(store, MONTH, 1, 0.11, 0.30)
-    second = evaluate(sensor, instance, resources, cursor=first.cursor)
-    evaluate(sensor, instance, resources, cursor=second.cursor)
-
-    [alert] = store.alerts()
-    assert alert["rule"] == alert_rules.RULE_UTILIZATION_ANOMALY
-    assert alert["dedup_key"] == f"utilization_anomaly:{MONTH}:v1"
-    assert json.loads(second.cursor)[MONTH] == 1
-
-
 def test_every_sensor_starts_running():
     assert {s.default_status for s in sensors.all_sensors()} == {dg.DefaultSensorStatus.RUNNING}
-    assert len({s.name for s in sensors.all_sensors()}) == 5
+    assert len({s.name for s in sensors.all_sensors()}) == 4
 

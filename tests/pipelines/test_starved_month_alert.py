@@ -12,12 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from assets.partitions import monthly_partitions
-from pipelines.cli import main
+from batch.roles import ACTOR_TAG
+from batch_cli.instance import prepare
+from batch_cli.main import main
+from batch_cli.runs import run_job
+from pipelines.definitions import defs
 from pipelines.jobs import EXECUTE_JOB
-from pipelines.orchestration import prepare_dagster_home, run_job
-from pipelines.roles import ACTOR_TAG
-from pipelines.sensors import make_ratio_sensor
-from resources.dagster_resources import AlertsResource, ControlStoreResource, StorageResource
+from pipelines.sensors import FAILED_CHECKS_SENSOR, make_failed_checks_sensor
 
 MONTHS = monthly_partitions.get_partition_keys()[-4:]
 
@@ -68,7 +69,7 @@ def test_a_starved_month_raises_an_alert_that_reaches_the_webhook(home, webhook,
     outcomes = {m: run_job(EXECUTE_JOB, m, {ACTOR_TAG: "alice"}) for m in MONTHS}
     assert all(o.success for o in outcomes.values()), {m: o.error for m, o in outcomes.items()}
 
-    prepare_dagster_home()
+    prepare()
     with dg.DagsterInstance.get() as instance:
         checks = {e.check_name: e.passed for e in
                   (r.event_log_entry.dagster_event.event_specific_data
@@ -78,21 +79,25 @@ def test_a_starved_month_raises_an_alert_that_reaches_the_webhook(home, webhook,
         assert checks["unallocated_ratio_near_trailing_months"] is False
         assert checks["no_resource_over_capacity"] is True
 
-        sensor = make_ratio_sensor()
-        resources = {"control": ControlStoreResource(), "alerts": AlertsResource(), "storage": StorageResource()}
-        context = dg.build_sensor_context(instance=instance, resources=resources)
-        sensor.evaluate_tick(context)
-        cursor = json.loads(context.cursor)
-        assert cursor[starved] == 1
+        run = instance.get_run_by_id(outcomes[starved].run_id)
+        success = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records
+        context = dg.build_run_status_sensor_context(
+            sensor_name=FAILED_CHECKS_SENSOR, dagster_instance=instance, dagster_run=run,
+            dagster_event=success[0].event_log_entry.dagster_event, resources=defs.resources)
+        sensor = make_failed_checks_sensor()
+        sensor(context)
 
     starved_alerts = [a for a in received if a["month"] == starved]
     assert starved_alerts, received
-    assert {a["rule"] for a in starved_alerts} & {"unallocated_ratio_anomaly", "utilization_anomaly"}
+    # One alert per condition: each failed trend check once, as a failed check (no second alert
+    # for the same anomaly from another rule).
+    names = [a["details"]["check_name"] for a in starved_alerts]
+    assert {a["rule"] for a in starved_alerts} == {"failed_check"}
+    assert "unallocated_ratio_near_trailing_months" in names and len(names) == len(set(names))
+    assert set(names) <= {"unallocated_ratio_near_trailing_months", "utilization_near_trailing_months"}
     assert all(a["month"] == starved for a in received)
 
-    # A second tick raises nothing new: the cursor and the de-duplication hold.
+    # Evaluated again (a daemon restart): de-duplication holds, nothing is sent twice.
     before = len(received)
-    with dg.DagsterInstance.get() as instance:
-        sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources=resources,
-                                                     cursor=json.dumps(cursor)))
+    sensor(context)
     assert len(received) == before

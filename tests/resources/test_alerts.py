@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -31,8 +31,8 @@ FAST = {"timeout": 2, "backoff_s": 0.01}
 def make_alert(dedup_key: str = "stale_lock:2025-03:alice", severity: str = "warning") -> Alert:
     return Alert(rule="stale_lock", severity=severity, month="2025-03",
                  message="The lock on 2025-03 held by alice expired.",
-                 details={"holder": "alice", "expires_at": datetime(2025, 3, 1, tzinfo=timezone.utc)},
-                 dedup_key=dedup_key, created_at=datetime(2025, 3, 2, tzinfo=timezone.utc))
+                 details={"holder": "alice", "expires_at": datetime(2025, 3, 1, tzinfo=UTC)},
+                 dedup_key=dedup_key, created_at=datetime(2025, 3, 2, tzinfo=UTC))
 
 
 @dataclass

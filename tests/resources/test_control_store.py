@@ -8,7 +8,12 @@ import time
 import pytest
 
 from resources.control_store import (
-    PHASE_FINALIZED, PHASE_OPEN, PHASE_PLANNING, PHASE_PROPOSED, ControlError, ControlStore,
+    PHASE_FINALIZED,
+    PHASE_OPEN,
+    PHASE_PLANNING,
+    PHASE_PROPOSED,
+    ControlError,
+    ControlStore,
 )
 
 MONTH = "2026-12"
