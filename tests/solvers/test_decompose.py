@@ -1,7 +1,12 @@
 """Independent parts solved separately merge into the figures of the direct solve."""
 
+import numpy as np
+
 from solvers import SolverParams, solve
+from solvers.compiled import compile_instance
+from solvers.components import component_labels
 from solvers.decompose import merge_proposals, split_instance
+from solvers.model import components
 from tests.solvers.builders import assert_valid, instance
 
 
@@ -37,3 +42,23 @@ def test_merged_part_proposals_equal_the_direct_solve():
 def test_a_direct_solve_handles_each_service_and_region_as_its_own_component():
     proposal = solve(three_region_month(), SolverParams(time_limit_s=5.0))
     assert proposal.model_size["components"] == 3 and proposal.status == "OPTIMAL"
+
+
+def test_the_pipeline_split_and_the_solver_components_are_the_same_partition():
+    inst = three_region_month()
+    c = compile_instance(inst, SolverParams())
+    free = np.flatnonzero((c.pinned_pair == -1) & (np.diff(c.pair_request_start) > 0))
+    solver_parts = {frozenset(c.request_ids[part].tolist()) for part in components(c, free)}
+    split_parts = {frozenset(p.requests["request_id"]) for p in split_instance(inst)}
+    # The split keeps every request (pinned, excluded, orphan); the solver's components only free ones.
+    assert len(solver_parts) == len(split_parts) == 3
+    for part in solver_parts:
+        assert any(part <= whole for whole in split_parts)
+
+
+def test_component_labels_number_components_by_first_request_and_mark_isolated_nodes():
+    # Requests 0 and 2 share resource 1; request 1 uses resource 0; request 3 and resource 2 have no pair.
+    labels = component_labels(4, 3, np.array([0, 2, 1]), np.array([1, 1, 0]))
+    assert labels.count == 2
+    assert labels.request.tolist() == [0, 1, 0, -1]
+    assert labels.resource.tolist() == [1, 0, -1]

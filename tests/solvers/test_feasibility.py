@@ -1,10 +1,14 @@
 """Random months: every proposal satisfies the executable spec in solvers.validation."""
 
+import itertools
+
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from solvers import InfeasibleError, SolverParams, solve
 from solvers import validation
+from solvers.compiled import NO_PAIR, compile_instance
 from tests.solvers.builders import assert_valid, eligibility_table, instance
 
 
@@ -29,6 +33,29 @@ def months(draw):
     return instance(requests, resources, eligibility=eligibility, exclusions=exclusions, pins=pins)
 
 
+def must_allocate_can_be_served(inst, params) -> bool:
+    """Brute force, independent of the solver's search: can every must_allocate request (not excluded,
+    pin kept) get one of its pairs beside the kept pins within capacity? At most 4 such requests."""
+    c = compile_instance(inst, params)
+    room = c.capacity - c.load(c.pinned_pair)
+    must = [i for i in np.flatnonzero(c.must_allocate & ~c.excluded & ~c.pin_dropped) if c.pinned_pair[i] == NO_PAIR]
+    options = [range(c.pair_request_start[i], c.pair_request_start[i + 1]) for i in must]
+    for choice in itertools.product(*options):
+        load = np.zeros(len(room), dtype=np.int64)
+        np.add.at(load, c.pair_resource[list(choice)], c.pair_units[list(choice)])
+        if (load <= room).all():
+            return True
+    return False
+
+
+def test_the_brute_force_check_tells_a_feasible_month_from_an_infeasible_one():
+    def month(capacity):
+        return instance([{"request_id": f"M{k}", "units": 3, "must_allocate": True} for k in range(3)],
+                        [{"resource_id": "R1", "capacity_units": capacity}])
+    assert must_allocate_can_be_served(month(9), SolverParams())
+    assert not must_allocate_can_be_served(month(8), SolverParams())
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(months())
 def test_every_proposal_on_a_random_month_satisfies_the_validators(inst):
@@ -39,6 +66,7 @@ def test_every_proposal_on_a_random_month_satisfies_the_validators(inst):
         assert error.request_ids
         must = set(inst.requests.loc[inst.requests["must_allocate"], "request_id"])
         assert set(error.request_ids) <= must
+        assert not must_allocate_can_be_served(inst, params), "the month was feasible"
         return
     assert_valid(inst, proposal)
     assert proposal.status == "OPTIMAL"
