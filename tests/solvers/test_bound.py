@@ -56,6 +56,7 @@ def test_when_the_lp_cannot_be_solved_the_solve_still_returns_its_allocation_and
 
     monkeypatch.setattr(solvers.model, "lp_relaxation", out_of_time)
     monkeypatch.setattr(solvers.model, "FULL_MODEL_MAX_PAIRS", 0)  # no CP-SAT bound either
+    monkeypatch.setattr(solvers.model, "FIRST_LOOK_MAX_PAIRS", 0)
     requests, resources, eligibility = contested_month(seed=4)
     inst = instance(requests, resources, eligibility=eligibility)
     proposal = solve(inst, SolverParams(time_limit_s=30.0, seed=1, deterministic_work=0.5, gap_tolerance=0.0))

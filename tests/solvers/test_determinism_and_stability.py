@@ -33,6 +33,7 @@ def test_two_runs_of_the_large_neighbourhood_search_give_identical_allocations(m
     import solvers.model
 
     monkeypatch.setattr(solvers.model, "FULL_MODEL_MAX_PAIRS", 0)  # force the LNS path
+    monkeypatch.setattr(solvers.model, "FIRST_LOOK_MAX_PAIRS", 0)
     requests, resources, eligibility = contested_month(seed=3)
     inst = instance(requests, resources, eligibility=eligibility)
     params = SolverParams(time_limit_s=30.0, seed=7, deterministic_work=1.0)

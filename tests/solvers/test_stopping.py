@@ -20,6 +20,7 @@ def counted_searches(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(solvers.model, "FULL_MODEL_MAX_PAIRS", 0)
+    monkeypatch.setattr(solvers.model, "FIRST_LOOK_MAX_PAIRS", 0)
     monkeypatch.setattr(solvers.model, "improve", counted)
     return calls
 
