@@ -7,7 +7,14 @@ import pandas as pd
 
 from solvers.components import component_labels
 from solvers.model import relative_gap
-from solvers.schema import AllocationInstance, Proposal
+from solvers.schema import (
+    STOP_OPTIMAL,
+    STOP_TIME_LIMIT,
+    STOP_TOLERANCE,
+    STOP_WORK_BUDGET,
+    AllocationInstance,
+    Proposal,
+)
 
 
 def split_instance(instance: AllocationInstance) -> list[AllocationInstance]:
@@ -67,4 +74,28 @@ def merge_proposals(instance: AllocationInstance, parts: list[Proposal]) -> Prop
         model_size=model_size,
         parts=len(parts),
         conflicts=[c for p in parts for c in p.conflicts],
+        stop_reason=_merged_stop_reason([p.stop_reason for p in parts]),
+        bound_kind="+".join(dict.fromkeys(k for p in parts for k in p.bound_kind.split("+") if k)),
+        bound_note="; ".join(p.bound_note for p in parts if p.bound_note),
+        churn=_merged_churn([p.churn for p in parts]),
+        phase_seconds={key: round(sum(p.phase_seconds.get(key, 0.0) for p in parts), 3)
+                       for key in dict.fromkeys(k for p in parts for k in p.phase_seconds)},
     )
+
+
+def _merged_stop_reason(reasons: list[str]) -> str:
+    """The month stopped for the weakest of its parts' reasons (a limit over the tolerance over optimal)."""
+    for reason in (STOP_TIME_LIMIT, STOP_WORK_BUDGET, STOP_TOLERANCE, STOP_OPTIMAL):
+        if reason in reasons:
+            return reason
+    return ""
+
+
+def _merged_churn(parts: list[dict[str, float]]) -> dict[str, float]:
+    """Counts added up over the parts; moved_share recomputed for the month."""
+    if not any(parts):
+        return {}
+    merged = {key: sum(p.get(key, 0) for p in parts) for key in dict.fromkeys(k for p in parts for k in p)}
+    merged["moved_share"] = merged["requests_moved"] / merged["previous_allocated"] if merged.get(
+        "previous_allocated") else 0.0
+    return merged

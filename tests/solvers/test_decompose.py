@@ -62,3 +62,17 @@ def test_component_labels_number_components_by_first_request_and_mark_isolated_n
     assert labels.count == 2
     assert labels.request.tolist() == [0, 1, 0, -1]
     assert labels.resource.tolist() == [1, 0, -1]
+
+
+def test_merged_parts_report_the_weakest_stop_reason_and_the_month_churn():
+    inst = three_region_month()
+    params = SolverParams(time_limit_s=5.0)
+    first = solve(inst, params)
+    held = first.allocations.dropna(subset=["resource_id"])
+    rerun = three_region_month()
+    rerun.previous = dict(zip(held["request_id"], held["resource_id"]))
+    parts = [solve(part, params) for part in split_instance(rerun)]
+    merged = merge_proposals(rerun, parts)
+    assert merged.stop_reason == solve(rerun, params).stop_reason
+    assert merged.churn["previous_allocated"] == len(held) and merged.churn["requests_moved"] == 0
+    assert set(merged.phase_seconds) >= {"compile", "search"}
