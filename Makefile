@@ -21,7 +21,10 @@ demo: $(VENV)/.installed  ## Run the monthly batch on demo data for next month (
 	$(BA) run $(MONTH) --actor alice --note "demo run"
 	$(BA) status $(MONTH)
 
-test: $(VENV)/.installed  ## Run the whole test suite
+test: $(VENV)/.installed  ## Lint, layering contract, types, then the whole test suite
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 ui: $(VENV)/.installed  ## `dagster dev` (webserver and daemon) on the embedded default

@@ -47,6 +47,8 @@ class RunOutcome:
     run_id: str
     success: bool
     error: str | None = None
+    # Said once the run is over (the first line of a refusal stays the refusal itself).
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -194,9 +196,12 @@ def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
     all_tags = {**({PARTITION_TAG: month, MONTH_TAG: month} if month else {}), **tags}
     with workspace(the_instance) as context:
         run = _create_run(the_instance, context, job_name, all_tags, dict(run_config or {}))
+        notes = []
         if daemon_running(the_instance):
             the_instance.submit_run(run.run_id, context)
         else:
-            events.on_notice(NO_DAEMON)
+            notes.append(NO_DAEMON)
             the_instance.launch_run(run.run_id, context)
-        return follow(the_instance, run.run_id, events)
+        outcome = follow(the_instance, run.run_id, events)
+    outcome.notes.extend(notes)
+    return outcome

@@ -235,7 +235,8 @@ class ControlStore:
         revision = current_revision(self.engine)
         if revision == HEAD_REVISION:
             return
-        if migrate or (migrate is None and (revision is None or not self.is_postgres)):
+        # The embedded SQLite store migrates on use; a PostgreSQL one only by `batch-admin migrate`.
+        if migrate or (migrate is None and not self.is_postgres):
             upgrade(self.engine)
             return
         self.engine.dispose()

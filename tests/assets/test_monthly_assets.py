@@ -161,6 +161,15 @@ def test_a_month_solve_fans_out_as_one_step_per_part(home):
     assert {f"allocation_parts.solve_part[part_{i}]" for i in range(3)} <= steps
     manifest_parts = ControlStore(Settings.from_env().control_url).versions(month)[0]["metrics"]["parts"]
     assert manifest_parts == 3
+    # Every value passed between the steps is Parquet (+ JSON) under the IO base: nothing is pickled.
+    dagster_home = Settings.from_env().dagster_home
+    files = [p for p in dagster_home.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.read_bytes()[:1] == b"\x80"]
+    io_base = Path(Settings.from_env().io_base)
+    for asset in ("landed_inputs", "validated_inputs", "capacity_plan", "allocation_parts", "allocation_proposal"):
+        assert list((io_base / asset / month).glob("*.parquet")), asset
+    parts = list(io_base.glob(f"{outcome.run_id}/allocation_parts.solve_part*/result/*.parquet"))
+    assert len({p.parent.parent.name for p in parts}) == 3
 
 
 def test_a_deterministic_work_budget_gives_the_same_allocation_in_two_homes(tmp_path, monkeypatch):

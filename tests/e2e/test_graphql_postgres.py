@@ -127,6 +127,7 @@ def stack(e2e_database, isolated_env, tmp_path_factory):
     isolated_env.setenv("DAGSTER_HOME", str(home / "dagster"))  # recorded, so it is restored afterwards
     dagster_home = prepare(Settings.from_env()).dagster_home
     env = dict(os.environ)
+    cli(env, "migrate")  # production: the control store is migrated explicitly, once
     for month in (M1, M2, M3):
         cli(env, "demo-data", month, "--requests", "300", "--resources", "30")
         cli(env, "params", month, "--actor", "alice", "--set", "time_limit_s=3")

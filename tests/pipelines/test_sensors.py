@@ -113,10 +113,11 @@ def doomed_job():
 def fail_once(instance, resources) -> str:
     """Fail a run in the instance and evaluate the run failure sensor on it."""
     result = doomed_job.execute_in_process(instance=instance, raise_on_error=False)
-    context = dg.build_run_status_sensor_context(
-        sensor_name=sensors.RUN_FAILURE_SENSOR, dagster_instance=instance, dagster_run=result.dagster_run,
-        dagster_event=result.get_run_failure_event(), resources=resources).for_run_failure()
-    sensors.make_run_failure_sensor()(context)
+    # Entered like the daemon does: the control store resource opens (and disposes) its engine.
+    with dg.build_run_status_sensor_context(
+            sensor_name=sensors.RUN_FAILURE_SENSOR, dagster_instance=instance, dagster_run=result.dagster_run,
+            dagster_event=result.get_run_failure_event(), resources=resources) as context:
+        sensors.make_run_failure_sensor()(context.for_run_failure())
     return result.run_id
 
 
@@ -159,17 +160,17 @@ def fine_figures():
 
 def evaluate(sensor, instance, resources, cursor=None):
     definitions = dg.Definitions(assets=[planned_vs_actual], sensors=[sensor], resources=resources)
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources,
-                                      definitions=definitions)
-    return sensor.evaluate_tick(context)
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources,
+                                 definitions=definitions) as context:
+        return sensor.evaluate_tick(context)
 
 
 def on_success(instance, resources, result) -> None:
     """Evaluate the failed-checks run status sensor on a successful run, as the daemon would."""
-    context = dg.build_run_status_sensor_context(
-        sensor_name=sensors.FAILED_CHECKS_SENSOR, dagster_instance=instance, dagster_run=result.dagster_run,
-        dagster_event=result.get_run_success_event(), resources=resources)
-    sensors.make_failed_checks_sensor()(context)
+    with dg.build_run_status_sensor_context(
+            sensor_name=sensors.FAILED_CHECKS_SENSOR, dagster_instance=instance, dagster_run=result.dagster_run,
+            dagster_event=result.get_run_success_event(), resources=resources) as context:
+        sensors.make_failed_checks_sensor()(context)
 
 
 def test_a_warn_check_failure_in_a_green_run_raises_one_warning(instance, resources, store):

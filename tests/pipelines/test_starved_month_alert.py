@@ -70,22 +70,26 @@ def test_a_starved_month_raises_an_alert_that_reaches_the_webhook(home, webhook,
     assert all(o.success for o in outcomes.values()), {m: o.error for m, o in outcomes.items()}
 
     prepare()
-    with dg.DagsterInstance.get() as instance:
-        checks = {e.check_name: e.passed for e in
-                  (r.event_log_entry.dagster_event.event_specific_data
-                   for r in instance.get_records_for_run(outcomes[starved].run_id).records
-                   if r.event_log_entry.dagster_event
-                   and r.event_log_entry.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION")}
-        assert checks["unallocated_ratio_near_trailing_months"] is False
-        assert checks["no_resource_over_capacity"] is True
+    instance = dg.DagsterInstance.get()
+    checks = {e.check_name: e.passed for e in
+              (r.event_log_entry.dagster_event.event_specific_data
+               for r in instance.get_records_for_run(outcomes[starved].run_id).records
+               if r.event_log_entry.dagster_event
+               and r.event_log_entry.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION")}
+    assert checks["unallocated_ratio_near_trailing_months"] is False
+    assert checks["no_resource_over_capacity"] is True
 
-        run = instance.get_run_by_id(outcomes[starved].run_id)
-        success = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records
-        context = dg.build_run_status_sensor_context(
-            sensor_name=FAILED_CHECKS_SENSOR, dagster_instance=instance, dagster_run=run,
-            dagster_event=success[0].event_log_entry.dagster_event, resources=defs.resources)
-        sensor = make_failed_checks_sensor()
-        sensor(context)
+    run = instance.get_run_by_id(outcomes[starved].run_id)
+    success = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records
+    sensor = make_failed_checks_sensor()
+
+    def evaluate() -> None:
+        with dg.build_run_status_sensor_context(
+                sensor_name=FAILED_CHECKS_SENSOR, dagster_instance=instance, dagster_run=run,
+                dagster_event=success[0].event_log_entry.dagster_event, resources=defs.resources) as context:
+            sensor(context)
+
+    evaluate()
 
     starved_alerts = [a for a in received if a["month"] == starved]
     assert starved_alerts, received
@@ -99,5 +103,6 @@ def test_a_starved_month_raises_an_alert_that_reaches_the_webhook(home, webhook,
 
     # Evaluated again (a daemon restart): de-duplication holds, nothing is sent twice.
     before = len(received)
-    sensor(context)
+    evaluate()
     assert len(received) == before
+    instance.dispose()

@@ -15,6 +15,7 @@ from resources.control_store import (
     ControlError,
     ControlStore,
 )
+from resources.migrations import HEAD_REVISION, current_revision
 
 MONTH = "2026-12"
 
@@ -26,9 +27,38 @@ def _version(store: ControlStore, version: int = 1, month: str = MONTH) -> None:
 
 @pytest.fixture
 def store(control_url) -> ControlStore:
-    s = ControlStore(control_url)
+    s = ControlStore(control_url, migrate=True)  # as `batch-admin migrate` does
     yield s
     s.dispose()
+
+
+def test_an_embedded_store_is_migrated_on_first_use(tmp_path):
+    store = ControlStore(f"sqlite:///{tmp_path / 'control.db'}")
+    assert current_revision(store.engine) == HEAD_REVISION
+    store.dispose()
+
+
+@pytest.mark.postgres
+def test_a_postgres_store_is_migrated_only_by_batch_admin_migrate(postgres_url):
+    with pytest.raises(ControlError, match="run `batch-admin migrate` first"):
+        ControlStore(postgres_url)
+    ControlStore(postgres_url, migrate=True).dispose()
+    store = ControlStore(postgres_url)  # now current: opens without migrating
+    assert current_revision(store.engine) == HEAD_REVISION
+    store.dispose()
+
+
+def test_a_run_snapshot_is_taken_once_and_read_back_unchanged(store):
+    store.set_params(MONTH, "alice", {"seed": 3})
+    store.add_adjustment(MONTH, "alice", "pin", "Q1", "R1", "contract")
+    first = store.run_snapshot(MONTH, "run-1", "alice", "why")
+    store.set_params(MONTH, "alice", {"seed": 4})
+    store.add_adjustment(MONTH, "alice", "exclude", "Q2", None, "gone")
+    assert store.run_snapshot(MONTH, "run-1", "alice", "why") == first
+    assert first["params"] == {"seed": 3} and first["pins"] == {"Q1": "R1"} and first["exclusions"] == []
+    later = store.run_snapshot(MONTH, "run-2", "alice", "next")
+    assert later["params"] == {"seed": 4} and later["exclusions"] == ["Q2"]
+    assert [s["run_id"] for s in store.run_snapshots(MONTH)] == ["run-1", "run-2"]
 
 
 def test_a_month_moves_from_open_through_planning_and_proposed_to_finalized(store):
