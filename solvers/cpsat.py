@@ -50,6 +50,7 @@ class SearchLimits:
     deterministic: bool = True
     first_solution: bool = False  # stop at the first solution (feasibility search)
     gap_limit: float = 0.0  # absolute gap (objective units) at which CP-SAT stops: a share of the tolerance
+    presolve: bool = True  # off for the LNS's small re-solves (see lns.SUB_PRESOLVE)
 
 
 def sub_pairs(c: CompiledInstance, requests: np.ndarray, resource_mask: np.ndarray | None) -> np.ndarray:
@@ -197,6 +198,7 @@ def solve_part(
         # Deterministic parallel search: workers run in fixed batches (independent of timing).
         solver.parameters.interleave_search = True
     solver.parameters.stop_after_first_solution = limits.first_solution
+    solver.parameters.cp_model_presolve = limits.presolve
     # Stop once the solution is proven within the gap limit (CP-SAT then reports OPTIMAL; the
     # bound it returns is the true one).
     solver.parameters.absolute_gap_limit = float(limits.gap_limit)

@@ -25,6 +25,10 @@ MAX_TARGET_PAIRS = 6000
 INITIAL_TARGET_PAIRS = 800
 # Deterministic time given to one neighbourhood's CP-SAT call (default of improve()).
 SUB_DETERMINISTIC_TIME = 0.02
+# CP-SAT's presolve is off for the re-solves: measured on a 1,000 x 50 component of the
+# 20,000-request month (one thread, equal work), 13,700 objective units gained per wall second
+# without it, 7,900 with it (each call cost ~23 ms, mostly presolve, for ~230 variables).
+SUB_PRESOLVE = False
 # Python work of one iteration, charged to the deterministic budget: fixed + per model pair.
 ITERATION_WORK = 0.02
 WORK_PER_PAIR = 2e-5
@@ -108,6 +112,7 @@ def improve(
                 deterministic_time=min(sub_deterministic_time, max(work_budget - stats.work, 0.01)),
                 wall_seconds=max(remaining_wall, 0.01),
                 seed=task.seed,
+                presolve=SUB_PRESOLVE,
             ),
             resource_mask=task.mask,
             hint=assign,
