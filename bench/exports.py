@@ -73,7 +73,7 @@ def main() -> None:
         sizes = {}
         for fmt in ("parquet", "csv", "xlsx"):
             out = home / f"all.{fmt}"
-            timings[f"export_{fmt}_s"], _ = timed(lambda: store.export(MONTH, fmt=fmt, out=out, version=1))
+            timings[f"export_{fmt}_s"], _ = timed(lambda fmt=fmt, out=out: store.export(MONTH, fmt=fmt, out=out, version=1))
             sizes[f"{fmt}_mb"] = round(out.stat().st_size / 1e6, 2)
         timings["export_csv_filtered_s"], filtered = timed(
             lambda: store.export(MONTH, fmt="csv", out=home / "f.csv", version=1, service="compute", status="allocated")

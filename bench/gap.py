@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.baselines import greedy_only, plain_cpsat
-from solvers import InfeasibleError, NoSolutionError, SolverParams, solve
-from solvers import validation
+from solvers import InfeasibleError, NoSolutionError, SolverParams, solve, validation
 from solvers.compiled import NO_PAIR, compile_instance
 from solvers.gap_format import GAP_PARAMS_WEIGHTS, gap_cost, gap_instance
 

@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench.baselines import greedy_only, plain_cpsat
-from solvers import SolverParams, build_instance, solve
-from solvers import validation
+from solvers import SolverParams, build_instance, solve, validation
 from solvers.bound import lagrangian_bound, lp_relaxation
 from solvers.compiled import compile_instance
 from solvers.greedy import greedy_fill, initial_assignment

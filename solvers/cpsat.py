@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from ortools.sat.python import cp_model
@@ -20,7 +20,7 @@ SOLVED = (cp_model.OPTIMAL, cp_model.FEASIBLE)
 class SubSolve:
     """Result of one CP-SAT solve over `requests`: their new pairs and the solve's figures."""
 
-    status: int
+    status: cp_model.CpSolverStatus
     requests: np.ndarray
     chosen: np.ndarray  # pair index per request in `requests`, NO_PAIR when unallocated
     objective: float  # of the sub-model only (sum of chosen pair values)

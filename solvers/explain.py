@@ -63,11 +63,11 @@ def allocation_table(instance: AllocationInstance, c: CompiledInstance, assign: 
     # Which priorities filled each resource: the "with what priority" of a capacity_exhausted reason.
     priority = instance.requests["priority"].to_numpy(dtype=np.int64)
     filled_by = c.pair_resource[assign[allocated]] if c.num_pairs else np.array([], dtype=np.int64)
-    lowest = np.full(len(capacity), 99, dtype=np.int64)
-    highest = np.zeros(len(capacity), dtype=np.int64)
-    np.minimum.at(lowest, filled_by, priority[allocated])
-    np.maximum.at(highest, filled_by, priority[allocated])
-    lowest, highest = lowest.tolist(), highest.tolist()
+    lowest_priority = np.full(len(capacity), 99, dtype=np.int64)
+    highest_priority = np.zeros(len(capacity), dtype=np.int64)
+    np.minimum.at(lowest_priority, filled_by, priority[allocated])
+    np.maximum.at(highest_priority, filled_by, priority[allocated])
+    lowest, highest = lowest_priority.tolist(), highest_priority.tolist()
     for i in np.flatnonzero(open_rows & ~no_pairs).tolist():
         full = []
         for p in range(starts[i], starts[i + 1]):

@@ -8,9 +8,9 @@ budget of deterministic work (exact repeats) or on the deadline (wall-clock mode
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from ortools.sat.python import cp_model

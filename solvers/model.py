@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 from ortools.sat.python import cp_model
-from dataclasses import replace
 
 from solvers import ejection, tabu
 from solvers.bound import (
@@ -174,11 +173,17 @@ class _Relaxation:
 
     @property
     def price(self) -> np.ndarray:
-        return self.lp.resource_dual if self.lp is not None else self.lagrangian.price
+        """Capacity prices: the LP's duals or the Lagrangian multipliers."""
+        if self.lp is not None:
+            return self.lp.resource_dual
+        assert self.lagrangian is not None  # one of the two is always set
+        return self.lagrangian.price
 
     def part_bound(self, c: CompiledInstance, part: np.ndarray, pairs: np.ndarray, room: np.ndarray) -> float:
+        """The bound of one component (`part`, its usable `pairs`)."""
         if self.lp is not None:
             return float(c.pair_value[pairs] @ self.lp.x[pairs])
+        assert self.lagrangian is not None
         return self.lagrangian.value(room, part, np.unique(c.pair_resource[pairs]))
 
 
@@ -196,7 +201,7 @@ def _solve(
         started=started,
         wall_end=started + params.time_limit_s - EXPLAIN_SECONDS_PER_REQUEST * c.num_requests,
         safety_end=started + params.time_limit_s * WALL_SAFETY,
-        work=params.deterministic_work if deterministic else math.inf,
+        work=float(params.deterministic_work) if params.deterministic_work is not None else math.inf,
     )
 
     t = time.perf_counter()
@@ -250,7 +255,7 @@ def _solve(
         # check below only needs the sum of the gaps within the slack.
         part_slack = max(left, 0.0) * min(1.0, PHASE1_SLACK_FACTOR * weight[k] / sum(weight[k:]))
         must = part[c.must_allocate[part]]
-        if len(part):
+        if len(part) and relaxation is not None:
             # The relaxation's rounding hints CP-SAT when it is worth more than the greedy; a
             # component already within its slack needs no search (measured on the demo month: 9
             # of 15 components, 4.8 s -> 2.6 s under load).
@@ -291,7 +296,8 @@ def _solve(
     rest = [k for k in range(len(parts)) if not done[k]]
     left = slack - sum(gap_of(k) for k in range(len(parts)) if done[k])
     month_within = _within(float(c.objective(assign)), pinned_value + float(sum(part_bound)), tolerance)
-    for position, k in enumerate(rest if tolerance == 0 or not month_within else []):
+    for position, k in enumerate(rest if relaxation is not None and (tolerance == 0 or not month_within) else []):
+        assert relaxation is not None  # computed before phase 1 whenever there are components
         part = parts[k]
         part_started, work_before = time.perf_counter(), budget.left()
         share = budget.left() * part_pairs[k] / max(sum(part_pairs[j] for j in rest[position:]), 1)
@@ -320,7 +326,7 @@ def _solve(
             bound_now = pinned_value + sum(part_bound)
             report = None
             if progress:
-                def report(value: int) -> None:
+                def report(value: int, outside: float = outside, bound_now: float = bound_now) -> None:
                     progress(time.perf_counter() - started, outside + value, bound_now)
             # One search per worker from the LP rounding (or the CP-SAT allocation when the rounding
             # leaves a must_allocate request out), each with its own penalty profile.

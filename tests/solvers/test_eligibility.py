@@ -1,9 +1,16 @@
 """Derived eligibility, costs, capacities and date windows (SPEC §2)."""
 
 
-from solvers import SolverParams, solve
-from tests.solvers.builders import FAST, availability_table, eligibility_table, instance, requests_table, resources_table, row
-from solvers import build_instance
+from solvers import SolverParams, build_instance, solve
+from tests.solvers.builders import (
+    FAST,
+    availability_table,
+    eligibility_table,
+    instance,
+    requests_table,
+    resources_table,
+    row,
+)
 
 
 def pairs_of(inst) -> dict[tuple[str, str], int]:

@@ -6,8 +6,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from solvers import InfeasibleError, SolverParams, solve
-from solvers import validation
+from solvers import InfeasibleError, SolverParams, solve, validation
 from solvers.compiled import NO_PAIR, compile_instance
 from tests.solvers.builders import assert_valid, eligibility_table, instance
 

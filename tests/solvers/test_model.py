@@ -2,8 +2,7 @@
 
 import pytest
 
-from solvers import InfeasibleError, SolverParams, solve
-from solvers import validation
+from solvers import InfeasibleError, SolverParams, solve, validation
 from tests.solvers.builders import FAST, assert_valid, eligibility_table, instance, row
 
 
