@@ -25,7 +25,9 @@ from batch.params import ParamError, parse_assignment
 from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles, actor_from
 from batch_cli import instance as dagster_instance
 from batch_cli.runs import RunError, RunEvents, run_job
+from batch_cli.worker import run_worker
 from resources.control_store import ControlStore
+from resources.execution import QUEUES
 from resources.settings import Settings, SettingsError
 from resources.storage import ExportError, ExportStore
 
@@ -511,6 +513,21 @@ def ui(port: int, host: str) -> None:
     os.chdir(dagster_instance.REPO_ROOT)
     os.execv(str(dagster), [str(dagster), "dev", "-w", str(dagster_instance.WORKSPACE_YAML),
                             "-h", host, "-p", str(port)])
+
+
+@main.command()
+@click.option("--queues", default=",".join(QUEUES), show_default=True,
+              help="Comma-separated queues to serve: solver (the solve parts), default (every other step).")
+@click.option("--concurrency", type=click.IntRange(1), default=None,
+              help="Steps at a time (pool processes); default: the host's cores.")
+@friendly
+def worker(queues: str, concurrency: int | None) -> None:
+    """A Celery worker for runs on the Celery executor (BATCH_ADMIN_EXECUTOR=celery)."""
+    chosen = [name.strip() for name in queues.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(QUEUES))
+    if not chosen or unknown:
+        raise CliError(f"--queues takes {' and/or '.join(QUEUES)}, not {','.join(unknown) or 'nothing'}.")
+    run_worker(settings(), chosen, concurrency)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.actuals import actuals_assets
 from assets.monthly import monthly_assets
+from pipelines.executor import batch_admin_executor
 from pipelines.jobs import actuals_job, execute_job, finalize_job, plan_job, unlock_job
 from pipelines.schedules import next_month_planning
 from pipelines.sensors import all_sensors
@@ -13,9 +14,10 @@ from resources.dagster_resources import AlertsResource, ControlStoreResource, St
 from resources.io_manager import ParquetIOManagerResource
 from resources.settings import CONTROL_VAR, HOME_VAR, IO_BASE_VAR
 
-# Steps fork from a server that has imported the product once: a step starts in a fraction of a
-# second instead of importing Dagster, pandas and OR-Tools again (seconds per step).
-executor = dg.multiprocess_executor.configured(
+# Multiprocess (the default; BATCH_ADMIN_EXECUTOR=celery picks Celery when a run starts): steps fork
+# from a server that has imported the product once, so a step starts in a fraction of a second
+# instead of importing Dagster, pandas and OR-Tools again (seconds per step).
+executor = batch_admin_executor.configured(
     {"start_method": {"forkserver": {"preload_modules": ["pipelines.definitions"]}}})
 
 defs = dg.Definitions(

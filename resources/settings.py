@@ -14,6 +14,9 @@ POSTGRES_VAR = "BATCH_ADMIN_POSTGRES_URL"
 CONTROL_VAR = "BATCH_ADMIN_CONTROL_URL"
 IO_BASE_VAR = "BATCH_ADMIN_IO_BASE"
 ROLES_VAR = "BATCH_ADMIN_ROLES"
+EXECUTOR_VAR = "BATCH_ADMIN_EXECUTOR"
+CELERY_BROKER_VAR = "BATCH_ADMIN_CELERY_BROKER"
+EXECUTORS = ("multiprocess", "celery")
 
 
 class SettingsError(RuntimeError):
@@ -35,6 +38,8 @@ class Settings:
     io_base: str
     roles_file: Path
     postgres_url: str | None
+    executor: str = "multiprocess"
+    celery_broker: str | None = None
 
     @property
     def dagster_home(self) -> Path:
@@ -57,8 +62,16 @@ class Settings:
         control_url = env.get(CONTROL_VAR) or postgres_url or f"sqlite:///{home / 'control.db'}"
         io_base = env.get(IO_BASE_VAR) or str(home / "dagster" / "io")
         roles = Path(env.get(ROLES_VAR) or DEFAULT_ROLES_FILE).expanduser().resolve()
+        executor = (env.get(EXECUTOR_VAR) or EXECUTORS[0]).strip().lower()
+        celery_broker = env.get(CELERY_BROKER_VAR) or None
+        if executor not in EXECUTORS:
+            raise SettingsError(f"{EXECUTOR_VAR}={executor!r} names no executor: use one of {', '.join(EXECUTORS)}.")
+        if executor == "celery" and not (celery_broker and postgres_url):
+            # Workers on other hosts find the run and record their steps in the shared instance.
+            raise SettingsError(f"{EXECUTOR_VAR}=celery needs {CELERY_BROKER_VAR} (the broker the workers listen on, "
+                                f"e.g. pyamqp://guest@127.0.0.1:5672//) and {POSTGRES_VAR} (the instance they share).")
         return cls(home=home, control_url=control_url, io_base=io_base, roles_file=roles,
-                   postgres_url=postgres_url)
+                   postgres_url=postgres_url, executor=executor, celery_broker=celery_broker)
 
     def environment(self) -> dict[str, str]:
         """The variables every Dagster process of this deployment reads (the resources' EnvVars)."""
@@ -66,6 +79,10 @@ class Settings:
                ROLES_VAR: str(self.roles_file), "DAGSTER_HOME": str(self.dagster_home)}
         if self.postgres_url:
             env[POSTGRES_VAR] = psycopg2_url(self.postgres_url)
+        if self.executor != EXECUTORS[0]:
+            env[EXECUTOR_VAR] = self.executor
+        if self.celery_broker:
+            env[CELERY_BROKER_VAR] = self.celery_broker
         return env
 
     def export(self) -> None:

@@ -1,0 +1,49 @@
+"""The executor of every job, chosen when a run starts: multiprocess by default, Celery on request.
+
+The choice is read from the run worker's environment (resources/settings.py), never at import:
+`BATCH_ADMIN_EXECUTOR=celery` with `BATCH_ADMIN_CELERY_BROKER` and the PostgreSQL instance sends
+the steps to `batch-admin worker` processes through dagster-celery; anything else runs them in
+local processes forked from a server that imported the product once.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster._core.execution.retries import RetryMode
+from dagster_celery.core_execution_loop import core_celery_execution_loop
+from dagster_celery.executor import CeleryExecutor, _submit_task
+from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
+
+from assets.parts import SOLVER_POOL
+from resources.execution import CELERY_SETTINGS, RESULT_BACKEND, SOLVER_QUEUE, WORKER_IMPORTS
+from resources.settings import Settings
+
+
+class PoolRoutedCeleryExecutor(CeleryExecutor):
+    """dagster-celery's executor; a step of the `solver` pool goes to the `solver` queue."""
+
+    def execute(self, plan_context, execution_plan):
+        return core_celery_execution_loop(plan_context, execution_plan, step_execution_fn=_submit_by_pool)
+
+
+def _submit_by_pool(app, plan_context, step, queue, priority, known_state):
+    # The pool says which steps are solves (assets/parts.py); an explicit dagster-celery/queue tag wins.
+    if DAGSTER_CELERY_QUEUE_TAG not in step.tags and step.pool == SOLVER_POOL:
+        queue = SOLVER_QUEUE
+    return _submit_task(app, plan_context, step, queue, priority, known_state)
+
+
+def celery_executor_for(settings: Settings, retries: RetryMode) -> CeleryExecutor:
+    """dagster-celery's executor on the deployment's broker, with the settings the workers share."""
+    return PoolRoutedCeleryExecutor(broker=settings.celery_broker, backend=RESULT_BACKEND,
+                                    include=WORKER_IMPORTS, config_source=CELERY_SETTINGS, retries=retries)
+
+
+@dg.executor(name="batch_admin", config_schema=dg.multiprocess_executor.config_schema,
+             requirements=dg.multiple_process_executor_requirements())
+def batch_admin_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
+    """Celery when the run worker's settings ask for it, else the multiprocess executor (its config)."""
+    settings = Settings.from_env()
+    if settings.executor == "celery":
+        return celery_executor_for(settings, RetryMode.from_config(init_context.executor_config["retries"]))
+    return dg.multiprocess_executor.executor_creation_fn(init_context)
