@@ -245,7 +245,10 @@ def _solve(
         relaxation = _relax(c, assign, fixed, room, usable, budget)
         phases["bound"] = relaxation.seconds
         for k, part in enumerate(parts):
+            # Pair values are integers, so is every component's value: its bound rounds down (after
+            # HiGHS's tolerances, ~1e-7 relative, are allowed for).
             relaxed = relaxation.part_bound(c, part, _usable_pairs(c, part, usable), room)
+            relaxed = math.floor(relaxed + 1e-6 + 1e-7 * abs(relaxed))
             if relaxed < part_bound[k]:
                 part_bound[k], bound_kind[k] = relaxed, relaxation.kind
     left = slack
