@@ -1,33 +1,39 @@
 """The monthly asset graph: landed inputs to the official, final allocation."""
 
 
+import math
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
 from assets.guards import begin_write, end_write, refuse
 from assets.partitions import monthly_partitions
 from assets.parts import allocation_parts
 from batch import plan as batch
+from batch.alert_rules import AlertThresholds
 from batch.errors import ControlError
-from batch.health import trend
 from batch.inputs import InputError, InputTables, load_landing
 from batch.lifecycle import finalize_month
-from batch.metrics import utilization_table, version_metrics
+from batch.metrics import relative_gap, utilization_records, version_metrics
 from batch.months import previous_month
+from batch.report import VersionView, version_view
 from batch.roles import RoleError, Roles
 from checks import asset_checks, names
 from checks.expectations import validate_inputs
 from resources.dagster_resources import ControlStoreResource, StorageResource
 from resources.settings import Settings
+from resources.storage import ALLOCATION_SCHEMA
 from solvers import build_instance
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 GROUP = "monthly_batch"
+ALLOCATION_TABLE_SCHEMA = dg.TableSchema(columns=[
+    dg.TableColumn(field.name, str(field.type), description=None if field.nullable else "never empty")
+    for field in ALLOCATION_SCHEMA])
 INPUTS_MEET_EXPECTATIONS = "inputs_meet_expectations"
 
 
@@ -135,16 +141,24 @@ def allocation_proposal(context: dg.AssetExecutionContext, control: ControlStore
     begin_write(context, store, "run")
     proposal = allocation_parts.proposal
     end_write(context, store, "allocation_proposal")
+    gap = relative_gap(proposal.objective, proposal.bound)
     yield dg.Output(allocation_parts, metadata={
-        "status": proposal.status, "objective": proposal.objective, "bound": proposal.bound,
-        "gap": proposal.gap, "solve_seconds": round(proposal.solve_seconds, 3),
+        "status": proposal.status, "objective": round(proposal.objective),
+        **({"bound": round(proposal.bound)} if math.isfinite(proposal.bound) else {}),
+        **({"gap_pct": round(100 * gap, 3)} if gap is not None else {}),
+        "solve_seconds": round(proposal.solve_seconds, 1),
         "parts": proposal.parts, "conflicts": len(proposal.conflicts),
         **{f"model_{k}": v for k, v in proposal.model_size.items()},
     })
     yield from asset_checks.proposal_results(allocation_parts.instance, proposal.allocations)
 
 
-@_asset(check_specs=asset_checks.specs("allocation_export", asset_checks.TREND_CHECKS, blocking=False))
+# A multi-asset only for can_subset: a trend check without trailing months is then not yielded, and
+# Dagster shows it skipped (a plain @asset requires every check result and would show it passed).
+@dg.multi_asset(specs=[dg.AssetSpec("allocation_export", deps=[allocation_proposal], description="A new immutable version of the month's "
+                                    "allocation: Parquet rows, manifest and HTML report.")],
+                check_specs=asset_checks.specs("allocation_export", asset_checks.TREND_CHECKS, blocking=False),
+                partitions_def=monthly_partitions, group_name=GROUP, can_subset=True)
 def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreResource,
                       storage: StorageResource, allocation_proposal: batch.ProposalResult):
     """A new immutable version of the month's allocation: Parquet rows and manifest."""
@@ -153,14 +167,17 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
     exports = storage.exports()
     version = exports.next_version(who.month)
     proposal = allocation_proposal.proposal
-    rows = batch.allocation_rows(who.month, version, allocation_proposal.instance, proposal)
-    metrics = version_metrics(rows, allocation_proposal.instance.resources)
+    instance = allocation_proposal.instance
+    rows = batch.allocation_rows(who.month, version, instance, proposal)
+    metrics = version_metrics(rows, instance.resources, instance.requests)
     # Duration of each phase of this run so far, CPU time and peak memory of the solve (SPEC §7).
     metrics["phase_seconds"] = batch.phase_seconds(context.instance.get_run_step_stats(who.run_id))
     metrics.update(allocation_proposal.usage)
     metrics["model_size"] = proposal.model_size
+    # Capacity is not in the rows: the workbook's utilization chart reads it from the manifest.
+    metrics["utilization_by_service_region"] = utilization_records(rows, instance.resources)
     solver = {"status": proposal.status, "objective": proposal.objective, "bound": proposal.bound,
-              "gap": proposal.gap, "solve_seconds": proposal.solve_seconds,
+              "gap": relative_gap(proposal.objective, proposal.bound), "solve_seconds": proposal.solve_seconds,
               "model_size": proposal.model_size, "parts": proposal.parts,
               "conflicts": proposal.conflicts}
     info = exports.write_version(who.month, version, rows, {
@@ -174,25 +191,67 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
                              allocation_proposal.fingerprint)
     except ControlError as exc:
         raise refuse(str(exc)) from None
-    metadata: dict[str, Any] = {"version": version, "path": dg.MetadataValue.path(str(info.path)),
-                                "rows": len(rows), **{k: v for k, v in metrics.items() if isinstance(v, int | float)}}
-    # Numeric metadata is plotted by the UI across materializations; the tables give the detail.
-    metadata["utilization_by_service_region"] = dg.MetadataValue.md(
-        utilization_table(rows, allocation_proposal.instance.resources, by="service_region")
-        .round(3).to_markdown(index=False))
-    metadata["unprocessed_by_reason"] = dg.MetadataValue.json(metrics.get("unprocessed_by_reason") or {})
-    metadata["phase_seconds"] = dg.MetadataValue.json(metrics["phase_seconds"])
-    history = trend(store, who.month)
-    if history:
-        metadata["trend"] = dg.MetadataValue.md(pd.DataFrame(history).round(4).to_markdown(index=False))
-    if version > 1 and (version - 1) in exports.versions(who.month):
-        diff = exports.diff(who.month, version - 1, version)
-        metadata["diff_against_previous"] = dg.MetadataValue.json(
-            {"counts": diff["counts"], "metrics": diff["metrics"]})
+    view = version_view(store, exports, who.month, version, resources=instance.resources, requests=instance.requests)
+    exports.write_report(who.month, version, view.to_html())
+    checks, skipped = asset_checks.trend_results(
+        who.month, view.figures, batch.trailing_metrics(store, who.month),
+        view.resource_utilization.to_dict("records"), AlertThresholds.from_params(who.params))
+    for name, reason in skipped.items():
+        context.log.info(f"{name} {reason}")
     end_write(context, store, "allocation_export")
     # The version is written by the export store itself (versioned Parquet): nothing for an IO manager.
-    yield dg.MaterializeResult(metadata=metadata)
-    yield from asset_checks.trend_results(who.month, metrics, batch.trailing_metrics(store, who.month))
+    yield dg.MaterializeResult(asset_key="allocation_export",
+                               metadata={**version_metadata(view), **{f"check {k}": v for k, v in skipped.items()}})
+    selected = {key.name for key in context.selected_asset_check_keys}
+    yield from (result for result in checks if result.check_name in selected)
+
+
+def version_metadata(view: VersionView) -> dict[str, Any]:
+    """A version as Dagster metadata: rounded figures (plotted across partitions), charts, tables, links."""
+    f = view.figures
+    metadata: dict[str, Any] = {
+        "dagster/row_count": len(view.rows),
+        "dagster/column_schema": ALLOCATION_TABLE_SCHEMA,
+        "version": view.version,
+        "summary": dg.MetadataValue.md(_summary_markdown(view)),
+    }
+    for key in ("requests", "allocated", "pinned", "unallocated", "excluded", "requested_units", "allocated_units",
+                "capacity_units"):
+        if f.get(key) is not None:
+            metadata[key] = dg.MetadataValue.int(int(f[key]))
+    for key in ("success_rate", "utilization", "gap"):
+        if f.get(key) is not None:
+            metadata[f"{key}_pct"] = dg.MetadataValue.float(round(100 * float(f[key]), 3 if key == "gap" else 1))
+    for key in ("objective", "bound"):
+        if f.get(key) is not None:
+            metadata[key] = dg.MetadataValue.int(round(float(f[key])))
+    for chart in view.charts():
+        metadata[f"chart {chart.name}"] = dg.MetadataValue.md(f"**{chart.title}**\n\n{chart.markdown()}")
+    service = view.service_table()
+    if not service.empty:
+        metadata["utilization_by_service_region"] = dg.MetadataValue.md(service.to_markdown(index=False))
+    reasons = view.reason_table()
+    if not reasons.empty:
+        metadata["unallocated_by_reason"] = dg.MetadataValue.md(reasons.to_markdown(index=False))
+    if view.diff:
+        metadata["change_from_previous"] = dg.MetadataValue.md("\n".join(f"- {line}" for line in view.change_lines()))
+    phases = f.get("phase_seconds") or {}
+    if phases:
+        metadata["phase_seconds"] = dg.MetadataValue.md(
+            "| phase | seconds |\n|---|---:|\n" + "".join(f"| {k} | {v:,.1f} |\n" for k, v in phases.items()))
+    for name, path in view.links.items():
+        metadata[name] = dg.MetadataValue.url(Path(path).as_uri()) if name == "report" else dg.MetadataValue.path(path)
+    return metadata
+
+
+def _summary_markdown(view: VersionView) -> str:
+    """The headline figures as a two-column table, then every chart."""
+    lines = [f"### {view.title}", "", "| figure | value |", "|---|---:|"]
+    lines += [f"| {label} | {value} |" for label, value in view.headline()]
+    if view.manifest.get("note"):
+        lines += ["", f"**Why:** {view.manifest['note']}"]
+    lines += ["", *(f"{chart.markdown()}\n" for chart in view.charts())]
+    return "\n".join(lines)
 
 
 class FinalizeConfig(dg.Config):
@@ -211,12 +270,15 @@ def final_allocation(context: dg.AssetExecutionContext, config: FinalizeConfig,
     exports = storage.exports()
     month = context.partition_key
     try:
-        manifest = finalize_month(Roles.load(Settings.from_env().roles_file), control.store(), exports, month,
-                                  context.run.tags, config.version, config.approver, context.run.run_id)
+        finalize_month(Roles.load(Settings.from_env().roles_file), control.store(), exports, month,
+                       context.run.tags, config.version, config.approver, context.run.run_id)
     except (ControlError, RoleError) as exc:
         raise refuse(str(exc)) from None
-    yield dg.MaterializeResult(metadata={"version": config.version, "approver": config.approver,
-                                         "rows": manifest.get("row_count", 0)})
+    store = control.store()
+    view = version_view(store, exports, month, config.version)
+    exports.write_report(month, config.version, view.to_html())  # the report now tells who approved it
+    yield dg.MaterializeResult(metadata={**version_metadata(view), "approver": config.approver,
+                                         "official copy": dg.MetadataValue.path(str(exports.final_path(month)))})
     yield asset_checks.final_matches_result(exports.read_final(month), exports.read_version(month, config.version),
                                             config.version)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from batch.alerts import Alert
+from batch.lifecycle import PHASE_FINALIZED, PHASE_OPEN
 
 RULE_UNALLOCATED_RATIO_ANOMALY = "unallocated_ratio_anomaly"
 RULE_UTILIZATION_ANOMALY = "utilization_anomaly"
@@ -18,6 +20,8 @@ RULE_TOO_MANY_ERRORS = "too_many_errors"
 RULE_STALE_LOCK = "stale_lock"
 RULE_UNEXPECTED_LOCK = "unexpected_lock"
 RULE_MONTH_UNLOCKED = "month_unlocked"
+RULE_LOW_SUCCESS_RATE = "success_rate_below_minimum"
+RULE_RESOURCE_OVER_CAPACITY = "resource_over_capacity"
 
 # metric name in a metrics dict -> (rule, label used in messages)
 RATIO_METRICS: dict[str, tuple[str, str]] = {
@@ -26,7 +30,89 @@ RATIO_METRICS: dict[str, tuple[str, str]] = {
 }
 MIN_TRAILING_MONTHS = 2
 # Phases in which a temporary lock has no business: nothing to plan yet, or nothing may change.
-PHASES_WITHOUT_TEMPORARY_LOCK = frozenset({"open", "finalized"})
+PHASES_WITHOUT_TEMPORARY_LOCK = frozenset({PHASE_OPEN, PHASE_FINALIZED})
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    """Absolute limits a version is held to, whatever the trailing months did.
+
+    The trend rule needs MIN_TRAILING_MONTHS months of history; these fire from the first month.
+    Month parameters named PARAM_PREFIX + field (e.g. alert.min_success_rate) override the defaults.
+    """
+
+    min_success_rate: float = 0.5
+    max_resource_utilization: float = 1.0
+
+    PARAM_PREFIX = "alert."
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> AlertThresholds:
+        """The defaults, overridden by any alert.* parameter of the month."""
+        params = params or {}
+        return cls(**{name: float(params[f"{cls.PARAM_PREFIX}{name}"])
+                      for name in ("min_success_rate", "max_resource_utilization")
+                      if params.get(f"{cls.PARAM_PREFIX}{name}") is not None})
+
+
+def trailing_history(month: str, metric: str, trailing: Sequence[Mapping[str, Any]]) -> list[float]:
+    """The trailing months' values of a metric (the month itself and missing values left out)."""
+    return [past for entry in trailing if entry.get("month") != month
+            if (past := _metric(entry, metric)) is not None]
+
+
+def trend_skip_reason(month: str, metric: str, trailing: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why the trend of a metric cannot be judged (too few trailing months), or None when it can."""
+    found = len(trailing_history(month, metric, trailing))
+    if found >= MIN_TRAILING_MONTHS:
+        return None
+    return (f"skipped: {found} trailing month{'s' if found != 1 else ''} with a {metric} before {month}, "
+            f"{MIN_TRAILING_MONTHS} needed for a trend")
+
+
+def threshold_breaches(
+    month: str,
+    current: Mapping[str, Any],
+    resource_utilization: Sequence[Mapping[str, Any]],
+    thresholds: AlertThresholds = AlertThresholds(),
+) -> list[Alert]:
+    """Alerts for a success rate below the minimum and for every resource above the maximum utilization.
+
+    `resource_utilization`: one {resource_id, planned_units, capacity, utilization} per resource.
+    """
+    alerts = []
+    version = current.get("version")
+    tag = f"v{version}" if version is not None else None
+    rate = _metric(current, "success_rate")
+    if rate is not None and rate < thresholds.min_success_rate:
+        alerts.append(Alert(
+            rule=RULE_LOW_SUCCESS_RATE,
+            severity="error",
+            month=month,
+            message=(f"Only {rate:.1%} of the requests of {month} are allocated, below the minimum "
+                     f"{thresholds.min_success_rate:.0%}."),
+            details={"success_rate": rate, "min_success_rate": thresholds.min_success_rate,
+                     "requests": current.get("requests"), "allocated": current.get("allocated"),
+                     "version": version},
+            dedup_key=_key(RULE_LOW_SUCCESS_RATE, month, tag),
+        ))
+    over = [row for row in resource_utilization
+            if row.get("utilization") is not None and math.isfinite(float(row["utilization"]))
+            and float(row["utilization"]) > thresholds.max_resource_utilization
+            or (not row.get("capacity") and row.get("planned_units"))]
+    if over:
+        names = ", ".join(str(row["resource_id"]) for row in over[:10]) + (" …" if len(over) > 10 else "")
+        alerts.append(Alert(
+            rule=RULE_RESOURCE_OVER_CAPACITY,
+            severity="error",
+            month=month,
+            message=(f"{len(over)} resource{'s' if len(over) != 1 else ''} of {month} above "
+                     f"{thresholds.max_resource_utilization:.0%} of capacity: {names}."),
+            details={"resources": [str(row["resource_id"]) for row in over],
+                     "max_resource_utilization": thresholds.max_resource_utilization, "version": version},
+            dedup_key=_key(RULE_RESOURCE_OVER_CAPACITY, month, tag),
+        ))
+    return alerts
 
 
 def ratio_anomalies(
@@ -46,8 +132,7 @@ def ratio_anomalies(
     version = current.get("version")
     for metric, (rule, label) in RATIO_METRICS.items():
         value = _metric(current, metric)
-        history = [past for entry in trailing if entry.get("month") != month
-                   if (past := _metric(entry, metric)) is not None]
+        history = trailing_history(month, metric, trailing)
         if value is None or len(history) < MIN_TRAILING_MONTHS:
             continue
         mean = statistics.fmean(history)

@@ -67,7 +67,8 @@ def month_health(store, exports, month: str) -> dict[str, Any]:
     """JSON-able health of a month for `batch-admin status --json` (key "health")."""
     state = store.month(month)
     planned = planned_rows(store, exports, month)
-    resources, actuals, problem = _landed_resources(exports, month)
+    landed = landed_tables(exports.home, month)
+    resources, actuals, problem = landed.resources, landed.actuals, landed.problem
     health: dict[str, Any] = {
         "month": month,
         "phase": state["phase"],
@@ -83,7 +84,7 @@ def month_health(store, exports, month: str) -> dict[str, Any]:
         return health
     stored = _stored_metrics(store, month, planned.version)
     if resources is not None:
-        figures = {**stored, **version_metrics(planned.rows, resources)}
+        figures = {**stored, **version_metrics(planned.rows, resources, landed.requests)}
         health["utilization_by_service_region"] = _records(
             utilization_table(planned.rows, resources, by="service_region"))
         if actuals is not None:
@@ -110,17 +111,28 @@ def trend(store, month: str, months: int = TREND_MONTHS) -> list[dict[str, Any]]
     return rows
 
 
-def _landed_resources(exports, month: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str | None]:
-    """The month's resources and actuals tables as landed, or the sentence saying why not."""
+@dataclass(frozen=True)
+class LandedTables:
+    """A month's resources (with the monthly capacity the solver used), requests and actuals as landed,
+    or the sentence saying why they cannot be read."""
+
+    resources: pd.DataFrame | None = None
+    requests: pd.DataFrame | None = None
+    actuals: pd.DataFrame | None = None
+    problem: str | None = None
+
+
+def landed_tables(home, month: str) -> LandedTables:
+    """The month's landed tables, for figures that need capacity or requested units."""
     try:
-        tables = load_landing(exports.home, month)
+        tables = load_landing(home, month)
     except InputError as exc:
-        return None, None, str(exc)
+        return LandedTables(problem=str(exc))
     # Utilization is judged against the monthly capacity the solver used: availability when present.
     resources = tables.resources.copy()
     resources["capacity"] = monthly_capacity(resources, tables.availability).reindex(
         resources["resource_id"]).to_numpy()
-    return resources, tables.actuals, None
+    return LandedTables(resources, tables.requests, tables.actuals)
 
 
 def _stored_metrics(store, month: str, version: int) -> dict[str, Any]:

@@ -11,15 +11,14 @@ from typing import Any
 
 import pandas as pd
 
+from solvers.model import relative_gap as solver_relative_gap
+from solvers.schema import STATUS_ALLOCATED, STATUS_EXCLUDED, STATUS_PINNED, STATUS_UNALLOCATED
+
 try:  # `resource` is Unix-only; without it CPU of children and peak memory are unknown.
     import resource as _resource
 except ImportError:  # pragma: no cover - Windows
     _resource = None  # type: ignore[assignment]
 
-STATUS_ALLOCATED = "allocated"
-STATUS_UNALLOCATED = "unallocated"
-STATUS_PINNED = "pinned"
-STATUS_EXCLUDED = "excluded"
 KNOWN_STATUSES = frozenset({STATUS_ALLOCATED, STATUS_UNALLOCATED, STATUS_PINNED, STATUS_EXCLUDED})
 # Pinned rows are allocations fixed by admins: they count as allocated and consume capacity.
 PLACED_STATUSES = frozenset({STATUS_ALLOCATED, STATUS_PINNED})
@@ -33,20 +32,18 @@ UTILIZATION_GROUPINGS: dict[str, list[str]] = {
 }
 
 
-def version_metrics(rows: pd.DataFrame, resources: pd.DataFrame) -> dict[str, Any]:
-    """Headline figures of one version as a JSON-able dict (plain ints, floats, None, str)."""
+def counts(rows: pd.DataFrame) -> dict[str, Any]:
+    """The one definition of a version's counts, shared by the CLI, the metadata and the exports.
+
+    `allocated` includes `pinned` (a pin is an allocation an admin fixed): allocated + unallocated
+    + excluded == requests, and success_rate = allocated / requests.
+    """
     _check_statuses(rows)
     status = rows["status"].astype(object)
-    placed = status.isin(PLACED_STATUSES)
-    unprocessed = rows.loc[~placed]
     requests = len(rows)
-    allocated = int(placed.sum())
+    allocated = int(status.isin(PLACED_STATUSES).sum())
     unallocated = int((status == STATUS_UNALLOCATED).sum())
-    allocated_units = int(_units(rows.loc[placed]).sum())
-    capacity_units = int(_capacity(resources).sum())
     return {
-        "month": _single_value(rows, "month"),
-        "version": _single_value(rows, "version"),
         "requests": requests,
         "allocated": allocated,
         "pinned": int((status == STATUS_PINNED).sum()),
@@ -54,8 +51,41 @@ def version_metrics(rows: pd.DataFrame, resources: pd.DataFrame) -> dict[str, An
         "excluded": int((status == STATUS_EXCLUDED).sum()),
         "success_rate": _ratio(allocated, requests),
         "unallocated_ratio": _ratio(unallocated, requests),
-        "unprocessed_by_reason": _count_by_reason(unprocessed),
-        "requested_units": int(_units(rows).sum()),
+    }
+
+
+def counts_by_reason(rows: pd.DataFrame) -> dict[str, int]:
+    """Requests not allocated (unallocated or excluded) per reason, the largest first."""
+    placed = rows["status"].astype(object).isin(PLACED_STATUSES)
+    found = _count_by_reason(rows.loc[~placed])
+    return dict(sorted(found.items(), key=lambda item: (-item[1], item[0])))
+
+
+def relative_gap(objective: float | None, bound: float | None) -> float | None:
+    """The one definition of the gap: (bound - objective) / max(1, |bound|), the solver's own."""
+    if objective is None or bound is None:
+        return None
+    gap = solver_relative_gap(float(objective), float(bound))
+    return gap if math.isfinite(gap) else None
+
+
+def version_metrics(rows: pd.DataFrame, resources: pd.DataFrame,
+                    requests: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Headline figures of one version as a JSON-able dict (plain ints, floats, None, str).
+
+    requested_units come from `requests` (the rows carry 0 units when a request is not
+    allocated); without it they are unknown (None) rather than wrong.
+    """
+    figures = counts(rows)
+    placed = rows["status"].astype(object).isin(PLACED_STATUSES)
+    allocated_units = int(_units(rows.loc[placed]).sum())
+    capacity_units = int(_capacity(resources).sum())
+    return {
+        "month": _single_value(rows, "month"),
+        "version": _single_value(rows, "version"),
+        **figures,
+        "unprocessed_by_reason": _count_by_reason(rows.loc[~placed]),
+        "requested_units": int(_units(requests).sum()) if requests is not None else None,
         "allocated_units": allocated_units,
         "capacity_units": capacity_units,
         "utilization": _ratio(allocated_units, capacity_units),
@@ -81,6 +111,13 @@ def utilization_table(rows: pd.DataFrame, resources: pd.DataFrame, by: str = "re
     table = table.assign(utilization=_safe_divide(table["planned_units"], table["capacity"]))
     table["over_capacity"] = table["planned_units"] > table["capacity"]
     return table.reset_index(drop=True)
+
+
+def utilization_records(rows: pd.DataFrame, resources: pd.DataFrame, by: str = "service_region") -> list[dict[str, Any]]:
+    """utilization_table() as JSON-able records (NaN -> None), for manifests and status --json."""
+    table = utilization_table(rows, resources, by=by)
+    return [{key: (None if isinstance(value, float) and not math.isfinite(value) else _plain(value))
+             for key, value in record.items()} for record in table.to_dict("records")]
 
 
 def planned_vs_actual(
@@ -125,6 +162,67 @@ def trend_table(history: list[dict[str, Any]]) -> pd.DataFrame:
     sort_keys = ["month", "version"] if "version" in table.columns else ["month"]
     table = table.sort_values(sort_keys, kind="stable").reset_index(drop=True)
     return table[["month", *[column for column in table.columns if column != "month"]]]
+
+
+# How each figure reads wherever it is shown (CLI, Dagster metadata, report, workbook).
+PERCENT_FIELDS = frozenset({"success_rate", "unallocated_ratio", "utilization", "planned_utilization",
+                            "actual_utilization"})
+GAP_DIGITS = 3  # a gap of 2e-5 reads 0.002 %, never 0.0000
+HEADLINE = (
+    ("requests", "Requests"), ("allocated", "Allocated (incl. pinned)"), ("pinned", "Pinned"),
+    ("unallocated", "Unallocated"), ("excluded", "Excluded"), ("success_rate", "Success rate"),
+    ("requested_units", "Requested units"), ("allocated_units", "Allocated units"),
+    ("capacity_units", "Capacity units"), ("utilization", "Utilization"), ("objective", "Objective"),
+    ("bound", "Bound"), ("gap", "Gap"),
+)
+# Excel number formats of the same figures.
+XLSX_PERCENT = "0.0%"
+XLSX_GAP = "0.000%"
+XLSX_COUNT = "#,##0"
+XLSX_DECIMAL = "#,##0.00"
+
+
+def format_count(value: Any) -> str:
+    """Thousands separated, no decimals: 10,486."""
+    return "–" if _missing(value) else f"{round(float(value)):,}"
+
+
+def format_percent(value: Any, digits: int = 1) -> str:
+    """A ratio as a percentage: 0.6207 -> 62.1%."""
+    return "–" if _missing(value) else f"{float(value):.{digits}%}"
+
+
+def format_gap(value: Any) -> str:
+    """The relative gap as a percentage with GAP_DIGITS decimals: 2e-5 -> 0.002%."""
+    return format_percent(value, GAP_DIGITS)
+
+
+def format_seconds(value: Any) -> str:
+    return "–" if _missing(value) else f"{float(value):,.1f} s"
+
+
+def format_figure(name: str, value: Any) -> str:
+    """One figure as people read it, by its name: percentages, the gap, counts, seconds."""
+    if name == "gap":
+        return format_gap(value)
+    if name in PERCENT_FIELDS or name.endswith(("_rate", "_ratio", "_utilization")):
+        return format_percent(value)
+    if name.endswith("_seconds"):
+        return format_seconds(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or _missing(value):
+        return "–" if value is None else str(value)
+    if float(value).is_integer() or abs(float(value)) >= 100:
+        return format_count(value)
+    return f"{float(value):,.2f}"
+
+
+def headline(figures: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, formatted value) of the headline figures present in `figures`, in reading order."""
+    return [(label, format_figure(key, figures.get(key))) for key, label in HEADLINE if key in figures]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
 
 
 class ResourceUsage:

@@ -4,10 +4,20 @@ The checks run inside the asset that produces the value (check_specs), because a
 decorated check on a partitioned asset would load every partition instead of the run's one.
 """
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import dagster as dg
 import pandas as pd
 
-from batch.alert_rules import ratio_anomalies
+from batch.alert_rules import (
+    RULE_LOW_SUCCESS_RATE,
+    RULE_RESOURCE_OVER_CAPACITY,
+    AlertThresholds,
+    ratio_anomalies,
+    threshold_breaches,
+    trend_skip_reason,
+)
 from checks import names
 from solvers.validation import ineligible_rows, over_capacity_rows, unserved_must_allocate
 
@@ -16,10 +26,22 @@ PROPOSAL_CHECKS = {
     names.NO_INELIGIBLE_PAIR: "Every allocation uses an eligible (request, resource) pair.",
     names.MUST_ALLOCATE_REQUESTS_SERVED: "Every must_allocate request is allocated.",
 }
+SUCCESS_RATE_AT_LEAST_MINIMUM = "success_rate_at_least_minimum"
+NO_RESOURCE_ABOVE_MAXIMUM_UTILIZATION = "no_resource_above_maximum_utilization"
 TREND_CHECKS = {
-    names.UNALLOCATED_RATIO_NEAR_TRAILING_MONTHS: "The unallocated ratio is near that of the trailing months.",
-    names.UTILIZATION_NEAR_TRAILING_MONTHS: "Capacity utilization is near that of the trailing months.",
+    names.UNALLOCATED_RATIO_NEAR_TRAILING_MONTHS: "The unallocated ratio is near that of the trailing months "
+                                                  "(skipped while fewer than two trailing months exist).",
+    names.UTILIZATION_NEAR_TRAILING_MONTHS: "Capacity utilization is near that of the trailing months "
+                                            "(skipped while fewer than two trailing months exist).",
+    SUCCESS_RATE_AT_LEAST_MINIMUM: "At least the minimum share of requests is allocated (default 50 %, "
+                                   "parameter alert.min_success_rate), from the first month on.",
+    NO_RESOURCE_ABOVE_MAXIMUM_UTILIZATION: "No resource is planned above its maximum utilization (default 100 % "
+                                           "of capacity, parameter alert.max_resource_utilization).",
 }
+TREND_METRICS = ((names.UNALLOCATED_RATIO_NEAR_TRAILING_MONTHS, "unallocated_ratio", "unallocated_ratio_anomaly"),
+                 (names.UTILIZATION_NEAR_TRAILING_MONTHS, "utilization", "utilization_anomaly"))
+THRESHOLD_RULES = ((SUCCESS_RATE_AT_LEAST_MINIMUM, RULE_LOW_SUCCESS_RATE),
+                   (NO_RESOURCE_ABOVE_MAXIMUM_UTILIZATION, RULE_RESOURCE_OVER_CAPACITY))
 
 
 def specs(asset: str, checks: dict[str, str], blocking: bool) -> list[dg.AssetCheckSpec]:
@@ -47,18 +69,35 @@ def proposal_results(instance, allocations: pd.DataFrame) -> list[dg.AssetCheckR
     ]
 
 
-def trend_results(month: str, current: dict, trailing: list[dict]) -> list[dg.AssetCheckResult]:
-    """Warnings when the unallocated ratio or utilization is far from the trailing months."""
+def trend_results(month: str, current: Mapping[str, Any], trailing: Sequence[Mapping[str, Any]],
+                  resource_utilization: Sequence[Mapping[str, Any]], thresholds: AlertThresholds,
+                  ) -> tuple[list[dg.AssetCheckResult], dict[str, str]]:
+    """The version's checks, and the trend checks skipped (not yielded, so Dagster shows them skipped) with why.
+
+    Trend checks warn when a figure is far from the trailing months; threshold checks fail (error)
+    whatever the history, so a first month with most requests unallocated is flagged.
+    """
     found = {a.rule: a for a in ratio_anomalies(month, current, trailing)}
-    results = []
-    for name, rule in ((names.UNALLOCATED_RATIO_NEAR_TRAILING_MONTHS, "unallocated_ratio_anomaly"),
-                       (names.UTILIZATION_NEAR_TRAILING_MONTHS, "utilization_anomaly")):
+    results, skipped = [], {}
+    for name, metric, rule in TREND_METRICS:
+        reason = trend_skip_reason(month, metric, trailing)
+        if reason is not None:
+            skipped[name] = reason
+            continue
         alert = found.get(rule)
         results.append(dg.AssetCheckResult(
             check_name=name, passed=alert is None, severity=dg.AssetCheckSeverity.WARN,
-            description=alert.message if alert else f"compared with {len(trailing)} trailing months",
+            description=alert.message if alert else f"within the band of the {len(trailing)} trailing months",
             metadata={"trailing_months": len(trailing)}))
-    return results
+    breaches = {a.rule: a for a in threshold_breaches(month, current, resource_utilization, thresholds)}
+    for name, rule in THRESHOLD_RULES:
+        alert = breaches.get(rule)
+        results.append(dg.AssetCheckResult(
+            check_name=name, passed=alert is None, severity=dg.AssetCheckSeverity.ERROR,
+            description=alert.message if alert else "within the threshold",
+            metadata={"min_success_rate": thresholds.min_success_rate,
+                      "max_resource_utilization": thresholds.max_resource_utilization}))
+    return results, skipped
 
 
 def final_matches_result(final: pd.DataFrame, approved: pd.DataFrame, version: int) -> dg.AssetCheckResult:

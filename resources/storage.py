@@ -36,6 +36,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xlsxwriter
 
+from batch import metrics as figures
+from solvers.schema import STATUS_ALLOCATED, STATUS_EXCLUDED, STATUS_PINNED, STATUS_UNALLOCATED
+
 SCHEMA_VERSION = 1
 
 ALLOCATION_SCHEMA = pa.schema(
@@ -59,12 +62,15 @@ ALLOCATION_SCHEMA = pa.schema(
 )
 ALLOCATION_COLUMNS = ALLOCATION_SCHEMA.names
 
-STATUSES = ("allocated", "unallocated", "pinned", "excluded")
-STATUSES_WITH_RESOURCE = ("allocated", "pinned")
+STATUSES = (STATUS_ALLOCATED, STATUS_UNALLOCATED, STATUS_PINNED, STATUS_EXCLUDED)
+STATUSES_WITH_RESOURCE = (STATUS_ALLOCATED, STATUS_PINNED)
 FORMATS = ("parquet", "csv", "xlsx")
 
 DATA_FILE = "allocations.parquet"
 MANIFEST_FILE = "manifest.json"
+# The version's HTML report: a view rebuilt from the data, beside the manifest and outside its checksums.
+REPORT_FILE = "report.html"
+SIDECAR_FILES = frozenset({MANIFEST_FILE, REPORT_FILE})
 # Fields the store owns in every manifest; a caller may not set them.
 STORE_FIELDS = ("schema_version", "month", "version", "row_count", "files", "created_at")
 VERSION_STATUS = "proposed"
@@ -284,6 +290,18 @@ class ExportStore:
         """True when the official copy's files match its manifest."""
         manifest = self.final_manifest(month)
         return manifest is not None and _verify_dir(self.final_path(month), manifest)
+
+    def report_path(self, month: str, version: int) -> Path:
+        """The HTML report of a version, beside its manifest."""
+        return self.version_path(month, version) / REPORT_FILE
+
+    def write_report(self, month: str, version: int, html: str) -> Path:
+        """Write (or rewrite, e.g. once finalized) a complete version's report, atomically."""
+        path = self._complete_version_path(month, version) / REPORT_FILE
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.write_text(html, encoding="utf-8")
+        os.replace(tmp, path)
+        return path
 
     # -------------------------------------------------------------- exports
 
@@ -528,7 +546,7 @@ def _verify_dir(directory: Path, manifest: dict) -> bool:
     files = manifest.get("files") or {}
     if not files:
         return False
-    on_disk = {p.name for p in directory.iterdir() if p.is_file() and p.name != MANIFEST_FILE}
+    on_disk = {p.name for p in directory.iterdir() if p.is_file() and p.name not in SIDECAR_FILES}
     if on_disk != set(files):
         return False
     return all(_sha256(directory / name) == digest for name, digest in files.items())
@@ -627,17 +645,11 @@ def _allocated_map(rows: pd.DataFrame) -> dict[str, str]:
 
 
 def _row_metrics(rows: pd.DataFrame) -> dict[str, float]:
-    """Counts computed from the rows themselves, comparable between any two versions."""
-    total = len(rows)
-    by_status = rows["status"].value_counts()
+    """Counts computed from the rows themselves (batch.metrics.counts), comparable between any two versions."""
     allocated = rows["resource_id"].notna()
-    return {
-        "requests_total": total,
-        **{f"requests_{s}": int(by_status.get(s, 0)) for s in STATUSES},
-        "units_allocated": int(rows.loc[allocated, "units"].sum()),
-        "cost_total": int(rows.loc[allocated, "cost"].sum()),
-        "success_rate": round(int(allocated.sum()) / total, 6) if total else 0.0,
-    }
+    found = {k: v for k, v in figures.counts(rows).items() if v is not None}
+    return {**found, "allocated_units": int(rows.loc[allocated, "units"].sum()),
+            "cost_total": int(rows.loc[allocated, "cost"].sum())}
 
 
 def _numeric_metrics(metrics: Any, prefix: str = "") -> dict[str, float]:
@@ -671,7 +683,7 @@ def _write_csv(table: pa.Table, path: Path) -> None:
 
 
 def _aggregates(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The XLSX summary sheets, computed from the (possibly filtered) allocation rows."""
+    """The XLSX data sheets after the summary, computed from the (possibly filtered) allocation rows."""
     allocated = frame[frame["resource_id"].notna()]
     per_resource = (
         allocated.groupby(["resource_id", "service", "region"], as_index=False)
@@ -688,22 +700,35 @@ def _aggregates(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
         units_allocated=("units_allocated", "sum"),
         cost=("cost", "sum"),
     )
+    per_service_region["allocated"] = per_service_region["allocated"].astype("int64")
     per_service_region["unallocated"] = per_service_region["requests"] - per_service_region["allocated"]
-    per_service_region["success_rate"] = (per_service_region["allocated"] / per_service_region["requests"]).round(4)
+    per_service_region["success_rate"] = per_service_region["allocated"] / per_service_region["requests"]
     service_region_columns = [
         "service", "region", "requests", "allocated", "unallocated", "success_rate", "units_allocated", "cost",
     ]
     unallocated_columns = ["request_id", "customer_id", "service", "region", "priority", "units", "status", "reason",
                            "reason_detail"]
     return {
-        "per_resource": per_resource,
         "per_service_region": per_service_region[service_region_columns],
+        "per_resource": per_resource,
         "unallocated": frame.loc[frame["resource_id"].isna(), unallocated_columns],
+        "allocations": frame,
     }
 
 
-def _summary_rows(frame: pd.DataFrame, manifest: dict, final: bool, filters: dict) -> list[tuple[str, Any]]:
-    """(field, value) lines of the XLSX summary sheet."""
+def _key_figures(frame: pd.DataFrame, manifest: dict) -> list[tuple[str, str, Any]]:
+    """(name, label, value) of the summary's figures: counts from the rows, solver figures from the manifest."""
+    metrics = manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {}
+    solver = manifest.get("solver") if isinstance(manifest.get("solver"), dict) else {}
+    found = {**{k: metrics.get(k) for k in ("requested_units", "capacity_units", "utilization")},
+             **{k: solver.get(k) for k in ("objective", "bound", "gap")},
+             **_row_metrics(frame)}
+    return [(key, label, found[key]) for key, label in figures.HEADLINE
+            if isinstance(found.get(key), int | float) and not isinstance(found.get(key), bool)]
+
+
+def _summary_details(manifest: dict, final: bool, filters: dict) -> list[tuple[str, Any]]:
+    """(field, value) lines that say what the workbook is."""
     rows: list[tuple[str, Any]] = [
         ("month", manifest.get("month")),
         ("version", manifest.get("version")),
@@ -718,17 +743,65 @@ def _summary_rows(frame: pd.DataFrame, manifest: dict, final: bool, filters: dic
     ]
     if final:
         rows += [(k.replace("_", " "), manifest.get(k)) for k in ("finalized_by", "approved_by", "finalized_at")]
-    rows += [(name.replace("_", " "), value) for name, value in _row_metrics(frame).items()]
     solver = manifest.get("solver")
-    rows += [(f"solver {k}", v) for k, v in _numeric_metrics(solver).items()]
     if isinstance(solver, dict):
         rows += [(f"solver {k}", v) for k, v in solver.items() if isinstance(v, str)]
-    rows += [(f"metric {k}", v) for k, v in _numeric_metrics(manifest.get("metrics")).items()]
     return rows
 
 
+def _utilization_by_service(manifest: dict, filters: dict) -> pd.DataFrame:
+    """Planned utilization per service from the manifest (the rows alone do not know capacity)."""
+    records = (manifest.get("metrics") or {}).get("utilization_by_service_region") if isinstance(
+        manifest.get("metrics"), dict) else None
+    if not records or "resource" in filters:
+        return pd.DataFrame(columns=["service", "capacity", "planned_units", "utilization"])
+    table = pd.DataFrame.from_records(records)
+    if "service" in filters:
+        table = table[table["service"] == filters["service"]]
+    table = table.groupby("service", as_index=False)[["capacity", "planned_units"]].sum()
+    table["utilization"] = table["planned_units"] / table["capacity"].where(table["capacity"] != 0)
+    return table
+
+
+class _Formats:
+    """The workbook's cell formats, made once per workbook."""
+
+    def __init__(self, workbook):
+        self.header = workbook.add_format({"bold": True, "bg_color": "#1F4E78", "font_color": "#FFFFFF",
+                                           "border": 1, "text_wrap": True, "valign": "top"})
+        self.title = workbook.add_format({"bold": True, "font_size": 14})
+        self.bold = workbook.add_format({"bold": True})
+        self.count = workbook.add_format({"num_format": figures.XLSX_COUNT})
+        self.percent = workbook.add_format({"num_format": figures.XLSX_PERCENT})
+        self.gap = workbook.add_format({"num_format": figures.XLSX_GAP})
+        self.decimal = workbook.add_format({"num_format": figures.XLSX_DECIMAL})
+        self.integer = workbook.add_format({"num_format": "0"})
+
+    def for_column(self, name: str, series: pd.Series | None = None):
+        """The number format of a column, by its name (ids and priorities stay plain)."""
+        if name == "gap":
+            return self.gap
+        if name in figures.PERCENT_FIELDS or name.endswith(("_rate", "_ratio", "utilization")):
+            return self.percent
+        if name in ("priority", "version"):
+            return self.integer
+        if series is not None and pd.api.types.is_float_dtype(series) and not (series.dropna() % 1 == 0).all():
+            return self.decimal
+        return self.count
+
+
+def _print_setup(sheet, header_rows: int = 1) -> None:
+    """Landscape A4, fitted to one page wide, header rows repeated, page numbers in the footer."""
+    sheet.set_landscape()
+    sheet.set_paper(9)
+    sheet.fit_to_pages(1, 0)
+    sheet.set_margins(left=0.4, right=0.4, top=0.6, bottom=0.6)
+    sheet.repeat_rows(0, header_rows - 1)
+    sheet.set_footer("&L&A&RPage &P of &N")
+
+
 def _write_xlsx(table: pa.Table, path: Path, *, manifest: dict, final: bool, filters: dict) -> None:
-    """The rows, the aggregates and a summary as one workbook."""
+    """A workbook a manager can use: the summary (figures, charts) first, then the data sheets."""
     if table.num_rows + 1 > XLSX_MAX_ROWS:
         raise ExportError(f"{table.num_rows} rows exceed the XLSX sheet limit; export as CSV or Parquet instead.")
     frame = table.to_pandas()
@@ -739,51 +812,109 @@ def _write_xlsx(table: pa.Table, path: Path, *, manifest: dict, final: bool, fil
         "strings_to_urls": False,
     }
     workbook = xlsxwriter.Workbook(str(path), options)
-    header = workbook.add_format({"bold": True, "bg_color": "#1F4E78", "font_color": "#FFFFFF", "border": 1})
+    formats = _Formats(workbook)
     try:
-        sheets = {"allocations": frame, **_aggregates(frame)}
+        sheets = _aggregates(frame)
+        _write_summary(workbook, formats, frame, manifest, final, filters)
         for name, data in sheets.items():
-            _write_sheet(workbook, name, data, header)
-        summary = pd.DataFrame(_summary_rows(frame, manifest, final, filters), columns=["field", "value"])
-        summary["value"] = summary["value"].map(lambda v: "" if v is None else v)
-        _write_sheet(workbook, "summary", summary, header, mixed=True)
+            _write_sheet(workbook, name, data, formats)
     finally:
         workbook.close()
 
 
-def _write_sheet(workbook, name: str, data: pd.DataFrame, header, mixed: bool = False) -> None:
-    """One sheet: styled, frozen, filtered header; numbers as numbers, text neutralized."""
+def _write_summary(workbook, formats: _Formats, frame: pd.DataFrame, manifest: dict, final: bool,
+                   filters: dict) -> None:
+    """The first, active sheet: what this is, the key figures, reasons and utilization, with charts."""
+    sheet = workbook.add_worksheet("summary")
+    sheet.activate()
+    sheet.set_column(0, 0, 30)
+    sheet.set_column(1, 1, 42)
+    sheet.set_column(2, 2, 14)
+    sheet.freeze_panes(1, 0)
+    row = 0
+    sheet.write_row(row, 0, ["field", "value"], formats.header)
+    sheet.autofilter(0, 0, 0, 1)
+    for name, value in _summary_details(manifest, final, filters):
+        row += 1
+        sheet.write_string(row, 0, name)
+        _write_any(sheet, row, 1, "" if value is None else value)
+    for name, label, value in _key_figures(frame, manifest):
+        row += 1
+        sheet.write_string(row, 0, label, formats.bold)
+        fmt = formats.for_column(name) if name in figures.PERCENT_FIELDS or name == "gap" else formats.count
+        sheet.write_number(row, 1, float(value), fmt)
+    reasons = figures.counts_by_reason(frame)
+    if reasons:
+        row += 2
+        first = row + 1
+        sheet.write_row(row, 0, ["unallocated reason", "requests"], formats.header)
+        for reason, count in reasons.items():
+            row += 1
+            sheet.write_string(row, 0, sanitize_cell(reason))
+            sheet.write_number(row, 1, count, formats.count)
+        chart = workbook.add_chart({"type": "bar"})
+        chart.add_series({"name": "Unallocated requests", "categories": ["summary", first, 0, row, 0],
+                          "values": ["summary", first, 1, row, 1], "fill": {"color": "#C0504D"},
+                          "data_labels": {"value": True}})
+        chart.set_title({"name": "Unallocated requests by reason"})
+        chart.set_legend({"none": True})
+        chart.set_y_axis({"reverse": True})
+        sheet.insert_chart(1, 3, chart, {"x_scale": 1.2, "y_scale": 1.0})
+    utilization = _utilization_by_service(manifest, filters)
+    if not utilization.empty:
+        row += 2
+        first = row + 1
+        sheet.write_row(row, 0, ["service", "planned utilization", "capacity"], formats.header)
+        for record in utilization.itertuples(index=False):
+            row += 1
+            sheet.write_string(row, 0, sanitize_cell(str(record.service)))
+            _write_number(sheet, row, 1, record.utilization, formats.percent)
+            _write_number(sheet, row, 2, record.capacity, formats.count)
+        chart = workbook.add_chart({"type": "column"})
+        chart.add_series({"name": "Planned utilization", "categories": ["summary", first, 0, row, 0],
+                          "values": ["summary", first, 1, row, 1], "fill": {"color": "#1F4E78"},
+                          "data_labels": {"value": True, "num_format": "0%"}})
+        chart.set_title({"name": "Planned utilization by service"})
+        chart.set_legend({"none": True})
+        chart.set_y_axis({"num_format": "0%", "min": 0})
+        sheet.insert_chart(17, 3, chart, {"x_scale": 1.2, "y_scale": 1.0})
+    _print_setup(sheet)
+    sheet.fit_to_pages(1, 1)
+
+
+def _write_sheet(workbook, name: str, data: pd.DataFrame, formats: _Formats) -> None:
+    """One data sheet: styled, frozen, filtered header; numbers formatted, text neutralized; printable."""
     sheet = workbook.add_worksheet(name)
     columns = list(data.columns)
     sheet.freeze_panes(1, 0)
     sheet.autofilter(0, 0, max(len(data), 1), len(columns) - 1)
-    for col, column in enumerate(columns):
-        sheet.set_column(col, col, _column_width(column, data[column]))
-    sheet.write_row(0, 0, columns, header)
+    _print_setup(sheet)
     writers = []
     values = []
-    for column in columns:
+    cell_formats = []
+    for col, column in enumerate(columns):
         series = data[column]
-        if mixed:
-            writers.append(_write_any)
-            values.append(series.tolist())
-        elif pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        numeric = pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series)
+        cell_formats.append(formats.for_column(column, series) if numeric else None)
+        sheet.set_column(col, col, _column_width(column, series), cell_formats[-1])
+        if numeric:
             writers.append(_write_number)
             values.append(series.astype(float).tolist() if pd.api.types.is_bool_dtype(series) else series.tolist())
         else:
             writers.append(_write_text)
             values.append(_sanitize_series(series).tolist())
+    sheet.write_row(0, 0, columns, formats.header)
     for row, record in enumerate(zip(*values), start=1):
         for col, value in enumerate(record):
-            writers[col](sheet, row, col, value)
+            writers[col](sheet, row, col, value, cell_formats[col])
 
 
-def _write_number(sheet, row: int, col: int, value: Any) -> None:
+def _write_number(sheet, row: int, col: int, value: Any, fmt=None) -> None:
     if value is not None and not (isinstance(value, float) and math.isnan(value)):
-        sheet.write_number(row, col, value)
+        sheet.write_number(row, col, value, fmt)
 
 
-def _write_text(sheet, row: int, col: int, value: Any) -> None:
+def _write_text(sheet, row: int, col: int, value: Any, fmt=None) -> None:
     if value is not None and not (isinstance(value, float) and math.isnan(value)):
         sheet.write_string(row, col, value)
 

@@ -59,7 +59,8 @@ def test_the_asset_graph_keeps_its_keys_checks_and_partitions():
     checks = sorted(k.name for k in graph.asset_check_keys)
     assert checks == sorted(["inputs_meet_expectations", "no_resource_over_capacity", "no_ineligible_pair",
                              "must_allocate_requests_served", "unallocated_ratio_near_trailing_months",
-                             "utilization_near_trailing_months", "final_allocation_matches_approved_version"])
+                             "utilization_near_trailing_months", "success_rate_at_least_minimum",
+                             "no_resource_above_maximum_utilization", "final_allocation_matches_approved_version"])
     for key in graph.get_all_asset_keys():
         assert graph.get(key).partitions_def == monthly_partitions
 

@@ -8,17 +8,22 @@ import pytest
 
 from batch.alert_rules import (
     RULE_FAILED_CHECK,
+    RULE_LOW_SUCCESS_RATE,
     RULE_MONTH_UNLOCKED,
+    RULE_RESOURCE_OVER_CAPACITY,
     RULE_RUN_FAILURE,
     RULE_STALE_LOCK,
     RULE_TOO_MANY_ERRORS,
     RULE_UNALLOCATED_RATIO_ANOMALY,
     RULE_UNEXPECTED_LOCK,
     RULE_UTILIZATION_ANOMALY,
+    AlertThresholds,
     failed_checks,
     ratio_anomalies,
     run_failures,
     stale_locks,
+    threshold_breaches,
+    trend_skip_reason,
     unexpected_locks,
     unlock_alert,
 )
@@ -289,3 +294,55 @@ def test_every_alert_serialises_to_json():
 
     for alert in alerts:
         assert json.loads(json.dumps(alert.to_dict()))["dedup_key"] == alert.dedup_key
+
+
+# absolute thresholds and trend skips
+
+
+def test_a_first_month_with_most_requests_unallocated_alerts_without_any_trailing_month():
+    first = {"month": "2025-03", "version": 1, "requests": 1000, "allocated": 100, "success_rate": 0.10,
+             "unallocated_ratio": 0.90}
+
+    assert ratio_anomalies("2025-03", first, []) == []  # the trend rule has nothing to compare with
+    alerts = threshold_breaches("2025-03", first, [])
+
+    assert [a.rule for a in alerts] == [RULE_LOW_SUCCESS_RATE]
+    assert alerts[0].severity == "error" and "10.0%" in alerts[0].message and one_sentence(alerts[0].message)
+    assert alerts[0].dedup_key == "success_rate_below_minimum:2025-03:v1"
+
+
+def test_a_success_rate_at_the_minimum_raises_nothing():
+    assert threshold_breaches("2025-03", {"success_rate": 0.5}, []) == []
+
+
+def test_every_resource_above_its_capacity_is_named_in_one_alert():
+    resources = [{"resource_id": "R1", "planned_units": 12, "capacity": 10, "utilization": 1.2},
+                 {"resource_id": "R2", "planned_units": 10, "capacity": 10, "utilization": 1.0},
+                 {"resource_id": "R3", "planned_units": 3, "capacity": 0, "utilization": None}]
+
+    alerts = threshold_breaches("2025-03", {"success_rate": 0.9, "version": 2}, resources)
+
+    assert [a.rule for a in alerts] == [RULE_RESOURCE_OVER_CAPACITY]
+    assert alerts[0].details["resources"] == ["R1", "R3"]
+
+
+def test_thresholds_come_from_the_months_alert_parameters_else_the_defaults():
+    assert AlertThresholds.from_params({}) == AlertThresholds(0.5, 1.0)
+    stricter = AlertThresholds.from_params({"alert.min_success_rate": 0.8, "time_limit_s": 5})
+
+    assert stricter == AlertThresholds(min_success_rate=0.8, max_resource_utilization=1.0)
+    assert [a.rule for a in threshold_breaches("2025-03", {"success_rate": 0.75}, [], stricter)] == [
+        RULE_LOW_SUCCESS_RATE]
+
+
+@pytest.mark.parametrize(("trailing", "skipped"), [([], True), (STEADY[:1], True), (STEADY[:2], False)])
+def test_a_trend_is_skipped_with_its_reason_until_two_trailing_months_exist(trailing, skipped):
+    reason = trend_skip_reason("2025-03", "utilization", trailing)
+
+    assert (reason is not None) is skipped
+    if skipped:
+        assert reason.startswith(f"skipped: {len(trailing)} trailing month") and "2 needed" in reason
+
+
+def test_the_month_itself_does_not_count_as_a_trailing_month():
+    assert trend_skip_reason("2025-02", "utilization", STEADY[1:]) is not None

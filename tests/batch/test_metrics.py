@@ -11,7 +11,12 @@ import pytest
 
 from batch.metrics import (
     ResourceUsage,
+    counts,
+    counts_by_reason,
+    format_figure,
+    headline,
     planned_vs_actual,
+    relative_gap,
     trend_table,
     utilization_table,
     version_metrics,
@@ -58,8 +63,13 @@ def test_version_metrics_counts_pinned_as_allocated_and_divides_by_all_requests(
     assert metrics["unprocessed_by_reason"] == {"capacity_exhausted": 1, "excluded": 1}
 
 
+def make_requests() -> pd.DataFrame:
+    """The requests behind make_rows(): their units whether allocated or not."""
+    return pd.DataFrame({"request_id": [f"Q{i}" for i in range(1, 7)], "units": [40, 30, 50, 20, 500, 10]})
+
+
 def test_version_metrics_utilization_is_placed_units_over_total_capacity():
-    metrics = version_metrics(make_rows(), make_resources())
+    metrics = version_metrics(make_rows(), make_resources(), make_requests())
 
     assert metrics["requested_units"] == 650
     assert metrics["allocated_units"] == 140
@@ -271,3 +281,57 @@ def test_resource_usage_records_a_phase_that_raises():
         raise RuntimeError("boom")
 
     assert usage.as_dict()["load"]["wall_seconds"] >= 0
+
+
+def test_requested_units_come_from_the_requests_because_rows_carry_zero_units_when_not_allocated():
+    rows = make_rows()
+    rows.loc[rows["status"].isin(["unallocated", "excluded"]), "units"] = 0  # as the pipeline writes them
+
+    metrics = version_metrics(rows, make_resources(), make_requests())
+
+    assert metrics["requested_units"] == 650
+    assert metrics["allocated_units"] == 140
+    assert version_metrics(rows, make_resources())["requested_units"] is None  # unknown, never wrong
+
+
+def test_counts_are_one_definition_where_allocated_includes_pinned():
+    found = counts(make_rows())
+
+    assert found["allocated"] == 4 and found["pinned"] == 1
+    assert found["allocated"] + found["unallocated"] + found["excluded"] == found["requests"]
+    assert found["success_rate"] == 4 / 6
+
+
+def test_counts_by_reason_list_the_largest_reason_first():
+    rows = make_rows()
+    rows.loc[rows["request_id"] == "Q1", ["status", "resource_id", "reason"]] = ["unallocated", None, "window_unavailable"]
+    rows.loc[rows["request_id"] == "Q2", ["status", "resource_id", "reason"]] = ["unallocated", None, "window_unavailable"]
+
+    assert list(counts_by_reason(rows).items()) == [("window_unavailable", 2), ("capacity_exhausted", 1),
+                                                    ("excluded", 1)]
+
+
+def test_the_gap_is_the_solvers_relative_gap_and_none_without_a_bound():
+    assert relative_gap(990.0, 1000.0) == pytest.approx(0.01)
+    assert relative_gap(5.0, 5.0) == 0.0
+    assert relative_gap(1.0, None) is None and relative_gap(1.0, float("inf")) is None
+
+
+@pytest.mark.parametrize(("name", "value", "text"), [
+    ("gap", 2e-5, "0.002%"),
+    ("gap", 0.0, "0.000%"),
+    ("utilization", 0.8340757238307349, "83.4%"),
+    ("success_rate", 0.6207, "62.1%"),
+    ("objective", 1.53824e6, "1,538,240"),
+    ("requested_units", 13285, "13,285"),
+    ("solve_seconds", 10.11957373900077, "10.1 s"),
+    ("bound", None, "–"),
+])
+def test_a_figure_reads_the_same_wherever_it_is_shown(name, value, text):
+    assert format_figure(name, value) == text
+
+
+def test_the_headline_labels_allocated_as_including_pinned():
+    labels = dict(headline({"requests": 6, "allocated": 4, "pinned": 1, "gap": 2e-5}))
+
+    assert labels == {"Requests": "6", "Allocated (incl. pinned)": "4", "Pinned": "1", "Gap": "0.002%"}

@@ -13,7 +13,7 @@ import pytest
 from resources.storage import ALLOCATION_SCHEMA, FORMULA_PREFIXES, ExportError, sanitize_cell
 from tests.resources.builders import MONTH, allocation_rows, caller_manifest
 
-XLSX_SHEETS = ["allocations", "per_resource", "per_service_region", "unallocated", "summary"]
+XLSX_SHEETS = ["summary", "per_service_region", "per_resource", "unallocated", "allocations"]
 
 
 def mixed_rows() -> pd.DataFrame:
@@ -79,7 +79,7 @@ def test_an_xlsx_export_has_the_sheets_styled_frozen_and_filtered(month, tmp_pat
     assert unallocated == ["r3", "s2"]
     summary = {row[0]: row[1] for row in book["summary"].iter_rows(min_row=2, values_only=True)}
     assert summary["month"] == MONTH and summary["version"] == 1
-    assert summary["requests total"] == 6
+    assert summary["Requests"] == 6
 
 
 def test_the_default_export_is_the_latest_version(month, tmp_path):
@@ -220,8 +220,8 @@ def test_a_diff_reports_added_removed_and_moved_allocations(store):
     metrics = diff["metrics"]
     assert metrics["objective"] == {"from": 1000.0, "to": 1250.5, "change": 250.5}
     assert metrics["utilization.compute/eu"] == {"from": 0.5, "to": 0.75, "change": 0.25}
-    assert metrics["requests_total"] == {"from": 4, "to": 5, "change": 1}
-    assert metrics["requests_allocated"] == {"from": 3, "to": 4, "change": 1}
+    assert metrics["requests"] == {"from": 4, "to": 5, "change": 1}
+    assert metrics["allocated"] == {"from": 3, "to": 4, "change": 1}
     assert "label" not in metrics
 
 
