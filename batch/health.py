@@ -159,3 +159,30 @@ def _number(value: float | None) -> int | float | None:
     if value is None:
         return None
     return int(value) if float(value).is_integer() else value
+
+
+def months_overview(store, exports) -> list[dict[str, Any]]:
+    """One line per month known to the control store or the exports: phase, versions, final, lock, alerts,
+    and the headline figures of the month's final (else latest) version."""
+    rows = {row["month"]: row for row in store.months()}
+    lines = []
+    for month in sorted(set(rows) | set(exports.months())):
+        row = rows.get(month) or store.month(month)
+        versions = store.versions(month)
+        final_version = row.get("final_version") if row["phase"] == PHASE_FINALIZED else None
+        chosen = next((v for v in versions if v["version"] == final_version), versions[-1] if versions else None)
+        metrics = chosen["metrics"] if chosen else {}
+        lock = store.lock_info(month)
+        alerts = store.alerts(month)
+        lines.append({
+            "month": month, "phase": row["phase"], "versions": len(versions),
+            "latest_version": versions[-1]["version"] if versions else None,
+            "final_version": final_version,
+            "lock": lock.holder if lock is not None else None,
+            "alerts": len(alerts),
+            "errors": sum(1 for alert in alerts if alert["severity"] == "error"),
+            **{key: _plain(metrics.get(key)) for key in ("requests", "allocated", "success_rate", "utilization",
+                                                         "gap")},
+        })
+    return lines
+

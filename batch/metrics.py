@@ -216,6 +216,20 @@ def format_figure(name: str, value: Any) -> str:
     return f"{float(value):,.2f}"
 
 
+def format_change(name: str, change: Any) -> str:
+    """A metric's change with its sign: percentage points for ratios, else the figure's own format."""
+    if _missing(change):
+        return "–"
+    value = float(change)
+    if value == 0:
+        return "0"
+    sign = "+" if value > 0 else "-"
+    if name == "gap" or name in PERCENT_FIELDS or name.endswith(("_rate", "_ratio", "_utilization")):
+        digits = GAP_DIGITS if name == "gap" else 1
+        return f"{sign}{abs(value) * 100:.{digits}f} pp"
+    return sign + format_figure(name, abs(value))
+
+
 def headline(figures: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, formatted value) of the headline figures present in `figures`, in reading order."""
     return [(label, format_figure(key, figures.get(key))) for key, label in HEADLINE if key in figures]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from datetime import date
 
-import pandas as pd
-
 # ASCII digits only: \d would also accept other scripts' digits (e.g. fullwidth ２０２６).
 MONTH_RE = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 FIRST_MONTH = "2025-01"
@@ -28,8 +26,8 @@ def check_month(month: str | None) -> str:
 def planned_months(today: date | None = None) -> list[str]:
     """Every month key from FIRST_MONTH to next month (the monthly partitions)."""
     today = today or date.today()
-    last = pd.Period(today, freq="M") + MONTHS_AHEAD
-    return [p.strftime("%Y-%m") for p in pd.period_range(FIRST_MONTH, last, freq="M")]
+    first, last = _index(FIRST_MONTH), today.year * 12 + today.month - 1 + MONTHS_AHEAD
+    return [_key(index) for index in range(first, last + 1)]
 
 
 def check_planned_month(month: str | None, today: date | None = None) -> str:
@@ -44,15 +42,25 @@ def check_planned_month(month: str | None, today: date | None = None) -> str:
 
 def previous_month(month: str) -> str:
     """The month before a YYYY-MM key."""
-    return (pd.Period(check_month(month), freq="M") - 1).strftime("%Y-%m")
+    return _key(_index(check_month(month)) - 1)
 
 
 def next_month(month: str) -> str:
     """The month after a YYYY-MM key."""
-    return (pd.Period(check_month(month), freq="M") + 1).strftime("%Y-%m")
+    return _key(_index(check_month(month)) + 1)
 
 
 def trailing_months(month: str, count: int) -> list[str]:
     """The `count` months before `month`, most recent first."""
-    period = pd.Period(check_month(month), freq="M")
-    return [(period - back).strftime("%Y-%m") for back in range(1, count + 1)]
+    index = _index(check_month(month))
+    return [_key(index - back) for back in range(1, count + 1)]
+
+
+# Plain month arithmetic (months since year 0): the CLI checks months without importing pandas.
+def _index(month: str) -> int:
+    year, number = month.split("-")
+    return int(year) * 12 + int(number) - 1
+
+
+def _key(index: int) -> str:
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"

@@ -9,34 +9,35 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache, wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from batch.demo_data import generate_month, write_landing
 from batch.errors import ControlError
-from batch.health import month_health
-from batch.inputs import InputError
 from batch.months import MonthError, check_month, check_planned_month
-from batch.params import ParamError, parse_assignment
 from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles, actor_from
-from batch_cli import instance as dagster_instance
-from batch_cli.runs import RunError, RunEvents, run_job
-from batch_cli.worker import run_worker
-from resources.control_store import ControlStore
 from resources.execution import QUEUES
 from resources.settings import Settings, SettingsError
-from resources.storage import ExportError, ExportStore
+
+# Start-up speed: pandas, DuckDB, SQLAlchemy, matplotlib and Dagster take ~4 s to import together, so
+# each command imports what it needs when it runs, and `--help` or a refusal answers without them.
+if TYPE_CHECKING:
+    from batch_cli.runs import RunEvents
+    from resources.control_store import ControlStore
+    from resources.storage import ExportStore
 
 # Job names of pipelines/jobs.py: the CLI submits them by name to the code location.
 PLAN_JOB = "plan_job"
 EXECUTE_JOB = "execute_job"
 FINALIZE_JOB = "finalize_job"
 UNLOCK_JOB = "unlock_job"
-KNOWN_ERRORS = (ControlError, RoleError, ParamError, RunError, InputError, MonthError, SettingsError, ExportError)
+KNOWN_ERRORS = (ControlError, RoleError, MonthError, SettingsError)
+# Refusals of the modules imported on demand: (module, class), caught once that module is loaded.
+DEFERRED_ERRORS = (("batch.params", "ParamError"), ("batch_cli.runs", "RunError"), ("batch.inputs", "InputError"),
+                   ("resources.storage", "ExportError"))
 
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -58,7 +59,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (CliError, *KNOWN_ERRORS) as exc:
+        except (CliError, *KNOWN_ERRORS, *_loaded_errors()) as exc:
             message = str(exc).strip()
             first, _, rest = message.partition("\n")
             err.print(f"error: {first}", markup=False)
@@ -70,8 +71,20 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _loaded_errors() -> tuple[type[Exception], ...]:
+    """The deferred modules' refusal types, for the modules loaded so far (the others raised nothing)."""
+    return tuple(getattr(sys.modules[module], name) for module, name in DEFERRED_ERRORS if module in sys.modules)
+
+
 def settings() -> Settings:
     return Settings.from_env()
+
+
+def exports() -> ExportStore:
+    """The export store under the home folder."""
+    from resources.storage import ExportStore  # deferred: start-up speed (see the imports)
+
+    return ExportStore(settings().home)
 
 
 def store() -> ControlStore:
@@ -81,6 +94,8 @@ def store() -> ControlStore:
 
 @cache
 def _store(url: str) -> ControlStore:
+    from resources.control_store import ControlStore  # deferred: start-up speed (see the imports)
+
     return ControlStore(url)
 
 
@@ -102,6 +117,8 @@ def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
 @contextmanager
 def _progress(title: str) -> Iterator[RunEvents]:
     """Live view of a run on stderr: the current step, and one bar per solve part."""
+    from batch_cli.runs import RunEvents  # deferred: start-up speed (see the imports)
+
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                         console=err, transient=not err.is_terminal)
     overall = progress.add_task(title, total=None)
@@ -125,6 +142,8 @@ def _run_or_fail(job: str, month: str | None, actor: str | None, note: str | Non
     tags = {ACTOR_TAG: actor} if actor else {}
     if note:
         tags[NOTE_TAG] = note
+    from batch_cli.runs import run_job  # deferred: start-up speed (see the imports)
+
     with _progress(f"{job}{f' for {month}' if month else ''}") as events:
         outcome = run_job(job, month, tags, run_config, events)
     if not outcome.success:
@@ -147,6 +166,8 @@ def main() -> None:
 def demo_data(month: str, n_requests: int, n_resources: int, seed: int, as_json: bool) -> None:
     """Write a realistic, deterministic month of inputs into landing/YYYY-MM/."""
     check_month(month)
+    from batch.demo_data import generate_month, write_landing  # deferred: start-up speed (see the imports)
+
     tables = generate_month(month, requests=n_requests, resources=n_resources, seed=seed)
     path = write_landing(settings().home, month, tables)
     result = {"month": month, "landing": str(path), **{t: len(df) for t, df in tables.items()}}
@@ -184,9 +205,20 @@ def run(month: str, actor: str | None, note: str | None, as_json: bool) -> None:
     run_id = _run_or_fail(EXECUTE_JOB, month, who, note)
     version = control.versions(month)[-1]
     result = {"month": month, "run_id": run_id, **_version_summary(version)}
-    emit(result, as_json, lambda: _print_mapping(f"Month {month}: version {version['version']} proposed", {
-        k: result[k] for k in ("version", "requests", "allocated", "success_rate", "objective",
-                               "bound", "gap", "solve_seconds", "export_path")}))
+
+    def human() -> None:
+        from batch.metrics import format_count, headline  # deferred: start-up speed (see the imports)
+
+        rows = dict(headline(version["metrics"]))
+        _print_rows(f"Month {month}: version {version['version']} proposed", {
+            **rows, "Solve time": f"{version['metrics'].get('solve_seconds') or 0:,.1f} s",
+            "Export": result["export_path"]})
+        conflicts = (version["metrics"].get("unprocessed_by_reason") or {}).get("pin_conflict")
+        if conflicts:
+            err.print(f"note: {format_count(conflicts)} pin(s) could not be honoured (reason pin_conflict); "
+                      f"see `batch-admin report {month}`.", markup=False)
+
+    emit(result, as_json, human)
 
 
 def _version_summary(version: dict[str, Any]) -> dict[str, Any]:
@@ -201,6 +233,16 @@ def _version_summary(version: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _print_rows(title: str, rows: dict[str, str]) -> None:
+    """Label and already formatted value, one per line."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for label, value in rows.items():
+        table.add_row(label, value)
+    out.print(table)
+
+
 def _print_mapping(title: str, mapping: dict[str, Any]) -> None:
     table = Table(title=title, show_header=False, title_justify="left")
     for key, value in mapping.items():
@@ -211,13 +253,19 @@ def _print_mapping(title: str, mapping: dict[str, Any]) -> None:
 
 
 @main.command()
-@click.argument("month")
+@click.argument("month", required=False)
 @click.option("--json", "as_json", is_flag=True)
 @friendly
-def status(month: str, as_json: bool) -> None:
-    """Phase, locks, versions with their metrics, finalization and approvals of a month."""
-    check_month(month)
+def status(month: str | None, as_json: bool) -> None:
+    """Phase, locks, versions with their metrics, finalization and approvals of a month; every month without one."""
+    from batch.health import month_health, months_overview  # deferred: start-up speed (see the imports)
+
     control = store()
+    if month is None:
+        lines = months_overview(control, exports())
+        emit(lines, as_json, lambda: _print_overview(lines))
+        return
+    check_month(month)
     row = control.month(month)
     lock = control.lock_info(month)
     pins, exclusions = control.pins_and_exclusions(month)
@@ -231,12 +279,33 @@ def status(month: str, as_json: bool) -> None:
         "adjustments": {"pins": pins, "exclusions": sorted(exclusions)},
         "plan": (control.latest_plan(month) or {}).get("summary"),
         "versions": [_version_summary(v) for v in control.versions(month)],
-        "health": month_health(control, ExportStore(settings().home), month),
+        "health": month_health(control, exports(), month),
     }
     emit(result, as_json, lambda: _print_status(result))
 
 
+def _print_overview(lines: list[dict[str, Any]]) -> None:
+    """One row per month."""
+    from batch.metrics import format_count, format_figure  # deferred: start-up speed (see the imports)
+
+    if not lines:
+        out.print("No months yet: land inputs (or `batch-admin demo-data YYYY-MM`) and run one.")
+        return
+    table = Table("month", "phase", "versions", "final", "lock", "requests", "allocated", "success", "utilization",
+                  "gap", "alerts", title="Every month", title_justify="left")
+    for line in lines:
+        alerts = f"{line['alerts']}" + (f" ({line['errors']} errors)" if line["errors"] else "")
+        table.add_row(line["month"], line["phase"], str(line["versions"]),
+                      f"v{line['final_version']}" if line["final_version"] else "–", line["lock"] or "–",
+                      format_count(line["requests"]), format_count(line["allocated"]),
+                      format_figure("success_rate", line["success_rate"]),
+                      format_figure("utilization", line["utilization"]), format_figure("gap", line["gap"]), alerts)
+    out.print(table)
+
+
 def _print_status(result: dict[str, Any]) -> None:
+    from batch.metrics import format_count, format_figure  # deferred: start-up speed (see the imports)
+
     out.print(f"[bold]{result['month']}[/bold]  phase: [bold]{result['phase']}[/bold]")
     if result["lock"]:
         lock = result["lock"]
@@ -248,9 +317,10 @@ def _print_status(result: dict[str, Any]) -> None:
                   f"approved by {final['approved_by']} at {final['finalized_at']}")
     table = Table("version", "created", "actor", "requests", "allocated", "success", "objective", "gap", "solve s", "note")
     for v in result["versions"]:
-        table.add_row(str(v["version"]), str(v["created_at"])[:19], str(v["actor"]), str(v["requests"]),
-                      str(v["allocated"]), f"{(v['success_rate'] or 0):.1%}", f"{(v['objective'] or 0):,.0f}",
-                      f"{(v['gap'] or 0):.3%}", f"{(v['solve_seconds'] or 0):.1f}", v["note"] or "")
+        table.add_row(str(v["version"]), str(v["created_at"])[:19], str(v["actor"]), format_count(v["requests"]),
+                      format_count(v["allocated"]), format_figure("success_rate", v["success_rate"]),
+                      format_count(v["objective"]), format_figure("gap", v["gap"]),
+                      format_figure("solve_seconds", v["solve_seconds"]), v["note"] or "")
     out.print(table)
     health = result.get("health") or {}
     metrics = health.get("metrics") or {}
@@ -260,8 +330,9 @@ def _print_status(result: dict[str, Any]) -> None:
     if health.get("utilization_by_service_region"):
         util = Table("service", "region", "resources", "capacity", "planned", "utilization", title="Planned utilization")
         for row in health["utilization_by_service_region"]:
-            util.add_row(str(row.get("service")), str(row.get("region")), str(row.get("resources", "")),
-                         str(row.get("capacity")), str(row.get("planned_units")), _pct(row.get("utilization")))
+            util.add_row(str(row.get("service")), str(row.get("region")), format_count(row.get("resources")),
+                         format_count(row.get("capacity")), format_count(row.get("planned_units")),
+                         format_figure("utilization", row.get("utilization")))
         out.print(util)
     if health.get("planned_vs_actual"):
         pva = health["planned_vs_actual"]
@@ -272,7 +343,7 @@ def _print_status(result: dict[str, Any]) -> None:
         for row in health["trend"]:
             trend.add_row(row["month"], str(row.get("version") or ""), _pct(row.get("success_rate")),
                           _pct(row.get("unallocated_ratio")), _pct(row.get("utilization")),
-                          f"{row.get('objective') or 0:,.0f}", _pct(row.get("gap"), 3))
+                          format_count(row.get("objective")), format_figure("gap", row.get("gap")))
         out.print(trend)
     for problem in health.get("problems") or []:
         out.print(f"[yellow]note:[/yellow] {problem}")
@@ -293,6 +364,8 @@ def params(month: str, actor: str | None, assignments: tuple[str, ...], as_json:
     """Set batch parameters of a month (validated, audited, snapshotted with every version)."""
     check_planned_month(month)
     who = require_admin(actor, f"change parameters of {month}")
+    from batch.params import parse_assignment  # deferred: start-up speed (see the imports)
+
     changes = dict(parse_assignment(a) for a in assignments)
     current = store().set_params(month, who, changes)
     emit({"month": month, "params": current}, as_json,
@@ -312,15 +385,20 @@ def adjust(month: str, actor: str | None, pin: str | None, exclude: str | None, 
     who = require_admin(actor, f"adjust {month}")
     if bool(pin) == bool(exclude):
         raise CliError("Give exactly one of --pin REQ=RES or --exclude REQ.")
+    if pin and "=" not in pin:
+        raise CliError(f"--pin {pin!r} must look like REQUEST_ID=RESOURCE_ID.")
+    from batch.adjustments import check_adjustment  # deferred: start-up speed (see the imports)
+
     if pin:
-        if "=" not in pin:
-            raise CliError(f"--pin {pin!r} must look like REQUEST_ID=RESOURCE_ID.")
         request_id, resource_id = (p.strip() for p in pin.split("=", 1))
+        check_adjustment(settings().home, month, "pin", request_id, resource_id)
         store().add_adjustment(month, who, "pin", request_id, resource_id, note)
         out.print(f"{month}: {request_id} pinned to {resource_id} for the next run.")
     else:
-        store().add_adjustment(month, who, "exclude", str(exclude).strip(), None, note)
-        out.print(f"{month}: {exclude} excluded from the next run.")
+        request_id = str(exclude).strip()
+        check_adjustment(settings().home, month, "exclude", request_id)
+        store().add_adjustment(month, who, "exclude", request_id, None, note)
+        out.print(f"{month}: {request_id} excluded from the next run.")
 
 
 @main.command()
@@ -413,8 +491,8 @@ def export(month: str, version: int | None, final: bool, fmt: str, service: str 
     check_month(month)
     if final and version is not None:
         raise CliError("Give --version N or --final, not both.")
-    result = ExportStore(settings().home).export(month, fmt=fmt, out=out_path, version=version, final=final,
-                                                 service=service, resource=resource, status=status_)
+    result = exports().export(month, fmt=fmt, out=out_path, version=version, final=final,
+                              service=service, resource=resource, status=status_)
     store().record(month, actor_from(actor), "export", {k: str(v) for k, v in result.items()} | {
         "filters": {"service": service, "resource": resource, "status": status_}})
     emit(result, as_json, lambda: out.print(f"Wrote {result['rows']} rows to {result['path']}"))
@@ -424,21 +502,40 @@ def export(month: str, version: int | None, final: bool, fmt: str, service: str 
 @click.argument("month")
 @click.option("--from", "from_version", required=True, type=int)
 @click.option("--to", "to_version", required=True, type=int)
+@click.option("--all", "every", is_flag=True, help="Every metric (timings, sizes...) and every moved request.")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
-def diff(month: str, from_version: int, to_version: int, as_json: bool) -> None:
-    """Compare two versions: allocations added, removed, moved, and every metric's change."""
+def diff(month: str, from_version: int, to_version: int, every: bool, as_json: bool) -> None:
+    """Compare two versions: objective, gap, success rate and counts first, then the requests that moved."""
     check_month(month)
-    result = ExportStore(settings().home).diff(month, from_version, to_version)
+    # Deferred: start-up speed (see the imports).
+    from batch.metrics import format_change, format_figure
+    from batch.report import TOP_MOVES, leading_changes
+
+    result = exports().diff(month, from_version, to_version)
 
     def human() -> None:
         counts = result["counts"]
-        out.print(f"{month}: version {from_version} -> {to_version}: " +
-                  ", ".join(f"{k} {v}" for k, v in counts.items()))
+        out.print(f"[bold]{month}: version {from_version} -> {to_version}[/bold]  "
+                  f"moved {counts['moved']:,}, added {counts['added']:,}, removed {counts['removed']:,}, "
+                  f"unchanged {counts['unchanged']:,}")
         table = Table("metric", "from", "to", "change")
-        for name, change in sorted(result["metrics"].items()):
-            table.add_row(name, str(change.get("from")), str(change.get("to")), str(change.get("change")))
+        for name, change in leading_changes(result, every).items():
+            table.add_row(name.replace("_", " "), format_figure(name, change.get("from")),
+                          format_figure(name, change.get("to")), format_change(name, change.get("change")))
         out.print(table)
+        shown = (result["moved"] if every else result["moved"][:TOP_MOVES])
+        for title, items, fmt in (("moved", shown, lambda m: f"{m['request_id']}: {m['from_resource']} -> {m['to_resource']}"),
+                                  ("added", result["added"] if every else result["added"][:TOP_MOVES],
+                                   lambda m: f"{m['request_id']} -> {m['resource_id']}"),
+                                  ("removed", result["removed"] if every else result["removed"][:TOP_MOVES],
+                                   lambda m: f"{m['request_id']} (was {m['resource_id']})")):
+            if items:
+                total = counts[title]
+                more = "" if len(items) == total else f" (first {len(items)} of {total:,}; --all for every one)"
+                out.print(f"{title}{more}: " + ", ".join(fmt(m) for m in items), markup=False)
+        if not every:
+            out.print("--all shows every metric, timings included.", style="dim")
 
     emit(result, as_json, human)
 
@@ -465,10 +562,12 @@ def audit(month: str | None, verify: bool, as_json: bool) -> None:
     rows = [{k: e[k] for k in ("id", "month", "at", "actor", "action", "details", "hash")} for e in entries]
 
     def human() -> None:
-        table = Table("id", "at", "month", "actor", "action", "details")
+        from batch.report import audit_line  # deferred: start-up speed (see the imports)
+
+        table = Table("id", "when (local time)", "month", "who", "action", "what")
         for e in rows:
-            table.add_row(str(e["id"]), e["at"].isoformat(timespec="seconds"), str(e["month"] or ""),
-                          str(e["actor"] or ""), e["action"], json.dumps(e["details"], default=str)[:100])
+            when, who, action, what = audit_line(e)
+            table.add_row(str(e["id"]), when, str(e["month"] or ""), who, action, what)
         out.print(table)
 
     emit(rows, as_json, human)
@@ -493,9 +592,40 @@ def alerts(month: str | None, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("month")
+@click.option("--version", "version", type=int, help="A given version (default: the final one, else the latest).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the page (default: report.html beside the version's manifest).")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def report(month: str, version: int | None, out_path: Path | None, as_json: bool) -> None:
+    """One self-contained HTML page about a version: figures, charts, reasons, changes, who did what."""
+    check_month(month)
+    from batch.report import version_view  # deferred: start-up speed (see the imports)
+
+    store_ = exports()
+    try:
+        view = version_view(store(), store_, month, version)
+    except LookupError as exc:
+        raise CliError(str(exc)) from None
+    html = view.to_html()
+    if out_path is None:
+        path = store_.write_report(month, view.version, html)
+    else:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(html, encoding="utf-8")
+        path = out_path
+    result = {"month": month, "version": view.version, "final": view.final, "path": str(path)}
+    emit(result, as_json, lambda: out.print(f"Report of {view.title}: {path}", markup=False))
+
+
+@main.command()
 @friendly
 def migrate() -> None:
     """Apply the control store's schema migrations and Dagster's instance migrations."""
+    from batch_cli import instance as dagster_instance  # deferred: start-up speed (see the imports)
+    from resources.control_store import ControlStore
+
     ControlStore(settings().control_url, migrate=True).dispose()
     dagster_instance.instance().upgrade()
     out.print("Control store and Dagster instance are up to date.")
@@ -507,6 +637,8 @@ def migrate() -> None:
 @friendly
 def ui(port: int, host: str) -> None:
     """The Dagster UI and daemon (`dagster dev`) on this deployment's instance and settings."""
+    from batch_cli import instance as dagster_instance  # deferred: start-up speed (see the imports)
+
     dagster_instance.instance()  # prepares DAGSTER_HOME and sizes the solver pool
     dagster = Path(sys.executable).with_name("dagster")
     err.print(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={settings().dagster_home}); Ctrl-C stops it.")
@@ -527,6 +659,8 @@ def worker(queues: str, concurrency: int | None) -> None:
     unknown = sorted(set(chosen) - set(QUEUES))
     if not chosen or unknown:
         raise CliError(f"--queues takes {' and/or '.join(QUEUES)}, not {','.join(unknown) or 'nothing'}.")
+    from batch_cli.worker import run_worker  # deferred: start-up speed (see the imports)
+
     run_worker(settings(), chosen, concurrency)
 
 

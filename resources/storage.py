@@ -383,8 +383,8 @@ class ExportStore:
             for r in sorted(old.keys() & new.keys())
             if old[r] != new[r]
         ]
-        from_metrics = {**_numeric_metrics(self.manifest(month, from_version).get("metrics")), **_row_metrics(before)}
-        to_metrics = {**_numeric_metrics(self.manifest(month, to_version).get("metrics")), **_row_metrics(after)}
+        from_metrics = {**_manifest_figures(self.manifest(month, from_version)), **_row_metrics(before)}
+        to_metrics = {**_manifest_figures(self.manifest(month, to_version)), **_row_metrics(after)}
         metrics = {}
         for name in sorted(from_metrics.keys() | to_metrics.keys()):
             a, b = from_metrics.get(name), to_metrics.get(name)
@@ -650,6 +650,16 @@ def _row_metrics(rows: pd.DataFrame) -> dict[str, float]:
     found = {k: v for k, v in figures.counts(rows).items() if v is not None}
     return {**found, "allocated_units": int(rows.loc[allocated, "units"].sum()),
             "cost_total": int(rows.loc[allocated, "cost"].sum())}
+
+
+def _manifest_figures(manifest: dict) -> dict[str, float]:
+    """A manifest's numeric metrics and the solver's objective, bound and gap (the gap as batch.metrics defines it)."""
+    solver = manifest.get("solver") if isinstance(manifest.get("solver"), dict) else {}
+    found = _numeric_metrics({k: solver.get(k) for k in ("objective", "bound")})
+    gap = figures.relative_gap(found.get("objective"), found.get("bound"))
+    if gap is not None:
+        found["gap"] = gap
+    return {**_numeric_metrics(manifest.get("metrics")), **found}
 
 
 def _numeric_metrics(metrics: Any, prefix: str = "") -> dict[str, float]:
