@@ -27,7 +27,10 @@ PARAMS: dict[str, ParamSpec] = {
     "seed": ParamSpec(int, 0, 2**31 - 1, "solver random seed"),
     "workers": ParamSpec(int, 1, 64, "solver worker threads"),
     "default_cost": ParamSpec(int, 0, 1_000_000, "cost of a pair that is neither preferred nor continuing"),
-    "move_penalty": ParamSpec(int, 0, 1_000_000, "penalty per request moved from the previous version"),
+    "gap_tolerance": ParamSpec(float, 0, 1, "the solve ends once its allocation is proven within this relative "
+                               "gap of its bound (0: run to the time limit or a proven optimum)"),
+    "stability": ParamSpec(float, 0, 1_000_000, "objective units a request earns by keeping its previous resource "
+                           "in a re-run; unset (default): strict, only the moves a change requires"),
     "deterministic_work": ParamSpec(float, 0.01, 100_000, "CP-SAT deterministic work budget; when set, the same "
                                     "inputs and parameters give the same allocation (else the wall clock limits)"),
     "max_parts": ParamSpec(int, 1, 256, "most steps one month's solve fans out to (independent parts)"),
@@ -84,6 +87,6 @@ def params_snapshot(params: SolverParams) -> dict[str, Any]:
     return {
         "weights": {str(k): v for k, v in sorted(params.weights.items())},
         "time_limit_s": params.time_limit_s, "seed": params.seed, "workers": params.workers,
-        "default_cost": params.default_cost, "move_penalty": params.move_penalty,
-        "deterministic_work": params.deterministic_work,
+        "default_cost": params.default_cost, "deterministic_work": params.deterministic_work,
+        "gap_tolerance": params.gap_tolerance, "stability": params.stability,
     }

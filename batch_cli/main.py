@@ -146,8 +146,11 @@ def _run_or_fail(job: str, month: str | None, actor: str | None, note: str | Non
 
     with _progress(f"{job}{f' for {month}' if month else ''}") as events:
         outcome = run_job(job, month, tags, run_config, events)
+    notes = "\n".join(f"note: {note}" for note in outcome.notes) or None
     if not outcome.success:
-        raise CliError(outcome.error or f"{job} failed (run {outcome.run_id}).")
+        raise CliError(outcome.error or f"{job} failed (run {outcome.run_id}).", notes)
+    if notes:
+        err.print(notes, markup=False)
     return outcome.run_id
 
 
@@ -642,7 +645,8 @@ def ui(port: int, host: str) -> None:
     dagster_instance.instance()  # prepares DAGSTER_HOME and sizes the solver pool
     dagster = Path(sys.executable).with_name("dagster")
     err.print(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={settings().dagster_home}); Ctrl-C stops it.")
-    os.chdir(dagster_instance.REPO_ROOT)
+    # From DAGSTER_HOME: Dagster warns about a dagster.yaml in the working folder that is not the instance's.
+    os.chdir(settings().dagster_home)
     os.execv(str(dagster), [str(dagster), "dev", "-w", str(dagster_instance.WORKSPACE_YAML),
                             "-h", host, "-p", str(port)])
 

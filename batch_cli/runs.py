@@ -138,9 +138,15 @@ def _failure_message(the_instance: dg.DagsterInstance, run_id: str) -> str:
             evaluation = event.event_specific_data
             return (f"Check {evaluation.check_name} failed on {evaluation.asset_key.to_user_string()}: "
                     f"{evaluation.description or 'see the run in the Dagster UI'}.")
+    # No step said why: the run worker itself died (killed, out of memory) or could not start.
+    engine = the_instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+    for record in reversed(engine):
+        text = (record.event_log_entry.dagster_event.message or "").strip()
+        if "exited" in text or "crash" in text.lower() or "error" in text.lower():
+            return f"run {run_id} failed: {text.splitlines()[0]}"
     for event in events:
         if event.event_type == dg.DagsterEventType.RUN_FAILURE and event.message:
-            return event.message.strip()
+            return f"run {run_id} failed: {event.message.strip()}"
     return f"run {run_id} failed; see it in the Dagster UI"
 
 

@@ -28,7 +28,7 @@ def cli(*args: str, ok: bool = True):
 
 
 def status(month: str = MONTH) -> dict:
-    return json.loads(cli("status", month, "--json").output)
+    return json.loads(cli("status", month, "--json").stdout)
 
 
 @pytest.fixture
@@ -39,10 +39,10 @@ def landed(home):
 
 
 def test_an_admin_plans_runs_adjusts_finalizes_and_unlocks_a_month(landed):
-    plan = json.loads(cli("plan", MONTH, "--actor", "alice", "--json").output)
+    plan = json.loads(cli("plan", MONTH, "--actor", "alice", "--json").stdout)
     assert plan["plan"]["requests"] == 400 and status()["phase"] == "planning"
 
-    first = json.loads(cli("run", MONTH, "--actor", "alice", "--json").output)
+    first = json.loads(cli("run", MONTH, "--actor", "alice", "--json").stdout)
     assert first["version"] == 1 and 0 < first["success_rate"] <= 1
     assert first["objective"] <= first["bound"] + 1e-6
 
@@ -51,11 +51,11 @@ def test_an_admin_plans_runs_adjusts_finalizes_and_unlocks_a_month(landed):
 
     victim = pd.read_parquet(f"{first['export_path']}/allocations.parquet").query("status == 'allocated'").iloc[0]
     cli("adjust", MONTH, "--actor", "alice", "--exclude", victim.request_id, "--note", "customer cancelled")
-    second = json.loads(cli("run", MONTH, "--actor", "alice", "--note", "cancelled one", "--json").output)
+    second = json.loads(cli("run", MONTH, "--actor", "alice", "--note", "cancelled one", "--json").stdout)
     rows = pd.read_parquet(f"{second['export_path']}/allocations.parquet").set_index("request_id")
     assert rows.loc[victim.request_id, "status"] == "excluded"
 
-    moved = json.loads(cli("diff", MONTH, "--from", "1", "--to", "2", "--json").output)
+    moved = json.loads(cli("diff", MONTH, "--from", "1", "--to", "2", "--json").stdout)
     assert victim.request_id in {r["request_id"] for r in moved["removed"]}
 
     assert "not an admin" in cli("finalize", MONTH, "--version", "2", "--actor", "bob", "--approver", "dana", ok=False).stderr
@@ -78,10 +78,10 @@ def test_an_admin_plans_runs_adjusts_finalizes_and_unlocks_a_month(landed):
     assert "non-empty --reason" in cli("unlock", MONTH, "--actor", "alice", "--approver", "bob", "--reason", " ", ok=False).stderr
     cli("unlock", MONTH, "--actor", "alice", "--approver", "bob", "--reason", "capacity file was wrong")
     assert status()["phase"] == "proposed"
-    alerts = json.loads(cli("alerts", MONTH, "--json").output)
+    alerts = json.loads(cli("alerts", MONTH, "--json").stdout)
     assert any(a["rule"] == "month_unlocked" for a in alerts)
 
-    audit = json.loads(cli("audit", MONTH, "--json").output)
+    audit = json.loads(cli("audit", MONTH, "--json").stdout)
     actions = [e["action"] for e in audit]
     for expected in ("params", "plan", "run", "adjust", "finalize", "unlock"):
         assert expected in actions
@@ -89,7 +89,7 @@ def test_an_admin_plans_runs_adjusts_finalizes_and_unlocks_a_month(landed):
 
 
 def test_the_export_never_exceeds_a_capacity_or_uses_an_ineligible_pair(landed):
-    result = json.loads(cli("run", MONTH, "--actor", "alice", "--json").output)
+    result = json.loads(cli("run", MONTH, "--actor", "alice", "--json").stdout)
     tables = load_landing(landed, MONTH)
     instance = build_instance(MONTH, tables.requests, tables.resources, availability=tables.availability)
     rows = duckdb.sql(
@@ -143,7 +143,7 @@ def test_exports_from_the_cli_open_in_their_tools_with_exactly_the_rows_asked_fo
 
     csv_path = tmp_path / "filtered.csv"
     result = json.loads(cli("export", MONTH, "--format", "csv", "--service", service, "--status", "unallocated",
-                            "--out", str(csv_path), "--json").output)
+                            "--out", str(csv_path), "--json").stdout)
     assert result["rows"] == len(expected)
     assert sorted(pd.read_csv(csv_path)["request_id"]) == sorted(expected["request_id"])
 
@@ -161,5 +161,5 @@ def test_exports_from_the_cli_open_in_their_tools_with_exactly_the_rows_asked_fo
                            ok=False).stderr
     assert "has no final allocation" in cli("export", MONTH, "--final", "--format", "csv",
                                             "--out", str(tmp_path / "f.csv"), ok=False).stderr
-    actions = [e["action"] for e in json.loads(cli("audit", MONTH, "--json").output)]
+    actions = [e["action"] for e in json.loads(cli("audit", MONTH, "--json").stdout)]
     assert actions.count("export") == 3
