@@ -40,7 +40,7 @@ def begin_write(context: Context, store: ControlStore, what: str) -> RunSnapshot
             Roles.load(Settings.from_env().roles_file).require_admin(actor, f"{what} {month}")
         store.guard_write(month, actor, what)
         holder = store.lease_holder(month)
-        store.acquire_lease(month, run_id, holder_finished=_holder_finished(context, holder))
+        store.acquire_lease(month, run_id, finished_holder=holder if _holder_finished(context, holder) else None)
         return RunSnapshot.from_dict(store.run_snapshot(month, run_id, actor, note))
     except (ControlError, RoleError) as exc:
         raise refuse(str(exc)) from None

@@ -539,13 +539,15 @@ class ControlStore:
             self._append_audit(conn, month, actor, "release", {"holder": existing.holder})
 
     def acquire_lease(self, month: str, run_id: str, ttl_hours: float = 6.0,
-                      holder_finished: bool = False) -> None:
+                      finished_holder: str | None = None) -> None:
         """One execution per month: refuse while another live run holds the month."""
         with self.write() as conn:
             row = conn.execute(sa.select(leases).where(leases.c.month == month)).mappings().first()
             now = utcnow()
             if row is not None and row["run_id"] != run_id:
-                if _aware(row["expires_at"]) > now and not holder_finished:
+                # Compare and swap: only the holder the caller saw finish may be replaced, so two
+                # runs that both saw it finish cannot both take the month.
+                if _aware(row["expires_at"]) > now and row["run_id"] != finished_holder:
                     raise ControlError(
                         f"Month {month} is being executed by run {row['run_id']} since "
                         f"{_aware(row['acquired_at']).isoformat(timespec='seconds')}; two runs for "

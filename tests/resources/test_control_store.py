@@ -153,10 +153,19 @@ def test_one_run_holds_a_month_at_a_time(store):
     store.acquire_lease(MONTH, "run-a")  # the same run again is fine
     with pytest.raises(ControlError, match="being executed by run run-a"):
         store.acquire_lease(MONTH, "run-b")
-    store.acquire_lease(MONTH, "run-b", holder_finished=True)
+    store.acquire_lease(MONTH, "run-b", finished_holder="run-a")
     assert store.lease_holder(MONTH) == "run-b"
     store.release_lease(MONTH, "run-b")
     assert store.lease_holder(MONTH) is None
+
+
+def test_two_runs_that_saw_the_holder_finish_cannot_both_take_the_month(store):
+    store.acquire_lease(MONTH, "crashed")
+    store.acquire_lease(MONTH, "run-a", finished_holder="crashed")
+    # run-b saw the same crashed holder finish, but run-a holds the month by now.
+    with pytest.raises(ControlError, match="being executed by run run-a"):
+        store.acquire_lease(MONTH, "run-b", finished_holder="crashed")
+    assert store.lease_holder(MONTH) == "run-a"
 
 
 def test_every_action_is_audited_and_the_chain_verifies(store):
