@@ -56,6 +56,11 @@ EXPLAIN_SECONDS_PER_REQUEST = 2e-5
 # cost ~2 s of model building and ~2 s of search that the LNS uses better); the demo month's
 # components (up to 3,700 pairs) are proven within the tolerance by it.
 FIRST_LOOK_MAX_PAIRS = 5_000
+# With a gap tolerance, CP-SAT's first look at a component is capped at this much wall (or
+# deterministic) time: the month check after phase 1 often finds the month within the tolerance
+# (the gaps left add up within it), and the components that are not get phase 2's time.
+FIRST_LOOK_SECONDS = 0.05
+FIRST_LOOK_SECONDS_PER_PAIR = 1e-4
 # Share of a large component's time given to placing its must_allocate requests first.
 MUST_SHARE = 0.5
 # Share of a component's time CP-SAT gets first (with and without must_allocate requests); the
@@ -274,6 +279,9 @@ def _solve(
             offset = float(c.objective(assign)) - float(c.pair_value[_chosen(assign[part])].sum())
             bound_offset = pinned_value + sum(part_bound) - part_bound[k]
             cp_share = share * (CPSAT_SHARE_WITH_MUST if len(must) else CPSAT_SHARE_WITHOUT_MUST)
+            if tolerance > 0:
+                # A quick look only: the month check after this phase may already be satisfied.
+                cp_share = min(cp_share, FIRST_LOOK_SECONDS + FIRST_LOOK_SECONDS_PER_PAIR * part_pairs[k])
             result = _solve_or_explain(c, part, room, budget, cp_share, params, assign,
                                        progress, offset, bound_offset, gap_limit=part_slack,
                                        stop_at=part_bound[k] - part_slack)

@@ -29,7 +29,7 @@ def test_a_month_splits_into_one_part_per_service_and_region():
 
 def test_merged_part_proposals_equal_the_direct_solve():
     inst = three_region_month()
-    params = SolverParams(time_limit_s=5.0)
+    params = SolverParams(time_limit_s=5.0, gap_tolerance=0.0)
     direct = solve(inst, params)
     merged = merge_proposals(inst, [solve(part, params) for part in split_instance(inst)])
     assert_valid(inst, merged)
@@ -40,7 +40,7 @@ def test_merged_part_proposals_equal_the_direct_solve():
 
 
 def test_a_direct_solve_handles_each_service_and_region_as_its_own_component():
-    proposal = solve(three_region_month(), SolverParams(time_limit_s=5.0))
+    proposal = solve(three_region_month(), SolverParams(time_limit_s=5.0, gap_tolerance=0.0))
     assert proposal.model_size["components"] == 3 and proposal.status == "OPTIMAL"
 
 
@@ -66,7 +66,7 @@ def test_component_labels_number_components_by_first_request_and_mark_isolated_n
 
 def test_merged_parts_report_the_weakest_stop_reason_and_the_month_churn():
     inst = three_region_month()
-    params = SolverParams(time_limit_s=5.0)
+    params = SolverParams(time_limit_s=5.0, gap_tolerance=0.0)
     first = solve(inst, params)
     held = first.allocations.dropna(subset=["resource_id"])
     rerun = three_region_month()
