@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from batch_cli.instance import REPO_ROOT
+from batch_cli.instance import REPO_ROOT, SOLVER_POOL
 from resources.settings import psycopg2_url
 from tests.e2e.conftest import BIN, _group_members, _signal_group, missing
 
@@ -141,6 +141,9 @@ def deployment(tmp_path, postgres_url, broker_url) -> Iterator[Deployment]:
         found.logs.mkdir()
         try:
             found.cli("migrate")
+            with found.instance() as instance:
+                # Two solves at a time, one per worker: the operator sizes the pool to the workers.
+                instance.event_log_storage.set_concurrency_slots(SOLVER_POOL, 2)
             yield found
         finally:
             found.stop_workers()

@@ -6,11 +6,13 @@ import hashlib
 import json
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import psycopg2
 import pytest
 
 from assets.monthly import monthly_assets
@@ -24,7 +26,8 @@ from tests.conftest import use_home
 from tests.e2e.conftest import BIN, _signal_group, dagster_services
 from tests.e2e.test_graphql_postgres import LAUNCH_BACKFILL, LOCATION, REPOSITORY, months_around_today, wait_backfill
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning:gql.client")]
 
 M1, M2, M3 = months_around_today()
 ALLOCATION_COLUMNS = ["request_id", "resource_id", "units", "cost", "status", "reason"]
@@ -67,6 +70,31 @@ def allocation(home: Path, month: str, version: int) -> pd.DataFrame:
     path = home / "exports" / "allocations" / f"month={month}" / f"version={version}" / "allocations.parquet"
     rows = pd.read_parquet(path)[ALLOCATION_COLUMNS]
     return rows.sort_values("request_id").reset_index(drop=True)
+
+
+class ConnectionSampler:
+    """The most connections the deployment's database had at once, sampled every 0.1 s meanwhile."""
+
+    def __init__(self, url: str):
+        self.url, self.database, self.peak = url, url.rsplit("/", 1)[1], 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        with psycopg2.connect(self.url.rsplit("/", 1)[0] + "/postgres", connect_timeout=3) as conn:
+            conn.autocommit = True
+            while not self._stop.wait(0.1):
+                with conn.cursor() as cur:
+                    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.database,))
+                    self.peak = max(self.peak, cur.fetchone()[0])
+
+    def __enter__(self) -> ConnectionSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def file_hashes(*folders: Path) -> dict[str, str]:
@@ -127,7 +155,8 @@ def test_a_three_month_backfill_on_celery_skips_nothing_and_leaves_a_finalized_m
     assert any("/final/" in path for path in before)
 
     env = {**deployment.env, **Settings.from_env(deployment.env).environment()}
-    with dagster_services(deployment.home / "dagster", env, deployment.logs / "services") as services:
+    with dagster_services(deployment.home / "dagster", env, deployment.logs / "services") as services, \
+            ConnectionSampler(deployment.env["BATCH_ADMIN_POSTGRES_URL"]) as connections:
         client = DagsterGraphQLClient("127.0.0.1", port_number=services.port, timeout=30)
         launched = client._execute(LAUNCH_BACKFILL, {"params": {
             "selector": {"partitionSetName": "execute_job_partition_set",
@@ -151,6 +180,8 @@ def test_a_three_month_backfill_on_celery_skips_nothing_and_leaves_a_finalized_m
             assert not skipped
             assert workers_by_step(instance, results[month]["runId"])  # executed by the Celery workers
     assert file_hashes(*finalized) == before
+    # docs/deploy.md: R runs x 6 + W executing steps x 6 + daemon 9 + webserver 3 + two code servers x 5.
+    assert 0 < connections.peak <= 3 * 6 + 2 * 6 + 9 + 3 + 2 * 5, connections.peak
     store = ControlStore(psycopg2_url(deployment.env["BATCH_ADMIN_POSTGRES_URL"]))
     try:
         assert [v["version"] for v in store.versions(M1)] == [1]
@@ -176,7 +207,7 @@ def wait_for_solve_on(instance: dg.DagsterInstance, prefixes: dict[int, str]) ->
 
 
 def test_a_worker_killed_during_a_solve_part_hands_it_over_and_the_month_runs_again(deployment):
-    land(deployment, M2, 800, 60, "time_limit_s=20", "max_parts=4")
+    land(deployment, M2, 2000, 120, "time_limit_s=40", "max_parts=4")
     workers = {proc.pid: proc for proc in (deployment.start_worker("victim"), deployment.start_worker("survivor"))}
     prefixes = {pid: f"batch-admin-{pid}@" for pid in workers}
     runner = subprocess.Popen([str(BIN / "batch-admin"), "run", M2, "--actor", "alice", "--json"],
