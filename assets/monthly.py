@@ -208,51 +208,19 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
 
 
 def version_metadata(view: VersionView) -> dict[str, Any]:
-    """A version as Dagster metadata: rounded figures (plotted across partitions), charts, tables, links."""
-    f = view.figures
-    metadata: dict[str, Any] = {
-        "dagster/row_count": len(view.rows),
-        "dagster/column_schema": ALLOCATION_TABLE_SCHEMA,
-        "version": view.version,
-        "summary": dg.MetadataValue.md(_summary_markdown(view)),
-    }
-    for key in ("requests", "allocated", "pinned", "unallocated", "excluded", "requested_units", "allocated_units",
-                "capacity_units"):
-        if f.get(key) is not None:
-            metadata[key] = dg.MetadataValue.int(int(f[key]))
-    for key in ("success_rate", "utilization", "gap"):
-        if f.get(key) is not None:
-            metadata[f"{key}_pct"] = dg.MetadataValue.float(round(100 * float(f[key]), 3 if key == "gap" else 1))
-    for key in ("objective", "bound"):
-        if f.get(key) is not None:
-            metadata[key] = dg.MetadataValue.int(round(float(f[key])))
-    for chart in view.charts():
-        metadata[f"chart {chart.name}"] = dg.MetadataValue.md(f"**{chart.title}**\n\n{chart.markdown()}")
-    service = view.service_table()
-    if not service.empty:
-        metadata["utilization_by_service_region"] = dg.MetadataValue.md(service.to_markdown(index=False))
-    reasons = view.reason_table()
-    if not reasons.empty:
-        metadata["unallocated_by_reason"] = dg.MetadataValue.md(reasons.to_markdown(index=False))
-    if view.diff:
-        metadata["change_from_previous"] = dg.MetadataValue.md("\n".join(f"- {line}" for line in view.change_lines()))
-    phases = f.get("phase_seconds") or {}
-    if phases:
-        metadata["phase_seconds"] = dg.MetadataValue.md(
-            "| phase | seconds |\n|---|---:|\n" + "".join(f"| {k} | {v:,.1f} |\n" for k, v in phases.items()))
+    """A version as Dagster metadata: the story in short Markdown (charts one click away), a few rounded
+    figures the UI plots across partitions, row count, column schema and links to the files."""
+    metadata: dict[str, Any] = {"dagster/row_count": len(view.rows), "dagster/column_schema": ALLOCATION_TABLE_SCHEMA,
+                                "version": view.version}
+    metadata.update({name: dg.MetadataValue.md(text) for name, text in view.markdown_sections().items()})
+    for key, digits in (("success_rate", 1), ("utilization", 1), ("gap", 3)):
+        if view.figures.get(key) is not None:
+            metadata[f"{key} %"] = dg.MetadataValue.float(round(100 * float(view.figures[key]), digits))
+    if view.figures.get("objective") is not None:
+        metadata["objective"] = dg.MetadataValue.int(round(float(view.figures["objective"])))
     for name, path in view.links.items():
         metadata[name] = dg.MetadataValue.url(Path(path).as_uri()) if name == "report" else dg.MetadataValue.path(path)
     return metadata
-
-
-def _summary_markdown(view: VersionView) -> str:
-    """The headline figures as a two-column table, then every chart."""
-    lines = [f"### {view.title}", "", "| figure | value |", "|---|---:|"]
-    lines += [f"| {label} | {value} |" for label, value in view.headline()]
-    if view.manifest.get("note"):
-        lines += ["", f"**Why:** {view.manifest['note']}"]
-    lines += ["", *(f"{chart.markdown()}\n" for chart in view.charts())]
-    return "\n".join(lines)
 
 
 class FinalizeConfig(dg.Config):

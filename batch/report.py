@@ -121,6 +121,43 @@ class VersionView:
     def to_html(self) -> str:
         return render_html(self)
 
+    def markdown_sections(self) -> dict[str, str]:
+        """Short Markdown blocks for Dagster metadata, in reading order; each chart is its own block.
+
+        The Dagster UI shows Markdown under 1,000 characters inline and longer Markdown (every
+        embedded PNG) behind "[Show Markdown]": the tables stay short so that they show inline.
+        """
+        sections = {"summary": "\n".join(["| figure | value |", "|---|---:|",
+                                            *(f"| {label} | {value} |" for label, value in self.headline())])}
+        if self.manifest.get("note"):
+            sections["why this version"] = str(self.manifest["note"])
+        if self.diff:
+            sections["change from the previous version"] = "\n".join(f"- {line}" for line in self.change_lines()[1:])
+        per_service = self.service_summary()
+        if not per_service.empty:
+            sections["utilization by service"] = per_service.to_markdown(index=False)
+        if self.reasons:
+            sections["not allocated, by reason"] = "\n".join(
+                ["| reason | requests |", "|---|---:|",
+                 *(f"| {reason.replace('_', ' ')} | {format_count(count)} |" for reason, count in self.reasons.items())])
+        for chart in self.charts():
+            sections[f"chart: {chart.title}"] = f"**{chart.title}**\n\n{chart.markdown()}"
+        phases = self.figures.get("phase_seconds") or {}
+        if phases:
+            sections["phase seconds"] = "\n".join(["| phase | seconds |", "|---|---:|",
+                                                   *(f"| {k} | {v:,.1f} |" for k, v in phases.items())])
+        return sections
+
+    def service_summary(self) -> pd.DataFrame:
+        """Planned utilization per service (the heat map has the regions), formatted."""
+        if self.utilization.empty:
+            return pd.DataFrame()
+        table = self.utilization.groupby("service", as_index=False)[["capacity", "planned_units"]].sum()
+        return pd.DataFrame({"service": table["service"], "capacity": table["capacity"].map(format_count),
+                             "planned": table["planned_units"].map(format_count),
+                             "utilization": (table["planned_units"] / table["capacity"].where(table["capacity"] != 0))
+                             .map(format_percent)})
+
 
 def version_view(store, exports, month: str, version: int | None = None, *,
                  resources: pd.DataFrame | None = None, requests: pd.DataFrame | None = None) -> VersionView:
