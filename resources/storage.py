@@ -659,7 +659,7 @@ def _manifest_figures(manifest: dict) -> dict[str, float]:
     gap = figures.relative_gap(found.get("objective"), found.get("bound"))
     if gap is not None:
         found["gap"] = gap
-    return {**_numeric_metrics(manifest.get("metrics")), **found}
+    return {**found, **_numeric_metrics(manifest.get("metrics"))}
 
 
 def _numeric_metrics(metrics: Any, prefix: str = "") -> dict[str, float]:
@@ -731,7 +731,8 @@ def _key_figures(frame: pd.DataFrame, manifest: dict) -> list[tuple[str, str, An
     metrics = manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {}
     solver = manifest.get("solver") if isinstance(manifest.get("solver"), dict) else {}
     found = {**{k: metrics.get(k) for k in ("requested_units", "capacity_units", "utilization")},
-             **{k: solver.get(k) for k in ("objective", "bound", "gap")},
+             **{k: solver.get(k) for k in ("objective", "bound")},
+             "gap": figures.relative_gap(solver.get("objective"), solver.get("bound")),
              **_row_metrics(frame)}
     return [(key, label, found[key]) for key, label in figures.HEADLINE
             if isinstance(found.get(key), int | float) and not isinstance(found.get(key), bool)]
@@ -834,7 +835,7 @@ def _write_xlsx(table: pa.Table, path: Path, *, manifest: dict, final: bool, fil
 
 def _write_summary(workbook, formats: _Formats, frame: pd.DataFrame, manifest: dict, final: bool,
                    filters: dict) -> None:
-    """The first, active sheet: what this is, the key figures, reasons and utilization, with charts."""
+    """The first, active sheet: the key figures, reasons and utilization with charts, then what this is."""
     sheet = workbook.add_worksheet("summary")
     sheet.activate()
     sheet.set_column(0, 0, 30)
@@ -844,10 +845,6 @@ def _write_summary(workbook, formats: _Formats, frame: pd.DataFrame, manifest: d
     row = 0
     sheet.write_row(row, 0, ["field", "value"], formats.header)
     sheet.autofilter(0, 0, 0, 1)
-    for name, value in _summary_details(manifest, final, filters):
-        row += 1
-        sheet.write_string(row, 0, name)
-        _write_any(sheet, row, 1, "" if value is None else value)
     for name, label, value in _key_figures(frame, manifest):
         row += 1
         sheet.write_string(row, 0, label, formats.bold)
@@ -888,6 +885,12 @@ def _write_summary(workbook, formats: _Formats, frame: pd.DataFrame, manifest: d
         chart.set_legend({"none": True})
         chart.set_y_axis({"num_format": "0%", "min": 0})
         sheet.insert_chart(17, 3, chart, {"x_scale": 1.2, "y_scale": 1.0})
+    # What this workbook is (month, version, source, filters, run, who, why) after the figures.
+    row += 1
+    for name, value in _summary_details(manifest, final, filters):
+        row += 1
+        sheet.write_string(row, 0, name)
+        _write_any(sheet, row, 1, "" if value is None else value)
     _print_setup(sheet)
     sheet.fit_to_pages(1, 1)
 

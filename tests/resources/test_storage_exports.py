@@ -82,6 +82,41 @@ def test_an_xlsx_export_has_the_sheets_styled_frozen_and_filtered(month, tmp_pat
     assert summary["Requests"] == 6
 
 
+def test_an_xlsx_export_opens_on_a_summary_with_formats_charts_and_print_setup(store, tmp_path):
+    utilization = [{"service": "compute", "region": "eu", "resources": 2, "capacity": 40, "planned_units": 31,
+                    "utilization": 0.775},
+                   {"service": "storage", "region": "us", "resources": 1, "capacity": 20, "planned_units": 14,
+                    "utilization": 0.7}]
+    store.write_version(MONTH, 1, mixed_rows(), caller_manifest(
+        solver={"status": "FEASIBLE", "objective": 1538240.0, "bound": 1538271.0},
+        metrics={"utilization": 0.75, "requested_units": 120, "utilization_by_service_region": utilization}))
+
+    book = openpyxl.load_workbook(store.export(MONTH, fmt="xlsx", out=tmp_path / "m.xlsx")["path"])
+
+    assert book.sheetnames == XLSX_SHEETS and book.active.title == "summary"
+    summary = book["summary"]
+    cells = {row[0].value: row[1] for row in summary.iter_rows(min_row=2, max_col=2) if row[0].value}
+    assert cells["Allocated (incl. pinned)"].value == 4 and cells["Pinned"].value == 1
+    assert (cells["Success rate"].value, cells["Success rate"].number_format) == (4 / 6, "0.0%")
+    assert cells["Utilization"].number_format == "0.0%" and cells["Objective"].number_format == "#,##0"
+    assert cells["Gap"].number_format == "0.000%" and cells["Gap"].value == pytest.approx(31 / 1538271)
+    assert cells["capacity_exhausted"].value == 1 and cells["excluded"].value == 1  # the reasons table
+    assert cells["compute"].value == pytest.approx(31 / 40) and cells["compute"].number_format == "0.0%"
+    first_detail = [row[0].value for row in summary.iter_rows(min_row=2, max_col=1)].index("month")
+    assert first_detail > list(cells).index("Gap")  # figures first, what the workbook is after them
+    assert sorted(chart.title.tx.rich.p[0].r[0].t for chart in summary._charts) == [
+        "Planned utilization by service", "Unallocated requests by reason"]
+    per_service_region = book["per_service_region"]
+    header = [c.value for c in per_service_region[1]]
+    assert per_service_region.cell(2, header.index("success_rate") + 1).number_format == "0.0%"
+    assert per_service_region.cell(2, header.index("units_allocated") + 1).number_format == "#,##0"
+    for sheet in book.worksheets:
+        assert sheet.page_setup.orientation == "landscape", sheet.title
+        assert sheet.sheet_properties.pageSetUpPr.fitToPage, sheet.title
+        assert sheet.page_setup.fitToHeight in (0, "0") or sheet.title == "summary", sheet.title
+        assert sheet.print_title_rows == "$1:$1", sheet.title
+
+
 def test_the_default_export_is_the_latest_version(month, tmp_path):
     month.write_version(MONTH, 2, allocation_rows([("r1", "Z")]), caller_manifest())
     assert month.export(MONTH, fmt="csv", out=tmp_path / "a.csv")["version"] == 2
