@@ -52,6 +52,7 @@ def solve_part(context: dg.OpExecutionContext, task: batch.PartTask) -> batch.Pa
         context.log.info(f"{label} solve {seconds:6.1f}s of {task.params.time_limit_s:.1f}s "
                          f"objective {objective:,.0f} bound {bound:,.0f}")
 
+    progress(0.0, 0.0, 0.0)  # opens the part's progress bar in the CLI as the solve starts
     try:
         with ResourceUsage().measure("solve") as usage:
             proposal = solve(task.instance, task.params, progress=progress)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -34,6 +36,7 @@ PLAN_JOB = "plan_job"
 EXECUTE_JOB = "execute_job"
 FINALIZE_JOB = "finalize_job"
 UNLOCK_JOB = "unlock_job"
+SOLVE_STEP = re.compile(r"^allocation_parts\.solve_part\[part_(\d+)\]$")
 KNOWN_ERRORS = (ControlError, RoleError, MonthError, SettingsError)
 # Refusals of the modules imported on demand: (module, class), caught once that module is loaded.
 DEFERRED_ERRORS = (("batch.params", "ParamError"), ("batch_cli.runs", "RunError"), ("batch.inputs", "InputError"),
@@ -125,11 +128,16 @@ def _progress(title: str) -> Iterator[RunEvents]:
     parts: dict[int, Any] = {}
 
     def on_step(step: str, status: str) -> None:
-        progress.update(overall, description=f"{title}: {step} {status}")
+        part = SOLVE_STEP.match(step)
+        if part and status == "done" and int(part.group(1)) + 1 in parts:
+            task = parts[int(part.group(1)) + 1]
+            progress.update(task, completed=progress.tasks[task].total)
+        # Step keys hold brackets (solve_part[part_0]) that rich would read as markup.
+        progress.update(overall, description=escape(f"{title}: {step} {status}"))
 
     def on_part(index: int, count: int, done: float, total: float) -> None:
         if index not in parts:
-            parts[index] = progress.add_task(f"  solve part {index}/{count}", total=total)
+            parts[index] = progress.add_task(f"  solve part {index}/{count} ({total:g} s limit)", total=total)
         progress.update(parts[index], completed=min(done, total))
 
     with progress:
