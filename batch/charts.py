@@ -27,12 +27,9 @@ BLUE = "#1F4E78"
 RED = "#C0504D"
 GREEN = "#4F8A3C"
 GREY = "#7F7F7F"
-UTILIZATION_MAX = 1.2  # the colour scale ends at 120 %; anything above is as red as 120 %
-_FULL = 1.0 / UTILIZATION_MAX
-# Empty -> full in blues (darker is fuller); above 100 % of capacity in reds.
-UTILIZATION_COLORS = LinearSegmentedColormap.from_list(
-    "utilization", [(0.0, "#F7FBFF"), (0.5 * _FULL, "#9DC3E6"), (_FULL, BLUE), (_FULL + 0.001, "#E6B9B8"),
-                    (1.0, RED)])
+# Empty to full in blues (darker is fuller); above 100 % of capacity, red.
+UTILIZATION_COLORS = LinearSegmentedColormap.from_list("utilization", ["#F7FBFF", "#9DC3E6", BLUE]).with_extremes(
+    over=RED, bad="#FFFFFF")
 
 
 @dataclass(frozen=True)
@@ -62,8 +59,7 @@ def utilization_heatmap(table: pd.DataFrame) -> Chart | None:
     services, regions = list(planned.index), list(planned.columns)
     fig = _figure(max(5.0, 0.8 * len(regions) + 2.6), max(2.6, 0.45 * len(services) + 1.4))
     ax = fig.add_subplot()
-    image = ax.imshow(np.ma.masked_invalid(ratio), cmap=UTILIZATION_COLORS, vmin=0, vmax=UTILIZATION_MAX,
-                      aspect="auto")
+    image = ax.imshow(np.ma.masked_invalid(ratio), cmap=UTILIZATION_COLORS, vmin=0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(regions)), [str(r) for r in regions], rotation=30, ha="right")
     ax.set_yticks(range(len(services)), [str(s) for s in services])
     for i in range(len(services)):
@@ -74,7 +70,7 @@ def utilization_heatmap(table: pd.DataFrame) -> Chart | None:
                         color="white" if value >= 0.75 else "black")
             elif capacity.iat[i, j] == 0 and planned.iat[i, j] == 0 and not np.isnan(capacity.iat[i, j]):
                 ax.text(j, i, "no cap.", ha="center", va="center", fontsize=7, color=GREY)
-    bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, extend="max")
     bar.ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_title("Planned utilization by service and region", fontsize=10)
     return _render("utilization_heatmap", "Planned utilization by service and region", fig)

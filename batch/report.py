@@ -127,25 +127,25 @@ class VersionView:
         The Dagster UI shows Markdown under 1,000 characters inline and longer Markdown (every
         embedded PNG) behind "[Show Markdown]": the tables stay short so that they show inline.
         """
-        sections = {"summary": "\n".join(["| figure | value |", "|---|---:|",
-                                            *(f"| {label} | {value} |" for label, value in self.headline())])}
+        # Lists rather than tables: the UI's value column is narrow, and list items wrap where table cells are cut.
+        sections = {"summary": "\n".join(f"- {label}: **{value}**" for label, value in self.headline())}
         if self.manifest.get("note"):
             sections["why this version"] = str(self.manifest["note"])
         if self.diff:
             sections["change from the previous version"] = "\n".join(f"- {line}" for line in self.change_lines()[1:])
         per_service = self.service_summary()
         if not per_service.empty:
-            sections["utilization by service"] = per_service.to_markdown(index=False)
+            sections["utilization by service"] = "\n".join(
+                f"- {row.service}: **{row.utilization}** ({row.planned} of {row.capacity} units)"
+                for row in per_service.itertuples(index=False))
         if self.reasons:
             sections["not allocated, by reason"] = "\n".join(
-                ["| reason | requests |", "|---|---:|",
-                 *(f"| {reason.replace('_', ' ')} | {format_count(count)} |" for reason, count in self.reasons.items())])
+                f"- {reason.replace('_', ' ')}: **{format_count(count)}**" for reason, count in self.reasons.items())
         for chart in self.charts():
             sections[f"chart: {chart.title}"] = f"**{chart.title}**\n\n{chart.markdown()}"
         phases = self.figures.get("phase_seconds") or {}
         if phases:
-            sections["phase seconds"] = "\n".join(["| phase | seconds |", "|---|---:|",
-                                                   *(f"| {k} | {v:,.1f} |" for k, v in phases.items())])
+            sections["phase seconds"] = "\n".join(f"- {k}: {v:,.1f} s" for k, v in phases.items())
         return sections
 
     def service_summary(self) -> pd.DataFrame:

@@ -73,8 +73,9 @@ def test_metadata_sections_are_short_enough_for_the_dagster_ui_to_show_them_inli
     assert list(text) == ["summary", "why this version", "change from the previous version", "utilization by service",
                           "not allocated, by reason", "phase seconds"]
     assert all(len(body) < DAGSTER_INLINE_MARKDOWN for body in text.values()), {k: len(v) for k, v in text.items()}
-    assert "| Allocated (incl. pinned) | 4 |" in sections["summary"] and "| Gap | 0.002% |" in sections["summary"]
-    assert "| capacity exhausted | 1 |" in sections["not allocated, by reason"]
+    assert "- Allocated (incl. pinned): **4**" in sections["summary"] and "- Gap: **0.002%**" in sections["summary"]
+    assert "- capacity exhausted: **1**" in sections["not allocated, by reason"]
+    assert "- compute: **80.0%** (120 of 150 units)" in sections["utilization by service"]
     assert "1,537,700" in sections["summary"] and "0.8340757" not in "".join(text.values())
 
 
