@@ -63,8 +63,14 @@ def size_solver_pool(the_instance: dg.DagsterInstance) -> None:
         storage.set_concurrency_slots(SOLVER_POOL, max(1, (os.cpu_count() or 1) // SolverParams().workers))
 
 
+# A daemon beats every 30 s; Dagster tolerates 30 minutes of silence before it calls one unhealthy,
+# which would leave a CLI run queued for half an hour after `make ui` stopped. Two missed beats do.
+DAEMON_SILENCE_S = 30
+
+
 def daemon_running(the_instance: dg.DagsterInstance) -> bool:
-    """True when a Dagster daemon is dequeuing runs of this instance (recent heartbeat)."""
+    """True when a Dagster daemon is dequeuing runs of this instance (a heartbeat within a minute)."""
     daemon_type = QueuedRunCoordinatorDaemon.daemon_type()
-    status = get_daemon_statuses(the_instance, [daemon_type], ignore_errors=True).get(daemon_type)
+    status = get_daemon_statuses(the_instance, [daemon_type], ignore_errors=True,
+                                 heartbeat_tolerance_seconds=DAEMON_SILENCE_S).get(daemon_type)
     return bool(status and status.healthy)

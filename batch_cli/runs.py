@@ -150,8 +150,10 @@ def _failure_message(the_instance: dg.DagsterInstance, run_id: str) -> str:
     return f"run {run_id} failed; see it in the Dagster UI"
 
 
-def follow(the_instance: dg.DagsterInstance, run_id: str, events: RunEvents) -> RunOutcome:
-    """Read the run's new events (by cursor) until it finishes; report steps, logs and part progress."""
+def follow(the_instance: dg.DagsterInstance, run_id: str, events: RunEvents,
+           launch: Callable[[], None] | None = None) -> RunOutcome:
+    """Read the run's new events (by cursor) until it finishes; report steps, logs and part progress.
+    A run left queued by a daemon that has gone away is launched with `launch`."""
     cursor: str | None = None
     queued_said = False
     while True:
@@ -164,9 +166,14 @@ def follow(the_instance: dg.DagsterInstance, run_id: str, events: RunEvents) -> 
             cursor = page.cursor
             if not page.has_more:
                 break
-        if run is not None and run.status == dg.DagsterRunStatus.QUEUED and not queued_said:
-            events.on_notice(f"run {run_id} is queued (one run per month; the queue starts it when it may).")
-            queued_said = True
+        if run is not None and run.status == dg.DagsterRunStatus.QUEUED:
+            if not queued_said:
+                events.on_notice(f"run {run_id} is queued (one run per month; the queue starts it when it may).")
+                queued_said = True
+            if launch is not None and not daemon_running(the_instance):
+                events.on_notice(f"the daemon stopped serving the queue: run {run_id} is launched directly.")
+                launch()
+                launch = None
         if finished:
             if run.status == dg.DagsterRunStatus.SUCCESS:
                 return RunOutcome(run_id, True)
@@ -203,11 +210,19 @@ def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
     with workspace(the_instance) as context:
         run = _create_run(the_instance, context, job_name, all_tags, dict(run_config or {}))
         notes = []
+
+        def launch() -> None:
+            the_instance.launch_run(run.run_id, context)
+
         if daemon_running(the_instance):
             the_instance.submit_run(run.run_id, context)
         else:
             notes.append(NO_DAEMON)
-            the_instance.launch_run(run.run_id, context)
-        outcome = follow(the_instance, run.run_id, events)
+            launch()
+        try:
+            outcome = follow(the_instance, run.run_id, events, launch)
+        except KeyboardInterrupt:
+            raise RunError(f"Stopped following run {run.run_id}; the run itself goes on: see it in the Dagster UI "
+                           f"(or stop it there).") from None
     outcome.notes.extend(notes)
     return outcome
