@@ -35,6 +35,11 @@ PARAMS: dict[str, ParamSpec] = {
                                     "inputs and parameters give the same allocation (else the wall clock limits)"),
     "max_parts": ParamSpec(int, 1, 256, "most steps one month's solve fans out to (independent parts)"),
     **{f"weight.{p}": ParamSpec(int, 0, 1_000_000, f"objective weight of priority {p}") for p in range(1, 6)},
+    # Alert thresholds of the month's versions (batch.alert_rules.AlertThresholds), not solver settings.
+    "alert.min_success_rate": ParamSpec(float, 0, 1, "alert when fewer than this share of requests is allocated "
+                                        "(default 0.5)"),
+    "alert.max_resource_utilization": ParamSpec(float, 0, 10, "alert when a resource is planned above this share "
+                                                "of its capacity (default 1.0)"),
 }
 
 
@@ -77,7 +82,7 @@ def solver_params(stored: dict[str, Any]) -> SolverParams:
     for key, value in stored.items():
         if key.startswith("weight."):
             weights[int(key.split(".", 1)[1])] = int(value)
-        elif key in PARAMS and key not in PIPELINE_PARAMS:
+        elif key in PARAMS and key not in PIPELINE_PARAMS and not key.startswith("alert."):
             kwargs[key] = PARAMS[key].kind(value)
     return SolverParams(weights=weights, **kwargs)
 

@@ -27,6 +27,7 @@ from batch.alert_rules import (
     unexpected_locks,
     unlock_alert,
 )
+from batch.params import parse_assignment, solver_params
 
 NOW = datetime(2025, 3, 15, 12, 0, tzinfo=UTC)
 STEADY = [
@@ -346,3 +347,10 @@ def test_a_trend_is_skipped_with_its_reason_until_two_trailing_months_exist(trai
 
 def test_the_month_itself_does_not_count_as_a_trailing_month():
     assert trend_skip_reason("2025-02", "utilization", STEADY[1:]) is not None
+
+
+def test_alert_thresholds_are_month_parameters_the_solver_ignores():
+    stored = dict(parse_assignment(a) for a in ("alert.min_success_rate=0.8", "time_limit_s=3"))
+
+    assert AlertThresholds.from_params(stored).min_success_rate == 0.8
+    assert solver_params(stored).time_limit_s == 3.0
