@@ -586,17 +586,21 @@ def audit(month: str | None, verify: bool, as_json: bool) -> None:
 
 @main.command()
 @click.argument("month", required=False)
+@click.option("--pending", is_flag=True, help="Only alerts a sink has not taken yet (retried by the alert_outbox sensor).")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
-def alerts(month: str | None, as_json: bool) -> None:
-    """Alerts raised (all, or of one month), with their deliveries."""
-    rows = store().alerts(month)
+def alerts(month: str | None, pending: bool, as_json: bool) -> None:
+    """Alerts raised (all, or of one month), with their deliveries; --pending: those still waiting."""
+    rows = store().alerts(month, pending=pending)
 
     def human() -> None:
-        table = Table("id", "created", "month", "severity", "rule", "message")
+        table = Table("id", "created", "month", "severity", "rule", "delivered", "message")
         for a in rows:
+            delivered = (a["delivered_at"].isoformat(timespec="seconds") if a["delivered_at"] else
+                         f"pending ({a['attempts']} attempts, next {a['next_attempt_at']:%H:%M:%S})"
+                         if a["next_attempt_at"] else "pending")
             table.add_row(str(a["id"]), a["created_at"].isoformat(timespec="seconds"), str(a["month"] or ""),
-                          a["severity"], a["rule"], a["message"])
+                          a["severity"], a["rule"], delivered, a["message"])
         out.print(table)
 
     emit(rows, as_json, human)

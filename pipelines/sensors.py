@@ -26,6 +26,7 @@ RUN_FAILURE_SENSOR = "run_failure_alerts"
 FAILED_CHECKS_SENSOR = "failed_check_alerts"
 LOCKS_SENSOR = "lock_alerts"
 ACTUALS_SENSOR = "actuals_arrival"
+OUTBOX_SENSOR = "alert_outbox"
 
 PARTITION_TAG = "dagster/partition"
 ACTUALS_FILES = ("actuals.parquet", "actuals.csv")
@@ -224,6 +225,22 @@ def make_actuals_sensor(minimum_interval_seconds: int = 300) -> dg.SensorDefinit
     return actuals_arrival
 
 
+# ------------------------------------------------------------------ outbox
+
+def make_alert_outbox_sensor(minimum_interval_seconds: int = 30) -> dg.SensorDefinition:
+    """Send again every alert that a sink (the webhook) did not take, with backoff, until it does."""
+
+    @dg.sensor(name=OUTBOX_SENSOR, default_status=RUNNING, minimum_interval_seconds=minimum_interval_seconds,
+               description="Retries undelivered alerts (webhook down) with backoff until delivered.")
+    def alert_outbox(context: dg.SensorEvaluationContext, control: ControlStoreResource, alerts: AlertsResource):
+        store = control.store()
+        tried, delivered = alerts.dispatcher(store).retry_pending()
+        return dg.SkipReason(f"{tried} pending alert(s) sent again; {delivered} delivered.")
+
+    return alert_outbox
+
+
 def all_sensors() -> list:
     """Every sensor of the code location, as definitions.py registers them."""
-    return [make_run_failure_sensor(), make_failed_checks_sensor(), make_lock_sensor(), make_actuals_sensor()]
+    return [make_run_failure_sensor(), make_failed_checks_sensor(), make_lock_sensor(), make_actuals_sensor(),
+            make_alert_outbox_sensor()]

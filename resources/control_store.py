@@ -138,7 +138,15 @@ alerts = sa.Table(
     sa.Column("dedup_key", sa.String(256), nullable=False, index=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("deliveries_json", sa.Text, nullable=False, server_default="[]"),
+    # The outbox: an alert stays pending until every sink took it; retried with backoff.
+    sa.Column("delivered_at", sa.DateTime(timezone=True)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
 )
+
+# Backoff of undelivered alerts: 30 s, 1 min, 2 min ... at most an hour between attempts.
+ALERT_RETRY_FIRST_S = 30
+ALERT_RETRY_MAX_S = 3600
 
 
 def utcnow() -> datetime:
@@ -457,18 +465,35 @@ class ControlStore:
                 problems.append("the newest entries were removed or changed")
         return AuditVerification(ok=not problems, entries=len(rows), problems=problems)
 
-    def alerts(self, month: str | None = None) -> list[dict[str, Any]]:
+    def alerts(self, month: str | None = None, pending: bool = False) -> list[dict[str, Any]]:
+        """Alerts in the order raised (of one month, or all); pending: only those not yet delivered."""
         rows = self._rows_by_month(alerts, month)
+        if pending:
+            rows = [r for r in rows if r["delivered_at"] is None]
         for r in rows:
             r["details"] = json.loads(r.pop("details_json"))
             r["deliveries"] = json.loads(r.pop("deliveries_json"))
-            r["created_at"] = _aware(r["created_at"])
+            for key in ("created_at", "delivered_at", "next_attempt_at"):
+                r[key] = _aware(r[key])
         return rows
 
     def alert_seen(self, dedup_key: str) -> bool:
+        """True when an alert with this key was delivered (a pending one is raised again)."""
         with self.read() as conn:
-            return conn.execute(sa.select(alerts.c.id).where(alerts.c.dedup_key == dedup_key)
-                                .limit(1)).first() is not None
+            return conn.execute(sa.select(alerts.c.id).where(sa.and_(
+                alerts.c.dedup_key == dedup_key, alerts.c.delivered_at.is_not(None))).limit(1)).first() is not None
+
+    def pending_alert(self, dedup_key: str) -> int | None:
+        """The id of the undelivered alert with this key, if any."""
+        with self.read() as conn:
+            return conn.execute(sa.select(alerts.c.id).where(sa.and_(
+                alerts.c.dedup_key == dedup_key, alerts.c.delivered_at.is_(None))).limit(1)).scalar()
+
+    def due_alerts(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Undelivered alerts whose next attempt is due."""
+        now = now or utcnow()
+        return [a for a in self.alerts(pending=True)
+                if a["next_attempt_at"] is None or a["next_attempt_at"] <= now]
 
     # ---------------------------------------------------------------- writes
     def set_params(self, month: str, actor: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -689,6 +714,16 @@ class ControlStore:
         return new_id
 
     def record_deliveries(self, alert_id: int, deliveries: list[dict[str, Any]]) -> None:
+        """One delivery attempt: delivered when every sink took the alert, else due again after a backoff."""
+        delivered = all(d.get("ok") for d in deliveries)
         with self.write() as conn:
+            row = conn.execute(sa.select(alerts.c.attempts, alerts.c.deliveries_json)
+                               .where(alerts.c.id == alert_id)).mappings().one()
+            attempts = int(row["attempts"]) + 1
+            now = utcnow()
+            history = [*json.loads(row["deliveries_json"] or "[]"), *({**d, "at": now.isoformat()} for d in deliveries)]
+            wait = min(ALERT_RETRY_FIRST_S * 2 ** (attempts - 1), ALERT_RETRY_MAX_S)
             conn.execute(alerts.update().where(alerts.c.id == alert_id).values(
-                deliveries_json=_dumps(deliveries)))
+                deliveries_json=_dumps(history), attempts=attempts,
+                delivered_at=now if delivered else None,
+                next_attempt_at=None if delivered else now + timedelta(seconds=wait)))

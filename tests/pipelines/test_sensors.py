@@ -296,5 +296,5 @@ def test_the_requested_run_materializes_planned_vs_actual_with_utilization(insta
 
 def test_every_sensor_starts_running():
     assert {s.default_status for s in sensors.all_sensors()} == {dg.DefaultSensorStatus.RUNNING}
-    assert len({s.name for s in sensors.all_sensors()}) == 4
+    assert len({s.name for s in sensors.all_sensors()}) == 5
 
