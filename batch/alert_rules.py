@@ -80,38 +80,33 @@ def threshold_breaches(
 
     `resource_utilization`: one {resource_id, planned_units, capacity, utilization} per resource.
     """
-    alerts = []
     version = current.get("version")
-    tag = f"v{version}" if version is not None else None
+
+    def breach(rule: str, message: str, details: dict[str, Any]) -> Alert:
+        return Alert(rule=rule, severity="error", month=month, message=message, details={**details, "version": version},
+                     dedup_key=_key(rule, month, f"v{version}" if version is not None else None))
+
+    alerts = []
     rate = _metric(current, "success_rate")
     if rate is not None and rate < thresholds.min_success_rate:
-        alerts.append(Alert(
-            rule=RULE_LOW_SUCCESS_RATE,
-            severity="error",
-            month=month,
-            message=(f"Only {rate:.1%} of the requests of {month} are allocated, below the minimum "
-                     f"{thresholds.min_success_rate:.0%}."),
-            details={"success_rate": rate, "min_success_rate": thresholds.min_success_rate,
-                     "requests": current.get("requests"), "allocated": current.get("allocated"),
-                     "version": version},
-            dedup_key=_key(RULE_LOW_SUCCESS_RATE, month, tag),
-        ))
+        alerts.append(breach(
+            RULE_LOW_SUCCESS_RATE,
+            f"Only {rate:.1%} of the requests of {month} are allocated, below the minimum "
+            f"{thresholds.min_success_rate:.0%}.",
+            {"success_rate": rate, "min_success_rate": thresholds.min_success_rate,
+             "requests": current.get("requests"), "allocated": current.get("allocated")}))
     over = [row for row in resource_utilization
             if row.get("utilization") is not None and math.isfinite(float(row["utilization"]))
             and float(row["utilization"]) > thresholds.max_resource_utilization
             or (not row.get("capacity") and row.get("planned_units"))]
     if over:
         names = ", ".join(str(row["resource_id"]) for row in over[:10]) + (" …" if len(over) > 10 else "")
-        alerts.append(Alert(
-            rule=RULE_RESOURCE_OVER_CAPACITY,
-            severity="error",
-            month=month,
-            message=(f"{len(over)} resource{'s' if len(over) != 1 else ''} of {month} above "
-                     f"{thresholds.max_resource_utilization:.0%} of capacity: {names}."),
-            details={"resources": [str(row["resource_id"]) for row in over],
-                     "max_resource_utilization": thresholds.max_resource_utilization, "version": version},
-            dedup_key=_key(RULE_RESOURCE_OVER_CAPACITY, month, tag),
-        ))
+        alerts.append(breach(
+            RULE_RESOURCE_OVER_CAPACITY,
+            f"{len(over)} resource{'s' if len(over) != 1 else ''} of {month} above "
+            f"{thresholds.max_resource_utilization:.0%} of capacity: {names}.",
+            {"resources": [str(row["resource_id"]) for row in over],
+             "max_resource_utilization": thresholds.max_resource_utilization}))
     return alerts
 
 
