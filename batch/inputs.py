@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import math
 import re
@@ -270,14 +271,31 @@ def _read(path: Path, table: str, source: str) -> pd.DataFrame:
     """Read one landed file without type guessing for CSV (everything as text)."""
     try:
         if path.suffix == ".csv":
+            _check_unique_header(path, table, source)
             return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
         return pd.read_parquet(path)
+    except InputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is an input problem
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(
             f"Input table {table} cannot be read from {source}: {reason}.",
             table=table, rule="readable",
         ) from exc
+
+
+def _check_unique_header(path: Path, table: str, source: str) -> None:
+    """Refuse a CSV header that names a column twice: pandas would rename the second (units.1)
+    and the first would silently win."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        header = next(csv.reader(handle), [])
+    names = [name.strip() for name in header]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(
+            f"Input table {table} ({source}) names column {', '.join(twice)} more than once in its header; "
+            f"each column must appear once.", table=table, column=twice[0], rule="unique column names",
+        )
 
 
 def normalize_table(table: str, raw: pd.DataFrame, source: str) -> pd.DataFrame:

@@ -144,6 +144,8 @@ alerts = sa.Table(
     sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
 )
 
+# A temporary lock is for a working session or a review period, not for good.
+MAX_LOCK_TTL_HOURS = 744
 # Backoff of undelivered alerts: 30 s, 1 min, 2 min ... at most an hour between attempts.
 ALERT_RETRY_FIRST_S = 30
 ALERT_RETRY_MAX_S = 3600
@@ -527,8 +529,10 @@ class ControlStore:
                                 "resource_id": resource_id, "note": note})
 
     def take_lock(self, month: str, actor: str, admins: list[str], ttl_hours: float) -> LockInfo:
-        if ttl_hours <= 0:
-            raise ControlError("The lock's time to live must be more than 0 hours.")
+        # NaN compares false both ways: the range check is written so that it refuses NaN too.
+        if not 0 < ttl_hours <= MAX_LOCK_TTL_HOURS:
+            raise ControlError(f"The lock's time to live must be more than 0 and at most {MAX_LOCK_TTL_HOURS} hours "
+                               f"(31 days), not {ttl_hours}.")
         admins = sorted(set(admins) | {actor})
         with self.write() as conn:
             row = self._month_row(conn, month)

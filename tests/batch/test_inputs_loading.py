@@ -98,3 +98,22 @@ def test_validation_builds_data_docs_and_plain_metadata(tmp_path: Path) -> None:
     assert metadata["failures"][0]["rule"] == "priority 1..5"
     assert metadata["failures"][0]["sample_rows"][0]["request_id"] == "Q2"
     assert metadata["checked_rules"] == report.checked_rules > 50
+
+
+def test_a_csv_header_that_names_a_column_twice_is_refused_naming_table_and_column(tmp_path: Path) -> None:
+    folder = write_rows(tmp_path, valid_rows())
+    requests = folder / "requests.csv"
+    lines = requests.read_text().splitlines()
+    # A second `units` column: pandas would call it units.1 and keep the first silently.
+    requests.write_text("\n".join([lines[0] + ",units", *(line + ",999" for line in lines[1:])]) + "\n")
+    with pytest.raises(InputError) as error:
+        load_landing(tmp_path, MONTH)
+    assert error.value.table == "requests" and error.value.column == "units"
+    assert error.value.rule == "unique column names"
+    assert "names column units more than once" in str(error.value)
+
+
+@pytest.mark.parametrize("month", ["2026-10\n", "２０２６-10", "2026-1", " 2026-10", "2026-10 "])
+def test_month_keys_are_matched_in_full_with_ascii_digits(tmp_path: Path, month: str) -> None:
+    with pytest.raises(InputError, match="not a month key"):
+        load_landing(tmp_path, month)

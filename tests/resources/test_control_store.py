@@ -259,3 +259,10 @@ def _write_params(url: str, worker: int) -> None:
     for i in range(5):
         store.set_params(MONTH, "alice", {f"w{worker}": i})
     store.dispose()
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf"), 1e9])
+def test_a_lock_time_to_live_outside_its_range_is_refused(store, ttl):
+    with pytest.raises(ControlError, match="time to live must be more than 0 and at most 744 hours"):
+        store.take_lock(MONTH, "alice", ["alice"], ttl)
+    assert store.lock_info(MONTH) is None
