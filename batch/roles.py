@@ -37,6 +37,14 @@ class Roles:
     def known(self, who: str) -> bool:
         return who in self.admins or who in self.approvers
 
+    def require_known(self, who: str | None, action: str) -> str:
+        """Anyone in the roles file (admin or approver) may do `action`; nobody else."""
+        if not who:
+            raise RoleError(f"Who is acting? Give --actor, BATCH_ADMIN_ACTOR or the run tag {ACTOR_TAG} to {action}.")
+        if not self.known(who):
+            raise RoleError(f"Unknown identity {who!r}: not in the roles file {self.source}.")
+        return who
+
     def require_admin(self, who: str | None, action: str) -> str:
         if not who:
             raise RoleError(f"Who is acting? Give --actor, BATCH_ADMIN_ACTOR or the run tag {ACTOR_TAG} to {action}.")

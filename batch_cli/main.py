@@ -492,19 +492,23 @@ def unlock(month: str, actor: str | None, approver: str, reason: str) -> None:
 @click.option("--service")
 @click.option("--resource")
 @click.option("--status", "status_")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--actor")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
+              help="The file to write (outside BATCH_ADMIN_HOME).")
+@click.option("--force", is_flag=True, help="Replace the file if it exists.")
+@click.option("--actor", help="Who exports (anyone in the roles file; else BATCH_ADMIN_ACTOR).")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
 def export(month: str, version: int | None, final: bool, fmt: str, service: str | None,
-           resource: str | None, status_: str | None, out_path: Path, actor: str | None, as_json: bool) -> None:
+           resource: str | None, status_: str | None, out_path: Path, force: bool, actor: str | None,
+           as_json: bool) -> None:
     """Export a whole month, or a filtered part of it, as Parquet, CSV or XLSX."""
     check_month(month)
+    who = roles().require_known(actor_from(actor), f"export {month}")
     if final and version is not None:
         raise CliError("Give --version N or --final, not both.")
     result = exports().export(month, fmt=fmt, out=out_path, version=version, final=final,
-                              service=service, resource=resource, status=status_)
-    store().record(month, actor_from(actor), "export", {k: str(v) for k, v in result.items()} | {
+                              service=service, resource=resource, status=status_, force=force)
+    store().record(month, who, "export", {k: str(v) for k, v in result.items()} | {
         "filters": {"service": service, "resource": resource, "status": status_}})
     emit(result, as_json, lambda: out.print(f"Wrote {result['rows']} rows to {result['path']}"))
 

@@ -316,9 +316,11 @@ class ExportStore:
         service: str | None = None,
         resource: str | None = None,
         status: str | None = None,
+        force: bool = False,
     ) -> dict:
         """Write a month's allocation (latest, a given or the final version), optionally filtered, to one file."""
         month = _check_month(month)
+        out = self._check_target(out, force)
         if fmt not in FORMATS:
             raise ExportError(f"Unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}.")
         if final and version is not None:
@@ -344,8 +346,11 @@ class ExportStore:
             source = path / DATA_FILE
         table = _query_rows(source, service=service, resource=resource, status=status)
         filters = {k: v for k, v in (("service", service), ("resource", resource), ("status", status)) if v is not None}
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExportError(f"Cannot create the folder {out.parent} for the export: {exc.strerror or exc}.") from None
+        # Written beside the target and renamed over it: a reader never sees half a file.
         tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
             if fmt == "parquet":
@@ -355,6 +360,8 @@ class ExportStore:
             else:
                 _write_xlsx(table, tmp, manifest=manifest, final=final, filters=filters)
             os.replace(tmp, out)
+        except OSError as exc:
+            raise ExportError(f"Cannot write the export to {out}: {exc.strerror or exc}.") from None
         finally:
             tmp.unlink(missing_ok=True)
         return {
@@ -366,6 +373,25 @@ class ExportStore:
             "final": final,
             "filters": filters,
         }
+
+    def _check_target(self, out: Path | str, force: bool) -> Path:
+        """Where an export may go: a regular file outside the home folder (where versions, the official
+        export and the control store live), never through a symbolic link, replaced only with force."""
+        if not str(out).strip():
+            raise ExportError("--out needs a file name.")
+        out = Path(out).expanduser()
+        if out.is_symlink():
+            raise ExportError(f"{out} is a symbolic link; give the real path of the file to write.")
+        out = out.absolute()
+        home = self.home.resolve()
+        if out.resolve() == home or home in out.resolve().parents:
+            raise ExportError(f"{out} is inside the home folder {home}, where the product keeps its versions, "
+                              f"official exports and control store; write the export elsewhere.")
+        if out.exists() and not out.is_file():
+            raise ExportError(f"{out} exists and is not a regular file (a folder or a device); give a file path.")
+        if out.exists() and not force:
+            raise ExportError(f"{out} already exists; give --force to replace it.")
+        return out
 
     # ----------------------------------------------------------------- diff
 

@@ -131,6 +131,13 @@ def test_bad_arguments_are_refused_with_one_sentence(landed):
     assert "Unknown parameter 'speed'" in cli("params", MONTH, "--actor", "alice", "--set", "speed=3", ok=False).stderr
     assert "between" in cli("params", MONTH, "--actor", "alice", "--set", "time_limit_s=-1", ok=False).stderr
     assert "Give --actor" in cli("run", MONTH, ok=False).stderr
+    # Exporting is audited under a known identity.
+    out = str(landed.parent / "out.csv")
+    assert "Give --actor" in cli("export", MONTH, "--format", "csv", "--out", out, ok=False).stderr
+    assert "Unknown identity 'mallory'" in cli("export", MONTH, "--actor", "mallory", "--format", "csv",
+                                              "--out", out, ok=False).stderr
+    assert "inside the home folder" in cli("export", MONTH, "--actor", "alice", "--format", "csv",
+                                            "--out", str(landed / "control.db"), ok=False).stderr
 
 
 def test_exports_from_the_cli_open_in_their_tools_with_exactly_the_rows_asked_for(landed, tmp_path):
@@ -142,24 +149,24 @@ def test_exports_from_the_cli_open_in_their_tools_with_exactly_the_rows_asked_fo
     expected = rows[(rows["service"] == service) & (rows["status"] == "unallocated")]
 
     csv_path = tmp_path / "filtered.csv"
-    result = json.loads(cli("export", MONTH, "--format", "csv", "--service", service, "--status", "unallocated",
+    result = json.loads(cli("export", MONTH, "--actor", "alice", "--format", "csv", "--service", service, "--status", "unallocated",
                             "--out", str(csv_path), "--json").stdout)
     assert result["rows"] == len(expected)
     assert sorted(pd.read_csv(csv_path)["request_id"]) == sorted(expected["request_id"])
 
     xlsx_path = tmp_path / "month.xlsx"
-    cli("export", MONTH, "--version", "1", "--format", "xlsx", "--out", str(xlsx_path))
+    cli("export", MONTH, "--actor", "alice", "--version", "1", "--format", "xlsx", "--out", str(xlsx_path))
     book = openpyxl.load_workbook(xlsx_path, read_only=True)
     assert {"allocations", "summary"} <= set(book.sheetnames)
     assert book["allocations"].max_row == len(rows) + 1
 
     parquet_path = tmp_path / "month.parquet"
-    cli("export", MONTH, "--format", "parquet", "--out", str(parquet_path))
+    cli("export", MONTH, "--actor", "alice", "--format", "parquet", "--out", str(parquet_path))
     assert len(pd.read_parquet(parquet_path)) == len(rows)
 
-    assert "status" in cli("export", MONTH, "--format", "csv", "--status", "lost", "--out", str(tmp_path / "x.csv"),
+    assert "status" in cli("export", MONTH, "--actor", "alice", "--format", "csv", "--status", "lost", "--out", str(tmp_path / "x.csv"),
                            ok=False).stderr
-    assert "has no final allocation" in cli("export", MONTH, "--final", "--format", "csv",
+    assert "has no final allocation" in cli("export", MONTH, "--actor", "alice", "--final", "--format", "csv",
                                             "--out", str(tmp_path / "f.csv"), ok=False).stderr
     actions = [e["action"] for e in json.loads(cli("audit", MONTH, "--json").stdout)]
     assert actions.count("export") == 3
