@@ -869,7 +869,7 @@ def _write_summary(workbook, formats: _Formats, frame: pd.DataFrame, manifest: d
     sheet.set_column(2, 2, 14)
     sheet.freeze_panes(1, 0)
     row = 0
-    sheet.write_row(row, 0, ["field", "value"], formats.header)
+    sheet.write_row(row, 0, ["figure", "value"], formats.header)
     sheet.autofilter(0, 0, 0, 1)
     for name, label, value in _key_figures(frame, manifest):
         row += 1
@@ -880,16 +880,16 @@ def _write_summary(workbook, formats: _Formats, frame: pd.DataFrame, manifest: d
     if reasons:
         row += 2
         first = row + 1
-        sheet.write_row(row, 0, ["unallocated reason", "requests"], formats.header)
+        sheet.write_row(row, 0, ["not allocated, by reason", "requests"], formats.header)
         for reason, count in reasons.items():
             row += 1
-            sheet.write_string(row, 0, sanitize_cell(reason))
+            sheet.write_string(row, 0, sanitize_cell(reason.replace("_", " ")))
             sheet.write_number(row, 1, count, formats.count)
         chart = workbook.add_chart({"type": "bar"})
-        chart.add_series({"name": "Unallocated requests", "categories": ["summary", first, 0, row, 0],
+        chart.add_series({"name": "Requests not allocated", "categories": ["summary", first, 0, row, 0],
                           "values": ["summary", first, 1, row, 1], "fill": {"color": "#C0504D"},
                           "data_labels": {"value": True}})
-        chart.set_title({"name": "Unallocated requests by reason"})
+        chart.set_title({"name": "Requests not allocated, by reason"})
         chart.set_legend({"none": True})
         chart.set_y_axis({"reverse": True})
         sheet.insert_chart(1, 3, chart, {"x_scale": 1.2, "y_scale": 1.0})
@@ -912,7 +912,8 @@ def _write_summary(workbook, formats: _Formats, frame: pd.DataFrame, manifest: d
         chart.set_y_axis({"num_format": "0%", "min": 0})
         sheet.insert_chart(17, 3, chart, {"x_scale": 1.2, "y_scale": 1.0})
     # What this workbook is (month, version, source, filters, run, who, why) after the figures.
-    row += 1
+    row += 2
+    sheet.write_row(row, 0, ["about this workbook", ""], formats.header)
     for name, value in _summary_details(manifest, final, filters):
         row += 1
         sheet.write_string(row, 0, name)

@@ -100,12 +100,12 @@ def test_an_xlsx_export_opens_on_a_summary_with_formats_charts_and_print_setup(s
     assert (cells["Success rate"].value, cells["Success rate"].number_format) == (4 / 6, "0.0%")
     assert cells["Utilization"].number_format == "0.0%" and cells["Objective"].number_format == "#,##0"
     assert cells["Gap"].number_format == "0.000%" and cells["Gap"].value == pytest.approx(31 / 1538271)
-    assert cells["capacity_exhausted"].value == 1 and cells["excluded"].value == 1  # the reasons table
+    assert cells["capacity exhausted"].value == 1 and cells["excluded"].value == 1  # the reasons table
     assert cells["compute"].value == pytest.approx(31 / 40) and cells["compute"].number_format == "0.0%"
     first_detail = [row[0].value for row in summary.iter_rows(min_row=2, max_col=1)].index("month")
     assert first_detail > list(cells).index("Gap")  # figures first, what the workbook is after them
     assert sorted(chart.title.tx.rich.p[0].r[0].t for chart in summary._charts) == [
-        "Planned utilization by service", "Unallocated requests by reason"]
+        "Planned utilization by service", "Requests not allocated, by reason"]
     per_service_region = book["per_service_region"]
     header = [c.value for c in per_service_region[1]]
     assert per_service_region.cell(2, header.index("success_rate") + 1).number_format == "0.0%"
