@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     report: dict = {"requests": args.requests, "resources": args.resources, "time_limit_s": args.time_limit,
                     "runs": []}
 
-    def record(solver: str, run: str, seconds: float, allocations, previous, extra=None) -> None:
+    def record(solver: str, run: str, seconds: float, allocations: pd.DataFrame | None,
+               previous: dict[str, str] | None, extra: dict | None = None) -> None:
         row = {"solver": solver, "run": run, "seconds": round(seconds, 2),
                **(churn(previous, allocations, units) if previous else {}), **(extra or {})}
         report["runs"].append(row)
@@ -105,12 +106,18 @@ def main(argv: list[str] | None = None) -> None:
         runs = {"greedy": lambda inst: greedy_only(compile_instance(inst, params)),
                 "plain_cpsat": lambda inst: plain_cpsat(compile_instance(inst, params), args.time_limit)}[name]
         assign, seconds = runs(base)
+        if assign is None:
+            record(name, "first", seconds, None, None, {"note": "no solution within the time limit"})
+            continue
         first = assignment_table(c, assign)
-        record(name, "first", seconds, first, None)
+        record(name, "first", seconds, first, None, {"allocated": len(held(first))})
         previous = held(first)
         for run, pins in (("same_inputs", {}), ("one_pin", {pin[0]: pin[1]})):
             rerun = replace(base, pins=pins)
             assign, seconds = runs(rerun)
+            if assign is None:
+                record(name, run, seconds, None, None, {"note": "no solution within the time limit"})
+                continue
             record(name, run, seconds, assignment_table(compile_instance(rerun, params), assign), previous)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
