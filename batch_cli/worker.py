@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from typing import Any
 
 import celery
@@ -75,6 +76,9 @@ def run_worker(settings: Settings, queues: list[str], concurrency: int | None) -
     if settings.postgres_url:
         # Production settings are complete (HOME is required with them): derive the rest as every host does.
         settings.export()
+    if missing_settings():
+        print(f"warning: {', '.join(missing_settings())} not set: every step sent to this worker will fail "
+              f"until it is restarted with them.", file=sys.stderr)
     args = CeleryExecutor(retries=RetryMode(RetryMode.DISABLED), broker=settings.celery_broker,
                           backend=RESULT_BACKEND, include=WORKER_IMPORTS, config_source=CELERY_SETTINGS).app_args()
     app = make_app(args)

@@ -8,6 +8,9 @@ local processes forked from a server that imported the product once.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import cast
+
 import dagster as dg
 from dagster._core.execution.retries import RetryMode
 from dagster_celery.core_execution_loop import core_celery_execution_loop
@@ -28,6 +31,8 @@ class PoolRoutedCeleryExecutor(CeleryExecutor):
 
 def _submit_by_pool(app, plan_context, step, queue, priority, known_state):
     # The pool says which steps are solves (assets/parts.py); an explicit dagster-celery/queue tag wins.
+    # dagster-celery's "Submitting celery task ... to queue" event, written before this is called,
+    # names the tag's queue (`default`) for solve steps until solve_part carries the tag itself.
     if DAGSTER_CELERY_QUEUE_TAG not in step.tags and step.pool == SOLVER_POOL:
         queue = SOLVER_QUEUE
     return _submit_task(app, plan_context, step, queue, priority, known_state)
@@ -39,11 +44,14 @@ def celery_executor_for(settings: Settings, retries: RetryMode) -> CeleryExecuto
                                     include=WORKER_IMPORTS, config_source=CELERY_SETTINGS, retries=retries)
 
 
-@dg.executor(name="batch_admin", config_schema=dg.multiprocess_executor.config_schema,
+@dg.executor(name="batch_admin", config_schema=dg.multiprocess_executor.config_schema.as_field(),
              requirements=dg.multiple_process_executor_requirements())
 def batch_admin_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     """Celery when the run worker's settings ask for it, else the multiprocess executor (its config)."""
     settings = Settings.from_env()
     if settings.executor == "celery":
-        return celery_executor_for(settings, RetryMode.from_config(init_context.executor_config["retries"]))
-    return dg.multiprocess_executor.executor_creation_fn(init_context)
+        retries = RetryMode.from_config(cast(Mapping[str, Mapping], init_context.executor_config["retries"]))
+        return celery_executor_for(settings, retries or RetryMode.ENABLED)
+    create_multiprocess = cast(Callable[[dg.InitExecutorContext], dg.Executor],
+                               dg.multiprocess_executor.executor_creation_fn)
+    return create_multiprocess(init_context)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -19,7 +18,7 @@ import pytest
 
 from batch_cli.instance import REPO_ROOT, SOLVER_POOL
 from resources.settings import psycopg2_url
-from tests.e2e.conftest import BIN, _group_members, _signal_group, missing
+from tests.e2e.conftest import BIN, Services, missing, stop
 
 RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
 # Every wait is bounded.
@@ -104,22 +103,9 @@ class Deployment:
 
     def stop_workers(self) -> None:
         """SIGTERM each worker's group, wait, SIGKILL what is left; no process of theirs survives."""
-        for proc in self.workers:
-            if proc.poll() is None:
-                _signal_group(proc.pid, signal.SIGTERM)
-        for proc in self.workers:
-            try:
-                proc.wait(timeout=WORKER_STOP_S)
-            except subprocess.TimeoutExpired:
-                pass
-        for proc in self.workers:
-            _signal_group(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=WORKER_STOP_S)
-        deadline = time.monotonic() + 10
-        while any(_group_members(p.pid) for p in self.workers) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        survivors = [pid for p in self.workers for pid in _group_members(p.pid)]
-        assert not survivors, f"worker processes survived the stop: {survivors}"
+        workers = Services(home=self.home, port=0, procs=self.workers)
+        stop(workers)
+        assert not workers.survivors(), f"worker processes survived the stop: {workers.survivors()}"
 
     def instance(self) -> dg.DagsterInstance:
         """The deployment's Dagster instance (PostgreSQL), opened in this process."""

@@ -259,6 +259,7 @@ def test_a_worker_without_settings_fails_the_step_naming_them_and_never_uses_a_l
     assert "cannot run steps: BATCH_ADMIN_POSTGRES_URL, BATCH_ADMIN_HOME, BATCH_ADMIN_CONTROL_URL, " \
            "BATCH_ADMIN_IO_BASE are not set on it" in message, message
     assert not (deployment.logs / "bare" / ".batch_admin").exists()
+    assert "warning: BATCH_ADMIN_POSTGRES_URL, BATCH_ADMIN_HOME" in (deployment.logs / "bare.log").read_text()
     store = ControlStore(psycopg2_url(deployment.env["BATCH_ADMIN_POSTGRES_URL"]))
     try:
         assert store.lease_holder(M3) is None and store.versions(M3) == []
