@@ -173,7 +173,7 @@ def version_view(store, exports, month: str, version: int | None = None, *,
         if version is None:
             raise LookupError(f"Month {month} has no versions yet.")
     final = final_manifest is not None and int(final_manifest["version"]) == version
-    manifest = final_manifest if final else exports.manifest(month, version)
+    manifest: dict[str, Any] = final_manifest if final and final_manifest else exports.manifest(month, version)
     rows = exports.read_version(month, version)
     landed = landed_tables(exports.home, month)
     resources = resources if resources is not None else landed.resources

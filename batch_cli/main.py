@@ -62,7 +62,9 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (CliError, *KNOWN_ERRORS, *_loaded_errors()) as exc:
+        except Exception as exc:
+            if not isinstance(exc, _refusals()):
+                raise
             message = str(exc).strip()
             first, _, rest = message.partition("\n")
             err.print(f"error: {first}", markup=False)
@@ -74,9 +76,10 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _loaded_errors() -> tuple[type[Exception], ...]:
-    """The deferred modules' refusal types, for the modules loaded so far (the others raised nothing)."""
-    return tuple(getattr(sys.modules[module], name) for module, name in DEFERRED_ERRORS if module in sys.modules)
+def _refusals() -> tuple[type[Exception], ...]:
+    """The product's refusal types: those of the deferred modules loaded so far (the others raised nothing)."""
+    loaded = tuple(getattr(sys.modules[module], name) for module, name in DEFERRED_ERRORS if module in sys.modules)
+    return (CliError, *KNOWN_ERRORS, *loaded)
 
 
 def settings() -> Settings:

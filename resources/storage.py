@@ -680,7 +680,8 @@ def _row_metrics(rows: pd.DataFrame) -> dict[str, float]:
 
 def _manifest_figures(manifest: dict) -> dict[str, float]:
     """A manifest's numeric metrics and the solver's objective, bound and gap (the gap as batch.metrics defines it)."""
-    solver = manifest.get("solver") if isinstance(manifest.get("solver"), dict) else {}
+    solver = manifest.get("solver")
+    solver = solver if isinstance(solver, dict) else {}
     found = _numeric_metrics({k: solver.get(k) for k in ("objective", "bound")})
     gap = figures.relative_gap(found.get("objective"), found.get("bound"))
     if gap is not None:
@@ -754,8 +755,10 @@ def _aggregates(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def _key_figures(frame: pd.DataFrame, manifest: dict) -> list[tuple[str, str, Any]]:
     """(name, label, value) of the summary's figures: counts from the rows, solver figures from the manifest."""
-    metrics = manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {}
-    solver = manifest.get("solver") if isinstance(manifest.get("solver"), dict) else {}
+    metrics = manifest.get("metrics")
+    metrics = metrics if isinstance(metrics, dict) else {}
+    solver = manifest.get("solver")
+    solver = solver if isinstance(solver, dict) else {}
     found = {**{k: metrics.get(k) for k in ("requested_units", "capacity_units", "utilization")},
              **{k: solver.get(k) for k in ("objective", "bound")},
              "gap": figures.relative_gap(solver.get("objective"), solver.get("bound")),

@@ -15,7 +15,7 @@ from batch.metrics import relative_gap, utilization_records, version_metrics
 from batch_cli.main import main
 from resources.control_store import ControlStore
 from resources.settings import Settings
-from resources.storage import REPORT_FILE, ExportStore
+from resources.storage import ExportStore
 
 MONTH = monthly_partitions.get_partition_keys()[-1]  # next month
 EARLIER = monthly_partitions.get_partition_keys()[-2]
@@ -153,6 +153,6 @@ def test_report_writes_a_self_contained_page_beside_the_manifest_or_where_asked(
     assert "has no versions" in cli("report", EARLIER, ok=False).stderr
 
 
-def test_help_lists_the_report_command():
+def test_help_lists_the_report_command_and_status_without_a_month():
     assert "report" in cli("--help").stdout
-    assert REPORT_FILE == "report.html"
+    assert "every month without one" in " ".join(cli("status", "--help").stdout.split())
