@@ -1,0 +1,118 @@
+"""One month run two ways on the same instance: `batch-admin run` and a launch from the Dagster UI
+(GraphQL, served by `dagster dev`), each beside the solve time it contains.
+
+    python -m bench.run_path [--requests 2000 --resources 120 --time-limit 30] [--json FILE]
+
+Prints one JSON object: wall seconds of each run (submission to success), its solve seconds (the
+version's metrics), the overhead (wall minus solve) and the ratio UI / CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from batch.months import planned_months
+from resources.control_store import ControlStore
+from resources.settings import Settings
+
+BIN = Path(sys.executable).parent
+LAUNCH = """
+mutation Launch($month: String!) {
+  launchRun(executionParams: {
+    selector: {repositoryLocationName: "monthly_batch_admin", repositoryName: "__repository__", jobName: "execute_job"},
+    executionMetadata: {tags: [{key: "dagster/partition", value: $month}, {key: "batch_admin/month", value: $month},
+                               {key: "batch_admin/actor", value: "alice"}]}
+  }) { __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } }
+}"""
+STATUS = 'query Status($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }'
+
+
+def graphql(port: int, query: str, variables: dict) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", method="POST",
+                                     data=json.dumps({"query": query, "variables": variables}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)["data"]
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "batch-admin"), *args], env=env, check=True, capture_output=True, text=True)
+
+
+def solve_seconds(env: dict[str, str], month: str) -> float:
+    store = ControlStore(Settings.from_env(env).control_url)
+    try:
+        return float(store.versions(month)[-1]["metrics"].get("solve_seconds") or 0.0)
+    finally:
+        store.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--resources", type=int, default=120)
+    parser.add_argument("--time-limit", type=float, default=30.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="bench_run_path_"))
+    env = {**os.environ, "BATCH_ADMIN_HOME": str(home)}
+    for name in ("BATCH_ADMIN_POSTGRES_URL", "BATCH_ADMIN_CONTROL_URL", "BATCH_ADMIN_IO_BASE", "DAGSTER_HOME"):
+        env.pop(name, None)
+    cli_month, ui_month = planned_months()[-1], planned_months()[-2]
+    for month in (cli_month, ui_month):
+        cli(env, "demo-data", month, "--requests", str(args.requests), "--resources", str(args.resources), "--seed", "7")
+        cli(env, "params", month, "--actor", "alice", "--set", f"time_limit_s={args.time_limit}")
+
+    started = time.perf_counter()
+    cli(env, "run", cli_month, "--actor", "alice")
+    cli_wall = time.perf_counter() - started
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ui = subprocess.Popen([str(BIN / "batch-admin"), "ui", "--port", str(port)], env=env, start_new_session=True,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        started = time.perf_counter()
+        run_id = graphql(port, LAUNCH, {"month": ui_month})["launchRun"]["run"]["runId"]
+        status = ""
+        while status not in ("SUCCESS", "FAILURE", "CANCELED") and time.perf_counter() - started < 900:
+            time.sleep(0.5)
+            status = graphql(port, STATUS, {"id": run_id})["runOrError"]["status"]
+        ui_wall = time.perf_counter() - started
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=60)
+    cli_solve, ui_solve = solve_seconds(env, cli_month), solve_seconds(env, ui_month)
+    result = {
+        "requests": args.requests, "resources": args.resources, "time_limit_s": args.time_limit,
+        "load_average_1m": os.getloadavg()[0], "ui_status": status,
+        "cli": {"wall_s": round(cli_wall, 1), "solve_s": round(cli_solve, 1), "overhead_s": round(cli_wall - cli_solve, 1)},
+        "ui": {"wall_s": round(ui_wall, 1), "solve_s": round(ui_solve, 1), "overhead_s": round(ui_wall - ui_solve, 1)},
+        "ui_over_cli": round(ui_wall / cli_wall, 2),
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
