@@ -302,13 +302,13 @@ def render_html(view: VersionView) -> str:
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{esc(view.title)}</title>"
              f"<style>{_CSS}</style></head><body>",
              f"<h1>{esc(view.title)}</h1>",
-             f"<p class='sub'>written {esc(str(m.get('created_at', '')))} by {esc(str(m.get('actor') or 'unknown'))}"
+             f"<p class='sub'>written {esc(_when(m.get('created_at')))} by {esc(str(m.get('actor') or 'unknown'))}"
              f" (run {esc(str(m.get('run_id') or '–'))}); phase {esc(view.phase)}; report made {made}</p>"]
     if m.get("note"):
         parts.append(f"<p><b>Why this version:</b> {esc(str(m['note']))}</p>")
     if view.final:
         parts.append(f"<p><b>Official:</b> finalized by {esc(str(m.get('finalized_by')))}, approved by "
-                     f"{esc(str(m.get('approved_by')))} at {esc(str(m.get('finalized_at')))}</p>")
+                     f"{esc(str(m.get('approved_by')))} at {esc(_when(m.get('finalized_at')))}</p>")
     parts.append("<div class='cards'>" + "".join(
         f"<div class='card'><div class='v'>{esc(value)}</div><div class='k'>{esc(label)}</div></div>"
         for label, value in view.headline()) + "</div>")
@@ -362,6 +362,17 @@ def render_html(view: VersionView) -> str:
         for name, path in view.links.items()) + "</ul>")
     parts.append("</body></html>")
     return "\n".join(part for part in parts if part)
+
+
+def _when(value: Any) -> str:
+    """An ISO time stamp as people read it: to the minute, in UTC."""
+    if not value:
+        return "–"
+    try:
+        at = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _figure(chart: charts.Chart | None) -> str:

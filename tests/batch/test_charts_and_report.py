@@ -85,6 +85,7 @@ def test_the_report_is_self_contained_escaped_and_names_who_did_what():
     assert page.count("src='data:image/png;base64,") == 4  # heat map, reasons, trend, change
     assert "<b>R1</b>" not in page and "pinned &lt;b&gt;R1&lt;/b&gt;" in page
     assert "pinned Q3 to R2; note: contract" in page and "2025-03-01 10:00:00 UTC" in page
+    assert "written 2025-03-01 10:00 UTC by alice" in page
     assert "http://" not in page and "https://" not in page  # nothing fetched from elsewhere
 
 
