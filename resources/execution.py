@@ -22,8 +22,9 @@ CELERY_SETTINGS: dict[str, Any] = {
     # worker, which runs them again. Safe for these steps: outputs go to paths of the run's id and
     # control-store writes are keyed by run id (snapshot, lease).
     "task_acks_late": True,
-    # A pool process killed alone (the kernel's OOM killer) fails its step instead: running the same
-    # step again would meet the same end.
+    # A pool process killed alone (the kernel's OOM killer) fails its step instead (Celery's
+    # WorkerLostError, made the step's failure by pipelines/executor.py): running the same step
+    # again would meet the same end, again and again.
     "task_reject_on_worker_lost": False,
     # One step per pool process at a time, nothing reserved: a waiting step stays free for any worker.
     "worker_prefetch_multiplier": 1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -244,6 +245,54 @@ def test_a_worker_killed_during_a_solve_part_hands_it_over_and_the_month_runs_ag
         store.dispose()
 
 
+def pool_processes(worker_pid: int) -> list[int]:
+    """The pool processes a worker forked (its children, read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == worker_pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_pool_process_killed_alone_fails_its_step_clearly_and_the_month_runs_again(deployment):
+    land(deployment, M1, 2000, 120, "time_limit_s=40", "max_parts=4")
+    workers = {proc.pid: proc for proc in (deployment.start_worker("one"), deployment.start_worker("two"))}
+    runner = subprocess.Popen([str(BIN / "batch-admin"), "run", M1, "--actor", "alice", "--json"],
+                              env={**deployment.env, "COLUMNS": "200"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        with deployment.instance() as instance:
+            worker = wait_for_solve_on(instance, {pid: f"batch-admin-{pid}@" for pid in workers})
+            # Only the process executing the step dies, as under the kernel's OOM killer.
+            killed = pool_processes(worker)
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+            _, stderr = runner.communicate(timeout=CLI_TIMEOUT_S)
+    finally:
+        if runner.poll() is None:
+            _signal_group(runner.pid, signal.SIGKILL)
+            runner.wait(timeout=30)
+
+    assert killed and runner.returncode == 1, stderr + deployment.worker_logs()
+    assert "WorkerLostError: Worker exited prematurely: signal 9 (SIGKILL)" in stderr, stderr
+    assert workers[worker].poll() is None  # the worker itself lives on, with a new pool process
+    with deployment.instance() as instance:
+        failed = instance.get_runs(limit=1)[0]
+        failures = [r.step_key for r in instance.all_logs(failed.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
+    assert len(failures) == 1 and ".solve_part[" in failures[0], failures
+    store = ControlStore(psycopg2_url(deployment.env["BATCH_ADMIN_POSTGRES_URL"]))
+    try:
+        run(deployment, M1, note="after the lost pool process")
+        assert [v["version"] for v in store.versions(M1)] == [1] and store.lease_holder(M1) is None
+    finally:
+        store.dispose()
+
+
 def test_a_worker_without_settings_fails_the_step_naming_them_and_never_uses_a_local_home(deployment):
     land(deployment, M3, 200, 20, "time_limit_s=2")
     bare = {name: value for name, value in deployment.env.items() if not name.startswith(("BATCH_ADMIN_", "DAGSTER_"))}
@@ -253,6 +302,7 @@ def test_a_worker_without_settings_fails_the_step_naming_them_and_never_uses_a_l
     failed = run(deployment, M3, ok=False)
 
     assert failed.returncode == 1
+    assert "cannot run steps: BATCH_ADMIN_POSTGRES_URL" in failed.stderr, failed.stderr
     with deployment.instance() as instance:
         run_id = instance.get_runs(limit=1)[0].run_id
         message = run_failure(instance, run_id)
