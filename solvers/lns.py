@@ -73,7 +73,7 @@ def improve(
 
     Neighbourhoods are seeded on `resources` (default: every resource with pairs); each
     re-solve gets sub_deterministic_time. `threads` neighbourhoods with disjoint resources and
-    requests are re-solved side by side (CP-SAT releases the GIL) and applied in order, so a
+    requests are re-solved side by side in threads and applied in order, so a
     run repeats for a seed and budget; a round charges the budget its longest re-solve. The
     search stops early once the objective reaches `target` (default `bound`; the reported bound).
     """
