@@ -167,7 +167,11 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
             raise
     weight = float(np.abs(c.pair_value).max(initial=0) + 1)
     soft = replace(params, stability=weight)
-    return _solve(instance, compile_instance(instance, soft), soft, progress, started)
+    proposal = _solve(instance, compile_instance(instance, soft), soft, progress, started)
+    note = (f"strict stability left must_allocate requests without room; solved with a stability weight of "
+            f"{weight:g} per request: objective and bound count it for every request moved")
+    proposal.bound_note = "; ".join(filter(None, [note, proposal.bound_note]))
+    return proposal
 
 
 @dataclass

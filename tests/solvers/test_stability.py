@@ -82,6 +82,7 @@ def test_a_new_must_allocate_request_displaces_a_kept_one_when_nothing_else_fits
     assert_valid(inst, proposal)
     assert row(proposal, "MUST")["resource_id"] == "R1" and row(proposal, "OLD")["resource_id"] == "R2"
     assert proposal.churn["requests_moved"] == 1
+    assert "stability weight" in proposal.bound_note
 
 
 def test_a_resource_that_shrank_displaces_the_requests_worth_least_per_unit_first():
