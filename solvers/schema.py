@@ -55,10 +55,6 @@ class SolverParams:
     seed: int = 0
     workers: int = 2
     default_cost: int = 10
-    # Superseded by `stability` and no longer read by the solver (strict stability leaves
-    # nothing for a per-move penalty to decide); kept so stored snapshots and the settable key
-    # still load until the pipeline retires it.
-    move_penalty: int = 1
     # Deterministic work budget (CP-SAT deterministic seconds plus charged Python work). Set: runs
     # repeat exactly (interleaved CP-SAT workers, deterministic limits) and time_limit_s only
     # bounds the wall clock. None: the wall clock (time_limit_s) decides and CP-SAT runs its

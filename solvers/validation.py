@@ -112,7 +112,8 @@ def objective_value(
     move_penalty: int = 0,
 ) -> float:
     """sum over allocated pairs of weight[priority] * request.units - pair.cost, minus move_penalty
-    for each request with a previous resource that it no longer holds."""
+    (SolverParams.stability when it is a number) for each request with a previous resource that
+    it no longer holds."""
     allocated = _allocated(allocations)[["request_id", "resource_id"]]
     rows = allocated.merge(instance.pairs[["request_id", "resource_id", "cost"]],
                            on=["request_id", "resource_id"], how="left")

@@ -43,10 +43,10 @@ def test_two_runs_of_the_large_neighbourhood_search_give_identical_allocations(m
 
 
 def test_a_rerun_with_one_exclusion_moves_nothing_but_fills_the_freed_room():
-    # Equal requests and costs: any reshuffle is free, so only the move penalty keeps things put.
+    # Equal requests and costs: any reshuffle is free, so only stability keeps things put.
     requests = [{"request_id": f"Q{k:02d}", "units": 5, "priority": 2} for k in range(20)]
     resources = [{"resource_id": f"R{r}", "capacity_units": 15} for r in range(3)]
-    params = SolverParams(time_limit_s=5.0, move_penalty=1)
+    params = SolverParams(time_limit_s=5.0, stability=1)
     before = solve(instance(requests, resources), params)
     held = before.allocations.dropna(subset=["resource_id"])
     previous = dict(zip(held["request_id"], held["resource_id"]))

@@ -1,6 +1,6 @@
 """Re-runs start from the previous version: strict stability moves only what the change requires."""
 
-from solvers import SolverParams, solve
+from solvers import SolverParams, solve, validation
 from solvers.churn import churn
 from tests.solvers.builders import assert_valid, eligibility_table, instance, row
 from tests.solvers.test_determinism_and_stability import contested_month
@@ -69,6 +69,7 @@ def test_a_stability_weight_lets_a_request_move_only_when_the_move_gains_more():
     moved = solve(inst, params)
     assert row(moved, "Q1")["resource_id"] == "R2"
     assert moved.churn["requests_moved"] == 1 and moved.churn["units_moved"] == 2
+    assert moved.objective == validation.objective_value(inst, moved.allocations, params.weights, move_penalty=10)
 
 
 def test_a_new_must_allocate_request_displaces_a_kept_one_when_nothing_else_fits():
