@@ -34,12 +34,20 @@ ui-postgres: $(VENV)/.installed  ## The same on PostgreSQL (BATCH_ADMIN_POSTGRES
 	@test -n "$$BATCH_ADMIN_POSTGRES_URL" || (echo "error: set BATCH_ADMIN_POSTGRES_URL=postgresql://user@host:5432/db" >&2; exit 1)
 	$(BA) ui --port $(UI_PORT)
 
-bench: $(VENV)/.installed  ## Benchmarks of docs/performance.md (about 80 minutes: ours and plain CP-SAT, 60 s each per GAP instance); JSON under bench/results/
+bench: $(VENV)/.installed  ## Benchmarks of docs/performance.md (about 80 minutes); JSON under bench/results/
 	mkdir -p bench/results
-	$(PY) -m bench.gap --time-limit 60 --best-known ../shared/benchmarks/gap/best_known.csv --json bench/results/gap.json ../shared/benchmarks/gap/chu1997/* ../shared/benchmarks/gap/yagiura2004/*
-	$(PY) -m bench.scale --requests 20000 --resources 1000 --time-limit 60 --json bench/results/scale_20k.json
-	$(PY) -m bench.scale --requests 100000 --resources 5000 --time-limit 180 --baselines greedy --json bench/results/scale_100k.json
+	$(PY) -m bench.demo --json bench/results/demo.json
+	$(PY) -m bench.churn --requests 20000 --resources 1000 --time-limit 20 --json bench/results/churn_20k.json
+	$(PY) -m bench.scale --requests 20000 --resources 1000 --time-limit 20 --baselines greedy,plain_cpsat --json bench/results/scale_20k.json
+	$(PY) -m bench.scale --requests 20000 --resources 1000 --time-limit 20 --workers 1 --baselines greedy --json bench/results/scale_20k_w1.json
+	$(PY) -m bench.scale --requests 100000 --resources 5000 --time-limit 60 --baselines greedy,plain_cpsat --json bench/results/scale_100k.json
+	$(PY) -m bench.scale --requests 100000 --resources 5000 --time-limit 60 --workers 1 --baselines greedy --json bench/results/scale_100k_w1.json
+	$(PY) -m bench.scale --requests 1000000 --resources 50000 --time-limit 600 --cross-region 0.1 --baselines greedy --reference-seconds 120 --json bench/results/scale_1m.json
+	$(PY) -m bench.gap --time-limit 60 --json bench/results/gap_hard.json ../shared/benchmarks/gap/chu1997/d10200 ../shared/benchmarks/gap/chu1997/d20100 ../shared/benchmarks/gap/chu1997/d20200 ../shared/benchmarks/gap/yagiura2004/d20400 ../shared/benchmarks/gap/yagiura2004/d40400 ../shared/benchmarks/gap/yagiura2004/d60900
+	$(PY) -m bench.gap --time-limit 60 --baselines greedy --best-known ../shared/benchmarks/gap/best_known.csv --json bench/results/gap.json ../shared/benchmarks/gap/chu1997/* ../shared/benchmarks/gap/yagiura2004/*
 	$(PY) -m bench.exports > bench/results/exports.json
+	$(PY) -m bench.run_path --json bench/results/run_path.json
+	$(PY) -m bench.celery --requests 100000 --resources 5000 --time-limit 60 --workers 2 --json bench/results/celery.json
 
 clean:
 	rm -rf $(VENV) .batch_admin

@@ -146,7 +146,9 @@ def _failure_message(the_instance: dg.DagsterInstance, run_id: str) -> str:
             return f"run {run_id} failed: {text.splitlines()[0]}"
     for event in events:
         if event.event_type == dg.DagsterEventType.RUN_FAILURE and event.message:
-            return f"run {run_id} failed: {event.message.strip()}"
+            error = getattr(event.event_specific_data, "error", None)
+            cause = f" ({error.message.strip().splitlines()[-1]})" if error is not None and error.message.strip() else ""
+            return f"run {run_id} failed: {event.message.strip()}{cause}"
     return f"run {run_id} failed; see it in the Dagster UI"
 
 

@@ -37,8 +37,8 @@ class SubSolve:
 class SearchLimits:
     """CP-SAT limits.
 
-    deterministic=True: the deterministic time decides the result (workers > 1 run
-    interleave_search), the wall clock is only a safety net, so runs repeat exactly.
+    deterministic=True: the deterministic time decides the result (one CP-SAT worker), the wall
+    clock is only a safety net, so runs repeat exactly.
     deterministic=False: the wall clock decides and workers > 1 run CP-SAT's parallel portfolio
     (much stronger on tight months, but two runs may differ).
     """
@@ -193,10 +193,11 @@ def solve_part(
         solver.parameters.max_deterministic_time = float(limits.deterministic_time)
     solver.parameters.max_time_in_seconds = float(max(limits.wall_seconds, 0.01))
     solver.parameters.random_seed = int(limits.seed)
-    solver.parameters.num_workers = int(limits.workers)
-    if limits.workers > 1 and limits.deterministic:
-        # Deterministic parallel search: workers run in fixed batches (independent of timing).
-        solver.parameters.interleave_search = True
+    # Deterministic mode runs one CP-SAT worker: OR-Tools 9.15's interleaved (deterministic
+    # parallel) search aborted the whole process (CHECK "solution->size() ==
+    # postsolve_mapping.size()", SIGABRT) when its wall-clock limit struck, on demo-month parts with
+    # a 0.2 s share under load; one worker is deterministic too. The wall clock mode keeps N workers.
+    solver.parameters.num_workers = 1 if limits.deterministic else int(limits.workers)
     solver.parameters.stop_after_first_solution = limits.first_solution
     solver.parameters.cp_model_presolve = limits.presolve
     # Stop once the solution is proven within the gap limit (CP-SAT then reports OPTIMAL; the

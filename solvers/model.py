@@ -136,9 +136,9 @@ class Budget:
         return max(self.wall_end - time.perf_counter(), 0.0)
 
     def limits(self, share: float, params: SolverParams, gap_limit: float = 0.0) -> SearchLimits:
-        # interleave_search runs the workers in turn, so each gets its part of the share.
+        # Deterministic mode runs one CP-SAT worker (solvers/cpsat.py), which gets the whole share.
         return SearchLimits(
-            deterministic_time=max(share / max(params.workers, 1), 0.01),
+            deterministic_time=max(share, 0.01),
             wall_seconds=max(share if not self.deterministic else self.safety_end - time.perf_counter(), 0.01),
             seed=params.seed,
             workers=params.workers,

@@ -56,7 +56,7 @@ class SolverParams:
     workers: int = 2
     default_cost: int = 10
     # Deterministic work budget (CP-SAT deterministic seconds plus charged Python work). Set: runs
-    # repeat exactly (interleaved CP-SAT workers, deterministic limits) and time_limit_s only
+    # repeat exactly (one CP-SAT worker, deterministic limits) and time_limit_s only
     # bounds the wall clock. None: the wall clock (time_limit_s) decides and CP-SAT runs its
     # parallel portfolio: better allocations, but two runs may differ.
     deterministic_work: float | None = None
