@@ -16,12 +16,12 @@ from batch import plan as batch
 from batch.errors import ControlError
 from batch.metrics import ResourceUsage
 from resources.dagster_resources import ControlStoreResource
+from resources.execution import SOLVER_POOL
 from solvers import InfeasibleError, NoSolutionError, solve
 from solvers.decompose import merge_proposals, split_instance
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-SOLVER_POOL = "solver"
 
 
 @dg.op(out=dg.DynamicOut(batch.PartTask))

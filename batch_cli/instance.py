@@ -11,10 +11,9 @@ import dagster as dg
 from dagster._daemon.controller import get_daemon_statuses
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
+from resources.execution import SOLVER_POOL
 from resources.settings import Settings
 from solvers.schema import SolverParams
-
-SOLVER_POOL = "solver"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_YAML = REPO_ROOT / "dagster.yaml"

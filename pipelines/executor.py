@@ -24,8 +24,7 @@ from dagster_celery.core_execution_loop import core_celery_execution_loop
 from dagster_celery.executor import CeleryExecutor, _submit_task
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
-from assets.parts import SOLVER_POOL
-from resources.execution import CELERY_SETTINGS, RESULT_BACKEND, SOLVER_QUEUE, WORKER_IMPORTS
+from resources.execution import CELERY_SETTINGS, RESULT_BACKEND, SOLVER_POOL, SOLVER_QUEUE, WORKER_IMPORTS
 from resources.settings import Settings
 
 

@@ -479,12 +479,6 @@ class ControlStore:
                 r[key] = _aware(r[key])
         return rows
 
-    def alert_seen(self, dedup_key: str) -> bool:
-        """True when an alert with this key was delivered (a pending one is raised again)."""
-        with self.read() as conn:
-            return conn.execute(sa.select(alerts.c.id).where(sa.and_(
-                alerts.c.dedup_key == dedup_key, alerts.c.delivered_at.is_not(None))).limit(1)).first() is not None
-
     def pending_alert(self, dedup_key: str) -> int | None:
         """The id of the undelivered alert with this key, if any."""
         with self.read() as conn:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-SOLVER_QUEUE = "solver"
+# Solve steps run in this Dagster pool (sized to the cores) and, on Celery, in this queue.
+SOLVER_POOL = "solver"
+SOLVER_QUEUE = SOLVER_POOL
 DEFAULT_QUEUE = "default"
 QUEUES = (SOLVER_QUEUE, DEFAULT_QUEUE)
 # The step's events come back to the run worker as the task's result; `rpc://` sends them over

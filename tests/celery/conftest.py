@@ -16,7 +16,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from batch_cli.instance import REPO_ROOT, SOLVER_POOL
+from batch_cli.instance import REPO_ROOT
+from resources.execution import SOLVER_POOL
 from resources.settings import psycopg2_url
 from tests.e2e.conftest import BIN, Services, missing, stop
 
