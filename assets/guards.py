@@ -5,10 +5,11 @@ from __future__ import annotations
 import dagster as dg
 
 from batch.errors import ControlError
-from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles
+from batch.identity import TICKET_TAG, IdentityError
+from batch.lifecycle import PLAN_JOB
+from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError
 from batch.snapshot import RunSnapshot
 from resources.control_store import ControlStore
-from resources.settings import Settings
 
 # Assets of the monthly chain in execution order; the last one a run executes releases the lease.
 CHAIN = ("landed_inputs", "validated_inputs", "capacity_plan", "allocation_parts", "allocation_proposal",
@@ -31,19 +32,29 @@ def _holder_finished(context: Context, holder_run_id: str | None) -> bool:
 
 
 def begin_write(context: Context, store: ControlStore, what: str) -> RunSnapshot:
-    """Refuse before anything is written when the month is finalized, locked for others or busy;
-    else the run's snapshot (taken by its first step, read back by every later one)."""
+    """Refuse before anything is written when the run has no valid ticket (planning runs act as the
+    system identity), or the month is finalized, locked for others or busy; else the run's snapshot
+    (taken by its first step, read back by every later one)."""
     month, tags, run_id = context.partition_key, context.run.tags, context.run.run_id
-    actor, note = tags.get(ACTOR_TAG) or None, tags.get(NOTE_TAG) or None
+    note = tags.get(NOTE_TAG) or None
     try:
-        if actor is not None:
-            Roles.load(Settings.from_env().roles_file).require_admin(actor, f"{what} {month}")
+        actor = store.claim_ticket(tags.get(TICKET_TAG), context.job_name, month, run_id,
+                                   system_allowed=context.job_name == PLAN_JOB)
+        if tags.get(ACTOR_TAG) and tags[ACTOR_TAG] != actor:
+            raise ControlError(f"The run tag {ACTOR_TAG}={tags[ACTOR_TAG]} names another person than its run "
+                               f"ticket ({actor}).")
         store.guard_write(month, actor, what)
-        holder = store.lease_holder(month)
-        store.acquire_lease(month, run_id, finished_holder=holder if _holder_finished(context, holder) else None)
+        take_month(context, store)
         return RunSnapshot.from_dict(store.run_snapshot(month, run_id, actor, note))
-    except (ControlError, RoleError) as exc:
+    except (ControlError, RoleError, IdentityError) as exc:
         raise refuse(str(exc)) from None
+
+
+def take_month(context: Context, store: ControlStore) -> None:
+    """The month's lease: one run (execution or finalization) at a time."""
+    month, run_id = context.partition_key, context.run.run_id
+    holder = store.lease_holder(month)
+    store.acquire_lease(month, run_id, finished_holder=holder if _holder_finished(context, holder) else None)
 
 
 def _executed_chain(context: Context) -> list[str]:

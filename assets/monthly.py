@@ -9,22 +9,23 @@ from typing import Any
 
 import dagster as dg
 
-from assets.guards import begin_write, end_write, refuse
+from assets.guards import begin_write, end_write, refuse, take_month
 from assets.partitions import monthly_partitions
 from assets.parts import allocation_parts
 from batch import plan as batch
 from batch.alert_rules import AlertThresholds
+from batch.audit import ANCHOR_METADATA, anchor_text
 from batch.errors import ControlError
+from batch.identity import IdentityError
 from batch.inputs import InputError, InputTables, load_landing
-from batch.lifecycle import finalize_month
+from batch.lifecycle import carry_out_finalize
 from batch.metrics import relative_gap, utilization_records, version_metrics
 from batch.months import previous_month
 from batch.report import VersionView, version_view
-from batch.roles import RoleError, Roles
+from batch.roles import RoleError
 from checks import asset_checks, names
 from checks.expectations import validate_inputs
 from resources.dagster_resources import ControlStoreResource, StorageResource
-from resources.settings import Settings
 from resources.storage import ALLOCATION_SCHEMA
 from solvers import build_instance
 
@@ -184,7 +185,7 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
     info = exports.write_version(who.month, version, rows, {
         "run_id": who.run_id, "actor": who.actor, "note": who.note,
         "parameters": allocation_proposal.params, "input_fingerprint": allocation_proposal.fingerprint,
-        "status": "proposed", "solver": solver, "metrics": metrics,
+        "status": "proposed", "solver": solver, "metrics": metrics, "audit_anchor": store.audit_anchor(),
     })
     try:
         store.record_version(who.month, version, who.actor, who.note, who.run_id, str(info.path),
@@ -202,7 +203,8 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
     end_write(context, store, "allocation_export")
     # The version is written by the export store itself (versioned Parquet): nothing for an IO manager.
     yield dg.MaterializeResult(asset_key="allocation_export",
-                               metadata={**version_metadata(view), **{f"check {k}": v for k, v in skipped.items()}})
+                               metadata={**version_metadata(view), **anchor_metadata(store.audit_anchor()),
+                                         **{f"check {k}": v for k, v in skipped.items()}})
     selected = {key.name for key in context.selected_asset_check_keys}
     yield from (result for result in checks if result.check_name in selected)
 
@@ -224,10 +226,14 @@ def version_metadata(view: VersionView) -> dict[str, Any]:
 
 
 class FinalizeConfig(dg.Config):
-    """Which version becomes official, and who approves it."""
+    """The approved finalize request to carry out (`batch-admin approve ID` makes one)."""
 
-    version: int
-    approver: str
+    request_id: str
+
+
+def anchor_metadata(anchor: dict[str, Any]) -> dict[str, Any]:
+    """The audit chain's head, kept in Dagster's event log too (`audit --verify` reads it back)."""
+    return {ANCHOR_METADATA: dg.MetadataValue.text(anchor_text(anchor))}
 
 
 @_asset(deps=[allocation_export], check_specs=[dg.AssetCheckSpec(
@@ -238,18 +244,24 @@ def final_allocation(context: dg.AssetExecutionContext, config: FinalizeConfig,
     """The official allocation of a finalized month: written only by finalization."""
     exports = storage.exports()
     month = context.partition_key
-    try:
-        finalize_month(Roles.load(Settings.from_env().roles_file), control.store(), exports, month,
-                       context.run.tags, config.version, config.approver, context.run.run_id)
-    except (ControlError, RoleError) as exc:
-        raise refuse(str(exc)) from None
     store = control.store()
-    view = version_view(store, exports, month, config.version)
-    exports.write_report(month, config.version, view.to_html())  # the report now tells who approved it
-    yield dg.MaterializeResult(metadata={**version_metadata(view), "approver": config.approver,
-                                         "official copy": dg.MetadataValue.path(str(exports.final_path(month)))})
-    yield asset_checks.final_matches_result(exports.read_final(month), exports.read_version(month, config.version),
-                                            config.version)
+    try:
+        take_month(context, store)  # never beside a run of the same month
+        try:
+            manifest = carry_out_finalize(store, exports, config.request_id, month, context.run.run_id)
+        finally:
+            store.release_lease(month, context.run.run_id)
+    except (ControlError, RoleError, IdentityError) as exc:
+        raise refuse(str(exc)) from None
+    version = int(manifest["version"])
+    view = version_view(store, exports, month, version)
+    exports.write_report(month, version, view.to_html())  # the report now tells who approved it
+    yield dg.MaterializeResult(metadata={
+        **version_metadata(view), "finalized by": str(manifest.get("finalized_by")),
+        "approver": str(manifest.get("approved_by")), "request": config.request_id,
+        **anchor_metadata(store.audit_anchor()),
+        "official copy": dg.MetadataValue.path(str(exports.final_path(month)))})
+    yield asset_checks.final_matches_result(exports.read_final(month), exports.read_version(month, version), version)
 
 
 monthly_assets = [landed_inputs, validated_inputs, capacity_plan, allocation_parts, allocation_proposal,

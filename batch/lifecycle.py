@@ -1,12 +1,18 @@
-"""The month's lifecycle: phases, and the four-eyes rules of finalization and unlock."""
+"""The month's lifecycle: phases, carrying out approved requests, and repairing what a crash left.
+
+Finalization is one recoverable transaction: the approved version's files are verified against
+the request, the official copy is staged and published and verified, and only then does the
+control store set the final lock (with the request done) in one transaction. Whatever a crash
+leaves half done, `repair` completes (an approved request) or rolls back (an official copy the
+store does not back).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
+from batch.approvals import DONE, KIND_FINALIZE, KIND_UNLOCK, data_checksum
 from batch.errors import ControlError
-from batch.roles import ACTOR_TAG, Roles
 
 # Phases of a month (SPEC §4): open -> planning -> proposed -> finalized (-> proposed by unlock).
 PHASE_OPEN = "open"
@@ -15,24 +21,98 @@ PHASE_PROPOSED = "proposed"
 PHASE_FINALIZED = "finalized"
 PHASES = (PHASE_OPEN, PHASE_PLANNING, PHASE_PROPOSED, PHASE_FINALIZED)
 
-
-def finalize_month(roles: Roles, store, exports, month: str, tags: Mapping[str, str],
-                   version: int, approver: str, run_id: str) -> dict[str, Any]:
-    """Approve a version and set the final lock in one transaction, then write the official export."""
-    actor = roles.require_admin(tags.get(ACTOR_TAG) or None, f"finalize {month}")
-    roles.require_approver(approver, actor)
-    if version not in exports.versions(month):
-        raise ControlError(f"Month {month} has no exported version {version} to finalize.")
-    row = store.finalize(month, version, actor, approver)
-    info = exports.write_final(month, version, {
-        "finalized_by": actor, "approved_by": approver, "run_id": run_id,
-        "finalized_at": row["finalized_at"].isoformat() if row.get("finalized_at") else None,
-    })
-    return info.manifest
+# Jobs by name (pipelines/jobs.py defines them; the CLI and the store's rules refer to them).
+PLAN_JOB = "plan_job"
+EXECUTE_JOB = "execute_job"
+FINALIZE_JOB = "finalize_job"
+UNLOCK_JOB = "unlock_job"
+WRITING_JOBS = (PLAN_JOB, EXECUTE_JOB)
 
 
-def unlock_month(roles: Roles, store, month: str, actor: str | None, approver: str, reason: str) -> None:
-    """Audited unlock of a finalized month back to proposed (four eyes)."""
-    actor = roles.require_admin(actor, f"unlock {month}")
-    roles.require_approver(approver, actor)
-    store.unlock(month, actor, approver, reason)
+class Exports(Protocol):
+    """What the lifecycle needs of the export store."""
+
+    def verify(self, month: str, version: int) -> bool: ...
+    def manifest(self, month: str, version: int) -> dict: ...
+    def write_final(self, month: str, version: int, extra: dict) -> Any: ...
+    def verify_final(self, month: str) -> bool: ...
+    def final_manifest(self, month: str) -> dict | None: ...
+    def withdraw_final(self, month: str) -> bool: ...
+
+
+def carry_out_finalize(store: Any, exports: Exports, request_id: str, month: str, run_id: str) -> dict[str, Any]:
+    """Finalize as approved: verify, publish and verify the official copy, then commit the final lock."""
+    request = store.approved_request(request_id, KIND_FINALIZE, month)
+    version = int(request.version)
+    if request.status == DONE:
+        if final_mismatch(store.month(month), exports) is not None:
+            _publish(store, exports, request, month, run_id)
+        return dict(exports.final_manifest(month) or {})
+    try:
+        store.check_finalize_binding(request)
+        if not exports.verify(month, version):
+            raise ControlError(f"Version {version} of {month} fails its checksums and cannot be finalized.")
+        if data_checksum(exports.manifest(month, version)) != request.binding.get("data_checksum"):
+            raise ControlError(f"Version {version} of {month} holds other data than the request approved.")
+    except ControlError as exc:
+        store.mark_stale(request.id, str(exc))
+        raise
+    _publish(store, exports, request, month, run_id)
+    store.complete_finalize(request.id, run_id)
+    return dict(exports.final_manifest(month) or {})
+
+
+def _publish(store: Any, exports: Exports, request: Any, month: str, run_id: str) -> None:
+    exports.write_final(month, int(request.version), {
+        "finalized_by": request.requested_by, "approved_by": request.decided_by, "request_id": request.id,
+        "run_id": run_id, "final_audit_anchor": store.audit_anchor()})
+    if not exports.verify_final(month):
+        raise ControlError(f"The official copy of {month} fails its checksums right after it was written.")
+
+
+def carry_out_unlock(store: Any, exports: Exports, request_id: str, month: str, run_id: str) -> Any:
+    """Unlock as approved: the month back to proposed, and its official copy withdrawn."""
+    request = store.approved_request(request_id, KIND_UNLOCK, month)
+    done = store.complete_unlock(request.id, run_id)
+    exports.withdraw_final(month)
+    return done
+
+
+def final_mismatch(row: dict[str, Any], exports: Exports) -> str | None:
+    """Why the official copy disagrees with the control store (None when it agrees)."""
+    month, final_version = row["month"], row.get("final_version")
+    manifest = exports.final_manifest(month)
+    if final_version is None:
+        if manifest is not None:
+            return (f"exports/final holds version {manifest.get('version')} of {month}, which the control store "
+                    f"does not record as finalized")
+        return None
+    if manifest is None:
+        return f"{month} is finalized at version {final_version} but exports/final has no official copy"
+    if manifest.get("version") != final_version:
+        return (f"{month} is finalized at version {final_version} but exports/final holds version "
+                f"{manifest.get('version')}")
+    if not exports.verify_final(month):
+        return f"the official copy of {month} fails its checksums"
+    return None
+
+
+def repair_plan(store: Any, exports: Exports, month: str) -> tuple[list[str], list[Any]]:
+    """What `repair` does for a month: file fixes (done here) and approved requests to carry out
+    (by their jobs, returned). Returns the fixes made, in sentences, and the requests."""
+    approved = [r for r in store.requests(month) if r.status == "approved" and r.kind in (KIND_FINALIZE, KIND_UNLOCK)]
+    if approved:
+        return [], approved
+    row = store.month(month)
+    problem = final_mismatch(row, exports)
+    if problem is None:
+        return [], []
+    if row.get("final_version") is None:
+        exports.withdraw_final(month)
+        return [f"{problem}: the official copy was withdrawn (rolled back)"], []
+    exports.write_final(month, int(row["final_version"]), {
+        "finalized_by": row.get("finalized_by"), "approved_by": row.get("approved_by"),
+        "repaired": True, "final_audit_anchor": store.audit_anchor()})
+    if not exports.verify_final(month):
+        raise ControlError(f"The official copy of {month} still fails its checksums after repair.")
+    return [f"{problem}: the official copy was written again from version {row['final_version']}"], []

@@ -1,9 +1,15 @@
-"""Who may do what: roles from a YAML file, and the acting identity."""
+"""Who may do what: roles and public keys from a YAML file, and the acting identity.
+
+The roles file lists admins, approvers, system identities (which may only plan) and each person's
+public key. It is deployment configuration: the control store keeps the accepted copy and refuses a
+changed file until an admin and an approver accept the change.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -24,18 +30,62 @@ class Roles:
     admins: frozenset[str]
     approvers: frozenset[str]
     source: str
+    system: frozenset[str] = frozenset()
+    keys: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    text: str = field(default="", hash=False, compare=False)
 
     @classmethod
     def load(cls, path: Path) -> Roles:
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
+            text = Path(path).read_text()
         except FileNotFoundError:
             raise RoleError(f"Roles file {path} does not exist (set BATCH_ADMIN_ROLES).") from None
-        return cls(frozenset(map(str, data.get("admins") or [])),
-                   frozenset(map(str, data.get("approvers") or [])), str(path))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RoleError(f"Roles file {path} cannot be read: {exc}.") from None
+        return cls.parse(text, str(path))
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> Roles:
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise RoleError(f"Roles file {source} is not valid YAML: {str(exc).splitlines()[0]}.") from None
+        if not isinstance(data, dict):
+            raise RoleError(f"Roles file {source} must be a mapping with admins, approvers, system and keys.")
+        keys = data.get("keys") or {}
+        if not isinstance(keys, dict):
+            raise RoleError(f"Roles file {source}: keys must map each name to its public key.")
+
+        def names(entry: str) -> frozenset[str]:
+            value = data.get(entry) or []
+            if not isinstance(value, list):
+                raise RoleError(f"Roles file {source}: {entry} must be a list of names.")
+            return frozenset(map(str, value))
+
+        roles = cls(names("admins"), names("approvers"), source, names("system"),
+                    {str(k): str(v) for k, v in keys.items()}, text)
+        clash = sorted(roles.system & (roles.admins | roles.approvers))
+        if clash:
+            raise RoleError(f"Roles file {source}: system identities may only plan and cannot also be people: "
+                            f"{', '.join(clash)}.")
+        return roles
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
 
     def known(self, who: str) -> bool:
         return who in self.admins or who in self.approvers
+
+    def public_keys(self, who: str) -> list[str]:
+        key = self.keys.get(who)
+        return [key] if key else []
+
+    def require_system(self, who: str, action: str) -> str:
+        """A declared system identity (scheduled planning runs)."""
+        if who not in self.system:
+            raise RoleError(f"{who!r} is not a system identity in {self.source} and may not {action}.")
+        return who
 
     def require_known(self, who: str | None, action: str) -> str:
         """Anyone in the roles file (admin or approver) may do `action`; nobody else."""

@@ -11,6 +11,7 @@ import dagster as dg
 from dagster._daemon.controller import get_daemon_statuses
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
+from batch.audit import ANCHOR_METADATA, ANCHORED_ASSETS, parse_anchor_text
 from resources.execution import SOLVER_POOL
 from resources.settings import Settings
 from solvers.schema import SolverParams
@@ -73,3 +74,22 @@ def daemon_running(the_instance: dg.DagsterInstance) -> bool:
     status = get_daemon_statuses(the_instance, [daemon_type], ignore_errors=True,
                                  heartbeat_tolerance_seconds=DAEMON_SILENCE_S).get(daemon_type)
     return bool(status and status.healthy)
+
+
+def event_log_anchors(limit: int = 10_000) -> list[dict]:
+    """The audit anchors that materializations of the monthly assets wrote into Dagster's event log."""
+    current = instance()
+    found = []
+    for asset in ANCHORED_ASSETS:
+        records = current.fetch_materializations(dg.AssetKey(asset), limit=limit).records
+        for record in records:
+            materialization = record.asset_materialization
+            if materialization is None:
+                continue
+            text = getattr(materialization.metadata.get(ANCHOR_METADATA), "text", None)
+            if text:
+                where = f"the Dagster event log ({asset} {materialization.partition or ''}, run {record.run_id[:8]})"
+                anchor = parse_anchor_text(text, where)
+                if anchor is not None:
+                    found.append(anchor)
+    return found

@@ -19,10 +19,23 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from batch.errors import ControlError
+from batch.identity import (
+    DEFAULT_TICKET_MINUTES,
+    KEY_VAR,
+    MAX_TICKET_MINUTES,
+    TICKET_TAG,
+    IdentityError,
+    Signed,
+    default_key_path,
+    load_private_key,
+    make_ticket,
+    sign,
+)
+from batch.lifecycle import EXECUTE_JOB, FINALIZE_JOB, PLAN_JOB, UNLOCK_JOB
 from batch.months import MonthError, check_month, check_planned_month
 from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles, actor_from
 from resources.execution import QUEUES
-from resources.settings import Settings, SettingsError
+from resources.settings import DEFAULT_ROLES_FILE, Settings, SettingsError
 
 # Start-up speed: pandas, DuckDB, SQLAlchemy, matplotlib and Dagster take ~4 s to import together, so
 # each command imports what it needs when it runs, and `--help` or a refusal answers without them.
@@ -31,13 +44,8 @@ if TYPE_CHECKING:
     from resources.control_store import ControlStore
     from resources.storage import ExportStore
 
-# Job names of pipelines/jobs.py: the CLI submits them by name to the code location.
-PLAN_JOB = "plan_job"
-EXECUTE_JOB = "execute_job"
-FINALIZE_JOB = "finalize_job"
-UNLOCK_JOB = "unlock_job"
 SOLVE_STEP = re.compile(r"^allocation_parts\.solve_part\[part_(\d+)\]$")
-KNOWN_ERRORS = (ControlError, RoleError, MonthError, SettingsError)
+KNOWN_ERRORS = (ControlError, RoleError, MonthError, SettingsError, IdentityError)
 # Refusals of the modules imported on demand: (module, class), caught once that module is loaded.
 DEFERRED_ERRORS = (("batch.params", "ParamError"), ("batch_cli.runs", "RunError"), ("batch.inputs", "InputError"),
                    ("resources.storage", "ExportError"))
@@ -95,22 +103,42 @@ def exports() -> ExportStore:
 
 def store() -> ControlStore:
     """The control store: one engine for this process (per URL)."""
-    return _store(settings().control_url)
+    current = settings()
+    return _store(current.control_url, str(current.roles_file))
 
 
 @cache
-def _store(url: str) -> ControlStore:
+def _store(url: str, roles_file: str) -> ControlStore:
     from resources.control_store import ControlStore  # deferred: start-up speed (see the imports)
 
-    return ControlStore(url)
+    return ControlStore(url, roles_file=roles_file)
 
 
 def roles() -> Roles:
-    return Roles.load(settings().roles_file)
+    """The accepted roles (refused while the deployment's roles file differs from them)."""
+    return store().roles()
 
 
 def require_admin(actor: str | None, action: str) -> str:
     return roles().require_admin(actor_from(actor), action)
+
+
+def signer(who: str) -> Any:
+    """The acting person's private key: BATCH_ADMIN_KEY, ~/.config/batch-admin/NAME.key, or, for the
+    embedded demo with the shipped roles file only, the demo key."""
+    current = settings()
+    demo = current.postgres_url is None and current.roles_file == DEFAULT_ROLES_FILE
+    return load_private_key(who, os.environ.get(KEY_VAR) or None, demo=demo)
+
+
+def sign_as(who: str, action: str, month: str | None, details: dict[str, Any] | None = None) -> Signed:
+    """An action signed with the acting person's key; the control store verifies it."""
+    return sign(signer(who), who, action, month, details)
+
+
+def ticket_for(who: str, job: str, month: str) -> str:
+    """A run ticket for one run of `job` for `month`, valid for the default time."""
+    return make_ticket(signer(who), who, job, [month], DEFAULT_TICKET_MINUTES).encode()
 
 
 def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
@@ -149,10 +177,12 @@ def _progress(title: str) -> Iterator[RunEvents]:
 
 
 def _run_or_fail(job: str, month: str | None, actor: str | None, note: str | None = None,
-                 run_config: dict[str, Any] | None = None) -> str:
+                 run_config: dict[str, Any] | None = None, ticket: bool = False) -> str:
     tags = {ACTOR_TAG: actor} if actor else {}
     if note:
         tags[NOTE_TAG] = note
+    if ticket and actor and month:
+        tags[TICKET_TAG] = ticket_for(actor, job, month)
     from batch_cli.runs import run_job  # deferred: start-up speed (see the imports)
 
     with _progress(f"{job}{f' for {month}' if month else ''}") as events:
@@ -198,7 +228,7 @@ def plan(month: str, actor: str | None, as_json: bool) -> None:
     """Preview a month: validate inputs, demand vs capacity, conflicts, expected allocation."""
     check_planned_month(month)
     who = require_admin(actor, f"plan {month}")
-    run_id = _run_or_fail(PLAN_JOB, month, who)
+    run_id = _run_or_fail(PLAN_JOB, month, who, ticket=True)
     latest = store().latest_plan(month) or {}
     result = {"month": month, "run_id": run_id, "plan": latest.get("summary", {})}
     emit(result, as_json, lambda: _print_mapping(f"Plan of {month} (run {run_id})", result["plan"]))
@@ -216,7 +246,7 @@ def run(month: str, actor: str | None, note: str | None, as_json: bool) -> None:
     who = require_admin(actor, f"run {month}")
     control = store()
     control.check_can_run(month, who, note)
-    run_id = _run_or_fail(EXECUTE_JOB, month, who, note)
+    run_id = _run_or_fail(EXECUTE_JOB, month, who, note, ticket=True)
     version = control.versions(month)[-1]
     result = {"month": month, "run_id": run_id, **_version_summary(version)}
 
@@ -272,7 +302,11 @@ def _print_mapping(title: str, mapping: dict[str, Any]) -> None:
 @friendly
 def status(month: str | None, as_json: bool) -> None:
     """Phase, locks, versions with their metrics, finalization and approvals of a month; every month without one."""
-    from batch.health import month_health, months_overview  # deferred: start-up speed (see the imports)
+    # Deferred: start-up speed (see the imports).
+    from batch.approvals import OPEN_STATUSES
+    from batch.health import month_health, months_overview
+    from batch.lifecycle import final_mismatch
+    from resources.control_store import utcnow
 
     control = store()
     if month is None:
@@ -294,6 +328,9 @@ def status(month: str | None, as_json: bool) -> None:
         "plan": (control.latest_plan(month) or {}).get("summary"),
         "versions": [_version_summary(v) for v in control.versions(month)],
         "health": month_health(control, exports(), month),
+        "requests": [r.to_dict(utcnow()) for r in control.requests(month) if r.effective_status(utcnow())
+                     in OPEN_STATUSES],
+        "official_copy_problem": final_mismatch(row, exports()),
     }
     emit(result, as_json, lambda: _print_status(result))
 
@@ -329,6 +366,13 @@ def _print_status(result: dict[str, Any]) -> None:
         final = result["final"]
         out.print(f"final lock: version {final['version']} by {final['finalized_by']}, "
                   f"approved by {final['approved_by']} at {final['finalized_at']}")
+    if result.get("official_copy_problem"):
+        out.print(f"[red]inconsistent:[/red] {escape(result['official_copy_problem'])}; "
+                  f"`batch-admin repair {result['month']}` completes or rolls it back.")
+    for request in result.get("requests") or []:
+        out.print(f"request {request['id']} ({request['status']}): {request['kind']}"
+                  f"{' version ' + str(request['version']) if request['kind'] == 'finalize' else ''} by "
+                  f"{request['requested_by']}, expires {request['expires_at']:%Y-%m-%d %H:%M} UTC", markup=False)
     table = Table("version", "created", "actor", "requests", "allocated", "success", "objective", "gap", "solve s", "note")
     for v in result["versions"]:
         table.add_row(str(v["version"]), str(v["created_at"])[:19], str(v["actor"]), format_count(v["requests"]),
@@ -381,7 +425,7 @@ def params(month: str, actor: str | None, assignments: tuple[str, ...], as_json:
     from batch.params import parse_assignment  # deferred: start-up speed (see the imports)
 
     changes = dict(parse_assignment(a) for a in assignments)
-    current = store().set_params(month, who, changes)
+    current = store().set_params(sign_as(who, "params", month, {"changes": changes}))
     emit({"month": month, "params": current}, as_json,
          lambda: _print_mapping(f"Parameters of {month}", current))
 
@@ -406,12 +450,14 @@ def adjust(month: str, actor: str | None, pin: str | None, exclude: str | None, 
     if pin:
         request_id, resource_id = (p.strip() for p in pin.split("=", 1))
         check_adjustment(settings().home, month, "pin", request_id, resource_id)
-        store().add_adjustment(month, who, "pin", request_id, resource_id, note)
+        store().add_adjustment(sign_as(who, "adjust", month, {"kind": "pin", "request_id": request_id,
+                                                              "resource_id": resource_id, "note": note}))
         out.print(f"{month}: {request_id} pinned to {resource_id} for the next run.")
     else:
         request_id = str(exclude).strip()
         check_adjustment(settings().home, month, "exclude", request_id)
-        store().add_adjustment(month, who, "exclude", request_id, None, note)
+        store().add_adjustment(sign_as(who, "adjust", month, {"kind": "exclude", "request_id": request_id,
+                                                              "resource_id": None, "note": note}))
         out.print(f"{month}: {request_id} excluded from the next run.")
 
 
@@ -427,10 +473,7 @@ def lock(month: str, actor: str | None, admins: str, ttl_hours: float, as_json: 
     check_planned_month(month)
     who = require_admin(actor, f"lock {month}")
     names = [a.strip() for a in admins.split(",") if a.strip()]
-    known = roles()
-    for name in names:
-        known.require_admin(name, f"be designated on the lock of {month}")
-    info = store().take_lock(month, who, names, ttl_hours)
+    info = store().take_lock(sign_as(who, "lock", month, {"admins": names, "ttl_hours": ttl_hours}))
     emit({"month": month, "lock": info.to_dict()}, as_json,
          lambda: out.print(f"{month} locked by {who} for {', '.join(info.admins)} until {info.expires_at:%Y-%m-%d %H:%M} UTC."))
 
@@ -443,48 +486,244 @@ def release(month: str, actor: str | None) -> None:
     """Release the temporary lock of a month."""
     check_planned_month(month)
     who = require_admin(actor, f"release the lock of {month}")
-    store().release_lock(month, who)
+    store().release_lock(sign_as(who, "release", month))
     out.print(f"{month}: temporary lock released.")
 
 
 @main.command()
 @click.argument("month")
-@click.option("--version", "version", required=True, type=int)
-@click.option("--actor")
-@click.option("--approver", required=True)
+@click.option("--version", "version", required=True, type=click.IntRange(1))
+@click.option("--actor", help="The admin who files the request (else BATCH_ADMIN_ACTOR).")
+@click.option("--note", required=True, help="Why this version should become official.")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
-def finalize(month: str, version: int, actor: str | None, approver: str, as_json: bool) -> None:
-    """Approve a version: final lock and the official export, in one step (four eyes)."""
+def finalize(month: str, version: int, actor: str | None, note: str, as_json: bool) -> None:
+    """File a request to finalize a version; an approver carries it out with `batch-admin approve ID`."""
     check_planned_month(month)
     who = require_admin(actor, f"finalize {month}")
-    roles().require_approver(approver, who)
-    run_id = _run_or_fail(FINALIZE_JOB, month, who, run_config={
-        "ops": {"final_allocation": {"config": {"version": version, "approver": approver}}}})
-    row = store().month(month)
-    result = {"month": month, "version": version, "run_id": run_id, "phase": row["phase"],
-              "finalized_by": row["finalized_by"], "approved_by": row["approved_by"],
-              "final_path": str(settings().home / "exports" / "final" / f"month={month}")}
-    emit(result, as_json, lambda: out.print(
-        f"{month} finalized: version {version} by {who}, approved by {approver}; official export {result['final_path']}"))
+    from batch.approvals import KIND_FINALIZE, finalize_binding  # deferred: start-up speed (see the imports)
+
+    control = store()
+    rows = {v["version"]: v for v in control.versions(month)}
+    if version not in rows or version not in exports().versions(month):
+        raise CliError(f"Month {month} has no version {version} to finalize"
+                       f"{f' (versions: {min(rows)}..{max(rows)})' if rows else ''}.")
+    binding = finalize_binding(version, exports().manifest(month, version), rows[version]["input_fingerprint"],
+                               len(rows))
+    request = control.file_request(sign_as(who, "request", month, {"kind": KIND_FINALIZE, "text": note,
+                                                                    "binding": binding}))
+    _print_filed(request, as_json)
 
 
 @main.command()
 @click.argument("month")
-@click.option("--actor")
-@click.option("--approver", required=True)
-@click.option("--reason", required=True)
+@click.option("--actor", help="The admin who files the request (else BATCH_ADMIN_ACTOR).")
+@click.option("--reason", required=True, help="Why the finalized month must change.")
+@click.option("--json", "as_json", is_flag=True)
 @friendly
-def unlock(month: str, actor: str | None, approver: str, reason: str) -> None:
-    """Audited unlock of a finalized month back to proposed (four eyes, raises an alert)."""
+def unlock(month: str, actor: str | None, reason: str, as_json: bool) -> None:
+    """File a request to unlock a finalized month; an approver carries it out (raises an alert)."""
     check_planned_month(month)
     who = require_admin(actor, f"unlock {month}")
-    roles().require_approver(approver, who)
-    if not reason.strip():
-        raise CliError("An unlock needs a non-empty --reason.")
-    _run_or_fail(UNLOCK_JOB, None, who, run_config={"ops": {"unlock_finalized_month": {
-        "config": {"month": month, "reason": reason, "approver": approver}}}})
-    out.print(f"{month} unlocked by {who}, approved by {approver}; back to proposed.")
+    from batch.approvals import KIND_UNLOCK  # deferred: start-up speed (see the imports)
+
+    control = store()
+    request = control.file_request(sign_as(who, "request", month, {
+        "kind": KIND_UNLOCK, "text": reason, "binding": {"final_version": control.month(month)["final_version"]}}))
+    _print_filed(request, as_json)
+
+
+@main.command("accept-roles")
+@click.option("--actor", help="The admin who files the request (else BATCH_ADMIN_ACTOR).")
+@click.option("--note", required=True, help="What changed in the roles file, and why.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def accept_roles(actor: str | None, note: str, as_json: bool) -> None:
+    """File a request to accept the changed roles file (BATCH_ADMIN_ROLES); an approver approves it."""
+    from batch.approvals import KIND_ROLES  # deferred: start-up speed (see the imports)
+
+    control = store()
+    accepted = control.roles(gate=False)
+    who = accepted.require_admin(actor_from(actor), "request a change of the roles")
+    proposed = Roles.load(settings().roles_file)
+    request = control.file_request(sign_as(who, "request", None, {
+        "kind": KIND_ROLES, "text": note, "binding": {"checksum": proposed.checksum, "source": proposed.source}}))
+    _print_filed(request, as_json)
+
+
+def _print_filed(request: Any, as_json: bool) -> None:
+    from resources.control_store import utcnow  # deferred: start-up speed (see the imports)
+
+    data = request.to_dict(utcnow())
+    emit(data, as_json, lambda: out.print(
+        f"Request {request.id} filed: {request.describe().split('(', 1)[1].rstrip(')')}. It takes effect when "
+        f"another person with the approver role runs `batch-admin approve {request.id}` (or rejects it) before "
+        f"{request.expires_at:%Y-%m-%d %H:%M} UTC.", markup=False))
+
+
+@main.command("requests")
+@click.argument("month", required=False)
+@click.option("--all", "every", is_flag=True, help="Decided and expired requests too (default: open ones).")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def requests_(month: str | None, every: bool, as_json: bool) -> None:
+    """Finalize, unlock and roles requests: open ones (of a month, or all), or --all."""
+    if month is not None:
+        check_month(month)
+    from batch.approvals import OPEN_STATUSES  # deferred: start-up speed (see the imports)
+    from resources.control_store import utcnow
+
+    now = utcnow()
+    rows = [r.to_dict(now) for r in store().requests(month)]
+    if not every:
+        rows = [r for r in rows if r["status"] in OPEN_STATUSES]
+
+    def human() -> None:
+        if not rows:
+            out.print("No open requests." if not every else "No requests.")
+            return
+        table = Table("id", "kind", "month", "version", "by", "filed", "expires", "status", "decided by", "note / reason")
+        for r in rows:
+            table.add_row(r["id"], r["kind"], str(r["month"] or ""), str(r["version"] or ""), r["requested_by"],
+                          f"{r['requested_at']:%Y-%m-%d %H:%M}", f"{r['expires_at']:%Y-%m-%d %H:%M}", r["status"],
+                          str(r["decided_by"] or ""), r["decision_text"] or r["text"])
+        out.print(table)
+
+    emit(rows, as_json, human)
+
+
+@main.command()
+@click.argument("request_id")
+@click.option("--actor", help="The approver (else BATCH_ADMIN_ACTOR); never the request's filer.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def approve(request_id: str, actor: str | None, as_json: bool) -> None:
+    """Approve a request with your own key and carry it out (finalize: official copy + final lock)."""
+    from batch.approvals import KIND_FINALIZE, KIND_UNLOCK  # deferred: start-up speed (see the imports)
+
+    control = store()
+    request = control.request(request_id)
+    who = actor_from(actor)
+    if not who:
+        raise CliError("Who approves? Give --actor or BATCH_ADMIN_ACTOR.")
+    decided = control.decide_request(sign_as(who, "approve", request.month, {
+        "request_id": request.id, "binding": request.binding_public()}))
+    result: dict[str, Any] = {"request": decided.id, "kind": decided.kind, "month": decided.month,
+                              "approved_by": who}
+    if decided.kind == KIND_FINALIZE:
+        result["run_id"] = _run_or_fail(FINALIZE_JOB, str(decided.month), who, run_config={
+            "ops": {"final_allocation": {"config": {"request_id": decided.id}}}})
+        result["final_path"] = str(settings().home / "exports" / "final" / f"month={decided.month}")
+        message = (f"{decided.month} finalized: version {decided.version}, requested by {decided.requested_by}, "
+                   f"approved by {who}; official copy {result['final_path']}")
+    elif decided.kind == KIND_UNLOCK:
+        result["run_id"] = _run_or_fail(UNLOCK_JOB, None, who, run_config={
+            "ops": {"unlock_finalized_month": {"config": {"request_id": decided.id}}}})
+        message = (f"{decided.month} unlocked (requested by {decided.requested_by}, approved by {who}); back to "
+                   f"proposed, its official copy withdrawn.")
+    else:
+        message = f"The roles file {decided.binding.get('source')} is accepted (requested by " \
+                  f"{decided.requested_by}, approved by {who})."
+    emit(result, as_json, lambda: out.print(message, markup=False))
+
+
+@main.command()
+@click.argument("request_id")
+@click.option("--actor", help="The approver (else BATCH_ADMIN_ACTOR).")
+@click.option("--reason", required=True, help="Why it is rejected (sent with the alert).")
+@friendly
+def reject(request_id: str, actor: str | None, reason: str) -> None:
+    """Reject a request with your own key (raises an alert)."""
+    control = store()
+    request = control.request(request_id)
+    who = actor_from(actor)
+    if not who:
+        raise CliError("Who rejects? Give --actor or BATCH_ADMIN_ACTOR.")
+    control.decide_request(sign_as(who, "reject", request.month, {"request_id": request.id, "reason": reason}))
+    out.print(f"Request {request.id} rejected by {who}.", markup=False)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the private key (default: ~/.config/batch-admin/NAME.key).")
+@friendly
+def keygen(name: str, out_path: Path | None) -> None:
+    """Make an Ed25519 key pair for NAME; prints the line to add under keys: in the roles file."""
+    from batch.identity import generate_key, write_private_key  # deferred: start-up speed (see the imports)
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        raise CliError(f"A name is 1 to 64 letters, digits, '.', '_' or '-', not {name!r}.")
+    path = (out_path or default_key_path(name)).expanduser()
+    pem, public = generate_key()
+    try:
+        write_private_key(path, pem)
+    except FileExistsError:
+        raise CliError(f"{path} exists already; a key is never overwritten (move it away first).") from None
+    except OSError as exc:
+        raise CliError(f"Cannot write {path}: {exc.strerror}.") from None
+    err.print(f"Private key written to {path} (readable by you only; keep it secret).")
+    err.print("Add this line under `keys:` in the roles file, then have the change accepted "
+              "(`batch-admin accept-roles`, approved by an approver):")
+    out.print(f"  {name}: {public}", markup=False)
+
+
+@main.command()
+@click.argument("months", nargs=-1, required=True)
+@click.option("--job", required=True, help="The job the run executes (execute_job, plan_job, or __ASSET_JOB "
+                                           "for assets materialized from the UI).")
+@click.option("--actor", help="Who the run acts as (else BATCH_ADMIN_ACTOR); signed with that person's key.")
+@click.option("--minutes", default=DEFAULT_TICKET_MINUTES, show_default=True,
+              type=click.FloatRange(0, MAX_TICKET_MINUTES, min_open=True), help="How long the ticket is valid.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def ticket(months: tuple[str, ...], job: str, actor: str | None, minutes: float, as_json: bool) -> None:
+    """A signed run ticket for a run launched in the UI or a backfill: one run per month listed."""
+    for month in months:
+        check_planned_month(month)
+    who = require_admin(actor, f"run {job} for {', '.join(months)}")
+    signed = make_ticket(signer(who), who, job, list(months), minutes)
+    value = signed.encode()
+    data = {"tag": TICKET_TAG, "value": value, "job": job, "months": sorted(months),
+            "expires_at": signed.details["expires_at"], "actor": who}
+    def human() -> None:
+        err.print(f"Run ticket of {who} for {job}, {', '.join(sorted(months))}, valid until "
+                  f"{signed.details['expires_at'][:19]} UTC, one run per month. In the UI's launchpad add the tag:")
+        out.print(f"{TICKET_TAG}={value}", markup=False, soft_wrap=True)
+
+    emit(data, as_json, human)
+
+
+@main.command()
+@click.argument("month")
+@click.option("--actor", help="Who carries out approved requests (else BATCH_ADMIN_ACTOR).")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def repair(month: str, actor: str | None, as_json: bool) -> None:
+    """Complete or roll back what a crash left half done: an approved request not carried out, an
+    official copy that the control store does not back."""
+    check_month(month)
+    from batch.approvals import KIND_FINALIZE  # deferred: start-up speed (see the imports)
+    from batch.lifecycle import final_mismatch, repair_plan
+
+    control = store()
+    fixes, pending = repair_plan(control, exports(), month)
+    for request in pending:
+        who = actor_from(actor) or str(request.decided_by)
+        if request.kind == KIND_FINALIZE:
+            _run_or_fail(FINALIZE_JOB, month, who, run_config={
+                "ops": {"final_allocation": {"config": {"request_id": request.id}}}})
+        else:
+            _run_or_fail(UNLOCK_JOB, None, who, run_config={
+                "ops": {"unlock_finalized_month": {"config": {"request_id": request.id}}}})
+        fixes.append(f"the approved {request.describe()} was carried out")
+    left = final_mismatch(control.month(month), exports())
+    result = {"month": month, "fixes": fixes, "consistent": left is None, "problem": left}
+    if left is not None:
+        raise CliError(f"{month} is still inconsistent after repair: {left}.")
+    emit(result, as_json, lambda: out.print(
+        "\n".join(f"{month}: {fix}." for fix in fixes) or f"{month}: nothing to repair; the control store and "
+        f"exports/final agree.", markup=False))
 
 
 @main.command()
@@ -509,10 +748,15 @@ def export(month: str, version: int | None, final: bool, fmt: str, service: str 
     who = roles().require_known(actor_from(actor), f"export {month}")
     if final and version is not None:
         raise CliError("Give --version N or --final, not both.")
+    key = signer(who)  # before writing anything: no key, no export
     result = exports().export(month, fmt=fmt, out=out_path, version=version, final=final,
                               service=service, resource=resource, status=status_, force=force)
-    store().record(month, who, "export", {k: str(v) for k, v in result.items()} | {
-        "filters": {"service": service, "resource": resource, "status": status_}})
+    try:
+        store().record_signed(sign(key, who, "export", month, {k: str(v) for k, v in result.items()} | {
+            "filters": {"service": service, "resource": resource, "status": status_}}))
+    except (IdentityError, RoleError):
+        Path(result["path"]).unlink(missing_ok=True)  # an export nobody can be held to is not left behind
+        raise
     emit(result, as_json, lambda: out.print(f"Wrote {result['rows']} rows to {result['path']}"))
 
 
@@ -560,21 +804,32 @@ def diff(month: str, from_version: int, to_version: int, every: bool, as_json: b
 
 @main.command()
 @click.argument("month", required=False)
-@click.option("--verify", is_flag=True, help="Re-compute the hash chain; fail when anything was changed or removed.")
+@click.option("--verify", is_flag=True, help="Check the hash chain, every signature, the anchors in manifests and "
+                                            "the Dagster event log, and the state tables; fail on the first problem.")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
 def audit(month: str | None, verify: bool, as_json: bool) -> None:
-    """The append-only, hash-chained audit log of a month (or of everything)."""
+    """The append-only, hash-chained, signed audit log of a month (or of everything)."""
     control = store()
     if verify:
-        result = control.verify_audit()
-        data = {"ok": result.ok, "entries": result.entries, "problems": result.problems}
+        from batch.lifecycle import final_mismatch  # deferred: start-up speed (see the imports)
+        from batch_cli.instance import event_log_anchors
+
+        anchors = [*exports().audit_anchors(), *event_log_anchors()]
+        result = control.verify_audit(anchors)
+        mismatches = [problem for m in control.months()
+                      if (month is None or m["month"] == month) and (problem := final_mismatch(m, exports()))]
+        result.problems.extend(f"{problem} (`batch-admin repair MONTH` fixes it)" for problem in mismatches)
+        result.ok = not result.problems
+        data = {"ok": result.ok, "entries": result.entries, "anchors": len(anchors), "problems": result.problems}
         if not result.ok:
             if as_json:
                 click.echo(json.dumps(data, indent=2))
             raise CliError(f"The audit log was tampered with: {result.problems[0]}.",
                            "\n".join(result.problems[1:]) or None)
-        emit(data, as_json, lambda: out.print(f"Audit chain intact: {result.entries} entries verified."))
+        emit(data, as_json, lambda: out.print(
+            f"Audit log intact: {result.entries} entries, their signatures and {len(anchors)} anchors verified; "
+            f"the state tables and official copies agree with it."))
         return
     entries = control.audit_entries(month)
     rows = [{k: e[k] for k in ("id", "month", "at", "actor", "action", "details", "hash")} for e in entries]

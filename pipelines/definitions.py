@@ -12,7 +12,7 @@ from pipelines.schedules import next_month_planning
 from pipelines.sensors import all_sensors
 from resources.dagster_resources import AlertsResource, ControlStoreResource, StorageResource
 from resources.io_manager import ParquetIOManagerResource
-from resources.settings import CONTROL_VAR, HOME_VAR, IO_BASE_VAR
+from resources.settings import CONTROL_VAR, HOME_VAR, IO_BASE_VAR, ROLES_VAR
 
 # Multiprocess (the default; BATCH_ADMIN_EXECUTOR=celery picks Celery when a run starts): steps fork
 # from a server that has imported the product once, so a step starts in a fraction of a second
@@ -27,7 +27,7 @@ defs = dg.Definitions(
     sensors=all_sensors(),
     executor=executor,
     resources={
-        "control": ControlStoreResource(url=dg.EnvVar(CONTROL_VAR)),
+        "control": ControlStoreResource(url=dg.EnvVar(CONTROL_VAR), roles_file=dg.EnvVar(ROLES_VAR)),
         "storage": StorageResource(home=dg.EnvVar(HOME_VAR)),
         "alerts": AlertsResource(),
         "io_manager": ParquetIOManagerResource(base_url=dg.EnvVar(IO_BASE_VAR)),

@@ -15,15 +15,12 @@ from assets.monthly import (
 from assets.partitions import monthly_partitions
 from batch.alert_rules import unlock_alert
 from batch.errors import ControlError
-from batch.lifecycle import unlock_month
-from batch.roles import ACTOR_TAG, MONTH_TAG, RoleError, Roles
-from resources.dagster_resources import AlertsResource, ControlStoreResource
-from resources.settings import Settings
+from batch.identity import IdentityError
+from batch.lifecycle import EXECUTE_JOB, FINALIZE_JOB, PLAN_JOB, UNLOCK_JOB, carry_out_unlock
+from batch.roles import MONTH_TAG, RoleError
+from resources.dagster_resources import AlertsResource, ControlStoreResource, StorageResource
 
-PLAN_JOB = "plan_job"
-EXECUTE_JOB = "execute_job"
-FINALIZE_JOB = "finalize_job"
-UNLOCK_JOB = "unlock_job"
+__all__ = ["ACTUALS_JOB", "EXECUTE_JOB", "FINALIZE_JOB", "PLAN_JOB", "UNLOCK_JOB"]
 ACTUALS_JOB = "actuals_job"
 
 
@@ -52,7 +49,8 @@ execute_job = dg.define_asset_job(
 
 finalize_job = dg.define_asset_job(
     FINALIZE_JOB, selection=[final_allocation],
-    description="Approve a version (config: version, approver) and set the final lock.")
+    description="Carry out an approved finalize request (config: request_id): the official copy, then the "
+                "final lock.")
 
 actuals_job = dg.define_asset_job(
     ACTUALS_JOB, selection=[planned_vs_actual], config=_partitioned(),
@@ -60,26 +58,24 @@ actuals_job = dg.define_asset_job(
 
 
 class UnlockConfig(dg.Config):
-    """The month to unlock, why, and who approves it."""
+    """The approved unlock request to carry out (`batch-admin approve ID` makes one)."""
 
-    month: str
-    reason: str
-    approver: str
+    request_id: str
 
 
 @dg.op
-def unlock_finalized_month(context: dg.OpExecutionContext, config: UnlockConfig,
-                           control: ControlStoreResource, alerts: AlertsResource) -> None:
-    """Return a finalized month to proposed, audited, with an alert."""
+def unlock_finalized_month(context: dg.OpExecutionContext, config: UnlockConfig, control: ControlStoreResource,
+                           storage: StorageResource, alerts: AlertsResource) -> None:
+    """Return a finalized month to proposed as approved, audited, with an alert; its official copy is withdrawn."""
     store = control.store()
-    actor = context.run.tags.get(ACTOR_TAG)
     try:
-        unlock_month(Roles.load(Settings.from_env().roles_file), store, config.month, actor,
-                     config.approver, config.reason)
-    except (ControlError, RoleError) as exc:
+        request = store.request(config.request_id)
+        done = carry_out_unlock(store, storage.exports(), request.id, str(request.month), context.run.run_id)
+    except (ControlError, RoleError, IdentityError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    alerts.dispatcher(store).raise_alert(unlock_alert(config.month, actor, config.approver, config.reason))
-    context.log.info(f"Month {config.month} unlocked and back to proposed.")
+    alerts.dispatcher(store).raise_alert(unlock_alert(str(done.month), done.requested_by, str(done.decided_by),
+                                                      done.text))
+    context.log.info(f"Month {done.month} unlocked and back to proposed (request {done.id}).")
 
 
 @dg.job(name=UNLOCK_JOB, description="Audited unlock of a finalized month (four eyes).")

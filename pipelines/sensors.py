@@ -163,13 +163,15 @@ def make_lock_sensor(minimum_interval_seconds: int = 300) -> dg.SensorDefinition
     """Alert on temporary locks past their TTL and on locks of months in an unexpected phase."""
 
     @dg.sensor(name=LOCKS_SENSOR, default_status=RUNNING, minimum_interval_seconds=minimum_interval_seconds,
-               description="Alerts on stale temporary locks and on locks of open or finalized months.")
+               description="Alerts on stale temporary locks, on locks of open or finalized months, and on requests that expired.")
     def lock_alerts(context: dg.SensorEvaluationContext, control: ControlStoreResource, alerts: AlertsResource):
         store = control.store()
         locks, phases = lock_facts(store)
         found = [*alert_rules.stale_locks(locks), *alert_rules.unexpected_locks(locks, phases)]
         raised = _raise_all(alerts, store, found)
-        return dg.SkipReason(f"{len(locks)} lock(s) checked; {raised} new alert(s).")
+        # Requests nobody decided in time expire here, each with an alert (the outbox delivers it).
+        expired = store.expire_requests()
+        return dg.SkipReason(f"{len(locks)} lock(s) checked; {raised} new alert(s); {len(expired)} request(s) expired.")
 
     return lock_alerts
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,8 +22,12 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from batch import approvals
+from batch.approvals import Request
 from batch.errors import ControlError
+from batch.identity import CLOCK_SKEW, MAX_ACTION_AGE, MAX_TICKET_MINUTES, IdentityError, Signed, check_signature
 from batch.lifecycle import PHASE_FINALIZED, PHASE_OPEN, PHASE_PLANNING, PHASE_PROPOSED
+from batch.roles import RoleError, Roles
 from resources.migrations import HEAD_REVISION, current_revision, upgrade
 
 GENESIS_HASH = "0" * 64
@@ -107,6 +112,9 @@ audit = sa.Table(
     sa.Column("details_json", sa.Text, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # The actor's signed action, when the entry records one; its nonce is never accepted twice.
+    sa.Column("signed_json", sa.Text),
+    sa.Column("nonce", sa.String(64), unique=True),
 )
 
 # The chain's head, kept apart so that removing the newest entries is detected too.
@@ -125,6 +133,49 @@ run_snapshots = sa.Table(
     sa.Column("month", sa.String(7), nullable=False, index=True),
     sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("snapshot_json", sa.Text, nullable=False),
+)
+
+# The roles file as accepted: the first one on first use, every later one by an admin and an approver.
+roles_accepted = sa.Table(
+    "roles_accepted", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("checksum", sa.String(64), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("accepted_by", sa.String(64)),
+    sa.Column("approved_by", sa.String(64)),
+)
+
+# Four eyes: a request filed by an admin, carried out only once another person approved it.
+requests = sa.Table(
+    "requests", metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("month", sa.String(7), index=True),
+    sa.Column("version", sa.Integer),
+    sa.Column("binding_json", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("requested_by", sa.String(64), nullable=False),
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("decided_by", sa.String(64)),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.Column("decision_text", sa.Text),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("done_at", sa.DateTime(timezone=True)),
+)
+
+# Run tickets used: one run per ticket and month.
+tickets = sa.Table(
+    "tickets", metadata,
+    sa.Column("nonce", sa.String(64), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("signed_json", sa.Text, nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 alerts = sa.Table(
@@ -171,9 +222,11 @@ def _dumps(value: Any) -> str:
 
 
 def _entry_hash(prev_hash: str, month: str | None, at: datetime, actor: str | None,
-                action: str, details_json: str) -> str:
-    payload = _dumps([prev_hash, month, _aware(at).isoformat(), actor, action, details_json])
-    return hashlib.sha256(payload.encode()).hexdigest()
+                action: str, details_json: str, signed_json: str | None = None) -> str:
+    fields: list[Any] = [prev_hash, month, _aware(at).isoformat(), actor, action, details_json]
+    if signed_json is not None:  # entries written before signatures hash as they did
+        fields.append(signed_json)
+    return hashlib.sha256(_dumps(fields).encode()).hexdigest()
 
 
 @dataclass
@@ -237,9 +290,14 @@ def make_engine(url: str) -> Engine:
 class ControlStore:
     """Months' lifecycle state with serialized, audited writes."""
 
-    def __init__(self, url: str, migrate: bool | None = None):
-        """Open the store; migrate=None migrates an embedded SQLite store on first use only."""
+    def __init__(self, url: str, migrate: bool | None = None, roles_file: Path | str | None = None):
+        """Open the store; migrate=None migrates an embedded SQLite store on first use only.
+
+        roles_file: the deployment's roles file (BATCH_ADMIN_ROLES). The first one is accepted on
+        first use; a file that differs from the accepted roles is refused until accepted (four eyes).
+        """
         self.url = url
+        self.roles_file = Path(roles_file) if roles_file else None
         self.engine = make_engine(url)
         self.is_postgres = self.engine.dialect.name == "postgresql"
         revision = current_revision(self.engine)
@@ -273,15 +331,19 @@ class ControlStore:
             yield conn
 
     def _append_audit(self, conn: Connection, month: str | None, actor: str | None,
-                      action: str, details: dict[str, Any]) -> None:
+                      action: str, details: dict[str, Any], signed: Signed | None = None,
+                      ticket_json: str | None = None) -> None:
+        """Append one hash-chained entry; a signed action is kept with it (its nonce only once)."""
         head = conn.execute(sa.select(audit_head).where(audit_head.c.id == 1)).mappings().first()
         prev_hash = head["last_hash"] if head else GENESIS_HASH
         at = utcnow()
         details_json = _dumps(details)
-        digest = _entry_hash(prev_hash, month, at, actor, action, details_json)
+        signed_json = _dumps(signed.to_dict()) if signed is not None else ticket_json
+        digest = _entry_hash(prev_hash, month, at, actor, action, details_json, signed_json)
         new_id = conn.execute(
             audit.insert().values(month=month, at=at, actor=actor, action=action,
-                                  details_json=details_json, prev_hash=prev_hash, hash=digest)
+                                  details_json=details_json, prev_hash=prev_hash, hash=digest,
+                                  signed_json=signed_json, nonce=signed.nonce if signed is not None else None)
         ).inserted_primary_key[0]  # type: ignore[index]
         if head:
             conn.execute(audit_head.update().where(audit_head.c.id == 1).values(
@@ -294,6 +356,108 @@ class ControlStore:
         """Append one audit entry on its own (exports, alerts, refusals)."""
         with self.write() as conn:
             self._append_audit(conn, month, actor, action, details)
+
+    # ---------------------------------------------------------------- identities
+    def _accepted(self, conn: Connection) -> tuple[Roles, dict[str, Any]] | None:
+        row = conn.execute(sa.select(roles_accepted).order_by(roles_accepted.c.id.desc()).limit(1)).mappings().first()
+        if row is None:
+            return None
+        return Roles.parse(row["content"], row["source"]), dict(row)
+
+    def roles(self, gate: bool = True) -> Roles:
+        """The accepted roles (the first roles file is accepted on first use). gate: refuse while the
+        deployment's roles file differs from them, until an admin and an approver accept it."""
+        with self.read() as conn:
+            found = self._accepted(conn)
+        if found is None:
+            if self.roles_file is None:
+                raise RoleError("The control store has no accepted roles yet and no roles file was given to adopt.")
+            with self.write() as conn:
+                found = self._accepted(conn)
+                if found is None:
+                    first = Roles.load(self.roles_file)
+                    conn.execute(roles_accepted.insert().values(checksum=first.checksum, content=first.text,
+                                                                source=first.source, accepted_at=utcnow()))
+                    self._append_audit(conn, None, None, "roles_adopted",
+                                       {"source": first.source, "checksum": first.checksum})
+                    found = self._accepted(conn)
+        assert found is not None
+        accepted, row = found
+        if gate and self.roles_file is not None:
+            current = Roles.load(self.roles_file)
+            if current.checksum != accepted.checksum:
+                raise RoleError(
+                    f"The roles file {self.roles_file} differs from the roles accepted at "
+                    f"{_aware(row['accepted_at']).isoformat(timespec='seconds')} (from {accepted.source}); nothing is "
+                    f"done until an admin files `batch-admin accept-roles --note TEXT` and an approver approves it.")
+        return accepted
+
+    def roles_file_status(self) -> dict[str, Any]:
+        """The accepted roles and whether the deployment's roles file still matches them."""
+        with self.read() as conn:
+            found = self._accepted(conn)
+        current = Roles.load(self.roles_file) if self.roles_file is not None else None
+        if found is None:
+            return {"accepted": None, "file": str(self.roles_file) if self.roles_file else None, "matches": None}
+        accepted, row = found
+        return {"accepted": {"checksum": accepted.checksum, "source": accepted.source,
+                             "accepted_at": _aware(row["accepted_at"]), "accepted_by": row["accepted_by"],
+                             "approved_by": row["approved_by"]},
+                "file": str(self.roles_file) if self.roles_file else None,
+                "matches": None if current is None else current.checksum == accepted.checksum}
+
+    def _all_public_keys(self, conn: Connection) -> dict[str, list[str]]:
+        """Every key each person had in any accepted roles (old audit entries stay verifiable)."""
+        keys: dict[str, list[str]] = {}
+        for content, source in conn.execute(sa.select(roles_accepted.c.content, roles_accepted.c.source)):
+            for who, key in Roles.parse(content, source).keys.items():
+                keys.setdefault(who, [])
+                if key not in keys[who]:
+                    keys[who].append(key)
+        return keys
+
+    def _verify(self, conn: Connection, roles: Roles, signed: Signed, action: str, month: str | None,
+                fresh: bool = True) -> None:
+        """The signature is the actor's, for this action and month, recent, and never used before."""
+        if not isinstance(signed, Signed):
+            raise IdentityError(f"An unsigned {action} is refused: every action is signed with its actor's key.")
+        if signed.action != action or signed.month != month:
+            raise IdentityError(f"The signature by {signed.actor} is for {signed.action} of {signed.month or 'no month'}, "
+                                f"not {action} of {month or 'no month'}: refused.")
+        now, at = utcnow(), signed.signed_at
+        if at > now + CLOCK_SKEW or (fresh and now - at > MAX_ACTION_AGE):
+            raise IdentityError(f"The {action} signed by {signed.actor} at {signed.at} is not recent (a signed action "
+                                f"is valid for {int(MAX_ACTION_AGE.total_seconds() // 60)} minutes): sign it again.")
+        keys = roles.public_keys(signed.actor)
+        if not keys:
+            raise IdentityError(f"{signed.actor!r} has no public key in the accepted roles ({roles.source}), so "
+                                f"nothing can be done in that name.")
+        if not check_signature(signed, keys):
+            raise IdentityError(f"The {action} in the name of {signed.actor} is not signed with {signed.actor}'s key: "
+                                f"refused.")
+        if fresh and conn.execute(sa.select(audit.c.id).where(audit.c.nonce == signed.nonce)).first() is not None:
+            raise IdentityError(f"This {action} signed by {signed.actor} was used before (a replay): refused.")
+
+    @contextmanager
+    def _signed(self, signed: Signed, action: str, month: str | None, gate: bool = True,
+                fresh: bool = True) -> Iterator[tuple[Connection, Roles]]:
+        """A write transaction that first verifies the signed action; a forged, unsigned, stale or
+        replayed one is refused, audited and alerted."""
+        roles = self.roles(gate=gate)
+        try:
+            with self.write() as conn:
+                self._verify(conn, roles, signed, action, month, fresh)
+                yield conn, roles
+        except IdentityError as exc:
+            self.refused(getattr(signed, "actor", None), action, month, str(exc))
+            raise
+
+    def refused(self, actor: str | None, action: str, month: str | None, message: str) -> None:
+        """Audit and alert an action refused for its identity (forged, unsigned, stale, replayed)."""
+        self.add_alert(month, "refused_action", "error", message,
+                       {"claimed_actor": actor, "action": action},
+                       f"refused:{hashlib.sha256(message.encode()).hexdigest()[:16]}:{utcnow():%Y%m%d%H%M}",
+                       audit_actor=actor, audit_action="refused")
 
     def _month_row(self, conn: Connection, month: str) -> dict[str, Any]:
         row = conn.execute(sa.select(months).where(months.c.month == month)).mappings().first()
@@ -314,8 +478,8 @@ class ControlStore:
             f"Month {row['month']} is finalized (version {row['final_version']}, by "
             f"{row['finalized_by']}, approved by {row['approved_by']}, at "
             f"{_aware(row['finalized_at']).isoformat(timespec='seconds')}); nothing may overwrite it. "
-            f"To change it, run: batch-admin unlock {row['month']} --actor ADMIN --approver APPROVER "
-            f"--reason TEXT"
+            f"To change it, an admin files `batch-admin unlock {row['month']} --reason TEXT` and an approver "
+            f"approves that request."
         )
 
     def _check_not_finalized(self, row: dict[str, Any]) -> None:
@@ -443,29 +607,62 @@ class ControlStore:
             r["details"] = json.loads(r["details_json"])
         return rows
 
-    def verify_audit(self) -> AuditVerification:
-        """Re-compute the whole chain; any changed, inserted or removed entry breaks it."""
+    def audit_anchor(self) -> dict[str, Any]:
+        """The chain's head, written into manifests and the Dagster event log as an anchor."""
+        with self.read() as conn:
+            head = conn.execute(sa.select(audit_head)).mappings().first()
+        if head is None:
+            return {"last_id": 0, "last_hash": GENESIS_HASH, "entries": 0}
+        return {"last_id": head["last_id"], "last_hash": head["last_hash"], "entries": head["entries"]}
+
+    def verify_audit(self, anchors: list[dict[str, Any]] | None = None) -> AuditVerification:
+        """Re-compute the chain, check every signature against the keys of the accepted roles, the
+        anchors kept outside the database (manifests, the Dagster event log) and the state tables
+        against the chain; problems are listed in the order of the entries they concern."""
         with self.read() as conn:
             rows = conn.execute(sa.select(audit).order_by(audit.c.id)).mappings().all()
             head = conn.execute(sa.select(audit_head)).mappings().first()
-        problems: list[str] = []
+            keys = self._all_public_keys(conn)
+            month_rows = conn.execute(sa.select(months)).mappings().all()
+            request_rows = [_request_of(dict(r)) for r in conn.execute(sa.select(requests)).mappings()]
+        problems: list[tuple[int, str]] = []
         prev = GENESIS_HASH
+        by_id = {r["id"]: r for r in rows}
         for r in rows:
             if r["prev_hash"] != prev:
-                problems.append(f"entry {r['id']} does not follow the entry before it (one was removed or changed)")
+                problems.append((r["id"], f"entry {r['id']} does not follow the entry before it (one was removed or changed)"))
             expected = _entry_hash(r["prev_hash"], r["month"], r["at"], r["actor"], r["action"],
-                                   r["details_json"])
+                                   r["details_json"], r["signed_json"])
             if expected != r["hash"]:
-                problems.append(f"entry {r['id']} ({r['action']}) was changed after it was written")
+                problems.append((r["id"], f"entry {r['id']} ({r['action']}) was changed after it was written"))
+            if r["signed_json"] is not None:
+                problem = _signature_problem(r, keys)
+                if problem:
+                    problems.append((r["id"], problem))
             prev = r["hash"]
+        last = rows[-1]["id"] if rows else 0
         if head is None and rows:
-            problems.append("the chain head is missing")
+            problems.append((last, "the chain head is missing"))
         if head is not None:
             if head["entries"] != len(rows):
-                problems.append(f"the chain holds {len(rows)} entries but {head['entries']} were written")
+                problems.append((last, f"the chain holds {len(rows)} entries but {head['entries']} were written"))
             if not rows or head["last_hash"] != rows[-1]["hash"]:
-                problems.append("the newest entries were removed or changed")
-        return AuditVerification(ok=not problems, entries=len(rows), problems=problems)
+                problems.append((last, "the newest entries were removed or changed"))
+        for anchor in anchors or []:
+            entry = by_id.get(int(anchor.get("last_id") or 0))
+            where = anchor.get("where", "an anchor")
+            if int(anchor.get("entries") or 0) > len(rows):
+                problems.append((int(anchor.get("last_id") or 0),
+                                 f"{where} anchors {anchor.get('entries')} entries but the log holds {len(rows)} "
+                                 f"(entries were removed or the log was wiped)"))
+            elif anchor.get("last_id") and entry is None:
+                problems.append((int(anchor["last_id"]), f"entry {anchor['last_id']} anchored by {where} is missing"))
+            elif entry is not None and entry["hash"] != anchor.get("last_hash"):
+                problems.append((entry["id"], f"entry {entry['id']} differs from the hash anchored by {where} "
+                                              f"(the log was rewritten)"))
+        problems.extend(_state_problems(rows, month_rows, request_rows))
+        ordered = [text for _, text in sorted(problems, key=lambda p: p[0])]
+        return AuditVerification(ok=not ordered, entries=len(rows), problems=ordered)
 
     def alerts(self, month: str | None = None, pending: bool = False) -> list[dict[str, Any]]:
         """Alerts in the order raised (of one month, or all); pending: only those not yet delivered."""
@@ -492,8 +689,11 @@ class ControlStore:
                 if a["next_attempt_at"] is None or a["next_attempt_at"] <= now]
 
     # ---------------------------------------------------------------- writes
-    def set_params(self, month: str, actor: str, changes: dict[str, Any]) -> dict[str, Any]:
-        with self.write() as conn:
+    def set_params(self, signed: Signed) -> dict[str, Any]:
+        """Change a month's parameters (details: changes), signed by an admin."""
+        month, changes = str(signed.month), dict(signed.details.get("changes") or {})
+        with self._signed(signed, "params", month) as (conn, roles):
+            actor = roles.require_admin(signed.actor, f"change parameters of {month}")
             row = self._month_row(conn, month)
             self._check_not_finalized(row)
             self._check_lock(conn, month, actor, "change parameters of")
@@ -502,16 +702,19 @@ class ControlStore:
             current.update(changes)
             conn.execute(months.update().where(months.c.month == month).values(
                 params_json=_dumps(current), updated_at=utcnow()))
-            self._append_audit(conn, month, actor, "params", {"before": before, "after": changes})
+            self._append_audit(conn, month, actor, "params", {"before": before, "after": changes}, signed)
         return current
 
-    def add_adjustment(self, month: str, actor: str, kind: str, request_id: str,
-                       resource_id: str | None, note: str) -> None:
+    def add_adjustment(self, signed: Signed) -> None:
+        """Pin or exclude a request (details: kind, request_id, resource_id, note), signed by an admin."""
+        month, d = str(signed.month), signed.details
+        kind, request_id, resource_id, note = d.get("kind"), d.get("request_id"), d.get("resource_id"), d.get("note")
         if kind not in ("pin", "exclude"):
             raise ControlError(f"Adjustment kind must be pin or exclude, not {kind!r}.")
-        if not note or not note.strip():
+        if not note or not str(note).strip():
             raise ControlError("An adjustment needs a non-empty --note saying why.")
-        with self.write() as conn:
+        with self._signed(signed, "adjust", month) as (conn, roles):
+            actor = roles.require_admin(signed.actor, f"adjust {month}")
             row = self._month_row(conn, month)
             self._check_not_finalized(row)
             self._check_lock(conn, month, actor, "adjust")
@@ -520,15 +723,21 @@ class ControlStore:
                 note=note, actor=actor, created_at=utcnow()))
             self._append_audit(conn, month, actor, "adjust",
                                {"kind": kind, "request_id": request_id,
-                                "resource_id": resource_id, "note": note})
+                                "resource_id": resource_id, "note": note}, signed)
 
-    def take_lock(self, month: str, actor: str, admins: list[str], ttl_hours: float) -> LockInfo:
+    def take_lock(self, signed: Signed) -> LockInfo:
+        """The temporary lock (details: admins, ttl_hours), signed by an admin."""
+        month = str(signed.month)
+        ttl_hours = float(signed.details.get("ttl_hours") or 0)
         # NaN compares false both ways: the range check is written so that it refuses NaN too.
         if not 0 < ttl_hours <= MAX_LOCK_TTL_HOURS:
             raise ControlError(f"The lock's time to live must be more than 0 and at most {MAX_LOCK_TTL_HOURS} hours "
                                f"(31 days), not {ttl_hours}.")
-        admins = sorted(set(admins) | {actor})
-        with self.write() as conn:
+        with self._signed(signed, "lock", month) as (conn, roles):
+            actor = roles.require_admin(signed.actor, f"lock {month}")
+            admins = sorted(set(map(str, signed.details.get("admins") or [])) | {actor})
+            for name in admins:
+                roles.require_admin(name, f"be designated on the lock of {month}")
             row = self._month_row(conn, month)
             self._check_not_finalized(row)
             existing = self._lock(conn, month)
@@ -545,11 +754,13 @@ class ControlStore:
                                                acquired_at=now, expires_at=info.expires_at))
             self._append_audit(conn, month, actor, "lock",
                                {"admins": admins, "ttl_hours": ttl_hours,
-                                "expires_at": info.expires_at.isoformat()})
+                                "expires_at": info.expires_at.isoformat()}, signed)
         return info
 
-    def release_lock(self, month: str, actor: str) -> None:
-        with self.write() as conn:
+    def release_lock(self, signed: Signed) -> None:
+        month = str(signed.month)
+        with self._signed(signed, "release", month) as (conn, roles):
+            actor = roles.require_admin(signed.actor, f"release the lock of {month}")
             existing = self._lock(conn, month)
             if existing is None:
                 raise ControlError(f"Month {month} holds no temporary lock to release.")
@@ -559,7 +770,249 @@ class ControlStore:
                     f"before it expires at {existing.expires_at.isoformat(timespec='seconds')}."
                 )
             conn.execute(locks.delete().where(locks.c.month == month))
-            self._append_audit(conn, month, actor, "release", {"holder": existing.holder})
+            self._append_audit(conn, month, actor, "release", {"holder": existing.holder}, signed)
+
+    def record_signed(self, signed: Signed) -> None:
+        """Audit a signed action that changes no state (an export) by anyone in the roles."""
+        with self._signed(signed, signed.action, signed.month) as (conn, roles):
+            roles.require_known(signed.actor, f"{signed.action} {signed.month or ''}".strip())
+            self._append_audit(conn, signed.month, signed.actor, signed.action, dict(signed.details), signed)
+
+    # ---------------------------------------------------------------- run tickets
+    def claim_ticket(self, ticket_text: str | None, job: str, month: str, run_id: str,
+                     system_allowed: bool) -> str:
+        """The identity a run acts as: its run ticket's signer (one run per ticket and month), or,
+        for a planning run without a ticket, the declared system identity."""
+        if not ticket_text:
+            roles = self.roles()
+            if system_allowed and roles.system:
+                return sorted(roles.system)[0]
+            message = (f"Run {run_id} of {job} for {month} carries no run ticket and is refused before writing "
+                       f"anything: make one with `batch-admin ticket {month} --job {job} --actor YOU` and add it "
+                       f"as the run's tag batch_admin/ticket, or start the run with batch-admin.")
+            self.refused(None, "run", month, message)
+            raise IdentityError(message)
+        try:
+            signed = Signed.decode(ticket_text)
+        except IdentityError as exc:
+            self.refused(None, "run", month, str(exc))
+            raise
+        with self._signed(signed, "ticket", None, fresh=False) as (conn, roles):
+            d = signed.details
+            try:
+                expires = datetime.fromisoformat(str(d.get("expires_at")))
+            except ValueError:
+                raise IdentityError("The run ticket has no valid expiry.") from None
+            if expires - signed.signed_at > timedelta(minutes=MAX_TICKET_MINUTES):
+                raise IdentityError(f"The run ticket is valid for longer than {MAX_TICKET_MINUTES} minutes: refused.")
+            if utcnow() > expires:
+                raise ControlError(f"The run ticket of {signed.actor} expired at {expires.isoformat(timespec='seconds')}; "
+                                   f"make a new one with `batch-admin ticket {month} --job {job}`.")
+            if d.get("job") != job:
+                raise ControlError(f"The run ticket of {signed.actor} is for {d.get('job')}, not {job}.")
+            if month not in (d.get("months") or []):
+                raise ControlError(f"The run ticket of {signed.actor} is for {', '.join(d.get('months') or [])}, "
+                                   f"not {month}.")
+            roles.require_admin(signed.actor, f"run {job} for {month}")
+            used = conn.execute(sa.select(tickets.c.run_id).where(sa.and_(
+                tickets.c.nonce == signed.nonce, tickets.c.month == month))).scalar()
+            if used is not None and used != run_id:
+                raise ControlError(f"The run ticket of {signed.actor} for {month} was used by run {used}; a ticket "
+                                   f"is valid for one run: make a new one with `batch-admin ticket {month} --job {job}`.")
+            if used is None:
+                conn.execute(tickets.insert().values(nonce=signed.nonce, month=month, run_id=run_id,
+                                                     actor=signed.actor, signed_json=_dumps(signed.to_dict()),
+                                                     used_at=utcnow()))
+        return signed.actor
+
+    def _ticket_json(self, conn: Connection, month: str, run_id: str | None) -> str | None:
+        if run_id is None:
+            return None
+        return conn.execute(sa.select(tickets.c.signed_json).where(sa.and_(
+            tickets.c.month == month, tickets.c.run_id == run_id))).scalar()
+
+    # ---------------------------------------------------------------- requests (four eyes)
+    def _request(self, conn: Connection, request_id: str) -> Request:
+        row = conn.execute(sa.select(requests).where(requests.c.id == str(request_id))).mappings().first()
+        if row is None:
+            raise ControlError(f"There is no request {request_id!r}; `batch-admin requests` lists them.")
+        return _request_of(dict(row))
+
+    def request(self, request_id: str) -> Request:
+        with self.read() as conn:
+            return self._request(conn, request_id)
+
+    def requests(self, month: str | None = None) -> list[Request]:
+        query = sa.select(requests).order_by(requests.c.requested_at)
+        if month is not None:
+            query = query.where(requests.c.month == month)
+        with self.read() as conn:
+            return [_request_of(dict(r)) for r in conn.execute(query).mappings()]
+
+    def file_request(self, signed: Signed) -> Request:
+        """File a finalize, unlock or roles request (details: kind, text, binding), signed by an admin."""
+        kind = signed.details.get("kind")
+        with self._signed(signed, approvals.REQUEST_ACTION, signed.month, gate=kind != approvals.KIND_ROLES) \
+                as (conn, roles):
+            kind, text = approvals.check_filing(roles, signed)
+            binding = dict(signed.details.get("binding") or {})
+            month, version = signed.month, None
+            if kind == approvals.KIND_ROLES:
+                if self.roles_file is None:
+                    raise ControlError("No roles file is configured to accept.")
+                proposed = Roles.load(self.roles_file)
+                expected = {"checksum": proposed.checksum, "source": proposed.source}
+                if binding != expected:
+                    raise ControlError(f"The roles file {self.roles_file} changed while the request was made; "
+                                       f"run the command again.")
+                if proposed.checksum == roles.checksum:
+                    raise ControlError(f"The roles file {self.roles_file} is the accepted one; nothing to accept.")
+                binding["content"] = proposed.text
+            else:
+                if month is None:
+                    raise ControlError(f"A {kind} request names a month.")
+                row = self._month_row(conn, month)
+                if kind == approvals.KIND_FINALIZE:
+                    self._check_not_finalized(row)
+                    self._check_lock(conn, month, signed.actor, "finalize")
+                    version = int(binding.get("version") or 0)
+                    self._check_binding(conn, month, binding)
+                else:
+                    if row["phase"] != PHASE_FINALIZED:
+                        raise ControlError(f"Month {month} is not finalized (phase {row['phase']}); there is nothing "
+                                           f"to unlock.")
+                    if binding != {"final_version": row["final_version"]}:
+                        raise ControlError(f"Month {month}'s final version is {row['final_version']}, not "
+                                           f"{binding.get('final_version')}; run the command again.")
+                    version = row["final_version"]
+            taken = conn.execute(sa.select(requests.c.id).where(sa.and_(
+                requests.c.kind == kind, requests.c.month.is_(None) if month is None else requests.c.month == month,
+                requests.c.status.in_(approvals.OPEN_STATUSES), requests.c.expires_at > utcnow()))).scalar()
+            if taken is not None:
+                raise ControlError(f"Request {taken} to {kind}{' ' + month if month else ''} is still open; an approver "
+                                   f"decides it (`batch-admin approve|reject {taken}`) before another is filed.")
+            now = utcnow()
+            new_id = secrets.token_hex(4)
+            conn.execute(requests.insert().values(
+                id=new_id, kind=kind, month=month, version=version, binding_json=_dumps(binding), text=text,
+                requested_by=signed.actor, requested_at=now, expires_at=now + approvals.REQUEST_TTL,
+                status=approvals.PENDING))
+            self._append_audit(conn, month, signed.actor, approvals.REQUEST_ACTION,
+                               {"request_id": new_id, "kind": kind, "version": version, "text": text,
+                                "binding": approvals.binding_public(binding)}, signed)
+            return self._request(conn, new_id)
+
+    def _check_binding(self, conn: Connection, month: str, binding: dict[str, Any]) -> None:
+        """A finalize binding still holds: its version exists with its inputs and no run came after."""
+        version = int(binding.get("version") or 0)
+        row = conn.execute(sa.select(versions.c.input_fingerprint).where(sa.and_(
+            versions.c.month == month, versions.c.version == version))).first()
+        if row is None:
+            raise ControlError(f"Month {month} has no version {version} to finalize.")
+        if row[0] != binding.get("input_fingerprint"):
+            raise ControlError(f"Version {version} of {month} was made from other inputs than the request names.")
+        count = conn.execute(sa.select(sa.func.count()).select_from(versions).where(versions.c.month == month)).scalar()
+        if count != binding.get("versions_seen"):
+            raise ControlError(f"Month {month} has had a new run since (now {count} versions); a request approves "
+                               f"what its filer saw, so file a new one.")
+
+    def check_finalize_binding(self, request: Request) -> None:
+        """Refuse when a finalize request's version, inputs or run count changed since it was filed."""
+        with self.read() as conn:
+            self._check_binding(conn, str(request.month), request.binding)
+
+    def decide_request(self, signed: Signed) -> Request:
+        """Approve or reject a request (details: request_id, binding | reason), signed by an approver who
+        is not its filer. An approved roles change takes effect at once; an approved finalize or unlock
+        is carried out by its job. One decision per request, whoever comes first."""
+        request_id = str(signed.details.get("request_id") or "")
+        if signed.action not in (approvals.APPROVE_ACTION, approvals.REJECT_ACTION):
+            raise ControlError(f"A decision is approve or reject, not {signed.action}.")
+        with self.read() as conn:
+            first = self._request(conn, request_id)
+        with self._signed(signed, signed.action, first.month, gate=first.kind != approvals.KIND_ROLES) \
+                as (conn, roles):
+            req = self._request(conn, request_id)
+            now = utcnow()
+            approvals.check_decision(roles, req, signed, now)
+            if signed.action == approvals.REJECT_ACTION:
+                reason = str(signed.details.get("reason") or "").strip()
+                if not reason:
+                    raise ControlError("A rejection needs a non-empty --reason.")
+                status, text = approvals.REJECTED, reason
+            else:
+                status, text = approvals.APPROVED, None
+                if req.kind == approvals.KIND_FINALIZE and req.month is not None:
+                    row = self._month_row(conn, req.month)
+                    self._check_not_finalized(row)
+                    self._check_binding(conn, req.month, req.binding)
+                if req.kind == approvals.KIND_UNLOCK and req.month is not None:
+                    row = self._month_row(conn, req.month)
+                    if row["phase"] != PHASE_FINALIZED or row["final_version"] != req.binding.get("final_version"):
+                        raise ControlError(f"Month {req.month} is no longer finalized at version "
+                                           f"{req.binding.get('final_version')}; the request is overtaken.")
+                if req.kind == approvals.KIND_ROLES:
+                    status = approvals.DONE
+            changed = conn.execute(requests.update().where(sa.and_(
+                requests.c.id == req.id, requests.c.status == approvals.PENDING)).values(
+                status=status, decided_by=signed.actor, decided_at=now, decision_text=text,
+                done_at=now if status == approvals.DONE else None)).rowcount
+            if changed != 1:
+                raise ControlError(f"The {req.describe()} was decided by someone else meanwhile.")
+            if req.kind == approvals.KIND_ROLES and status == approvals.DONE:
+                proposed = Roles.parse(req.binding["content"], str(req.binding.get("source")))
+                conn.execute(roles_accepted.insert().values(
+                    checksum=proposed.checksum, content=proposed.text, source=proposed.source, accepted_at=now,
+                    accepted_by=req.requested_by, approved_by=signed.actor))
+            self._append_audit(conn, req.month, signed.actor, signed.action,
+                               {"request_id": req.id, "kind": req.kind, "version": req.version,
+                                "requested_by": req.requested_by, "reason": text,
+                                "binding": req.binding_public()}, signed)
+            if status == approvals.REJECTED:
+                self._add_alert(conn, req.month, "request_rejected", "warning",
+                                f"{signed.actor} rejected {req.describe()}: {text}",
+                                {"request_id": req.id, "kind": req.kind, "rejected_by": signed.actor},
+                                f"request_rejected:{req.id}")
+            return self._request(conn, req.id)
+
+    def approved_request(self, request_id: str, kind: str, month: str) -> Request:
+        """The approved request a finalize or unlock job carries out (done already: returned as is)."""
+        req = self.request(request_id)
+        if req.kind != kind or req.month != month:
+            raise ControlError(f"Request {request_id} is to {req.kind} {req.month}, not to {kind} {month}.")
+        if req.status not in (approvals.APPROVED, approvals.DONE):
+            status = req.effective_status(utcnow())
+            hint = f" it needs an approver's `batch-admin approve {req.id}`" if status == approvals.PENDING else ""
+            raise ControlError(f"The {req.describe()} is {status}, not approved;{hint or ' it cannot be carried out.'}")
+        return req
+
+    def mark_stale(self, request_id: str, why: str) -> None:
+        """An approved request that can no longer be carried out as approved."""
+        with self.write() as conn:
+            req = self._request(conn, request_id)
+            if req.status != approvals.APPROVED:
+                return
+            conn.execute(requests.update().where(requests.c.id == req.id).values(
+                status=approvals.STALE, decision_text=why))
+            self._append_audit(conn, req.month, None, "request_stale", {"request_id": req.id, "why": why})
+            self._add_alert(conn, req.month, "request_stale", "warning", f"The {req.describe()} is stale: {why}",
+                            {"request_id": req.id}, f"request_stale:{req.id}")
+
+    def expire_requests(self, now: datetime | None = None) -> list[Request]:
+        """Mark pending requests past their expiry as expired, with an alert each; returns them."""
+        now = now or utcnow()
+        expired = []
+        with self.write() as conn:
+            for row in conn.execute(sa.select(requests).where(sa.and_(
+                    requests.c.status == approvals.PENDING, requests.c.expires_at <= now))).mappings().all():
+                req = _request_of(dict(row))
+                conn.execute(requests.update().where(requests.c.id == req.id).values(status=approvals.EXPIRED))
+                self._append_audit(conn, req.month, None, "request_expired", {"request_id": req.id})
+                self._add_alert(conn, req.month, "request_expired", "warning",
+                                f"The {req.describe()} expired at {req.expires_at.isoformat(timespec='minutes')} "
+                                f"without a decision.", {"request_id": req.id}, f"request_expired:{req.id}")
+                expired.append(req)
+        return expired
 
     def acquire_lease(self, month: str, run_id: str, ttl_hours: float = 6.0,
                       finished_holder: str | None = None) -> None:
@@ -600,7 +1053,8 @@ class ControlStore:
                                                run_id=run_id, summary_json=_dumps(summary)))
             if row["phase"] == PHASE_OPEN:
                 self._set_phase(conn, month, PHASE_PLANNING)
-            self._append_audit(conn, month, actor, "plan", {"run_id": run_id, **summary})
+            self._append_audit(conn, month, actor, "plan", {"run_id": run_id, **summary},
+                               ticket_json=self._ticket_json(conn, month, run_id))
 
     def run_snapshot(self, month: str, run_id: str, actor: str | None, note: str | None) -> dict[str, Any]:
         """The run's inputs: recorded by its first call, read back unchanged by every later one."""
@@ -649,66 +1103,82 @@ class ControlStore:
             self._set_phase(conn, month, PHASE_PROPOSED)
             self._append_audit(conn, month, actor, "run",
                                {"version": version, "run_id": run_id, "note": note,
-                                "export_path": export_path})
+                                "export_path": export_path}, ticket_json=self._ticket_json(conn, month, run_id))
 
-    def finalize(self, month: str, version: int, actor: str, approver: str) -> dict[str, Any]:
-        """Record the approval and set the final lock in one transaction; one winner only."""
-        if approver == actor:
-            raise ControlError(f"The approver must be someone other than {actor} (four eyes).")
+    def complete_finalize(self, request_id: str, run_id: str) -> dict[str, Any]:
+        """Carry out an approved finalize request: the final lock, in one transaction, once the
+        official export is in place and verified (the caller's part). Idempotent for its request."""
         with self.write() as conn:
+            req = self._request(conn, request_id)
+            month, version = str(req.month), int(req.version or 0)
+            if req.status == approvals.DONE:
+                return dict(self._month_row(conn, month))
+            if req.status != approvals.APPROVED or req.kind != approvals.KIND_FINALIZE:
+                raise ControlError(f"The {req.describe()} is {req.status}, not an approved finalization.")
             row = self._month_row(conn, month)
             self._check_not_finalized(row)
-            self._check_lock(conn, month, actor, "finalize")
-            exists = conn.execute(sa.select(versions.c.version).where(sa.and_(
-                versions.c.month == month, versions.c.version == version))).first()
-            if exists is None:
-                raise ControlError(f"Month {month} has no version {version} to finalize.")
+            self._check_binding(conn, month, req.binding)
             now = utcnow()
-            result = conn.execute(months.update().where(sa.and_(
+            conn.execute(months.update().where(sa.and_(
                 months.c.month == month, months.c.phase != PHASE_FINALIZED)).values(
-                phase=PHASE_FINALIZED, final_version=version, finalized_by=actor,
-                approved_by=approver, finalized_at=now, updated_at=now))
-            if result.rowcount != 1:
-                raise ControlError(f"Month {month} was finalized by someone else meanwhile.")
+                phase=PHASE_FINALIZED, final_version=version, finalized_by=req.requested_by,
+                approved_by=req.decided_by, finalized_at=now, updated_at=now))
             conn.execute(versions.update().where(sa.and_(
                 versions.c.month == month, versions.c.version == version)).values(status="final"))
             conn.execute(locks.delete().where(locks.c.month == month))
-            self._append_audit(conn, month, actor, "finalize",
-                               {"version": version, "approver": approver})
-        return self.month(month)
+            conn.execute(requests.update().where(requests.c.id == req.id).values(
+                status=approvals.DONE, run_id=run_id, done_at=now))
+            self._append_audit(conn, month, req.decided_by, "finalize",
+                               {"version": version, "finalized_by": req.requested_by, "approver": req.decided_by,
+                                "request_id": req.id, "run_id": run_id})
+            return dict(self._month_row(conn, month))
 
-    def unlock(self, month: str, actor: str, approver: str, reason: str) -> None:
-        """Audited unlock of a finalized month back to proposed."""
-        if not reason or not reason.strip():
-            raise ControlError("An unlock needs a non-empty --reason.")
-        if approver == actor:
-            raise ControlError(f"The approver must be someone other than {actor} (four eyes).")
+    def complete_unlock(self, request_id: str, run_id: str) -> Request:
+        """Carry out an approved unlock request: the month back to proposed. Idempotent for its request."""
         with self.write() as conn:
+            req = self._request(conn, request_id)
+            month = str(req.month)
+            if req.status == approvals.DONE:
+                return req
+            if req.status != approvals.APPROVED or req.kind != approvals.KIND_UNLOCK:
+                raise ControlError(f"The {req.describe()} is {req.status}, not an approved unlock.")
             row = self._month_row(conn, month)
-            if row["phase"] != PHASE_FINALIZED:
-                raise ControlError(f"Month {month} is not finalized (phase {row['phase']}); there is nothing to unlock.")
+            if row["phase"] != PHASE_FINALIZED or row["final_version"] != req.binding.get("final_version"):
+                raise ControlError(f"Month {month} is no longer finalized at version "
+                                   f"{req.binding.get('final_version')}; the request is overtaken.")
             conn.execute(versions.update().where(sa.and_(
                 versions.c.month == month, versions.c.version == row["final_version"])).values(
                 status="proposed"))
             self._set_phase(conn, month, PHASE_PROPOSED, final_version=None, finalized_by=None,
                             approved_by=None, finalized_at=None)
-            self._append_audit(conn, month, actor, "unlock",
-                               {"approver": approver, "reason": reason,
-                                "was_final_version": row["final_version"]})
+            now = utcnow()
+            conn.execute(requests.update().where(requests.c.id == req.id).values(
+                status=approvals.DONE, run_id=run_id, done_at=now))
+            self._append_audit(conn, month, req.decided_by, "unlock",
+                               {"requested_by": req.requested_by, "approver": req.decided_by, "reason": req.text,
+                                "was_final_version": row["final_version"], "request_id": req.id, "run_id": run_id})
+            return self._request(conn, req.id)
 
     def add_alert(self, month: str | None, rule: str, severity: str, message: str,
-                  details: dict[str, Any], dedup_key: str) -> int | None:
+                  details: dict[str, Any], dedup_key: str, audit_actor: str | None = None,
+                  audit_action: str = "alert") -> int | None:
         """Store an alert unless one with the same dedup key exists; returns its id."""
         with self.write() as conn:
-            seen = conn.execute(sa.select(alerts.c.id).where(alerts.c.dedup_key == dedup_key)).first()
-            if seen is not None:
-                return None
-            new_id = conn.execute(alerts.insert().values(
-                month=month, rule=rule, severity=severity, message=message,
-                details_json=_dumps(details), dedup_key=dedup_key, created_at=utcnow(),
-                deliveries_json="[]")).inserted_primary_key[0]  # type: ignore[index]
-            self._append_audit(conn, month, None, "alert", {"rule": rule, "severity": severity,
-                                                            "message": message})
+            return self._add_alert(conn, month, rule, severity, message, details, dedup_key, audit_actor,
+                                   audit_action)
+
+    def _add_alert(self, conn: Connection, month: str | None, rule: str, severity: str, message: str,
+                   details: dict[str, Any], dedup_key: str, audit_actor: str | None = None,
+                   audit_action: str = "alert") -> int | None:
+        seen = conn.execute(sa.select(alerts.c.id).where(alerts.c.dedup_key == dedup_key)).first()
+        if seen is not None:
+            return None
+        new_id = conn.execute(alerts.insert().values(
+            month=month, rule=rule, severity=severity, message=message,
+            details_json=_dumps(details), dedup_key=dedup_key, created_at=utcnow(),
+            deliveries_json="[]")).inserted_primary_key[0]  # type: ignore[index]
+        self._append_audit(conn, month, audit_actor, audit_action, {"rule": rule, "severity": severity,
+                                                                    "message": message})
         return new_id
 
     def record_deliveries(self, alert_id: int, deliveries: list[dict[str, Any]]) -> None:
@@ -725,3 +1195,62 @@ class ControlStore:
                 deliveries_json=_dumps(history), attempts=attempts,
                 delivered_at=now if delivered else None,
                 next_attempt_at=None if delivered else now + timedelta(seconds=wait)))
+
+
+def _request_of(row: dict[str, Any]) -> Request:
+    return Request(id=row["id"], kind=row["kind"], month=row["month"], version=row["version"],
+                   binding=json.loads(row["binding_json"]), text=row["text"], requested_by=row["requested_by"],
+                   requested_at=_aware(row["requested_at"]), expires_at=_aware(row["expires_at"]),
+                   status=row["status"], decided_by=row["decided_by"], decided_at=_aware(row["decided_at"]),
+                   decision_text=row["decision_text"], run_id=row["run_id"], done_at=_aware(row["done_at"]))
+
+
+def _signature_problem(row: Any, keys: dict[str, list[str]]) -> str | None:
+    """Why an entry's signed action does not stand (None when it does)."""
+    try:
+        signed = Signed.from_dict(json.loads(row["signed_json"]))
+    except (IdentityError, ValueError):
+        return f"entry {row['id']} ({row['action']}) holds an unreadable signature"
+    if signed.actor != row["actor"]:
+        return f"entry {row['id']} ({row['action']}) names {row['actor']} but was signed by {signed.actor}"
+    if not check_signature(signed, keys.get(signed.actor, [])):
+        return f"entry {row['id']} ({row['action']}) is not signed with {signed.actor}'s key"
+    if row["nonce"] is not None:  # a signed action (not a run ticket): what was signed is what is recorded
+        if signed.action != row["action"] or signed.month != row["month"]:
+            return f"entry {row['id']} ({row['action']}) records another action than its actor signed"
+    return None
+
+
+def _state_problems(rows: Any, month_rows: Any, request_rows: list[Request]) -> list[tuple[int, str]]:
+    """The state tables against the chain: who finalized and approved which version, who decided requests."""
+    problems: list[tuple[int, str]] = []
+    final: dict[str, tuple[Any, Any, Any, int]] = {}
+    decisions: dict[str, tuple[str, str, int]] = {}
+    for r in rows:
+        details = json.loads(r["details_json"])
+        if r["action"] == "finalize" and r["month"]:
+            final[r["month"]] = (details.get("version"), details.get("finalized_by"), details.get("approver"), r["id"])
+        elif r["action"] == "unlock" and r["month"]:
+            final.pop(r["month"], None)
+        elif r["action"] in (approvals.APPROVE_ACTION, approvals.REJECT_ACTION) and details.get("request_id"):
+            decisions[str(details["request_id"])] = (r["action"], r["actor"], r["id"])
+    for m in month_rows:
+        expected = final.get(m["month"])
+        stored = (m["final_version"], m["finalized_by"], m["approved_by"]) if m["final_version"] is not None else None
+        if expected is None and stored is not None:
+            problems.append((10**12, f"month {m['month']} is finalized (version {m['final_version']}) in the state "
+                                     f"tables but no finalize entry says so"))
+        elif expected is not None and stored != expected[:3]:
+            problems.append((expected[3], f"month {m['month']}'s final version, finalizer or approver in the state "
+                                          f"tables differ from entry {expected[3]} (version {expected[0]}, by "
+                                          f"{expected[1]}, approved by {expected[2]})"))
+    for req in request_rows:
+        if req.decided_by is None:
+            continue
+        decision = decisions.get(req.id)
+        verb = approvals.REJECT_ACTION if req.status == approvals.REJECTED else approvals.APPROVE_ACTION
+        if decision is None or decision[:2] != (verb, req.decided_by):
+            problems.append((decision[2] if decision else 10**12,
+                             f"request {req.id} is {req.status} by {req.decided_by} in the state tables but no "
+                             f"signed {verb} entry by {req.decided_by} says so"))
+    return problems

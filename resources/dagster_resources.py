@@ -21,10 +21,11 @@ class ControlStoreResource(dg.ConfigurableResource):
     """The control store: one engine per process, opened when execution starts and disposed after."""
 
     url: str
+    roles_file: str = ""
     _store: ControlStore | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._store = ControlStore(self.url)
+        self._store = ControlStore(self.url, roles_file=self.roles_file or None)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._store is not None:

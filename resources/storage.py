@@ -291,6 +291,32 @@ class ExportStore:
         manifest = self.final_manifest(month)
         return manifest is not None and _verify_dir(self.final_path(month), manifest)
 
+    def withdraw_final(self, month: str) -> bool:
+        """Remove a month's official copy (an unlocked month has none); True when one was there."""
+        link = self.final_path(month)
+        if not link.is_symlink():
+            if link.exists():
+                raise ExportError(f"{link} is not managed by the export store; move it away.")
+            return False
+        target = link.resolve()
+        link.unlink()
+        _fsync_dir(link.parent)
+        shutil.rmtree(target, ignore_errors=True)
+        return True
+
+    def audit_anchors(self) -> list[dict]:
+        """The audit chain heads written into every version manifest and final manifest."""
+        found = []
+        for month in self.months():
+            for version in self.versions(month):
+                anchor = self.manifest(month, version).get("audit_anchor")
+                if isinstance(anchor, dict):
+                    found.append({**anchor, "where": f"the manifest of {month} version {version}"})
+            final = self.final_manifest(month)
+            if final is not None and isinstance(final.get("final_audit_anchor"), dict):
+                found.append({**final["final_audit_anchor"], "where": f"the final manifest of {month}"})
+        return found
+
     def report_path(self, month: str, version: int) -> Path:
         """The HTML report of a version, beside its manifest."""
         return self.version_path(month, version) / REPORT_FILE
