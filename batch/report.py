@@ -244,10 +244,22 @@ def describe_action(action: str, details: dict[str, Any]) -> str:
                 else f"excluded {d.get('request_id')}")
         return what + (f"; note: {d['note']}" if d.get("note") else "")
     if action == "params":
-        after = d.get("after") or {}
+        after = d.get("changes") or d.get("after") or {}
         return "set " + ", ".join(f"{k}={v}" for k, v in after.items()) if after else "parameters"
     if action == "lock":
-        return f"locked for {', '.join(d.get('admins') or [])} until {d.get('expires_at', '?')}"
+        return f"locked for {', '.join(d.get('designated') or d.get('admins') or [])} until {d.get('expires_at', '?')}"
+    if action == "request":
+        what = f"version {d.get('version')}" if d.get("kind") == "finalize" else ""
+        return f"requested to {d.get('kind')} {what}".rstrip() + f" (request {d.get('request_id')}): {d.get('text')}"
+    if action in ("approve", "reject"):
+        verb = "approved" if action == "approve" else "rejected"
+        return (f"{verb} request {d.get('request_id')} of {d.get('requested_by')} to {d.get('kind')}"
+                + (f" version {d.get('version')}" if d.get("kind") == "finalize" else "")
+                + (f": {d.get('reason')}" if d.get("reason") else ""))
+    if action == "refused":
+        return f"refused: {d.get('message', '')}"
+    if action == "roles_adopted":
+        return f"roles file {d.get('source')} accepted on first use"
     if action == "release":
         return f"released the lock of {d.get('holder')}"
     if action == "finalize":

@@ -702,7 +702,7 @@ class ControlStore:
             current.update(changes)
             conn.execute(months.update().where(months.c.month == month).values(
                 params_json=_dumps(current), updated_at=utcnow()))
-            self._append_audit(conn, month, actor, "params", {"before": before, "after": changes}, signed)
+            self._append_audit(conn, month, actor, "params", {"changes": changes, "before": before}, signed)
         return current
 
     def add_adjustment(self, signed: Signed) -> None:
@@ -735,7 +735,8 @@ class ControlStore:
                                f"(31 days), not {ttl_hours}.")
         with self._signed(signed, "lock", month) as (conn, roles):
             actor = roles.require_admin(signed.actor, f"lock {month}")
-            admins = sorted(set(map(str, signed.details.get("admins") or [])) | {actor})
+            named = signed.details.get("admins") or []
+            admins = sorted(set(map(str, named)) | {actor})
             for name in admins:
                 roles.require_admin(name, f"be designated on the lock of {month}")
             row = self._month_row(conn, month)
@@ -753,7 +754,7 @@ class ControlStore:
             conn.execute(locks.insert().values(month=month, holder=actor, admins_json=_dumps(admins),
                                                acquired_at=now, expires_at=info.expires_at))
             self._append_audit(conn, month, actor, "lock",
-                               {"admins": admins, "ttl_hours": ttl_hours,
+                               {"admins": named, "designated": admins, "ttl_hours": signed.details.get("ttl_hours"),
                                 "expires_at": info.expires_at.isoformat()}, signed)
         return info
 
@@ -966,7 +967,7 @@ class ControlStore:
                     accepted_by=req.requested_by, approved_by=signed.actor))
             self._append_audit(conn, req.month, signed.actor, signed.action,
                                {"request_id": req.id, "kind": req.kind, "version": req.version,
-                                "requested_by": req.requested_by, "reason": text,
+                                "requested_by": req.requested_by, "reason": signed.details.get("reason"),
                                 "binding": req.binding_public()}, signed)
             if status == approvals.REJECTED:
                 self._add_alert(conn, req.month, "request_rejected", "warning",
@@ -1216,8 +1217,10 @@ def _signature_problem(row: Any, keys: dict[str, list[str]]) -> str | None:
     if not check_signature(signed, keys.get(signed.actor, [])):
         return f"entry {row['id']} ({row['action']}) is not signed with {signed.actor}'s key"
     if row["nonce"] is not None:  # a signed action (not a run ticket): what was signed is what is recorded
-        if signed.action != row["action"] or signed.month != row["month"]:
-            return f"entry {row['id']} ({row['action']}) records another action than its actor signed"
+        details = json.loads(row["details_json"])
+        if signed.action != row["action"] or signed.month != row["month"] or signed.nonce != row["nonce"] or any(
+                details.get(k) != v for k, v in signed.details.items()):
+            return f"entry {row['id']} ({row['action']}) records other details than its actor signed"
     return None
 
 

@@ -16,6 +16,7 @@ from resources.control_store import (
     ControlStore,
 )
 from resources.migrations import HEAD_REVISION, current_revision
+from tests.signing import approve, file_finalize, file_unlock, finalize_in_store, open_store, signed
 
 MONTH = "2026-12"
 
@@ -25,9 +26,26 @@ def _version(store: ControlStore, version: int = 1, month: str = MONTH) -> None:
                          f"/exports/month={month}/version={version}", {"seed": 0}, {"requests": 10}, "f" * 64)
 
 
+def params(store: ControlStore, who: str, changes: dict, month: str = MONTH):
+    return store.set_params(signed(who, "params", month, {"changes": changes}))
+
+
+def adjust(store: ControlStore, who: str, kind: str, request_id: str, resource_id: str | None, note: str):
+    return store.add_adjustment(signed(who, "adjust", MONTH, {"kind": kind, "request_id": request_id,
+                                                               "resource_id": resource_id, "note": note}))
+
+
+def lock(store: ControlStore, who: str, admins: list[str], ttl_hours: float):
+    return store.take_lock(signed(who, "lock", MONTH, {"admins": admins, "ttl_hours": ttl_hours}))
+
+
+def release(store: ControlStore, who: str):
+    return store.release_lock(signed(who, "release", MONTH))
+
+
 @pytest.fixture
 def store(control_url) -> ControlStore:
-    s = ControlStore(control_url, migrate=True)  # as `batch-admin migrate` does
+    s = open_store(control_url)  # migrated as `batch-admin migrate` does
     yield s
     s.dispose()
 
@@ -49,11 +67,11 @@ def test_a_postgres_store_is_migrated_only_by_batch_admin_migrate(postgres_url):
 
 
 def test_a_run_snapshot_is_taken_once_and_read_back_unchanged(store):
-    store.set_params(MONTH, "alice", {"seed": 3})
-    store.add_adjustment(MONTH, "alice", "pin", "Q1", "R1", "contract")
+    params(store, "alice", {"seed": 3})
+    adjust(store, "alice", "pin", "Q1", "R1", "contract")
     first = store.run_snapshot(MONTH, "run-1", "alice", "why")
-    store.set_params(MONTH, "alice", {"seed": 4})
-    store.add_adjustment(MONTH, "alice", "exclude", "Q2", None, "gone")
+    params(store, "alice", {"seed": 4})
+    adjust(store, "alice", "exclude", "Q2", None, "gone")
     assert store.run_snapshot(MONTH, "run-1", "alice", "why") == first
     assert first["params"] == {"seed": 3} and first["pins"] == {"Q1": "R1"} and first["exclusions"] == []
     later = store.run_snapshot(MONTH, "run-2", "alice", "next")
@@ -67,7 +85,7 @@ def test_a_month_moves_from_open_through_planning_and_proposed_to_finalized(stor
     assert store.month(MONTH)["phase"] == PHASE_PLANNING
     _version(store)
     assert store.month(MONTH)["phase"] == PHASE_PROPOSED
-    store.finalize(MONTH, 1, "alice", "bob")
+    finalize_in_store(store, MONTH, 1)
     row = store.month(MONTH)
     assert (row["phase"], row["final_version"], row["finalized_by"], row["approved_by"]) == (PHASE_FINALIZED, 1, "alice", "bob")
     assert store.versions(MONTH)[0]["status"] == "final"
@@ -75,22 +93,25 @@ def test_a_month_moves_from_open_through_planning_and_proposed_to_finalized(stor
 
 def test_a_finalized_month_refuses_runs_params_adjustments_and_a_second_finalization(store):
     _version(store)
-    store.finalize(MONTH, 1, "alice", "bob")
+    finalize_in_store(store, MONTH, 1)
     for action in (lambda: store.check_can_run(MONTH, "alice", "note"),
-                   lambda: store.set_params(MONTH, "alice", {"seed": 1}),
-                   lambda: store.add_adjustment(MONTH, "alice", "exclude", "R1", None, "why"),
+                   lambda: params(store, "alice", {"seed": 1}),
+                   lambda: adjust(store, "alice", "exclude", "R1", None, "why"),
                    lambda: store.record_plan(MONTH, "alice", "r", {}),
-                   lambda: store.finalize(MONTH, 1, "carol", "dana")):
+                   lambda: file_finalize(store, MONTH, 1, "carol")):
         with pytest.raises(ControlError, match=r"finalized \(version 1, by alice, approved by bob.*batch-admin unlock"):
             action()
 
 
-def test_finalization_needs_an_existing_version_and_someone_else_to_approve(store):
+def test_a_finalize_request_needs_an_existing_version_with_the_inputs_it_names(store):
+    binding = {"version": 3, "data_checksum": "c" * 64, "input_fingerprint": "f" * 64, "versions_seen": 0}
     with pytest.raises(ControlError, match="no version 3"):
-        store.finalize(MONTH, 3, "alice", "bob")
+        store.file_request(signed("alice", "request", MONTH, {"kind": "finalize", "text": "ok", "binding": binding}))
     _version(store)
-    with pytest.raises(ControlError, match="four eyes"):
-        store.finalize(MONTH, 1, "alice", "alice")
+    other = {**binding, "version": 1, "input_fingerprint": "e" * 64, "versions_seen": 1}
+    with pytest.raises(ControlError, match="other inputs"):
+        store.file_request(signed("alice", "request", MONTH, {"kind": "finalize", "text": "ok", "binding": other}))
+    assert store.requests(MONTH) == []
 
 
 def test_from_version_two_on_a_run_needs_a_change_note(store):
@@ -102,50 +123,55 @@ def test_from_version_two_on_a_run_needs_a_change_note(store):
 
 
 def test_a_temporary_lock_admits_only_its_admins_and_refuses_a_second_holder(store):
-    store.take_lock(MONTH, "alice", ["alice"], ttl_hours=1)
+    lock(store, "alice", ["alice"], ttl_hours=1)
     with pytest.raises(ControlError, match="already locked by alice since"):
-        store.take_lock(MONTH, "carol", ["carol"], ttl_hours=1)
+        lock(store, "carol", ["carol"], ttl_hours=1)
     with pytest.raises(ControlError, match="carol may not change parameters"):
-        store.set_params(MONTH, "carol", {"seed": 2})
+        params(store, "carol", {"seed": 2})
     with pytest.raises(ControlError, match="without an actor may not pass the lock"):
         store.guard_write(MONTH, None, "run")
-    store.set_params(MONTH, "alice", {"seed": 2})
+    params(store, "alice", {"seed": 2})
     with pytest.raises(ControlError, match="Only alice"):
-        store.release_lock(MONTH, "carol")
-    store.release_lock(MONTH, "alice")
-    store.set_params(MONTH, "carol", {"seed": 3})
+        release(store, "carol")
+    release(store, "alice")
+    params(store, "carol", {"seed": 3})
 
 
 def test_a_lock_expires_after_its_time_to_live(store):
-    store.take_lock(MONTH, "alice", ["alice"], ttl_hours=0.5 / 3600)
+    lock(store, "alice", ["alice"], ttl_hours=0.5 / 3600)
     time.sleep(0.8)
     assert not store.lock_info(MONTH).active()
-    store.set_params(MONTH, "carol", {"seed": 1})
-    store.take_lock(MONTH, "carol", ["carol"], ttl_hours=1)
+    params(store, "carol", {"seed": 1})
+    lock(store, "carol", ["carol"], ttl_hours=1)
     assert store.lock_info(MONTH).holder == "carol"
 
 
-def test_unlock_needs_a_reason_and_another_person_and_returns_the_month_to_proposed(store):
+def test_unlock_needs_a_reason_and_another_persons_approval_and_returns_the_month_to_proposed(store):
     _version(store)
-    store.finalize(MONTH, 1, "alice", "bob")
+    finalize_in_store(store, MONTH, 1)
     with pytest.raises(ControlError, match="non-empty --reason"):
-        store.unlock(MONTH, "alice", "bob", " ")
-    with pytest.raises(ControlError, match="four eyes"):
-        store.unlock(MONTH, "alice", "alice", "typo")
-    store.unlock(MONTH, "alice", "bob", "wrong capacity file")
+        file_unlock(store, MONTH, reason=" ")
+    request = file_unlock(store, MONTH, reason="wrong capacity file")
+    with pytest.raises(ControlError, match="not an approved unlock"):
+        store.complete_unlock(request.id, "run-x")
+    assert store.month(MONTH)["phase"] == PHASE_FINALIZED
+    approve(store, request.id, "dana")
+    store.complete_unlock(request.id, "run-x")
     assert store.month(MONTH)["phase"] == PHASE_PROPOSED
     assert store.versions(MONTH)[0]["status"] == "proposed"
-    assert store.audit_entries(MONTH)[-1]["details"]["reason"] == "wrong capacity file"
+    entry = store.audit_entries(MONTH)[-1]
+    assert (entry["action"], entry["details"]["reason"], entry["details"]["approver"]) == (
+        "unlock", "wrong capacity file", "dana")
 
 
 def test_the_latest_adjustment_of_a_request_wins(store):
-    store.add_adjustment(MONTH, "alice", "pin", "R1", "S1", "contract")
-    store.add_adjustment(MONTH, "alice", "exclude", "R2", None, "cancelled")
-    store.add_adjustment(MONTH, "alice", "exclude", "R1", None, "cancelled too")
+    adjust(store, "alice", "pin", "R1", "S1", "contract")
+    adjust(store, "alice", "exclude", "R2", None, "cancelled")
+    adjust(store, "alice", "exclude", "R1", None, "cancelled too")
     pins, excluded = store.pins_and_exclusions(MONTH)
     assert pins == {} and excluded == {"R1", "R2"}
     with pytest.raises(ControlError, match="non-empty --note"):
-        store.add_adjustment(MONTH, "alice", "pin", "R3", "S1", "")
+        adjust(store, "alice", "pin", "R3", "S1", "")
 
 
 def test_one_run_holds_a_month_at_a_time(store):
@@ -169,12 +195,12 @@ def test_two_runs_that_saw_the_holder_finish_cannot_both_take_the_month(store):
 
 
 def test_every_action_is_audited_and_the_chain_verifies(store):
-    store.set_params(MONTH, "alice", {"seed": 1})
-    store.take_lock(MONTH, "alice", ["alice"], 1)
+    params(store, "alice", {"seed": 1})
+    lock(store, "alice", ["alice"], 1)
     _version(store)
-    store.finalize(MONTH, 1, "alice", "bob")
+    finalize_in_store(store, MONTH, 1)
     actions = [e["action"] for e in store.audit_entries(MONTH)]
-    assert actions == ["params", "lock", "run", "finalize"]
+    assert actions == ["params", "lock", "run", "request", "approve", "finalize"]
     assert store.verify_audit().ok
 
 
@@ -185,9 +211,9 @@ def test_every_action_is_audited_and_the_chain_verifies(store):
     "UPDATE audit SET actor = 'mallory' WHERE id = 3",
 ], ids=["changed", "removed in the middle", "removed at the end", "actor changed"])
 def test_a_changed_or_removed_audit_entry_is_detected(store, tamper):
-    store.set_params(MONTH, "alice", {"seed": 1})
-    store.set_params(MONTH, "alice", {"seed": 2})
-    store.set_params(MONTH, "alice", {"seed": 3})
+    params(store, "alice", {"seed": 1})
+    params(store, "alice", {"seed": 2})
+    params(store, "alice", {"seed": 3})
     assert store.verify_audit().ok
     with store.engine.begin() as conn:
         conn.exec_driver_sql(tamper)
@@ -203,12 +229,10 @@ def test_an_alert_is_stored_once_per_dedup_key(store):
 
 # ---------------------------------------------------------------- races of processes
 def _try(url: str, action: str, who: str, queue) -> None:
-    store = ControlStore(url, migrate=False)
+    store = open_store(url, migrate=False)
     try:
-        if action == "finalize":
-            store.finalize(MONTH, 1, who, "bob" if who != "bob" else "dana")
-        elif action == "lock":
-            store.take_lock(MONTH, who, [who], 1)
+        if action == "lock":
+            lock(store, who, [who], 1)
         elif action == "lease":
             store.acquire_lease(MONTH, f"run-{who}")
         queue.put(("won", who))
@@ -230,14 +254,13 @@ def _race(url: str, action: str, players: list[str]) -> list[tuple[str, str]]:
     return results
 
 
-@pytest.mark.parametrize("action", ["finalize", "lock", "lease"])
-def test_concurrent_processes_on_one_month_have_exactly_one_winner(store, action):
+@pytest.mark.parametrize(("action", "players"), [("lock", ["alice", "carol"]),
+                                                 ("lease", ["a", "b", "c", "d", "e", "f", "g", "h"])])
+def test_concurrent_processes_on_one_month_have_exactly_one_winner(store, action, players):
     _version(store)
-    results = _race(store.url, action, ["alice", "carol", "alice2", "carol2", "dana"])
+    results = _race(store.url, action, players)
     winners = [r for r in results if r[0] == "won"]
     assert len(winners) == 1, results
-    if action == "finalize":
-        assert [e["action"] for e in store.audit_entries(MONTH)].count("finalize") == 1
     assert store.verify_audit().ok
 
 
@@ -255,14 +278,14 @@ def test_concurrent_audited_writes_lose_no_entry(store):
 
 
 def _write_params(url: str, worker: int) -> None:
-    store = ControlStore(url, migrate=False)
+    store = open_store(url, migrate=False)
     for i in range(5):
-        store.set_params(MONTH, "alice", {f"w{worker}": i})
+        params(store, "alice", {f"w{worker}": i})
     store.dispose()
 
 
 @pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf"), 1e9])
 def test_a_lock_time_to_live_outside_its_range_is_refused(store, ttl):
     with pytest.raises(ControlError, match="time to live must be more than 0 and at most 744 hours"):
-        store.take_lock(MONTH, "alice", ["alice"], ttl)
+        lock(store, "alice", ["alice"], ttl)
     assert store.lock_info(MONTH) is None
