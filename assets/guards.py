@@ -38,8 +38,9 @@ def begin_write(context: Context, store: ControlStore, what: str) -> RunSnapshot
     month, tags, run_id = context.partition_key, context.run.tags, context.run.run_id
     note = tags.get(NOTE_TAG) or None
     try:
+        lineage = tuple(r for r in (context.run.parent_run_id, context.run.root_run_id) if r)
         actor = store.claim_ticket(tags.get(TICKET_TAG), context.job_name, month, run_id,
-                                   system_allowed=context.job_name == PLAN_JOB)
+                                   system_allowed=context.job_name == PLAN_JOB, lineage=lineage)
         if tags.get(ACTOR_TAG) and tags[ACTOR_TAG] != actor:
             raise ControlError(f"The run tag {ACTOR_TAG}={tags[ACTOR_TAG]} names another person than its run "
                                f"ticket ({actor}).")

@@ -781,9 +781,10 @@ class ControlStore:
 
     # ---------------------------------------------------------------- run tickets
     def claim_ticket(self, ticket_text: str | None, job: str, month: str, run_id: str,
-                     system_allowed: bool) -> str:
-        """The identity a run acts as: its run ticket's signer (one run per ticket and month), or,
-        for a planning run without a ticket, the declared system identity."""
+                     system_allowed: bool, lineage: tuple[str, ...] = ()) -> str:
+        """The identity a run acts as: its run ticket's signer (one run per ticket and month, and
+        re-executions of that run while the ticket is valid: `lineage` holds the run's parent and
+        root run ids), or, for a planning run without a ticket, the declared system identity."""
         if not ticket_text:
             roles = self.roles()
             if system_allowed and roles.system:
@@ -817,7 +818,7 @@ class ControlStore:
             roles.require_admin(signed.actor, f"run {job} for {month}")
             used = conn.execute(sa.select(tickets.c.run_id).where(sa.and_(
                 tickets.c.nonce == signed.nonce, tickets.c.month == month))).scalar()
-            if used is not None and used != run_id:
+            if used is not None and used != run_id and used not in lineage:
                 raise ControlError(f"The run ticket of {signed.actor} for {month} was used by run {used}; a ticket "
                                    f"is valid for one run: make a new one with `batch-admin ticket {month} --job {job}`.")
             if used is None:

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from assets.monthly import monthly_assets
 from assets.partitions import monthly_partitions
-from batch.roles import ACTOR_TAG, NOTE_TAG
+from batch.identity import TICKET_TAG, make_ticket
+from batch.roles import NOTE_TAG
 from batch_cli.instance import prepare
 from batch_cli.main import main
 from batch_cli.runs import run_job
@@ -23,6 +24,8 @@ from pipelines.jobs import EXECUTE_JOB
 from resources.control_store import ControlStore
 from resources.settings import Settings
 from tests.conftest import use_home
+from tests.signing import key as key_of
+from tests.signing import ticket_tags
 
 KEYS = monthly_partitions.get_partition_keys()
 MONTHS = KEYS[-3:]
@@ -72,7 +75,7 @@ def test_materializing_a_partition_writes_version_one_with_passing_checks(home):
     with dg.instance_for_test(temp_dir=str(home / "dagster")) as instance:
         result = dg.materialize(
             [a for a in monthly_assets if a.key.to_user_string() != "final_allocation"],
-            partition_key=month, instance=instance, tags={ACTOR_TAG: "alice"},
+            partition_key=month, instance=instance, tags=ticket_tags("alice", "__ephemeral_asset_job__", month),
             resources=defs.resources,
         )
         assert result.success
@@ -89,18 +92,21 @@ def test_a_run_over_several_months_leaves_a_finalized_month_byte_for_byte_unchan
         land(month)
     finalized = MONTHS[0]
     cli("run", finalized, "--actor", "alice")
-    cli("finalize", finalized, "--version", "1", "--actor", "alice", "--approver", "bob")
+    cli("finalize", finalized, "--version", "1", "--actor", "alice", "--note", "reviewed")
+    cli("approve", ControlStore(Settings.from_env().control_url).requests(finalized)[0].id, "--actor", "bob")
     exports = home / "exports"
     before = tree_hashes(exports / "allocations" / f"month={finalized}") | {
         f"final/{k}": v for k, v in tree_hashes(exports / "final" / f"month={finalized}").items()}
 
-    outcomes = {m: run_job(EXECUTE_JOB, m, {ACTOR_TAG: "alice", NOTE_TAG: "backfill"}) for m in MONTHS}
-    # The same holds for runs launched without an actor, as a UI backfill would be.
-    outcomes_no_actor = run_job(EXECUTE_JOB, finalized, {})
+    # One ticket for the months of a backfill: one run each.
+    backfill = make_ticket(key_of("alice"), "alice", EXECUTE_JOB, MONTHS, 15).encode()
+    outcomes = {m: run_job(EXECUTE_JOB, m, {TICKET_TAG: backfill, NOTE_TAG: "backfill"}) for m in MONTHS}
+    # A run launched without a ticket, as a UI backfill without one would be, writes nothing either.
+    outcomes_no_ticket = run_job(EXECUTE_JOB, finalized, {})
 
-    assert not outcomes[finalized].success and not outcomes_no_actor.success
-    for outcome in (outcomes[finalized], outcomes_no_actor):
-        assert f"Month {finalized} is finalized (version 1, by alice, approved by bob" in outcome.error
+    assert not outcomes[finalized].success and not outcomes_no_ticket.success
+    assert f"Month {finalized} is finalized (version 1, by alice, approved by bob" in outcomes[finalized].error
+    assert "carries no run ticket" in outcomes_no_ticket.error
     after = tree_hashes(exports / "allocations" / f"month={finalized}") | {
         f"final/{k}": v for k, v in tree_hashes(exports / "final" / f"month={finalized}").items()}
     assert after == before
@@ -154,7 +160,7 @@ def test_a_month_solve_fans_out_as_one_step_per_part(home):
     month = MONTHS[-1]
     land(month, requests=400)
     cli("params", month, "--actor", "alice", "--set", "max_parts=3")
-    outcome = run_job(EXECUTE_JOB, month, {ACTOR_TAG: "alice"})
+    outcome = run_job(EXECUTE_JOB, month, ticket_tags("alice", EXECUTE_JOB, month))
     assert outcome.success, outcome.error
     prepare()
     with dg.DagsterInstance.get() as instance:
@@ -181,7 +187,7 @@ def test_a_deterministic_work_budget_gives_the_same_allocation_in_two_homes(tmp_
         use_home(monkeypatch, home)
         land(month, requests=400)
         cli("params", month, "--actor", "alice", "--set", "deterministic_work=2", "--set", "seed=7")
-        outcome = run_job(EXECUTE_JOB, month, {ACTOR_TAG: "alice"})
+        outcome = run_job(EXECUTE_JOB, month, ticket_tags("alice", EXECUTE_JOB, month))
         assert outcome.success, outcome.error
         path = home / "exports" / "allocations" / f"month={month}" / "version=1" / "allocations.parquet"
         exported.append(pd.read_parquet(path))

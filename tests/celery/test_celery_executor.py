@@ -17,7 +17,6 @@ import psycopg2
 import pytest
 
 from assets.monthly import monthly_assets
-from batch.roles import ACTOR_TAG
 from batch_cli.instance import prepare
 from pipelines.definitions import defs
 from resources.control_store import ControlStore
@@ -26,6 +25,7 @@ from tests.celery.conftest import CLI_TIMEOUT_S, Deployment
 from tests.conftest import use_home
 from tests.e2e.conftest import BIN, _signal_group, dagster_services
 from tests.e2e.test_graphql_postgres import LAUNCH_BACKFILL, LOCATION, REPOSITORY, months_around_today, wait_backfill
+from tests.signing import ticket_tags
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:gql.client")]
@@ -135,7 +135,8 @@ def test_a_month_of_eight_parts_runs_on_two_workers_and_equals_the_in_process_al
         prepare()
         with dg.instance_for_test(temp_dir=str(local / "dagster")) as instance:
             result = dg.materialize([a for a in monthly_assets if a.key.to_user_string() != "final_allocation"],
-                                    partition_key=M3, instance=instance, tags={ACTOR_TAG: "alice"},
+                                    partition_key=M3, instance=instance,
+                                    tags=ticket_tags("alice", "__ephemeral_asset_job__", M3),
                                     resources=defs.resources)
         assert result.success
     pd.testing.assert_frame_equal(allocation(deployment.home, M3, 1), allocation(local, M3, 1))
@@ -149,7 +150,9 @@ def test_a_three_month_backfill_on_celery_skips_nothing_and_leaves_a_finalized_m
     deployment.start_worker("first")
     deployment.start_worker("second")
     run(deployment, M1)
-    deployment.cli("finalize", M1, "--version", "1", "--actor", "alice", "--approver", "bob")
+    request = json.loads(deployment.cli("finalize", M1, "--version", "1", "--actor", "alice", "--note", "ok",
+                                        "--json").stdout)
+    deployment.cli("approve", request["id"], "--actor", "bob")
     exports = deployment.home / "exports"
     finalized = (exports / "final" / f"month={M1}", exports / "allocations" / f"month={M1}")
     before = file_hashes(*finalized)
@@ -163,7 +166,8 @@ def test_a_three_month_backfill_on_celery_skips_nothing_and_leaves_a_finalized_m
             "selector": {"partitionSetName": "execute_job_partition_set",
                          "repositorySelector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}},
             "partitionNames": [M1, M2, M3], "forceSynchronousSubmission": True,
-            "tags": [{"key": "batch_admin/actor", "value": "alice"},
+            "tags": [{"key": "batch_admin/ticket", "value": json.loads(deployment.cli(
+                         "ticket", M1, M2, M3, "--job", "execute_job", "--actor", "alice", "--json").stdout)["value"]},
                      {"key": "batch_admin/note", "value": "celery backfill"}],
         }})["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", launched

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from assets.partitions import monthly_partitions
+from batch.identity import DEMO_KEYS_DIR, KEY_VAR
 from batch.inputs import load_landing
 from batch_cli.main import main
 from solvers import build_instance
@@ -18,8 +19,8 @@ from solvers.validation import ineligible_rows, over_capacity_rows
 MONTH = monthly_partitions.get_partition_keys()[-1]  # next month
 
 
-def cli(*args: str, ok: bool = True):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+def cli(*args: str, ok: bool = True, env: dict[str, str] | None = None):
+    result = CliRunner(env=env).invoke(main, list(args), catch_exceptions=False)
     if ok:
         assert result.exit_code == 0, result.output + result.stderr
     else:
@@ -58,9 +59,16 @@ def test_an_admin_plans_runs_adjusts_finalizes_and_unlocks_a_month(landed):
     moved = json.loads(cli("diff", MONTH, "--from", "1", "--to", "2", "--json").stdout)
     assert victim.request_id in {r["request_id"] for r in moved["removed"]}
 
-    assert "not an admin" in cli("finalize", MONTH, "--version", "2", "--actor", "bob", "--approver", "dana", ok=False).stderr
-    assert "approver role" in cli("finalize", MONTH, "--version", "2", "--actor", "alice", "--approver", "carol", ok=False).stderr
-    cli("finalize", MONTH, "--version", "2", "--actor", "alice", "--approver", "bob")
+    assert "not an admin" in cli("finalize", MONTH, "--version", "2", "--actor", "bob", "--note", "ok", ok=False).stderr
+    filed = json.loads(cli("finalize", MONTH, "--version", "2", "--actor", "alice", "--note", "reviewed", "--json").stdout)
+    assert status()["phase"] == "proposed" and status()["requests"][0]["id"] == filed["id"]  # a request alone changes nothing
+    assert "may not approve it" in cli("approve", filed["id"], "--actor", "alice", ok=False).stderr
+    assert "approver role" in cli("approve", filed["id"], "--actor", "carol", ok=False).stderr
+    forged = cli("approve", filed["id"], "--actor", "bob", ok=False, env={KEY_VAR: str(DEMO_KEYS_DIR / "alice.key")})
+    assert "not signed with bob's key" in forged.stderr
+    assert status()["phase"] == "proposed"
+    cli("approve", filed["id"], "--actor", "bob")
+    assert "is done by bob" in cli("approve", filed["id"], "--actor", "dana", ok=False).stderr
     state = status()
     assert state["phase"] == "finalized" and state["final"]["version"] == 2
     final = pd.read_parquet(landed / "exports" / "final" / f"month={MONTH}" / "allocations.parquet")
@@ -75,17 +83,23 @@ def test_an_admin_plans_runs_adjusts_finalizes_and_unlocks_a_month(landed):
         assert "batch-admin unlock" in refused.stderr
     assert status()["versions"][-1]["version"] == 2
 
-    assert "non-empty --reason" in cli("unlock", MONTH, "--actor", "alice", "--approver", "bob", "--reason", " ", ok=False).stderr
-    cli("unlock", MONTH, "--actor", "alice", "--approver", "bob", "--reason", "capacity file was wrong")
+    assert "non-empty --reason" in cli("unlock", MONTH, "--actor", "alice", "--reason", " ", ok=False).stderr
+    unlock = json.loads(cli("unlock", MONTH, "--actor", "alice", "--reason", "capacity file was wrong", "--json").stdout)
+    assert status()["phase"] == "finalized"
+    cli("approve", unlock["id"], "--actor", "dana")
     assert status()["phase"] == "proposed"
+    assert not (landed / "exports" / "final" / f"month={MONTH}").exists()  # no official copy of an unlocked month
     alerts = json.loads(cli("alerts", MONTH, "--json").stdout)
     assert any(a["rule"] == "month_unlocked" for a in alerts)
 
     audit = json.loads(cli("audit", MONTH, "--json").stdout)
     actions = [e["action"] for e in audit]
-    for expected in ("params", "plan", "run", "adjust", "finalize", "unlock"):
+    for expected in ("params", "plan", "run", "adjust", "request", "approve", "refused", "finalize", "unlock"):
         assert expected in actions
     assert "intact" in cli("audit", MONTH, "--verify").output
+    listed = json.loads(cli("requests", MONTH, "--all", "--json").stdout)
+    assert [(r["kind"], r["status"], r["decided_by"]) for r in listed] == [("finalize", "done", "bob"),
+                                                                           ("unlock", "done", "dana")]
 
 
 def test_the_export_never_exceeds_a_capacity_or_uses_an_ineligible_pair(landed):
@@ -107,6 +121,8 @@ def test_a_temporary_lock_keeps_other_admins_and_unknown_identities_out(landed):
     assert "already locked by alice" in cli("lock", MONTH, "--actor", "carol", "--admins", "carol", ok=False).stderr
     assert "carol may not run" in cli("run", MONTH, "--actor", "carol", ok=False).stderr
     assert "Unknown identity 'mallory'" in cli("run", MONTH, "--actor", "mallory", ok=False).stderr
+    assert "No private key for carol" in cli("lock", MONTH, "--actor", "carol", "--admins", "carol", ok=False,
+                                             env={KEY_VAR: "/nonexistent/carol.key"}).stderr
     assert "not an admin" in cli("run", MONTH, "--actor", "bob", ok=False).stderr
     cli("release", MONTH, "--actor", "alice")
     assert status()["lock"] is None

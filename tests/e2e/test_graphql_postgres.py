@@ -142,14 +142,42 @@ def test_a_finalized_month_survives_a_backfill_that_gives_the_other_months_new_v
     env, home, services = stack
     client = DagsterGraphQLClient("127.0.0.1", port_number=services.port, timeout=30)
 
-    # A partition run of execute_job, as the UI's launchpad submits it: the partition tag picks the month.
+    # A UI run without a run ticket is refused before it writes anything, whatever actor it names.
+    untickted = client.submit_job_execution(
+        "execute_job", repository_location_name=LOCATION, repository_name=REPOSITORY, run_config={},
+        tags={"batch_admin/actor": "alice", "batch_admin/month": M2, "dagster/partition": M2})
+    assert wait_run(client, untickted) == "FAILURE"
+    assert any("carries no run ticket" in message for message in step_failures(untickted))
+    assert status(env, M2)["versions"] == [] and not (home / "exports" / "allocations" / f"month={M2}").exists()
+    assert any(a["rule"] == "refused_action" for a in json.loads(cli(env, "alerts", M2, "--json").stdout))
+
+    # A partition run of execute_job, as the UI's launchpad submits it with a ticket from `batch-admin ticket`.
+    ticket = json.loads(cli(env, "ticket", M1, "--job", "execute_job", "--actor", "alice", "--json").stdout)
     run_id = client.submit_job_execution(
         "execute_job", repository_location_name=LOCATION, repository_name=REPOSITORY, run_config={},
-        tags={"batch_admin/actor": "alice", "batch_admin/month": M1, "dagster/partition": M1})
+        tags={ticket["tag"]: ticket["value"], "batch_admin/month": M1, "dagster/partition": M1})
     assert wait_run(client, run_id) == "SUCCESS", step_failures(run_id)
     assert [v["version"] for v in status(env, M1)["versions"]] == [1]
+    assert status(env, M1)["versions"][0]["actor"] == "alice"
+    # The ticket was for one run: a second run with it is refused.
+    again = client.submit_job_execution(
+        "execute_job", repository_location_name=LOCATION, repository_name=REPOSITORY, run_config={},
+        tags={ticket["tag"]: ticket["value"], "batch_admin/note": "again", "dagster/partition": M1})
+    assert wait_run(client, again) == "FAILURE"
+    assert any("a ticket is valid for one run" in message for message in step_failures(again))
 
-    cli(env, "finalize", M1, "--version", "1", "--actor", "alice", "--approver", "bob")
+    # Finalization: alice files the request; the finalize job launched from the UI carries out only an
+    # approved request; bob's approval (his own key) carries it out.
+    request = json.loads(cli(env, "finalize", M1, "--version", "1", "--actor", "alice", "--note", "reviewed",
+                             "--json").stdout)
+    early = client.submit_job_execution(
+        "finalize_job", repository_location_name=LOCATION, repository_name=REPOSITORY,
+        run_config={"ops": {"final_allocation": {"config": {"request_id": request["id"]}}}},
+        tags={"dagster/partition": M1})
+    assert wait_run(client, early) == "FAILURE"
+    assert any("is pending, not approved" in message for message in step_failures(early))
+    assert status(env, M1)["phase"] == "proposed"
+    cli(env, "approve", request["id"], "--actor", "bob")
     exports = home / "exports"
     before = file_hashes(exports / "final" / f"month={M1}", exports / "allocations" / f"month={M1}")
     assert any("/final/" in path for path in before) and any("/allocations/" in path for path in before)
@@ -161,7 +189,8 @@ def test_a_finalized_month_survives_a_backfill_that_gives_the_other_months_new_v
         "partitionNames": months,
         # Submit the three runs now rather than on the backfill daemon's next 30 s tick; they still queue.
         "forceSynchronousSubmission": True,
-        "tags": [{"key": "batch_admin/actor", "value": "alice"},
+        "tags": [{"key": "batch_admin/ticket", "value": json.loads(cli(
+                     env, "ticket", *months, "--job", "execute_job", "--actor", "alice", "--json").stdout)["value"]},
                  {"key": "batch_admin/note", "value": "e2e backfill"}],
     }})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
@@ -184,6 +213,7 @@ def test_a_finalized_month_survives_a_backfill_that_gives_the_other_months_new_v
     human = cli(env, "status", M1).stdout
     assert "final lock: version 1" in human and "approved by bob" in human
     assert "e2e backfill" in cli(env, "status", M2).stdout
+    assert "intact" in cli(env, "audit", "--verify").stdout
 
 
 REEXECUTE = """

@@ -16,8 +16,10 @@ from pipelines import sensors
 from resources import control_store
 from resources.control_store import ControlStore
 from resources.dagster_resources import AlertsResource, ControlStoreResource, StorageResource
+from resources.settings import DEFAULT_ROLES_FILE
 from resources.storage import ExportStore
 from tests.batch.input_builders import write_rows
+from tests.signing import open_store, signed
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -50,14 +52,14 @@ def home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def store(home) -> ControlStore:
-    store = ControlStore(f"sqlite:///{home}/control.db")
+    store = open_store(f"sqlite:///{home}/control.db")
     yield store
     store.dispose()
 
 
 @pytest.fixture
 def resources(home, store) -> dict:
-    return {"control": ControlStoreResource(url=store.url), "storage": StorageResource(home=str(home)),
+    return {"control": ControlStoreResource(url=store.url, roles_file=str(DEFAULT_ROLES_FILE)), "storage": StorageResource(home=str(home)),
             "alerts": AlertsResource()}
 
 
@@ -212,7 +214,7 @@ def test_the_failed_checks_sensor_is_a_run_status_sensor_on_success():
 
 def test_a_lock_past_its_ttl_raises_a_stale_lock_alert_once(instance, resources, store):
     store.record_version(MONTH, 1, "alice", None, "run-1", "path", {}, {}, None)
-    store.take_lock(MONTH, "alice", ["bob"], ttl_hours=1)
+    store.take_lock(signed("alice", "lock", MONTH, {"admins": ["carol"], "ttl_hours": 1}))
     with store.write() as conn:
         conn.execute(control_store.locks.update().where(control_store.locks.c.month == MONTH).values(
             expires_at=control_store.utcnow() - timedelta(hours=2)))
@@ -227,7 +229,7 @@ def test_a_lock_past_its_ttl_raises_a_stale_lock_alert_once(instance, resources,
 
 
 def test_a_lock_on_a_month_never_planned_is_unexpected(instance, resources, store):
-    store.take_lock("2025-04", "alice", ["bob"], ttl_hours=8)
+    store.take_lock(signed("alice", "lock", "2025-04", {"admins": ["carol"], "ttl_hours": 8}))
 
     evaluate(sensors.make_lock_sensor(), instance, resources)
 
@@ -236,7 +238,7 @@ def test_a_lock_on_a_month_never_planned_is_unexpected(instance, resources, stor
 
 def test_a_fresh_lock_on_a_proposed_month_raises_nothing(instance, resources, store):
     store.record_version(MONTH, 1, "alice", None, "run-1", "path", {}, {}, None)
-    store.take_lock(MONTH, "alice", ["bob"], ttl_hours=8)
+    store.take_lock(signed("alice", "lock", MONTH, {"admins": ["carol"], "ttl_hours": 8}))
 
     evaluate(sensors.make_lock_sensor(), instance, resources)
 

@@ -12,13 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 from assets.partitions import monthly_partitions
-from batch.roles import ACTOR_TAG
+from batch.identity import TICKET_TAG, make_ticket
 from batch_cli.instance import prepare
 from batch_cli.main import main
 from batch_cli.runs import run_job
 from pipelines.definitions import defs
 from pipelines.jobs import EXECUTE_JOB
 from pipelines.sensors import FAILED_CHECKS_SENSOR, make_failed_checks_sensor
+from tests.signing import key
 
 MONTHS = monthly_partitions.get_partition_keys()[-4:]
 
@@ -66,7 +67,8 @@ def test_a_starved_month_raises_an_alert_that_reaches_the_webhook(home, webhook,
     requests["must_allocate"] = False
     requests.to_parquet(landing / "requests.parquet")
 
-    outcomes = {m: run_job(EXECUTE_JOB, m, {ACTOR_TAG: "alice"}) for m in MONTHS}
+    backfill = make_ticket(key("alice"), "alice", EXECUTE_JOB, MONTHS, 30).encode()
+    outcomes = {m: run_job(EXECUTE_JOB, m, {TICKET_TAG: backfill}) for m in MONTHS}
     assert all(o.success for o in outcomes.values()), {m: o.error for m, o in outcomes.items()}
 
     prepare()

@@ -141,6 +141,9 @@ def test_a_run_ticket_lets_one_run_of_one_job_write_one_month(store):
     assert store.claim_ticket(ticket, "execute_job", MONTH, "run-1", system_allowed=False) == "alice"  # later steps
     with pytest.raises(ControlError, match="was used by run run-1"):
         store.claim_ticket(ticket, "execute_job", MONTH, "run-2", system_allowed=False)
+    # A re-execution of run-1 (from the UI, while the ticket is valid) acts under the same ticket.
+    assert store.claim_ticket(ticket, "execute_job", MONTH, "run-1b", system_allowed=False,
+                              lineage=("run-1",)) == "alice"
     with pytest.raises(ControlError, match="is for execute_job, not plan_job"):
         store.claim_ticket(ticket, "plan_job", MONTH, "run-3", system_allowed=True)
     with pytest.raises(ControlError, match="not 2027-01"):
