@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from batch.approvals import DONE, KIND_FINALIZE, KIND_UNLOCK, data_checksum
 from batch.errors import ControlError
+from batch.faults import crash_point
 
 # Phases of a month (SPEC §4): open -> planning -> proposed -> finalized (-> proposed by unlock).
 PHASE_OPEN = "open"
@@ -58,6 +59,7 @@ def carry_out_finalize(store: Any, exports: Exports, request_id: str, month: str
         store.mark_stale(request.id, str(exc))
         raise
     _publish(store, exports, request, month, run_id)
+    crash_point("final_commit")
     store.complete_finalize(request.id, run_id)
     return dict(exports.final_manifest(month) or {})
 

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 import xlsxwriter
 
 from batch import metrics as figures
+from batch.faults import crash_point
 from solvers.schema import STATUS_ALLOCATED, STATUS_EXCLUDED, STATUS_PINNED, STATUS_UNALLOCATED
 
 SCHEMA_VERSION = 1
@@ -198,6 +199,7 @@ class ExportStore:
         data_file = staging / DATA_FILE
         pq.write_table(table, data_file, compression="zstd")
         _fsync_file(data_file)
+        crash_point("version_write")
         _pause_for_tests()
         full = {
             "schema_version": SCHEMA_VERSION,
@@ -249,6 +251,7 @@ class ExportStore:
         for name in source_manifest["files"]:
             shutil.copyfile(source / name, target / name)
             _fsync_file(target / name)
+        crash_point("final_copy")
         _pause_for_tests()
         full = {
             **source_manifest,
