@@ -81,41 +81,24 @@ class Roles:
         key = self.keys.get(who)
         return [key] if key else []
 
-    def require_system(self, who: str, action: str) -> str:
-        """A declared system identity (scheduled planning runs)."""
-        if who not in self.system:
-            raise RoleError(f"{who!r} is not a system identity in {self.source} and may not {action}.")
-        return who
-
     def require_known(self, who: str | None, action: str) -> str:
         """Anyone in the roles file (admin or approver) may do `action`; nobody else."""
         if not who:
-            raise RoleError(f"Who is acting? Give --actor, BATCH_ADMIN_ACTOR or the run tag {ACTOR_TAG} to {action}.")
+            raise RoleError(f"Who is acting? Give --actor or BATCH_ADMIN_ACTOR to {action}.")
         if not self.known(who):
             raise RoleError(f"Unknown identity {who!r}: not in the roles file {self.source}.")
         return who
 
     def require_admin(self, who: str | None, action: str) -> str:
         if not who:
-            raise RoleError(f"Who is acting? Give --actor, BATCH_ADMIN_ACTOR or the run tag {ACTOR_TAG} to {action}.")
+            raise RoleError(f"Who is acting? Give --actor or BATCH_ADMIN_ACTOR to {action}.")
         if not self.known(who):
             raise RoleError(f"Unknown identity {who!r}: not in the roles file {self.source}.")
         if who not in self.admins:
             raise RoleError(f"{who} is not an admin in {self.source} and may not {action}.")
         return who
 
-    def require_approver(self, approver: str | None, actor: str) -> str:
-        if not approver:
-            raise RoleError("An approver is required (--approver).")
-        if not self.known(approver):
-            raise RoleError(f"Unknown identity {approver!r}: not in the roles file {self.source}.")
-        if approver not in self.approvers:
-            raise RoleError(f"{approver} does not hold the approver role in {self.source}.")
-        if approver == actor:
-            raise RoleError(f"The approver must be someone other than {actor} (four eyes).")
-        return approver
 
-
-def actor_from(cli_value: str | None = None, tags: dict[str, str] | None = None) -> str | None:
-    """The acting identity: --actor, then BATCH_ADMIN_ACTOR, then the run tag."""
-    return cli_value or os.environ.get("BATCH_ADMIN_ACTOR") or (tags or {}).get(ACTOR_TAG) or None
+def actor_from(cli_value: str | None = None) -> str | None:
+    """Whose key signs: --actor, then BATCH_ADMIN_ACTOR (the key proves who it is)."""
+    return cli_value or os.environ.get("BATCH_ADMIN_ACTOR") or None
