@@ -132,7 +132,11 @@ def _failure_message(the_instance: dg.DagsterInstance, run_id: str) -> str:
             if data.user_failure_data is not None and data.user_failure_data.description:
                 return data.user_failure_data.description
             if data.error is not None:
-                return data.error.message.strip().splitlines()[-1]
+                last = data.error.message.strip().splitlines()[-1]
+                if "ChildProcessCrashException" in f"{data.error.cls_name} {last}":
+                    return (f"Step {event.step_key} died (its process was killed or crashed), so run {run_id} "
+                            f"failed; `batch-admin status` shows what it left and docs/recovery.md how to recover.")
+                return last
     for event in events:
         if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION and not event.event_specific_data.passed:
             evaluation = event.event_specific_data
