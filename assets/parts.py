@@ -34,7 +34,7 @@ def split_month(context: dg.OpExecutionContext, control: ControlStoreResource, c
     except ControlError as exc:
         raise refuse(str(exc)) from None
     params = who.solver_params()
-    parts = batch.pack_parts(split_instance(capacity_plan.instance), who.max_parts())
+    parts = batch.pack_parts(split_instance(capacity_plan.instance), who.max_parts(len(capacity_plan.instance.pairs)))
     shares = batch.time_shares(parts, params.time_limit_s)
     context.log.info(f"{who.month}: {len(parts)} parts, time limit {params.time_limit_s:g}s shared by size")
     for index, (part, share) in enumerate(zip(parts, shares, strict=True)):

@@ -69,10 +69,18 @@ def validate(key: str, raw: Any) -> Any:
 
 # Parameters of the pipeline rather than of the solver.
 PIPELINE_PARAMS = {"max_parts": 8}
+# A solve step costs one to two seconds (a forked process, its inputs and result through Parquet):
+# below this many eligible pairs per part, fanning out costs more than a parallel solve saves.
+MIN_PAIRS_PER_PART = 100_000
 
 
-def max_parts(stored: dict[str, Any]) -> int:
-    return int(stored.get("max_parts", PIPELINE_PARAMS["max_parts"]))
+def max_parts(stored: dict[str, Any], pairs: int | None = None) -> int:
+    """Most steps a month's solve fans out to: what admins set (max_parts); else up to 8, one per
+    MIN_PAIRS_PER_PART eligible pairs, so that a small month is solved in one step."""
+    if "max_parts" in stored:
+        return int(stored["max_parts"])
+    default = PIPELINE_PARAMS["max_parts"]
+    return default if pairs is None else max(1, min(default, pairs // MIN_PAIRS_PER_PART))
 
 
 def solver_params(stored: dict[str, Any]) -> SolverParams:

@@ -34,9 +34,9 @@ class RunSnapshot:
         """The solver's parameters: defaults overridden by what admins had set when the run began."""
         return solver_params(self.params)
 
-    def max_parts(self) -> int:
-        """Most steps the month's solve fans out to."""
-        return max_parts(self.params)
+    def max_parts(self, pairs: int | None = None) -> int:
+        """Most steps the month's solve fans out to (by its eligible pairs unless admins set it)."""
+        return max_parts(self.params, pairs)
 
     def params_record(self) -> dict[str, Any]:
         """The JSON-able parameters kept with the version this run writes."""

@@ -27,11 +27,11 @@ from resources.settings import Settings
 
 BIN = Path(sys.executable).parent
 LAUNCH = """
-mutation Launch($month: String!) {
+mutation Launch($month: String!, $ticket: String!) {
   launchRun(executionParams: {
     selector: {repositoryLocationName: "monthly_batch_admin", repositoryName: "__repository__", jobName: "execute_job"},
     executionMetadata: {tags: [{key: "dagster/partition", value: $month}, {key: "batch_admin/month", value: $month},
-                               {key: "batch_admin/actor", value: "alice"}]}
+                               {key: "batch_admin/ticket", value: $ticket}]}
   }) { __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } }
 }"""
 STATUS = 'query Status($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }'
@@ -91,7 +91,8 @@ def main() -> None:
             except OSError:
                 time.sleep(1)
         started = time.perf_counter()
-        run_id = graphql(port, LAUNCH, {"month": ui_month})["launchRun"]["run"]["runId"]
+        ticket = json.loads(cli(env, "ticket", ui_month, "--job", "execute_job", "--actor", "alice", "--json").stdout)
+        run_id = graphql(port, LAUNCH, {"month": ui_month, "ticket": ticket["value"]})["launchRun"]["run"]["runId"]
         status = ""
         while status not in ("SUCCESS", "FAILURE", "CANCELED") and time.perf_counter() - started < 900:
             time.sleep(0.5)

@@ -7,6 +7,7 @@ import pytest
 
 from batch import plan as batch
 from batch.demo_data import generate_month
+from batch.params import MIN_PAIRS_PER_PART, max_parts
 from solvers import SolverParams, build_instance, solve
 from solvers.decompose import merge_proposals, split_instance
 from solvers.validation import assert_no_resource_over_capacity, assert_only_eligible_pairs
@@ -67,3 +68,10 @@ def test_parts_solved_apart_merge_into_a_valid_month_with_one_row_per_request(in
     rows = batch.allocation_rows(MONTH, 1, instance, merged)
     assert list(rows.columns) == batch.ROW_COLUMNS and len(rows) == len(instance.requests)
     assert (rows["resource_id"].isna() == (rows["status"].isin(["unallocated", "excluded"]))).all()
+
+
+def test_a_month_fans_out_only_as_far_as_its_size_pays_unless_admins_set_max_parts():
+    assert max_parts({}, pairs=30_000) == 1  # the demo month: one solve step
+    assert max_parts({}, pairs=3 * MIN_PAIRS_PER_PART + 5) == 3
+    assert max_parts({}, pairs=10**7) == 8
+    assert max_parts({"max_parts": 3}, pairs=10) == 3
