@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from batch.months import check_data_month
+
 SERVICES = ["consulting", "installation", "maintenance", "repair", "training"]
 REGION_NAMES = ["north", "south", "east", "west", "central", "coast", "alps", "lakes"]
 # Resources per service x region group the generator aims for; the solver derives eligible
@@ -219,6 +221,7 @@ def generate_month(
     """Demo tables resources, availability and requests for `month`, deterministic in `seed`."""
     if requests < 1 or resources < 1:
         raise ValueError("generate_month needs at least one request and one resource.")
+    check_data_month(month)
     rng = np.random.default_rng(seed)
     days = month_days(month)
     resource_table, daily_rate, group, n_regions = _generate_resources(rng, resources, days)
@@ -259,17 +262,35 @@ def generate_actuals(month: str, allocation_rows: pd.DataFrame, seed: int = 0) -
 
 
 def write_landing(home: Path, month: str, tables: dict[str, pd.DataFrame]) -> Path:
-    """Write each table to `<home>/landing/<month>/<table>.parquet` atomically; returns the folder."""
+    """Write each table to `<home>/landing/<month>/<table>.parquet`; returns the folder.
+
+    Every table is written to a temporary file first and only then renamed over its target (in
+    TABLE_ORDER, actuals last), so a failed write (a full disk) leaves the landed files as they
+    were, and a folder this call created is removed again."""
     folder = Path(home) / "landing" / month
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    for name in sorted(tables, key=lambda t: (TABLE_ORDER.index(t) if t in TABLE_ORDER else 99, t)):
-        target = folder / f"{name}.parquet"
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        try:
-            tables[name].to_parquet(tmp, index=False)
+    written: list[tuple[str, Path]] = []
+    try:
+        for name in sorted(tables, key=lambda t: (TABLE_ORDER.index(t) if t in TABLE_ORDER else 99, t)):
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+            os.close(fd)
+            written.append((tmp, folder / f"{name}.parquet"))
+            try:
+                tables[name].to_parquet(tmp, index=False)
+            except OSError as exc:  # pyarrow names no file: name the one it was writing
+                if exc.filename is None and exc.errno is not None:
+                    raise OSError(exc.errno, os.strerror(exc.errno), str(folder / f"{name}.parquet")) from exc
+                raise
+        for tmp, target in written:
             os.replace(tmp, target)
-        except BaseException:
+    except BaseException:
+        for tmp, _ in written:
             Path(tmp).unlink(missing_ok=True)
-            raise
+        if created:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise
     return folder

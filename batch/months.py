@@ -10,6 +10,9 @@ MONTH_RE = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 FIRST_MONTH = "2025-01"
 # Planning happens ahead: the current month and the next one are partitions too.
 MONTHS_AHEAD = 1
+# A month's data holds its days as nanosecond timestamps (pandas, Parquet), which reach from
+# 1677-09-21 to 2262-04-11: the months of these years fit whole.
+DATA_YEARS = (1678, 2261)
 
 
 class MonthError(ValueError):
@@ -21,6 +24,15 @@ def check_month(month: str | None) -> str:
     if not isinstance(month, str) or not MONTH_RE.fullmatch(month):
         raise MonthError(f"Month {month!r} must look like YYYY-MM (e.g. 2026-12).")
     return month
+
+
+def check_data_month(month: str | None) -> str:
+    """A well-formed month whose days a timestamp can hold (demo data, landing), else MonthError."""
+    check_month(month)
+    if not DATA_YEARS[0] <= int(str(month)[:4]) <= DATA_YEARS[1]:
+        raise MonthError(f"Month {month} is outside the months data can be held for "
+                         f"({DATA_YEARS[0]}-01 .. {DATA_YEARS[1]}-12).")
+    return str(month)
 
 
 def planned_months(today: date | None = None) -> list[str]:

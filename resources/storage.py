@@ -404,23 +404,8 @@ class ExportStore:
         }
 
     def _check_target(self, out: Path | str, force: bool) -> Path:
-        """Where an export may go: a regular file outside the home folder (where versions, the official
-        export and the control store live), never through a symbolic link, replaced only with force."""
-        if not str(out).strip():
-            raise ExportError("--out needs a file name.")
-        out = Path(out).expanduser()
-        if out.is_symlink():
-            raise ExportError(f"{out} is a symbolic link; give the real path of the file to write.")
-        out = out.absolute()
-        home = self.home.resolve()
-        if out.resolve() == home or home in out.resolve().parents:
-            raise ExportError(f"{out} is inside the home folder {home}, where the product keeps its versions, "
-                              f"official exports and control store; write the export elsewhere.")
-        if out.exists() and not out.is_file():
-            raise ExportError(f"{out} exists and is not a regular file (a folder or a device); give a file path.")
-        if out.exists() and not force:
-            raise ExportError(f"{out} already exists; give --force to replace it.")
-        return out
+        """Where an export may go (check_target)."""
+        return check_target(self.home, out, force)
 
     # ----------------------------------------------------------------- diff
 
@@ -488,6 +473,40 @@ class ExportStore:
 
 
 # ------------------------------------------------------------------ validation
+
+
+def check_target(home: Path, out: Path | str, force: bool) -> Path:
+    """Where a file the CLI writes on request (an export, a report) may go: a regular file outside the home
+    folder (where versions, the official export and the control store live), in a folder that exists or
+    can be made, never through a symbolic link, replaced only with force. The absolute path, else ExportError."""
+    if not str(out).strip() or Path(out).name in ("", ".", ".."):
+        raise ExportError("--out needs a file name.")
+    out = Path(out).expanduser()
+    if out.is_symlink():
+        raise ExportError(f"{out} is a symbolic link; give the real path of the file to write.")
+    out = out.absolute()
+    home = Path(home).resolve()
+    if out.resolve() == home or home in out.resolve().parents:
+        raise ExportError(f"{out} is inside the home folder {home}, where the product keeps its versions, "
+                          f"official exports and control store; write the file elsewhere.")
+    if out.exists() and not out.is_file():
+        raise ExportError(f"{out} exists and is not a regular file (a folder or a device); give a file path.")
+    if out.exists() and not force:
+        raise ExportError(f"{out} already exists; give --force to replace it.")
+    folder = _nearest_existing(out.parent)
+    if not folder.is_dir():
+        raise ExportError(f"{folder} is not a folder, so {out} cannot be written; give another path.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ExportError(f"{folder} is not writable by you, so {out} cannot be written; give another path.")
+    return out
+
+
+def _nearest_existing(path: Path) -> Path:
+    """`path` or its nearest parent that exists."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return path
 
 
 def _check_month(month: str) -> str:
