@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import dagster as dg
 
 from batch.errors import ControlError
@@ -9,7 +11,7 @@ from batch.identity import TICKET_TAG, IdentityError
 from batch.lifecycle import PLAN_JOB
 from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError
 from batch.snapshot import RunSnapshot
-from resources.control_store import ControlStore
+from resources.control_store import LEASE_STALE_AFTER_S, ControlStore, LeaseInfo
 
 # Assets of the monthly chain in execution order; the last one a run executes releases the lease.
 CHAIN = ("landed_inputs", "validated_inputs", "capacity_plan", "allocation_parts", "allocation_proposal",
@@ -22,6 +24,8 @@ def refuse(message: str) -> dg.Failure:
 
 
 Context = dg.AssetExecutionContext | dg.OpExecutionContext
+# How often a run that meets a month held by another looks again for that run's heartbeat.
+AWAIT_POLL_S = 1.0
 
 
 def _holder_finished(context: Context, holder_run_id: str | None) -> bool:
@@ -52,10 +56,51 @@ def begin_write(context: Context, store: ControlStore, what: str) -> RunSnapshot
 
 
 def take_month(context: Context, store: ControlStore) -> None:
-    """The month's lease: one run (execution or finalization) at a time."""
+    """The month's lease: one run (execution or finalization) at a time. A run that took the month
+    over from a dead one (its heartbeat stopped) marks that run failed."""
     month, run_id = context.partition_key, context.run.run_id
+    _await_sign_of_life(context, store, month)
     holder = store.lease_holder(month)
-    store.acquire_lease(month, run_id, finished_holder=holder if _holder_finished(context, holder) else None)
+    dead = store.acquire_lease(month, run_id, finished_holder=holder if _holder_finished(context, holder) else None)
+    if dead is not None:
+        message = fail_dead_run(context.instance, dead, f"run {run_id}")
+        context.log.warning(message or f"Took month {month} over from run {dead.run_id}, whose lease was dead.")
+
+
+def _await_sign_of_life(context: Context, store: ControlStore, month: str) -> None:
+    """A month held by another run that has not finished: wait for that run's next heartbeat (it
+    lives, and the month is refused) or for its lease to die (the month is taken over), so that a
+    run started right after its predecessor was killed takes the month over instead of failing for
+    being early. A live holder beats within LEASE_HEARTBEAT_S; a dead one is dead within
+    LEASE_STALE_AFTER_S of its last beat."""
+    seen = store.lease(month)
+    if (seen is None or seen.run_id == context.run.run_id or seen.heartbeat_at is None or seen.dead()
+            or _holder_finished(context, seen.run_id)):
+        return
+    context.log.info(f"Month {month} is held by run {seen.run_id} (last heartbeat {seen.heartbeat_age():.0f} s ago): "
+                     f"waiting for its next heartbeat, or {LEASE_STALE_AFTER_S} s without one, to tell whether it "
+                     f"lives.")
+    while True:
+        time.sleep(AWAIT_POLL_S)
+        lease = store.lease(month)
+        if (lease is None or lease.run_id != seen.run_id or lease.heartbeat_at != seen.heartbeat_at or lease.dead()
+                or _holder_finished(context, seen.run_id)):
+            return
+
+
+def fail_dead_run(instance: dg.DagsterInstance, lease: LeaseInfo, by: str) -> str | None:
+    """Mark the run of a dead lease failed in Dagster (unless it finished) and free the pool slots
+    its steps held; the sentence said, or None when the run had finished already."""
+    run = instance.get_run_by_id(lease.run_id)
+    if run is None or run.is_finished:
+        return None
+    why = lease.why_dead() or f"heartbeat {lease.heartbeat_age():.0f} s ago"
+    message = (f"Run {lease.run_id} is marked failed: it lost its hold on month {lease.month} ({why}; its run worker "
+               f"was killed, hung or lost its machine), and {by} took the month over.")
+    instance.report_run_failed(run, message=message)
+    if instance.event_log_storage.supports_global_concurrency_limits:
+        instance.event_log_storage.free_concurrency_slots_for_run(lease.run_id)
+    return message
 
 
 def _executed_chain(context: Context) -> list[str]:

@@ -583,10 +583,12 @@ def status(month: str | None, as_json: bool) -> None:
     check_month(month)
     row = control.month(month)
     lock = control.lock_info(month)
+    lease = control.lease(month)
     pins, exclusions = control.pins_and_exclusions(month)
     result = {
         "month": month, "phase": row["phase"],
         "lock": lock.to_dict() if lock else None,
+        "lease": lease.to_dict() if lease else None,
         "final": {"version": row["final_version"], "finalized_by": row["finalized_by"],
                   "approved_by": row["approved_by"], "finalized_at": row["finalized_at"]}
         if row["final_version"] else None,
@@ -629,6 +631,14 @@ def _print_status(result: dict[str, Any]) -> None:
         lock = result["lock"]
         state = "active" if lock["active"] else "expired"
         out.print(f"temporary lock ({state}): {lock['holder']} for {', '.join(lock['admins'])} until {lock['expires_at']}")
+    if result.get("lease"):
+        lease = result["lease"]
+        since = f"run {lease['run_id']} since {lease['acquired_at'][:19].replace('T', ' ')} UTC"
+        if lease["alive"]:
+            out.print(f"executing: {since}, last heartbeat {lease['heartbeat_age_s']:.0f} s ago", markup=False)
+        else:
+            out.print(f"[red]executing:[/red] {escape(since)}: dead ({escape(lease['dead_because'])}); "
+                      f"the next run takes over")
     if result["final"]:
         final = result["final"]
         out.print(f"final lock: version {final['version']} by {final['finalized_by']}, "

@@ -24,8 +24,11 @@ from dagster._core.definitions.selector import JobSubsetSelector
 from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 
+from assets.guards import fail_dead_run
 from batch.roles import MONTH_TAG
 from batch_cli.instance import WORKSPACE_YAML, daemon_running, instance
+from resources.control_store import ControlStore
+from resources.settings import Settings
 
 LOCATION_NAME = "monthly_batch_admin"
 PARTITION_TAG = "dagster/partition"
@@ -207,6 +210,21 @@ def _report(entry: Any, events: RunEvents) -> None:
         events.on_log(step, text)
 
 
+def fail_dead_holder(the_instance: dg.DagsterInstance, month: str, by: str) -> str | None:
+    """A month whose lease is dead (its run's heartbeat stopped: killed, its machine lost): mark that
+    run failed, so that the run queue starts the next run of the month and the pool slots of its
+    steps are free; the next run takes the lease over (assets/guards.py). The sentence to say, if any."""
+    settings = Settings.from_env()
+    store = ControlStore(settings.control_url, roles_file=settings.roles_file)
+    try:
+        lease = store.lease(month)
+    finally:
+        store.dispose()
+    if lease is None or not lease.dead():
+        return None
+    return fail_dead_run(the_instance, lease, by)
+
+
 def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
             run_config: Mapping[str, Any] | None = None, events: RunEvents | None = None) -> RunOutcome:
     """Submit a job of the code location for a month (or none) and follow it to its end."""
@@ -216,6 +234,9 @@ def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
     with workspace(the_instance) as context:
         run = _create_run(the_instance, context, job_name, all_tags, dict(run_config or {}))
         notes = []
+        failed = fail_dead_holder(the_instance, month, f"run {run.run_id}") if month else None
+        if failed:
+            events.on_notice(failed)
 
         def launch() -> None:
             the_instance.launch_run(run.run_id, context)

@@ -4,13 +4,19 @@ The choice is read from the run worker's environment (resources/settings.py), ne
 `BATCH_ADMIN_EXECUTOR=celery` with `BATCH_ADMIN_CELERY_BROKER` and the PostgreSQL instance sends
 the steps to `batch-admin worker` processes through dagster-celery; anything else runs them in
 local processes forked from a server that imported the product once.
+
+Either way the run worker beats the run's month leases while the executor runs the plan
+(`LeaseHeartbeat`): when the run's processes die (killed, their machine lost), the beats stop and
+the next run of the month takes the month over within a minute (resources/control_store.py).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Callable, Mapping
-from typing import cast
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, cast
 
 import dagster as dg
 from celery.exceptions import TaskRevokedError
@@ -24,8 +30,76 @@ from dagster_celery.core_execution_loop import core_celery_execution_loop
 from dagster_celery.executor import CeleryExecutor, _submit_task
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
+from resources.control_store import LEASE_HEARTBEAT_S, ControlStore
 from resources.execution import CELERY_SETTINGS, RESULT_BACKEND, SOLVER_POOL, SOLVER_QUEUE, WORKER_IMPORTS
 from resources.settings import Settings
+
+logger = logging.getLogger("batch_admin.lease")
+
+
+class LeaseHeartbeat:
+    """A daemon thread of the run worker that refreshes the heartbeat of every month lease the run
+    holds, every LEASE_HEARTBEAT_S, until stopped; it dies with the run worker. A lease is taken by
+    a run's first writing step and released by its last one; between them every step, the solve
+    parts included, executes while the run worker waits on it, so the beats cover them all."""
+
+    def __init__(self, control_url: str, run_id: str, every_s: float = LEASE_HEARTBEAT_S):
+        self._url, self._run_id, self._every_s = control_url, run_id, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-heartbeat-{run_id[:8]}", daemon=True)
+
+    def __enter__(self) -> LeaseHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2 * self._every_s)
+
+    def _beat(self) -> None:
+        store: ControlStore | None = None
+        failing = False
+        try:
+            while not self._stop.wait(self._every_s):
+                try:
+                    store = store or ControlStore(self._url, migrate=False)
+                    store.beat_leases(self._run_id)
+                    if failing:
+                        logger.warning("run %s: lease heartbeat written again", self._run_id)
+                    failing = False
+                except Exception as exc:  # a beat missed is retried at the next tick; the run goes on
+                    if not failing:
+                        logger.warning("run %s: lease heartbeat not written (%s); retrying every %s s",
+                                       self._run_id, exc, self._every_s)
+                    failing = True
+        finally:
+            if store is not None:
+                store.dispose()
+
+
+class LeaseBeatingExecutor(dg.Executor):
+    """The chosen executor (multiprocess or Celery), executing the plan inside a LeaseHeartbeat.
+    Everything else is the wrapped executor's (dagster-celery reads its app_args, for one)."""
+
+    def __init__(self, inner: dg.Executor, control_url: str):
+        self._inner, self._control_url = inner, control_url
+
+    def execute(self, plan_context, execution_plan) -> Iterator[DagsterEvent]:
+        with LeaseHeartbeat(self._control_url, plan_context.dagster_run.run_id):
+            yield from self._inner.execute(plan_context, execution_plan)
+
+    @property
+    def retries(self) -> RetryMode:
+        return self._inner.retries
+
+    @property
+    def step_dependency_config(self):
+        return self._inner.step_dependency_config
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
 
 
 class PoolRoutedCeleryExecutor(CeleryExecutor):
@@ -82,11 +156,12 @@ def celery_executor_for(settings: Settings, retries: RetryMode) -> CeleryExecuto
 @dg.executor(name="batch_admin", config_schema=dg.multiprocess_executor.config_schema.as_field(),
              requirements=dg.multiple_process_executor_requirements())
 def batch_admin_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
-    """Celery when the run worker's settings ask for it, else the multiprocess executor (its config)."""
+    """Celery when the run worker's settings ask for it, else the multiprocess executor (its config);
+    either beats the run's leases while it executes."""
     settings = Settings.from_env()
     if settings.executor == "celery":
         retries = RetryMode.from_config(cast(Mapping[str, Mapping], init_context.executor_config["retries"]))
-        return celery_executor_for(settings, retries or RetryMode.ENABLED)
+        return LeaseBeatingExecutor(celery_executor_for(settings, retries or RetryMode.ENABLED), settings.control_url)
     create_multiprocess = cast(Callable[[dg.InitExecutorContext], dg.Executor],
                                dg.multiprocess_executor.executor_creation_fn)
-    return create_multiprocess(init_context)
+    return LeaseBeatingExecutor(create_multiprocess(init_context), settings.control_url)

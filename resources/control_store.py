@@ -88,7 +88,16 @@ leases = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    # The holder's last sign of life (its run worker beats every LEASE_HEARTBEAT_S); NULL for a
+    # lease taken before heartbeats, which is held until it expires.
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
 )
+
+# A run beats its leases every LEASE_HEARTBEAT_S while its run worker lives (pipelines/executor.py);
+# a lease without a beat for LEASE_STALE_AFTER_S belongs to a run that died (killed, its machine
+# lost), and the next run of the month takes it over.
+LEASE_HEARTBEAT_S = 15
+LEASE_STALE_AFTER_S = 60
 
 adjustments = sa.Table(
     "adjustments", metadata,
@@ -248,6 +257,48 @@ class LockInfo:
             "acquired_at": self.acquired_at.isoformat(), "expires_at": self.expires_at.isoformat(),
             "active": self.active(),
         }
+
+
+@dataclass
+class LeaseInfo:
+    """Which run executes a month, since when, and whether it still lives."""
+
+    month: str
+    run_id: str
+    acquired_at: datetime
+    expires_at: datetime
+    heartbeat_at: datetime | None
+
+    def heartbeat_age(self, now: datetime | None = None) -> float:
+        """Seconds since the holder's last sign of life (its heartbeat, else taking the lease)."""
+        return ((now or utcnow()) - (self.heartbeat_at or self.acquired_at)).total_seconds()
+
+    def dead(self, now: datetime | None = None) -> bool:
+        """True when the holder has not beaten for LEASE_STALE_AFTER_S, or the lease expired."""
+        return self.why_dead(now) is not None
+
+    def why_dead(self, now: datetime | None = None) -> str | None:
+        """Why the holder counts as dead ("heartbeat N s ago", "expired at ..."), None while it lives."""
+        now = now or utcnow()
+        if self.heartbeat_at is not None and self.heartbeat_age(now) > LEASE_STALE_AFTER_S:
+            return f"heartbeat {self.heartbeat_age(now):.0f} s ago"
+        if now >= self.expires_at:  # a run that took too long, or a lease taken before heartbeats
+            return f"lease expired at {self.expires_at.isoformat(timespec='seconds')}"
+        return None
+
+    def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        now = now or utcnow()
+        return {
+            "run_id": self.run_id, "acquired_at": self.acquired_at.isoformat(),
+            "heartbeat_at": self.heartbeat_at.isoformat() if self.heartbeat_at else None,
+            "heartbeat_age_s": round(self.heartbeat_age(now), 1), "expires_at": self.expires_at.isoformat(),
+            "alive": not self.dead(now), "dead_because": self.why_dead(now),
+        }
+
+
+def _lease_of(row: Any) -> LeaseInfo:
+    return LeaseInfo(month=row["month"], run_id=row["run_id"], acquired_at=_aware(row["acquired_at"]),
+                     expires_at=_aware(row["expires_at"]), heartbeat_at=_aware(row["heartbeat_at"]))
 
 
 @dataclass
@@ -1017,29 +1068,56 @@ class ControlStore:
         return expired
 
     def acquire_lease(self, month: str, run_id: str, ttl_hours: float = 6.0,
-                      finished_holder: str | None = None) -> None:
-        """One execution per month: refuse while another live run holds the month."""
+                      finished_holder: str | None = None) -> LeaseInfo | None:
+        """One execution per month: refuse while another live run holds the month.
+
+        The month is taken over from a holder the caller saw finish (`finished_holder`), or from a
+        dead one (no heartbeat for LEASE_STALE_AFTER_S, or the lease expired); the dead holder's
+        lease is returned, so that the caller marks that run failed. Taking over is a compare and
+        swap on the holder and its last heartbeat as read here: of two runs that both saw the same
+        holder finish or die, one takes the month and the other is refused."""
         with self.write() as conn:
             row = conn.execute(sa.select(leases).where(leases.c.month == month)).mappings().first()
             now = utcnow()
-            if row is not None and row["run_id"] != run_id:
-                # Compare and swap: only the holder the caller saw finish may be replaced, so two
-                # runs that both saw it finish cannot both take the month.
-                if _aware(row["expires_at"]) > now and row["run_id"] != finished_holder:
-                    raise ControlError(
-                        f"Month {month} is being executed by run {row['run_id']} since "
-                        f"{_aware(row['acquired_at']).isoformat(timespec='seconds')}; two runs for "
-                        f"the same month never execute at the same time."
-                    )
-            if row is not None and row["run_id"] == run_id:
-                return
-            conn.execute(leases.delete().where(leases.c.month == month))
-            conn.execute(leases.insert().values(month=month, run_id=run_id, acquired_at=now,
-                                                expires_at=now + timedelta(hours=ttl_hours)))
+            if row is None:
+                conn.execute(leases.insert().values(month=month, run_id=run_id, acquired_at=now, heartbeat_at=now,
+                                                    expires_at=now + timedelta(hours=ttl_hours)))
+                return None
+            held = _lease_of(row)
+            if held.run_id == run_id:
+                return None
+            if held.run_id != finished_holder and not held.dead(now):
+                raise ControlError(
+                    f"Month {month} is being executed by run {held.run_id} since "
+                    f"{held.acquired_at.isoformat(timespec='seconds')} (last heartbeat "
+                    f"{held.heartbeat_age(now):.0f} s ago); two runs for the same month never execute at the "
+                    f"same time. If that run died, the next run takes the month over once its heartbeat is "
+                    f"{LEASE_STALE_AFTER_S} s old."
+                )
+            seen_beat = (leases.c.heartbeat_at.is_(None) if row["heartbeat_at"] is None
+                         else leases.c.heartbeat_at == row["heartbeat_at"])
+            swapped = conn.execute(leases.update().where(sa.and_(
+                leases.c.month == month, leases.c.run_id == held.run_id, seen_beat)).values(
+                run_id=run_id, acquired_at=now, heartbeat_at=now, expires_at=now + timedelta(hours=ttl_hours)))
+            if swapped.rowcount != 1:
+                raise ControlError(f"Month {month} was taken by another run while run {run_id} took it over from "
+                                   f"run {held.run_id}; two runs for the same month never execute at the same time.")
+            return None if held.run_id == finished_holder else held
 
     def lease_holder(self, month: str) -> str | None:
         with self.read() as conn:
             return conn.execute(sa.select(leases.c.run_id).where(leases.c.month == month)).scalar()
+
+    def lease(self, month: str) -> LeaseInfo | None:
+        """The month's lease: its holder, since when, its last heartbeat (`.dead()` says whether it lives)."""
+        with self.read() as conn:
+            row = conn.execute(sa.select(leases).where(leases.c.month == month)).mappings().first()
+        return _lease_of(row) if row is not None else None
+
+    def beat_leases(self, run_id: str) -> int:
+        """The run's sign of life: refresh the heartbeat of every lease it holds; how many it holds."""
+        with self.write() as conn:
+            return conn.execute(leases.update().where(leases.c.run_id == run_id).values(heartbeat_at=utcnow())).rowcount
 
     def release_lease(self, month: str, run_id: str) -> None:
         with self.write() as conn:
