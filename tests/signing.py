@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 from batch.approvals import KIND_FINALIZE, KIND_UNLOCK
@@ -23,6 +25,17 @@ def signed(actor: str, action: str, month: str | None, details: dict[str, Any] |
 
 def ticket_tags(actor: str, job: str, month: str, minutes: float = 15) -> dict[str, str]:
     return {TICKET_TAG: make_ticket(key(actor), actor, job, [month], minutes).encode(), ACTOR_TAG: actor}
+
+
+def install_keys(user_home: Path) -> dict[str, str]:
+    """Each demo person's private key where `batch-admin` looks for it (~/.config/batch-admin/NAME.key),
+    as on their own machines: production (PostgreSQL) never uses the shipped demo keys by itself.
+    Returns the environment that makes `user_home` the home directory."""
+    folder = user_home / ".config" / "batch-admin"
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in DEMO_KEYS_DIR.glob("*.key"):
+        shutil.copyfile(path, folder / path.name)
+    return {"HOME": str(user_home)}
 
 
 def open_store(url: str, migrate: bool | None = True) -> ControlStore:

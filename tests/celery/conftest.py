@@ -20,6 +20,7 @@ from batch_cli.instance import REPO_ROOT
 from resources.execution import SOLVER_POOL
 from resources.settings import psycopg2_url
 from tests.e2e.conftest import BIN, Services, missing, stop
+from tests.signing import install_keys
 
 RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
 # Every wait is bounded.
@@ -120,7 +121,8 @@ def deployment(tmp_path, postgres_url, broker_url) -> Iterator[Deployment]:
     home = tmp_path / "home"
     env = {name: value for name, value in os.environ.items() if name not in PRODUCT_VARS}
     env.update({"BATCH_ADMIN_HOME": str(home), "BATCH_ADMIN_POSTGRES_URL": postgres_url,
-                "BATCH_ADMIN_EXECUTOR": "celery", "BATCH_ADMIN_CELERY_BROKER": broker_url})
+                "BATCH_ADMIN_EXECUTOR": "celery", "BATCH_ADMIN_CELERY_BROKER": broker_url,
+                **install_keys(tmp_path / "people")})
     with pytest.MonkeyPatch.context() as mp:
         # Deployment.instance() reads the instance's dagster.yaml, which names this variable.
         mp.setenv("BATCH_ADMIN_POSTGRES_URL", psycopg2_url(postgres_url))

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from tests.e2e.conftest import BIN, dagster_services
+from tests.signing import install_keys
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(900),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:gql.client")]
@@ -126,6 +127,8 @@ def stack(e2e_database, isolated_env, tmp_path_factory):
     isolated_env.setenv("BATCH_ADMIN_HOME", str(home))
     isolated_env.setenv("BATCH_ADMIN_POSTGRES_URL", e2e_database)
     isolated_env.setenv("DAGSTER_HOME", str(home / "dagster"))  # recorded, so it is restored afterwards
+    for name, value in install_keys(tmp_path_factory.mktemp("people")).items():
+        isolated_env.setenv(name, value)
     dagster_home = prepare(Settings.from_env()).dagster_home
     env = dict(os.environ)
     cli(env, "migrate")  # production: the control store is migrated explicitly, once
