@@ -269,7 +269,7 @@ def test_a_run_killed_during_its_solve_frees_its_month_within_a_minute(home, cap
     from resources.settings import Settings
 
     cli("demo-data", E2E_MONTH, "--requests", "400", "--resources", "40", "--seed", "3")
-    cli("params", E2E_MONTH, "--actor", "alice", "--set", "time_limit_s=120")
+    cli("params", E2E_MONTH, "--actor", "alice", "--set", "time_limit_s=120", "--set", "gap_tolerance=0")  # a long solve
     log = open(home / "killed-run.log", "wb")
     proc = subprocess.Popen([str(BIN), "run", E2E_MONTH, "--actor", "alice", "--note", "x"], env=dict(os.environ),
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
