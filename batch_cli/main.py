@@ -360,7 +360,15 @@ def exports() -> ExportStore:
     """The export store under the home folder."""
     from resources.storage import ExportStore  # deferred: start-up speed (see the imports)
 
-    return ExportStore(settings().home)
+    return ExportStore(settings().home, protected=protected_paths())
+
+
+def protected_paths() -> tuple[Path, ...]:
+    """The roles file, people's keys (the key folder and BATCH_ADMIN_KEY), and the stores outside the home."""
+    keys = [default_key_path("x").parent]
+    if os.environ.get(KEY_VAR):
+        keys.append(Path(os.environ[KEY_VAR]))
+    return settings().protected_paths(tuple(keys))
 
 
 def store() -> ControlStore:
@@ -1165,7 +1173,7 @@ def report(month: str, version: int | None, out_path: Path | None, force: bool, 
     from resources.storage import check_target
 
     if out_path is not None:  # the export's rules, checked before the page is built
-        out_path = check_target(settings().home, out_path, force)
+        out_path = check_target(settings().home, out_path, force, protected_paths())
     store_ = exports()
     try:
         view = version_view(store(), store_, month, version)

@@ -73,6 +73,16 @@ class Settings:
         return cls(home=home, control_url=control_url, io_base=io_base, roles_file=roles,
                    postgres_url=postgres_url, executor=executor, celery_broker=celery_broker)
 
+    def protected_paths(self, key_paths: tuple[Path, ...] = ()) -> tuple[Path, ...]:
+        """What no export or report may overwrite outside the home: the roles file, people's keys, an
+        SQLite control store and a local IO base elsewhere."""
+        paths = [self.roles_file, *key_paths]
+        if self.control_url.startswith("sqlite:///"):
+            paths.append(Path(self.control_url.split("///", 1)[1]))
+        if "://" not in self.io_base:
+            paths.append(Path(self.io_base))
+        return tuple(paths)
+
     def environment(self) -> dict[str, str]:
         """The variables every Dagster process of this deployment reads (the resources' EnvVars)."""
         env = {HOME_VAR: str(self.home), CONTROL_VAR: self.control_url, IO_BASE_VAR: self.io_base,

@@ -124,8 +124,10 @@ def _sanitize_series(series: pd.Series) -> pd.Series:
 class ExportStore:
     """Versioned allocation exports under ``home/exports``; pure Python, no Dagster."""
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, protected: tuple[Path, ...] = ()):
+        """protected: files and folders outside the home that no export may write (keys, roles file...)."""
         self.home = Path(home)
+        self.protected = protected
         self.root = self.home / "exports"
         self.allocations_dir = self.root / "allocations"
         self.final_dir = self.root / "final"
@@ -405,7 +407,7 @@ class ExportStore:
 
     def _check_target(self, out: Path | str, force: bool) -> Path:
         """Where an export may go (check_target)."""
-        return check_target(self.home, out, force)
+        return check_target(self.home, out, force, self.protected)
 
     # ----------------------------------------------------------------- diff
 
@@ -475,7 +477,7 @@ class ExportStore:
 # ------------------------------------------------------------------ validation
 
 
-def check_target(home: Path, out: Path | str, force: bool) -> Path:
+def check_target(home: Path, out: Path | str, force: bool, protected: tuple[Path, ...] = ()) -> Path:
     """Where a file the CLI writes on request (an export, a report) may go: a regular file outside the home
     folder (where versions, the official export and the control store live), in a folder that exists or
     can be made, never through a symbolic link, replaced only with force. The absolute path, else ExportError."""
@@ -489,6 +491,11 @@ def check_target(home: Path, out: Path | str, force: bool) -> Path:
     if out.resolve() == home or home in out.resolve().parents:
         raise ExportError(f"{out} is inside the home folder {home}, where the product keeps its versions, "
                           f"official exports and control store; write the file elsewhere.")
+    for kept in protected:
+        kept = Path(kept).expanduser().resolve()
+        if out.resolve() == kept or kept in out.resolve().parents:
+            raise ExportError(f"{out} is {'inside ' if out.resolve() != kept else ''}{kept}, which the product "
+                              f"keeps (keys, roles file, control store or run data); write the file elsewhere.")
     if out.exists() and not out.is_file():
         raise ExportError(f"{out} exists and is not a regular file (a folder or a device); give a file path.")
     if out.exists() and not force:

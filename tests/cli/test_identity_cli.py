@@ -85,3 +85,19 @@ def test_an_action_signed_with_another_persons_key_is_refused_and_alerted(home, 
     alerts = json.loads(cli("alerts", "--json").stdout)
     assert [a["rule"] for a in alerts] == ["refused_action"]
     assert json.loads(cli("status", MONTH, "--json").stdout)["params"] == {}
+
+
+@pytest.mark.parametrize("target", ["key", "key_folder", "roles"])
+def test_an_export_never_overwrites_a_key_or_the_roles_file(home, tmp_path, monkeypatch, target):
+    user = tmp_path / "user"
+    monkeypatch.setenv("HOME", str(user))
+    cli("keygen", "alice")
+    key_file = user / ".config" / "batch-admin" / "alice.key"
+    roles = tmp_path / "roles.yaml"
+    roles.write_text(DEFAULT_ROLES_FILE.read_text())
+    monkeypatch.setenv("BATCH_ADMIN_ROLES", str(roles))
+    out = {"key": key_file, "key_folder": key_file.parent / "new.csv", "roles": roles}[target]
+    before = key_file.read_bytes(), roles.read_bytes()
+    refused = cli("report", MONTH, "--out", str(out), "--force", ok=False)
+    assert "which the product keeps" in refused.stderr
+    assert (key_file.read_bytes(), roles.read_bytes()) == before
