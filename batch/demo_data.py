@@ -275,6 +275,7 @@ def write_landing(home: Path, month: str, tables: dict[str, pd.DataFrame]) -> Pa
         for name in sorted(tables, key=lambda t: (TABLE_ORDER.index(t) if t in TABLE_ORDER else 99, t)):
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
             os.close(fd)
+            os.chmod(tmp, 0o644)  # landed inputs are read by the Dagster processes too (mkstemp makes 0600)
             written.append((tmp, folder / f"{name}.parquet"))
             try:
                 tables[name].to_parquet(tmp, index=False)
