@@ -999,6 +999,10 @@ class ControlStore:
                     row = self._month_row(conn, req.month)
                     self._check_not_finalized(row)
                     self._check_binding(conn, req.month, req.binding)
+                    held = conn.execute(sa.select(leases).where(leases.c.month == req.month)).mappings().first()
+                    if held is not None and not _lease_of(held).dead():
+                        raise ControlError(f"Run {held['run_id']} of {req.month} is executing; approve after it ends "
+                                           f"(a new version would make this request stale).")
                 if req.kind == approvals.KIND_UNLOCK and req.month is not None:
                     row = self._month_row(conn, req.month)
                     if row["phase"] != PHASE_FINALIZED or row["final_version"] != req.binding.get("final_version"):

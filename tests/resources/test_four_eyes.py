@@ -75,6 +75,16 @@ def test_a_request_approved_after_a_newer_run_is_refused_as_stale(store):
     assert store.request(request.id).status == "pending"
 
 
+def test_a_finalization_is_not_approved_while_a_run_of_the_month_executes(store):
+    _version(store)
+    request = file_finalize(store, MONTH, 1)
+    store.acquire_lease(MONTH, "run-2")
+    with pytest.raises(ControlError, match="Run run-2 of 2026-12 is executing; approve after it ends"):
+        approve(store, request.id, "bob")
+    store.release_lease(MONTH, "run-2")
+    assert approve(store, request.id, "bob").status == APPROVED
+
+
 def test_an_approval_is_bound_to_what_the_approver_was_shown(store):
     _version(store)
     request = file_finalize(store, MONTH, 1)
