@@ -82,12 +82,16 @@ class ConnectionSampler:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
-        with psycopg2.connect(self.url.rsplit("/", 1)[0] + "/postgres", connect_timeout=3) as conn:
-            conn.autocommit = True
+        # Not `with connect(...)`: that opens a transaction, in which pg_stat_activity is one snapshot.
+        conn = psycopg2.connect(self.url.rsplit("/", 1)[0] + "/postgres", connect_timeout=3)
+        conn.autocommit = True
+        try:
             while not self._stop.wait(0.1):
                 with conn.cursor() as cur:
                     cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.database,))
                     self.peak = max(self.peak, cur.fetchone()[0])
+        finally:
+            conn.close()
 
     def __enter__(self) -> ConnectionSampler:
         self._thread.start()
