@@ -90,8 +90,8 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(1)
-        started = time.perf_counter()
         ticket = json.loads(cli(env, "ticket", ui_month, "--job", "execute_job", "--actor", "alice", "--json").stdout)
+        started = time.perf_counter()
         run_id = graphql(port, LAUNCH, {"month": ui_month, "ticket": ticket["value"]})["launchRun"]["run"]["runId"]
         status = ""
         while status not in ("SUCCESS", "FAILURE", "CANCELED") and time.perf_counter() - started < 900:
