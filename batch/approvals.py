@@ -82,11 +82,14 @@ class Request:
     def effective_status(self, now: datetime) -> str:
         return EXPIRED if self.status == PENDING and now >= self.expires_at else self.status
 
-    def describe(self) -> str:
-        what = {KIND_FINALIZE: f"finalize {self.month} version {self.version}",
+    def what(self) -> str:
+        """What the request asks for, e.g. 'finalize 2026-12 version 2'."""
+        return {KIND_FINALIZE: f"finalize {self.month} version {self.version}",
                 KIND_UNLOCK: f"unlock {self.month}",
                 KIND_ROLES: f"accept roles file {self.binding.get('source')}"}[self.kind]
-        return f"request {self.id} ({what}, by {self.requested_by})"
+
+    def describe(self) -> str:
+        return f"request {self.id} ({self.what()}, by {self.requested_by})"
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "month": self.month, "version": self.version,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from batch.approvals import DONE, KIND_FINALIZE, KIND_UNLOCK, data_checksum
+from batch.approvals import APPROVED, DONE, KIND_FINALIZE, KIND_UNLOCK, data_checksum
 from batch.errors import ControlError
 from batch.faults import crash_point
 
@@ -102,7 +102,7 @@ def final_mismatch(row: dict[str, Any], exports: Exports) -> str | None:
 def repair_plan(store: Any, exports: Exports, month: str) -> tuple[list[str], list[Any]]:
     """What `repair` does for a month: file fixes (done here) and approved requests to carry out
     (by their jobs, returned). Returns the fixes made, in sentences, and the requests."""
-    approved = [r for r in store.requests(month) if r.status == "approved" and r.kind in (KIND_FINALIZE, KIND_UNLOCK)]
+    approved = [r for r in store.requests(month) if r.status == APPROVED and r.kind in (KIND_FINALIZE, KIND_UNLOCK)]
     if approved:
         return [], approved
     row = store.month(month)

@@ -841,7 +841,7 @@ def _print_filed(request: Any, as_json: bool) -> None:
 
     data = request.to_dict(utcnow())
     emit(data, as_json, lambda: out.print(
-        f"Request {request.id} filed: {request.describe().split('(', 1)[1].rstrip(')')}. It takes effect when "
+        f"Request {request.id} filed: {request.what()}, by {request.requested_by}. It takes effect when "
         f"another person with the approver role runs `batch-admin approve {request.id}` (or rejects it) before "
         f"{request.expires_at:%Y-%m-%d %H:%M} UTC.", markup=False))
 

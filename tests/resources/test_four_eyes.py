@@ -13,8 +13,8 @@ import pytest
 
 from batch.approvals import APPROVED, DONE, EXPIRED, REJECTED
 from batch.errors import ControlError
-from batch.identity import IdentityError, Signed, generate_key, make_ticket, sign
-from batch.roles import RoleError
+from batch.identity import IdentityError, Signed, generate_key, load_private_key, make_ticket, sign
+from batch.roles import RoleError, Roles
 from resources.control_store import ControlStore, _entry_hash
 from resources.settings import DEFAULT_ROLES_FILE
 from tests.signing import approve, file_finalize, finalize_in_store, key, open_store, signed
@@ -195,7 +195,7 @@ def test_a_changed_roles_file_is_refused_until_an_admin_and_an_approver_accept_i
         store.set_params(mallory)
     with pytest.raises(RoleError, match="differs from the roles accepted"):
         store.set_params(signed("alice", "params", MONTH, {"changes": {"seed": 2}}))
-    checksum = __import__("batch.roles", fromlist=["Roles"]).Roles.load(roles_file).checksum
+    checksum = Roles.load(roles_file).checksum
     request = store.file_request(signed("alice", "request", None, {
         "kind": "roles", "text": "mallory joins", "binding": {"checksum": checksum, "source": str(roles_file)}}))
     with pytest.raises(RoleError, match="alice filed"):
@@ -224,8 +224,6 @@ def test_pointing_at_another_roles_file_does_not_make_anyone_an_admin(control_ur
 
 
 def _load(path: Path):
-    from batch.identity import load_private_key
-
     return load_private_key("x", str(path))
 
 
