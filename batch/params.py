@@ -51,11 +51,16 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key, validate(key, raw)
 
 
+def check_key(key: str) -> str:
+    """A known parameter's name (to unset it), else the one sentence naming the known ones."""
+    if key not in PARAMS:
+        raise ParamError(f"Unknown parameter {key!r}; known parameters: {', '.join(sorted(PARAMS))}.")
+    return key
+
+
 def validate(key: str, raw: Any) -> Any:
     """Check one parameter's name, type and range."""
-    spec = PARAMS.get(key)
-    if spec is None:
-        raise ParamError(f"Unknown parameter {key!r}; known parameters: {', '.join(sorted(PARAMS))}.")
+    spec = PARAMS[check_key(key)]
     try:
         value = spec.kind(raw)
         if spec.kind is int and str(raw).strip() not in (str(value), f"+{value}"):

@@ -245,7 +245,9 @@ def describe_action(action: str, details: dict[str, Any]) -> str:
         return what + (f"; note: {d['note']}" if d.get("note") else "")
     if action == "params":
         after = d.get("changes") or d.get("after") or {}
-        return "set " + ", ".join(f"{k}={v}" for k, v in after.items()) if after else "parameters"
+        said = [*(f"set {k}={v}" for k, v in after.items() if v is not None),
+                *(f"unset {k}" for k, v in after.items() if v is None)]
+        return ", ".join(said) if said else "parameters"
     if action == "lock":
         return f"locked for {', '.join(d.get('designated') or d.get('admins') or [])} until {d.get('expires_at', '?')}"
     if action == "request":

@@ -548,7 +548,8 @@ def _version_summary(version: dict[str, Any]) -> dict[str, Any]:
         "requests": metrics.get("requests"), "allocated": metrics.get("allocated"),
         "success_rate": metrics.get("success_rate"), "objective": metrics.get("objective"),
         "bound": metrics.get("bound"), "gap": metrics.get("gap"),
-        "solve_seconds": metrics.get("solve_seconds"), "metrics": metrics,
+        "solve_seconds": metrics.get("solve_seconds"), "stop_reason": metrics.get("stop_reason"),
+        "churn": metrics.get("churn"), "metrics": metrics,
     }
 
 
@@ -658,12 +659,14 @@ def _print_status(result: dict[str, Any]) -> None:
         out.print(f"request {request['id']} ({request['status']}): {request['kind']}"
                   f"{' version ' + str(request['version']) if request['kind'] == 'finalize' else ''} by "
                   f"{request['requested_by']}, expires {request['expires_at']:%Y-%m-%d %H:%M} UTC", markup=False)
-    table = Table("version", "created", "actor", "requests", "allocated", "success", "objective", "gap", "solve s", "note")
+    table = Table("version", "created", "actor", "requests", "allocated", "success", "objective", "gap", "solve s",
+                  "stopped", "moved", "note")
     for v in result["versions"]:
         table.add_row(str(v["version"]), str(v["created_at"])[:19], str(v["actor"]), format_count(v["requests"]),
                       format_count(v["allocated"]), format_figure("success_rate", v["success_rate"]),
                       format_count(v["objective"]), format_figure("gap", v["gap"]),
-                      format_figure("solve_seconds", v["solve_seconds"]), v["note"] or "")
+                      format_figure("solve_seconds", v["solve_seconds"]), STOP_WORDS.get(v["stop_reason"] or "", "–"),
+                      _moved(v["churn"]), v["note"] or "")
     out.print(table)
     health = result.get("health") or {}
     metrics = health.get("metrics") or {}
@@ -692,6 +695,18 @@ def _print_status(result: dict[str, Any]) -> None:
         out.print(f"[yellow]note:[/yellow] {problem}")
 
 
+# Why a version's solve stopped (solvers' Proposal.stop_reason), as the status table says it.
+STOP_WORDS = {"optimal": "optimal", "gap_tolerance": "tolerance", "time_limit": "time limit",
+              "deterministic_budget": "work budget"}
+
+
+def _moved(churn: dict[str, Any] | None) -> str:
+    """Requests moved since the previous version (solvers/churn.py), '–' for a first version."""
+    if not churn or not churn.get("previous_allocated"):
+        return "–"
+    return f"{int(churn['requests_moved']):,}"
+
+
 def _pct(value: Any, digits: int = 1) -> str:
     return "" if value is None else f"{float(value):.{digits}%}"
 
@@ -699,17 +714,26 @@ def _pct(value: Any, digits: int = 1) -> str:
 @main.command()
 @click.argument("month")
 @click.option("--actor")
-@click.option("--set", "assignments", multiple=True, required=True, metavar="KEY=VALUE",
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="A parameter to set; repeat for several (e.g. time_limit_s=30 weight.1=2000).")
+@click.option("--unset", "unsets", multiple=True, metavar="KEY",
+              help="A parameter to return to its default (e.g. stability: strict again); repeat for several.")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
-def params(month: str, actor: str | None, assignments: tuple[str, ...], as_json: bool) -> None:
-    """Set batch parameters of a month (validated, audited, snapshotted with every version)."""
+def params(month: str, actor: str | None, assignments: tuple[str, ...], unsets: tuple[str, ...],
+           as_json: bool) -> None:
+    """Set or unset batch parameters of a month (validated, audited, snapshotted with every version)."""
     check_planned_month(month)
+    if not assignments and not unsets:
+        raise CliError("Give at least one --set KEY=VALUE or --unset KEY (`batch-admin params --help` lists them).")
     who = require_admin(actor, f"change parameters of {month}")
-    from batch.params import parse_assignment  # deferred: start-up speed (see the imports)
+    from batch.params import check_key, parse_assignment  # deferred: start-up speed (see the imports)
 
-    changes = dict(parse_assignment(a) for a in assignments)
+    changes: dict[str, Any] = dict(parse_assignment(a) for a in assignments)
+    for key in unsets:
+        if check_key(key) in changes:
+            raise CliError(f"Parameter {key!r} is both set and unset; give one of them.")
+        changes[key] = None
     current = store().set_params(sign_as(who, "params", month, {"changes": changes}))
     emit({"month": month, "params": current}, as_json,
          lambda: _print_mapping(f"Parameters of {month}", current))

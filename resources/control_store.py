@@ -741,7 +741,8 @@ class ControlStore:
 
     # ---------------------------------------------------------------- writes
     def set_params(self, signed: Signed) -> dict[str, Any]:
-        """Change a month's parameters (details: changes), signed by an admin."""
+        """Change a month's parameters (details: changes; a value None unsets the key: its default
+        counts again), signed by an admin."""
         month, changes = str(signed.month), dict(signed.details.get("changes") or {})
         with self._signed(signed, "params", month) as (conn, roles):
             actor = roles.require_admin(signed.actor, f"change parameters of {month}")
@@ -750,7 +751,9 @@ class ControlStore:
             self._check_lock(conn, month, actor, "change parameters of")
             current = json.loads(row["params_json"] or "{}")
             before = {k: current.get(k) for k in changes}
-            current.update(changes)
+            current.update({k: v for k, v in changes.items() if v is not None})
+            for key in (k for k, v in changes.items() if v is None):
+                current.pop(key, None)
             conn.execute(months.update().where(months.c.month == month).values(
                 params_json=_dumps(current), updated_at=utcnow()))
             self._append_audit(conn, month, actor, "params", {"changes": changes, "before": before}, signed)

@@ -33,7 +33,8 @@ def landed(home):
     return load_landing(home, MONTH)
 
 
-def write_version(home, month: str, version: int, tables, moved: int = 0, note: str | None = None) -> pd.DataFrame:
+def write_version(home, month: str, version: int, tables, moved: int = 0, note: str | None = None,
+                  solver_extra: dict | None = None) -> pd.DataFrame:
     """A version as allocation_export writes one (rows, manifest, control-store row), without a solve:
     each request on the first resource of its service and region; `moved` requests on the second."""
     resources = tables.resources.assign(capacity=tables.resources["capacity_units"])
@@ -52,7 +53,8 @@ def write_version(home, month: str, version: int, tables, moved: int = 0, note: 
     metrics = version_metrics(rows, resources, tables.requests)
     metrics["utilization_by_service_region"] = utilization_records(rows, resources)
     objective, bound = 1000.0 * version, 1000.0 * version + 1
-    solver = {"status": "FEASIBLE", "objective": objective, "bound": bound, "gap": relative_gap(objective, bound)}
+    solver = {"status": "FEASIBLE", "objective": objective, "bound": bound, "gap": relative_gap(objective, bound),
+              **(solver_extra or {})}
     info = ExportStore(home).write_version(month, version, rows, {
         "run_id": f"run-{version}", "actor": "alice", "note": note, "parameters": {}, "input_fingerprint": "x",
         "solver": solver, "metrics": metrics})
@@ -105,6 +107,33 @@ def test_status_without_a_month_shows_every_month_with_its_phase_versions_and_fi
     assert by_month[MONTH]["allocated"] == 280 and by_month[MONTH]["requests"] == 300
     human = cli("status").stdout
     assert MONTH in human and EARLIER in human and "93.3%" in human
+
+
+def test_status_of_a_month_says_why_each_solve_stopped_and_how_many_requests_moved(home, landed):
+    write_version(home, MONTH, 1, landed, solver_extra={"stop_reason": "time_limit", "churn": None})
+    write_version(home, MONTH, 2, landed, moved=30, note="move thirty", solver_extra={
+        "stop_reason": "gap_tolerance", "churn": {"previous_allocated": 280, "requests_moved": 17}})
+
+    versions = json.loads(cli("status", MONTH, "--json").stdout)["versions"]
+
+    assert [v["stop_reason"] for v in versions] == ["time_limit", "gap_tolerance"]
+    assert versions[1]["churn"]["requests_moved"] == 17
+    rows = [line.split("│") for line in cli("status", MONTH).stdout.splitlines() if line.startswith("│")]
+    assert [(r[10].strip(), r[11].strip()) for r in rows[:2]] == [("time limit", "–"), ("tolerance", "17")]
+
+
+def test_params_unset_returns_a_key_to_its_default_and_the_audit_says_so(home, landed):
+    cli("params", MONTH, "--actor", "alice", "--set", "stability=5", "--set", "seed=3")
+
+    left = json.loads(cli("params", MONTH, "--actor", "alice", "--unset", "stability", "--json").stdout)["params"]
+
+    assert left == {"seed": 3}
+    assert "unset stability" in cli("audit", MONTH).stdout
+    assert "Unknown parameter 'speed'" in cli("params", MONTH, "--actor", "alice", "--unset", "speed", ok=False).stderr
+    assert "both set and unset" in cli("params", MONTH, "--actor", "alice", "--set", "seed=4", "--unset", "seed",
+                                       ok=False).stderr
+    assert "at least one --set" in cli("params", MONTH, "--actor", "alice", ok=False).stderr
+    assert json.loads(cli("status", MONTH, "--json").stdout)["params"] == {"seed": 3}
 
 
 def test_diff_leads_with_objective_gap_and_success_rate_and_names_the_moved_requests(home, landed):
