@@ -181,7 +181,9 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
               "gap": relative_gap(proposal.objective, proposal.bound), "solve_seconds": proposal.solve_seconds,
               "model_size": proposal.model_size, "parts": proposal.parts,
               "conflicts": proposal.conflicts, "stop_reason": proposal.stop_reason,
-              "bound_kind": proposal.bound_kind, "bound_note": proposal.bound_note, "churn": proposal.churn}
+              "bound_kind": proposal.bound_kind, "bound_note": proposal.bound_note, "churn": proposal.churn,
+              # The solve's own phases (compile, greedy, bound, model_build, search, explain), summed over parts.
+              "solver_phase_seconds": proposal.phase_seconds}
     info = exports.write_version(who.month, version, rows, {
         "run_id": who.run_id, "actor": who.actor, "note": who.note,
         "parameters": allocation_proposal.params, "input_fingerprint": allocation_proposal.fingerprint,

@@ -143,9 +143,10 @@ class VersionView:
                 f"- {reason.replace('_', ' ')}: **{format_count(count)}**" for reason, count in self.reasons.items())
         for chart in self.charts():
             sections[f"chart: {chart.title}"] = f"**{chart.title}**\n\n{chart.markdown()}"
-        phases = self.figures.get("phase_seconds") or {}
-        if phases:
-            sections["phase seconds"] = "\n".join(f"- {k}: {v:,.1f} s" for k, v in phases.items())
+        for key, title in (("phase_seconds", "phase seconds"), ("solver_phase_seconds", "solver phase seconds")):
+            phases = self.figures.get(key) or {}
+            if phases:
+                sections[title] = "\n".join(f"- {k.replace('_', ' ')}: {v:,.1f} s" for k, v in phases.items())
         return sections
 
     def service_summary(self) -> pd.DataFrame:

@@ -25,7 +25,8 @@ def png_size(png: bytes) -> tuple[int, int]:
 def a_view(**overrides) -> VersionView:
     rows, resources = make_rows(), make_resources()
     figures = {**version_metrics(rows, resources, make_requests()), "objective": 1537700.0, "bound": 1537731.0,
-               "gap": 2e-5, "phase_seconds": {"landed_inputs": 0.31, "allocation_parts": 10.6}}
+               "gap": 2e-5, "phase_seconds": {"landed_inputs": 0.31, "allocation_parts": 10.6},
+               "solver_phase_seconds": {"compile": 0.12, "model_build": 0.4, "search": 9.7}}
     fields = dict(month="2025-03", version=2, final=False, phase="proposed",
                   manifest={"note": "pinned <b>R1</b>", "actor": "alice", "created_at": "2025-03-01T10:00:00+00:00"},
                   rows=rows, figures=figures, utilization=utilization_table(rows, resources, by="service_region"),
@@ -71,12 +72,13 @@ def test_metadata_sections_are_short_enough_for_the_dagster_ui_to_show_them_inli
 
     text = {name: body for name, body in sections.items() if not name.startswith("chart: ")}
     assert list(text) == ["summary", "why this version", "change from the previous version", "utilization by service",
-                          "not allocated, by reason", "phase seconds"]
+                          "not allocated, by reason", "phase seconds", "solver phase seconds"]
     assert all(len(body) < DAGSTER_INLINE_MARKDOWN for body in text.values()), {k: len(v) for k, v in text.items()}
     assert "- Allocated (incl. pinned): **4**" in sections["summary"] and "- Gap: **0.002%**" in sections["summary"]
     assert "- capacity exhausted: **1**" in sections["not allocated, by reason"]
     assert "- compute: **80.0%** (120 of 150 units)" in sections["utilization by service"]
     assert "1,537,700" in sections["summary"] and "0.8340757" not in "".join(text.values())
+    assert "- model build: 0.4 s" in sections["solver phase seconds"]
 
 
 def test_the_report_is_self_contained_escaped_and_names_who_did_what():
