@@ -24,7 +24,6 @@ from batch.months import previous_month
 from batch.report import VersionView, version_view
 from batch.roles import RoleError
 from checks import asset_checks, names
-from checks.expectations import validate_inputs
 from resources.dagster_resources import ControlStoreResource, StorageResource
 from resources.storage import ALLOCATION_SCHEMA
 from solvers import build_instance
@@ -75,6 +74,10 @@ def validated_inputs(context: dg.AssetExecutionContext, control: ControlStoreRes
     begin_write(context, store, "plan")
     started = time.perf_counter()
     docs = storage.home_path() / "data_docs" / context.partition_key
+    # Deferred: great-expectations takes ~2 s to import, which every process loading the code
+    # location (code servers, the daemon, sensors) would pay although only this step needs it.
+    from checks.expectations import validate_inputs
+
     report = validate_inputs(landed_inputs, data_docs_dir=docs)
     metadata: dict[str, Any] = {"report": dg.MetadataValue.json(report.as_metadata()),
                 "checked_rules": report.checked_rules,

@@ -1,9 +1,13 @@
-"""The executor of every job, chosen when a run starts: multiprocess by default, Celery on request.
+"""The executor of every job, chosen when a run starts (chosen_executor): in the run worker, in
+forked processes, or on Celery.
 
-The choice is read from the run worker's environment (resources/settings.py), never at import:
-`BATCH_ADMIN_EXECUTOR=celery` with `BATCH_ADMIN_CELERY_BROKER` and the PostgreSQL instance sends
-the steps to `batch-admin worker` processes through dagster-celery; anything else runs them in
-local processes forked from a server that imported the product once.
+The choice is read from the run worker's environment (resources/settings.py), never at import.
+`BATCH_ADMIN_EXECUTOR=auto` (the default) executes the steps in the run worker itself when the
+`solver` pool lets one solve run at a time (a small machine: nothing would run side by side, and
+each forked step would cost a process), else in local processes forked from a server that imported
+the product once (`multiprocess`), so that a month's solve parts run in parallel; `in_process` and
+`multiprocess` force one of them. `celery`, with `BATCH_ADMIN_CELERY_BROKER` and the PostgreSQL
+instance, sends the steps to `batch-admin worker` processes through dagster-celery.
 
 Either way the run worker beats the run's month leases while the executor runs the plan
 (`LeaseHeartbeat`): when the run's processes die (killed, their machine lost), the beats stop and
@@ -24,6 +28,7 @@ from celery.result import AsyncResult
 from dagster._core.events import DagsterEvent
 from dagster._core.execution.plan.objects import ErrorSource, StepFailureData
 from dagster._core.execution.retries import RetryMode
+from dagster._core.executor.in_process import InProcessExecutor
 from dagster._serdes import serialize_value
 from dagster._utils.error import serializable_error_info_from_exc_info
 from dagster_celery.core_execution_loop import core_celery_execution_loop
@@ -153,15 +158,37 @@ def celery_executor_for(settings: Settings, retries: RetryMode) -> CeleryExecuto
                                     include=WORKER_IMPORTS, config_source=CELERY_SETTINGS, retries=retries)
 
 
+def solves_side_by_side(instance: dg.DagsterInstance) -> int:
+    """How many steps of the `solver` pool the instance lets run at once (its limit, else the
+    default; 1 when the storage has no pools)."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return 1
+    return max(1, int(storage.get_concurrency_info(SOLVER_POOL).limit or 1))
+
+
+def chosen_executor(settings: Settings, instance: dg.DagsterInstance) -> str:
+    """The executor a run gets: the one BATCH_ADMIN_EXECUTOR names; for `auto`, in the run worker
+    itself when one solve runs at a time (the monthly chain is a line of steps, and only solve parts
+    could run side by side), which spares a process start-up and a fork per step, else forked
+    processes, so that parts solve in parallel."""
+    if settings.executor != "auto":
+        return settings.executor
+    return "in_process" if solves_side_by_side(instance) <= 1 else "multiprocess"
+
+
 @dg.executor(name="batch_admin", config_schema=dg.multiprocess_executor.config_schema.as_field(),
              requirements=dg.multiple_process_executor_requirements())
 def batch_admin_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
-    """Celery when the run worker's settings ask for it, else the multiprocess executor (its config);
-    either beats the run's leases while it executes."""
+    """Celery when the run worker's settings ask for it; else in process or the multiprocess
+    executor (its config), as chosen_executor says; each beats the run's leases while it executes."""
     settings = Settings.from_env()
-    if settings.executor == "celery":
-        retries = RetryMode.from_config(cast(Mapping[str, Mapping], init_context.executor_config["retries"]))
+    retries = RetryMode.from_config(cast(Mapping[str, Mapping], init_context.executor_config["retries"]))
+    kind = chosen_executor(settings, init_context.instance)
+    if kind == "celery":
         return LeaseBeatingExecutor(celery_executor_for(settings, retries or RetryMode.ENABLED), settings.control_url)
+    if kind == "in_process":
+        return LeaseBeatingExecutor(InProcessExecutor(retries=retries or RetryMode.ENABLED), settings.control_url)
     create_multiprocess = cast(Callable[[dg.InitExecutorContext], dg.Executor],
                                dg.multiprocess_executor.executor_creation_fn)
     return LeaseBeatingExecutor(create_multiprocess(init_context), settings.control_url)

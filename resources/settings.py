@@ -16,7 +16,9 @@ IO_BASE_VAR = "BATCH_ADMIN_IO_BASE"
 ROLES_VAR = "BATCH_ADMIN_ROLES"
 EXECUTOR_VAR = "BATCH_ADMIN_EXECUTOR"
 CELERY_BROKER_VAR = "BATCH_ADMIN_CELERY_BROKER"
-EXECUTORS = ("multiprocess", "celery")
+# auto (default): the run's steps execute in its run worker when the `solver` pool lets one solve
+# run at a time (nothing would run side by side), else in forked processes (pipelines/executor.py).
+EXECUTORS = ("auto", "multiprocess", "in_process", "celery")
 
 
 class SettingsError(RuntimeError):
@@ -38,7 +40,7 @@ class Settings:
     io_base: str
     roles_file: Path
     postgres_url: str | None
-    executor: str = "multiprocess"
+    executor: str = "auto"
     celery_broker: str | None = None
 
     @property

@@ -12,10 +12,12 @@ PRODUCTION = {"BATCH_ADMIN_HOME": "/srv/batch", "BATCH_ADMIN_POSTGRES_URL": "pos
 BROKER = "pyamqp://guest@127.0.0.1:5672//"
 
 
-def test_the_multiprocess_executor_is_the_default_and_exports_no_celery_setting():
+def test_the_automatic_choice_is_the_default_and_exports_no_executor_setting():
     settings = Settings.from_env(PRODUCTION)
-    assert settings.executor == "multiprocess" and settings.celery_broker is None
+    assert settings.executor == "auto" and settings.celery_broker is None
     assert "BATCH_ADMIN_EXECUTOR" not in settings.environment()
+    forced = Settings.from_env({**PRODUCTION, "BATCH_ADMIN_EXECUTOR": "in_process"})
+    assert forced.environment()["BATCH_ADMIN_EXECUTOR"] == "in_process"
 
 
 def test_celery_with_a_broker_and_postgres_is_exported_to_every_dagster_process():
@@ -28,7 +30,7 @@ def test_celery_with_a_broker_and_postgres_is_exported_to_every_dagster_process(
     ({**PRODUCTION, "BATCH_ADMIN_EXECUTOR": "celery"}, "BATCH_ADMIN_CELERY_BROKER"),
     ({"BATCH_ADMIN_HOME": "/srv/batch", "BATCH_ADMIN_EXECUTOR": "celery", "BATCH_ADMIN_CELERY_BROKER": BROKER},
      "BATCH_ADMIN_POSTGRES_URL"),
-    ({**PRODUCTION, "BATCH_ADMIN_EXECUTOR": "k8s"}, "multiprocess, celery"),
+    ({**PRODUCTION, "BATCH_ADMIN_EXECUTOR": "k8s"}, "auto, multiprocess, in_process, celery"),
 ])
 def test_an_incomplete_or_unknown_executor_choice_is_refused_naming_what_is_missing(environ, named):
     with pytest.raises(SettingsError, match=named):
