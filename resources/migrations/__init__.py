@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 HERE = Path(__file__).resolve().parent
 # Dagster's own PostgreSQL storage keeps `alembic_version` in the same database: ours is apart.
@@ -25,6 +28,9 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def alembic_config(engine: Engine) -> Config:
+    # Deferred: alembic takes ~0.1 s to import, which every command opening a current store would pay.
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE))
     cfg.attributes["engine"] = engine
@@ -33,4 +39,6 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the control store's schema to `revision`; a no-op when it is current."""
+    from alembic import command  # deferred with alembic_config's import
+
     command.upgrade(alembic_config(engine), revision)
