@@ -62,7 +62,7 @@ def test_tabu_reaches_the_proven_optimum_of_a_small_gap_instance_from_an_overful
 def test_tabu_never_returns_an_allocation_worth_less_than_a_feasible_start(tmp_path):
     c = compile_instance(gap_instance(type_d_gap(tmp_path / "d", 8, 60, seed=4)), PARAMS)
     part, pairs, room = whole(c)
-    feasible, _ = tabu.improve_component(c, cheapest_pairs(c), part, pairs, room, 0.05, np.inf, seed=2)
+    feasible, _ = tabu.improve_component(c, cheapest_pairs(c), part, pairs, room, 0.2, np.inf, seed=2)
     assert_within_capacity_and_complete(c, feasible)
     for seed in range(3):
         again, _ = tabu.improve_component(c, feasible, part, pairs, room, 0.02, np.inf, seed=seed)
@@ -116,3 +116,46 @@ def test_a_tight_month_is_improved_by_the_tabu_search_and_repeats_exactly(tmp_pa
     assert first.allocations.equals(second.allocations)
     assert first.objective <= first.bound
     assert reports and reports[-1][1] == first.objective
+
+
+def chain_component():
+    """Requests J (on A or B) and K (on B or C), 5 units each on resources of room 5: J on A, K on B.
+
+    J gains 10 on B and K loses 5 on C, so the only gaining move is the chain J -> B, K -> C (no
+    swap: K has no pair on A).
+    """
+    return dict(request_start=np.array([0, 2, 4]), pair_resource=np.array([0, 1, 1, 2]),
+                pair_units=np.array([5, 5, 5, 5]), pair_value=np.array([10, 20, 30, 25]),
+                room=np.array([5, 5, 5]))
+
+
+def test_one_iteration_applies_the_ejection_chain_that_no_single_shift_or_swap_reaches(monkeypatch):
+    parts = chain_component()
+    must = np.array([True, True])
+    for chains, expected in ((True, [1, 3]), (False, [0, 2])):
+        monkeypatch.setattr(tabu, "EJECTION_CHAINS", chains)
+        pair_of = tabu._pair_map(parts["request_start"], parts["pair_resource"], 3)
+        state = tabu.start(**{k: parts[k] for k in ("request_start", "pair_resource", "pair_units", "pair_value",
+                                                    "room")},
+                           assign=np.array([0, 2]), seed=1, pair_of=pair_of, profile=tabu.PENALTY_PROFILES[0])
+        state.penalty[:] = 10.0  # an overfull unit costs more than J gains
+        tabu.run(state, parts["request_start"], parts["pair_resource"], parts["pair_units"], parts["pair_value"],
+                 must, parts["room"], 1)
+        assert state.best.tolist() == expected
+        assert state.best_value == (45 if chains else 40)
+        assert (state.load <= parts["room"]).all()
+
+
+def test_the_search_keeps_its_loads_equal_to_its_allocation_and_its_best_within_capacity(tmp_path):
+    c = compile_instance(gap_instance(type_d_gap(tmp_path / "d", 8, 80, seed=11)), PARAMS)
+    starts = c.pair_request_start.astype(np.int64)
+    pair_of = tabu._pair_map(starts, c.pair_resource, len(c.capacity))
+    state = tabu.start(starts, c.pair_resource, c.pair_units, c.pair_value, c.capacity, cheapest_pairs(c), 3,
+                       pair_of, tabu.PENALTY_PROFILES[1])
+    for _ in range(5):
+        tabu.run(state, starts, c.pair_resource, c.pair_units, c.pair_value, c.must_allocate, c.capacity, 1500)
+        assert (state.load == c.load(state.assign)).all()
+        assert state.best_value > tabu.NO_BEST
+        assert_within_capacity_and_complete(c, state.best)
+        assert c.objective(state.best) == state.best_value
+
