@@ -24,7 +24,7 @@ from dagster._core.definitions.selector import JobSubsetSelector
 from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 
-from assets.guards import fail_dead_run, fail_run
+from assets.guards import fail_dead_run
 from batch.roles import MONTH_TAG
 from batch_cli.instance import WORKSPACE_YAML, daemon_running, instance
 from resources.control_store import ControlStore
@@ -37,6 +37,9 @@ NO_DAEMON = ("no Dagster daemon serves this instance: the run is launched direct
 # "part 2/3 solve    4.0s of 6.5s objective ..." (assets/parts.py): one progress bar per part.
 PART_PROGRESS = re.compile(r"^part (\d+)/(\d+) solve\s+([\d.]+)s of ([\d.]+)s")
 POLL_SECONDS = 0.5
+# What Dagster says of a run marked failed by someone else than its executor (its code server,
+# when the run worker died).
+GENERIC_RUN_FAILURE = "This run has been marked as failed from outside the execution context."
 
 
 class RunError(Exception):
@@ -63,8 +66,6 @@ class RunEvents:
     on_part: Callable[[int, int, float, float], None] = lambda index, count, done, total: None
     on_notice: Callable[[str], None] = lambda text: None
     steps: dict[str, str] = field(default_factory=dict)
-    # The run worker's process id, from its "Started process for run (pid: N)" event.
-    worker_pid: int | None = None
 
 
 @contextmanager
@@ -141,6 +142,14 @@ def _failure_message(the_instance: dg.DagsterInstance, run_id: str) -> str:
                 if "ChildProcessCrashException" in f"{data.error.cls_name} {last}":
                     return _step_died(event.step_key, run_id)
                 return last
+    # A step that started and never ended while the run failed without saying why: the step's
+    # process died, which for steps executed in the run worker is the run worker itself (the code
+    # server that launched it then marks the run failed with Dagster's generic sentence).
+    said = [e.message for e in events if e.event_type == dg.DagsterEventType.RUN_FAILURE
+            and e.message and e.message != GENERIC_RUN_FAILURE]
+    unfinished = _unfinished_steps(the_instance, run_id)
+    if unfinished and not said:
+        return _step_died(unfinished[-1], run_id)
     for event in events:
         if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION and not event.event_specific_data.passed:
             evaluation = event.event_specific_data
@@ -160,50 +169,32 @@ def _failure_message(the_instance: dg.DagsterInstance, run_id: str) -> str:
     return f"run {run_id} failed; see it in the Dagster UI"
 
 
+def _unfinished_steps(the_instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """The run's steps that started and did not end, in the order they started."""
+    records = the_instance.get_records_for_run(run_id, of_type={
+        dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE,
+        dg.DagsterEventType.STEP_SKIPPED}).records
+    started: dict[str, None] = {}
+    for record in records:
+        step_event = record.event_log_entry.dagster_event
+        if step_event is None or not step_event.step_key:
+            continue
+        if step_event.event_type == dg.DagsterEventType.STEP_START:
+            started[step_event.step_key] = None
+        else:
+            started.pop(step_event.step_key, None)
+    return list(started)
+
+
 def _step_died(step: str | None, run_id: str) -> str:
     return (f"Step {step} died (its process was killed or crashed), so run {run_id} failed; "
             f"`batch-admin status` shows what it left and docs/recovery.md how to recover.")
 
 
-def process_gone(pid: int) -> bool:
-    """Whether a process of this machine has exited (a zombie not yet reaped counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state in ("Z", "X")
-    except FileNotFoundError:
-        return True
-    except (OSError, IndexError):  # no /proc: ask the kernel whether the pid exists
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-
-
-def _fail_if_worker_died(the_instance: dg.DagsterInstance, run_id: str, events: RunEvents) -> str | None:
-    """A run launched from this machine whose run worker has exited without finishing the run (killed,
-    out of memory, a crash in a step executed in process): mark it failed, naming the step it was
-    executing, and return that sentence; None while the worker lives or once the run has finished."""
-    if events.worker_pid is None or not process_gone(events.worker_pid):
-        return None
-    run = the_instance.get_run_by_id(run_id)
-    if run is None or run.is_finished:
-        return None
-    running = [step for step, status in events.steps.items() if status == "started"]
-    message = (_step_died(running[-1], run_id) if running else
-               f"The run worker of run {run_id} (pid {events.worker_pid}) exited before the run finished, so the run "
-               f"failed; `batch-admin status` shows what it left and docs/recovery.md how to recover.")
-    fail_run(the_instance, run, message)
-    return message
-
-
 def follow(the_instance: dg.DagsterInstance, run_id: str, events: RunEvents,
-           launch: Callable[[], None] | None = None, local_worker: bool = False) -> RunOutcome:
+           launch: Callable[[], None] | None = None) -> RunOutcome:
     """Read the run's new events (by cursor) until it finishes; report steps, logs and part progress.
-    A run left queued by a daemon that has gone away is launched with `launch`; a run whose worker
-    this machine started (`local_worker`) and that exited early is marked failed."""
+    A run left queued by a daemon that has gone away is launched with `launch`."""
     cursor: str | None = None
     queued_said = False
     while True:
@@ -216,10 +207,6 @@ def follow(the_instance: dg.DagsterInstance, run_id: str, events: RunEvents,
             cursor = page.cursor
             if not page.has_more:
                 break
-        if local_worker and not finished:
-            died = _fail_if_worker_died(the_instance, run_id, events)
-            if died:
-                return RunOutcome(run_id, False, died)
         if run is not None and run.status == dg.DagsterRunStatus.QUEUED:
             if not queued_said:
                 events.on_notice(f"run {run_id} is queued (one run per month; the queue starts it when it may).")
@@ -227,7 +214,7 @@ def follow(the_instance: dg.DagsterInstance, run_id: str, events: RunEvents,
             if launch is not None and not daemon_running(the_instance):
                 events.on_notice(f"the daemon stopped serving the queue: run {run_id} is launched directly.")
                 launch()
-                launch, local_worker = None, True
+                launch = None
         if finished:
             if run.status == dg.DagsterRunStatus.SUCCESS:
                 return RunOutcome(run_id, True)
@@ -238,11 +225,6 @@ def follow(the_instance: dg.DagsterInstance, run_id: str, events: RunEvents,
 def _report(entry: Any, events: RunEvents) -> None:
     step = entry.step_key or ""
     event = entry.dagster_event
-    if event is not None and event.event_type == dg.DagsterEventType.ENGINE_EVENT and not step:
-        pid = (event.engine_event_data.metadata or {}).get("pid") if event.engine_event_data else None
-        if pid is not None and (event.message or "").startswith("Started process for run"):
-            events.worker_pid = int(pid.value)
-        return
     if event is not None:
         status = {dg.DagsterEventType.STEP_START: "started", dg.DagsterEventType.STEP_SUCCESS: "done",
                   dg.DagsterEventType.STEP_FAILURE: "failed", dg.DagsterEventType.STEP_SKIPPED: "skipped"}.get(
@@ -291,14 +273,13 @@ def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
         def launch() -> None:
             the_instance.launch_run(run.run_id, context)
 
-        launched_here = not daemon_running(the_instance)
-        if launched_here:
+        if daemon_running(the_instance):
+            the_instance.submit_run(run.run_id, context)
+        else:
             notes.append(NO_DAEMON)
             launch()
-        else:
-            the_instance.submit_run(run.run_id, context)
         try:
-            outcome = follow(the_instance, run.run_id, events, launch, local_worker=launched_here)
+            outcome = follow(the_instance, run.run_id, events, launch)
         except KeyboardInterrupt:
             raise RunError(f"Stopped following run {run.run_id}; the run itself goes on: see it in the Dagster UI "
                            f"(or stop it there).") from None
