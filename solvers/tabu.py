@@ -57,8 +57,9 @@ EJECTION_CHAINS = True
 CHAIN_WHEN_BELOW = 0.0
 # Requests of a resource that an entering request may eject: this many by each of two scores
 # (their best way out's gain; that plus the overflow their units take away). All the requests
-# of the resource cost three times a plain iteration (d40400: 1.7 ms vs 0.57 ms); 2 costs 1.4
-# times; 1 measured within noise of 2 on d40400 and d60900.
+# of the resource, in every iteration, cost three times a plain iteration (d40400: 1.7 ms vs
+# 0.57 ms); 2, when no shift or swap gains, 1.4 times; 1 measured within noise of 2 on d40400
+# and d60900.
 CHAIN_CANDIDATES = 2
 # Swap moves need a dense request x resource map; above this many cells only shifts are tried.
 MAX_SWAP_MAP = 20_000_000
