@@ -53,42 +53,7 @@ def allocation_table(instance: AllocationInstance, c: CompiledInstance, assign: 
     reason[open_rows & no_pairs & ~blocked] = REASON_NO_ELIGIBLE_RESOURCE
     detail[open_rows & no_pairs & blocked] = "no availability inside the request's date window"
 
-    room = (c.capacity - c.load(assign)).tolist()
-    starts = c.pair_request_start.tolist()
-    pair_resource, pair_units, pair_value = (
-        c.pair_resource.tolist(), c.pair_units.tolist(), c.pair_value.tolist()
-    )
-    capacity = c.capacity.tolist()
-    resource_ids = c.resource_ids
-    # Which priorities filled each resource: the "with what priority" of a capacity_exhausted reason.
-    priority = instance.requests["priority"].to_numpy(dtype=np.int64)
-    filled_by = c.pair_resource[assign[allocated]] if c.num_pairs else np.array([], dtype=np.int64)
-    lowest_priority = np.full(len(capacity), 99, dtype=np.int64)
-    highest_priority = np.zeros(len(capacity), dtype=np.int64)
-    np.minimum.at(lowest_priority, filled_by, priority[allocated])
-    np.maximum.at(highest_priority, filled_by, priority[allocated])
-    lowest, highest = lowest_priority.tolist(), highest_priority.tolist()
-    for i in np.flatnonzero(open_rows & ~no_pairs).tolist():
-        full = []
-        for p in range(starts[i], starts[i + 1]):
-            r = pair_resource[p]
-            if room[r] < pair_units[p]:
-                held = (f"priority {lowest[r]}" if lowest[r] == highest[r] else
-                        f"priorities {lowest[r]}-{highest[r]}") if highest[r] else "nothing"
-                full.append(
-                    f"{resource_ids[r]} ({room[r]} of {capacity[r]} units left, needs {pair_units[p]}; "
-                    f"filled with {held})"
-                )
-        if len(full) == starts[i + 1] - starts[i]:
-            reason[i] = REASON_CAPACITY_EXHAUSTED
-            more = len(full) - DETAIL_RESOURCES
-            detail[i] = "eligible resources full: " + ", ".join(full[:DETAIL_RESOURCES]) + (
-                f" and {more} more" if more > 0 else ""
-            )
-        else:
-            reason[i] = REASON_COST_EXCEEDS_VALUE
-            best = max(pair_value[p] for p in range(starts[i], starts[i + 1]))
-            detail[i] = f"a resource has room but the best pair adds {best} to the objective"
+    _explain_unallocated(instance, c, assign, np.flatnonzero(open_rows & ~no_pairs), reason, detail)
     table = pd.DataFrame(
         {
             "request_id": pd.Series(c.request_ids, dtype=object),
@@ -102,3 +67,58 @@ def allocation_table(instance: AllocationInstance, c: CompiledInstance, assign: 
         }
     )
     return table[ALLOCATION_COLUMNS + [DETAIL_COLUMN]]
+
+
+def _explain_unallocated(
+    instance: AllocationInstance, c: CompiledInstance, assign: np.ndarray, rows: np.ndarray,
+    reason: np.ndarray, detail: np.ndarray,
+) -> None:
+    """Reason and detail of the unallocated requests `rows` (each with pairs), in whole-array steps:
+    capacity_exhausted when none of its pairs fits in its resource's room (naming the first
+    DETAIL_RESOURCES of them, their room and the priorities that filled them), else
+    cost_exceeds_value (with its best pair's value). Only the sentences are built per request."""
+    if len(rows) == 0:
+        return
+    room = c.capacity - c.load(assign)
+    sizes = c.pair_request_start[rows + 1] - c.pair_request_start[rows]
+    group_start = np.cumsum(sizes) - sizes
+    rank = np.arange(int(sizes.sum())) - np.repeat(group_start, sizes)  # a pair's place among its request's
+    pairs = np.repeat(c.pair_request_start[rows], sizes) + rank
+    resource = c.pair_resource[pairs]
+    full = room[resource] < c.pair_units[pairs]
+    exhausted = np.add.reduceat(full.astype(np.int64), group_start) == sizes
+    reason[rows[exhausted]] = REASON_CAPACITY_EXHAUSTED
+    reason[rows[~exhausted]] = REASON_COST_EXCEEDS_VALUE
+    best = np.maximum.reduceat(c.pair_value[pairs], group_start)[~exhausted]
+    detail[rows[~exhausted]] = [f"a resource has room but the best pair adds {b} to the objective" for b in best.tolist()]
+    if not exhausted.any():
+        return
+    # Which priorities filled each resource: the "with what priority" of a capacity_exhausted reason.
+    allocated = assign != NO_PAIR
+    priority = instance.requests["priority"].to_numpy(dtype=np.int64)
+    filled_by = c.pair_resource[assign[allocated]]
+    lowest = np.full(len(c.capacity), 99, dtype=np.int64)
+    highest = np.zeros(len(c.capacity), dtype=np.int64)
+    np.minimum.at(lowest, filled_by, priority[allocated])
+    np.maximum.at(highest, filled_by, priority[allocated])
+    # Every pair of an exhausted request is full: name its first DETAIL_RESOURCES pairs.
+    named = np.repeat(exhausted, sizes) & (rank < DETAIL_RESOURCES)
+    r = resource[named]
+    # Each named resource's words before and after the units the request needs: once per resource.
+    shown = np.unique(r)
+    before, after = np.empty(len(c.capacity), dtype=object), np.empty(len(c.capacity), dtype=object)
+    before[shown] = [f"{rid} ({left} of {cap} units left, needs " for rid, left, cap in
+                     zip(c.resource_ids[shown].tolist(), room[shown].tolist(), c.capacity[shown].tolist())]
+    after[shown] = ["; filled with " + ("nothing" if high == 0 else f"priority {low}" if low == high
+                                        else f"priorities {low}-{high}") + ")"
+                    for low, high in zip(lowest[shown].tolist(), highest[shown].tolist())]
+    texts = [f"{head}{need}{tail}" for head, need, tail in
+             zip(before[r].tolist(), c.pair_units[pairs[named]].tolist(), after[r].tolist())]
+    counts = np.minimum(sizes[exhausted], DETAIL_RESOURCES).tolist()
+    more = (sizes[exhausted] - DETAIL_RESOURCES).tolist()
+    sentences, at = [], 0
+    for count, extra in zip(counts, more):
+        sentences.append("eligible resources full: " + ", ".join(texts[at:at + count])
+                         + (f" and {extra} more" if extra > 0 else ""))
+        at += count
+    detail[rows[exhausted]] = sentences

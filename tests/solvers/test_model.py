@@ -1,5 +1,7 @@
 """The allocation model (SPEC §3): priorities, must_allocate, pins, exclusions, reasons."""
 
+import re
+
 import pytest
 
 from solvers import InfeasibleError, SolverParams, solve, validation
@@ -27,6 +29,32 @@ def test_a_request_that_does_not_fit_is_capacity_exhausted_naming_the_full_resou
     assert lost["reason"] == "capacity_exhausted"
     assert "R1 (2 of 5 units left, needs 4; filled with priority 1)" in lost["detail"]
     assert lost["resource_id"] is None and lost["units"] == 0
+
+
+def test_a_request_left_out_of_many_full_resources_names_three_and_counts_the_rest():
+    # Five resources of 5 units, each filled by two requests of priorities 1 and 3 (units 2 and 3);
+    # BIG (6 units) fits none of them; SMALL (1 unit) would fit nowhere either.
+    resources = [{"resource_id": f"R{k}", "capacity_units": 5} for k in range(5)]
+    held = [{"request_id": f"H{k}{j}", "priority": 1 + 2 * j, "units": 2 + j, "preferred_resource_id": f"R{k}"}
+            for k in range(5) for j in range(2)]
+    inst = instance([*held, {"request_id": "BIG", "priority": 5, "units": 6}], resources)
+
+    lost = row(solve(inst, FAST), "BIG")
+
+    assert lost["reason"] == "capacity_exhausted"
+    assert lost["detail"].startswith("eligible resources full: R0 (0 of 5 units left, needs 6; filled with "
+                                     "priorities 1-3), R1 (")
+    assert lost["detail"].count("units left") == 3 and lost["detail"].endswith(" and 2 more")
+
+
+def test_an_optional_request_worth_nothing_is_left_out_with_the_value_of_its_best_pair():
+    inst = instance([{"request_id": "CHEAP", "priority": 5, "units": 1}], [{"resource_id": "R1", "capacity_units": 5}],
+                    eligibility=eligibility_table([("CHEAP", "R1", 10**6, None)]))
+
+    lost = row(solve(inst, FAST), "CHEAP")
+
+    assert lost["reason"] == "cost_exceeds_value"
+    assert re.fullmatch(r"a resource has room but the best pair adds -\d+ to the objective", lost["detail"])
 
 
 def test_a_must_allocate_request_is_served_even_when_others_are_worth_more():
