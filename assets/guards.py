@@ -26,6 +26,8 @@ def refuse(message: str) -> dg.Failure:
 Context = dg.AssetExecutionContext | dg.OpExecutionContext
 # How often a run that meets a month held by another looks again for that run's heartbeat.
 AWAIT_POLL_S = 1.0
+# The log line of the moment a run holds its month (after any wait for the previous holder).
+MONTH_HELD = "This run holds month "
 
 
 def _holder_finished(context: Context, holder_run_id: str | None) -> bool:
@@ -65,6 +67,7 @@ def take_month(context: Context, store: ControlStore) -> None:
     if dead is not None:
         message = fail_dead_run(context.instance, dead, f"run {run_id}")
         context.log.warning(message or f"Took month {month} over from run {dead.run_id}, whose lease was dead.")
+    context.log.info(f"{MONTH_HELD}{month}: no other run writes to it until this run ends.")
 
 
 def _await_sign_of_life(context: Context, store: ControlStore, month: str) -> None:

@@ -13,7 +13,7 @@ import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import cache, wraps
+from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -372,17 +372,26 @@ def protected_paths() -> tuple[Path, ...]:
     return settings().protected_paths(tuple(keys))
 
 
+# The control stores this process opened: one engine per URL and roles file.
+_STORES: dict[tuple[str, str], ControlStore] = {}
+
+
 def store() -> ControlStore:
     """The control store: one engine for this process (per URL)."""
     current = settings()
-    return _store(current.control_url, str(current.roles_file))
+    key = (current.control_url, str(current.roles_file))
+    if key not in _STORES:
+        from resources.control_store import ControlStore  # deferred: start-up speed (see the imports)
+
+        _STORES[key] = ControlStore(key[0], roles_file=key[1])
+    return _STORES[key]
 
 
-@cache
-def _store(url: str, roles_file: str) -> ControlStore:
-    from resources.control_store import ControlStore  # deferred: start-up speed (see the imports)
-
-    return ControlStore(url, roles_file=roles_file)
+def close_stores() -> None:
+    """Close the connections of every control store this process opened (PostgreSQL then ends their
+    sessions at once, rather than when it notices the process gone)."""
+    while _STORES:
+        _STORES.popitem()[1].dispose()
 
 
 def roles() -> Roles:
@@ -1268,6 +1277,7 @@ def entry() -> NoReturn:
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_FAILED)
+    close_stores()
     if "grpc" not in sys.modules:
         sys.exit(code)
     sys.stdout.flush()

@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd
 from click.testing import CliRunner
 
+from assets.guards import MONTH_HELD
 from assets.monthly import monthly_assets
 from assets.partitions import monthly_partitions
 from batch.identity import TICKET_TAG, make_ticket
@@ -134,15 +135,17 @@ def test_two_runs_of_one_month_never_execute_at_the_same_time(home):
     for _, stderr in losers:
         assert "never execute at the same time" in stderr
     assert store.lease_holder(month) is None
-    # Whatever the interleaving, the writing steps of two runs never overlapped in time.
+    # Whatever the interleaving, two runs never held the month at the same time: from the moment a
+    # run holds it (after waiting for the previous holder, if it had to) to the end of its last step.
     prepare()
     with dg.DagsterInstance.get() as instance:
         spans = []
         for record in instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS])):
-            stats = [s for s in instance.get_run_step_stats(record.dagster_run.run_id)
-                     if s.start_time and s.end_time and not s.step_key.startswith("landed_inputs")]
-            if stats:
-                spans.append((min(s.start_time for s in stats), max(s.end_time for s in stats)))
+            run_id = record.dagster_run.run_id
+            held = [e.timestamp for e in instance.all_logs(run_id) if (e.user_message or "").startswith(MONTH_HELD)]
+            stats = [s for s in instance.get_run_step_stats(run_id) if s.end_time]
+            if held:
+                spans.append((min(held), max(s.end_time for s in stats)))
     spans.sort()
     assert len(spans) == len(winners)
     assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:]))
