@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import re
 import shutil
@@ -1269,21 +1268,14 @@ def worker(queues: str, concurrency: int | None) -> None:
 
 
 def entry() -> NoReturn:
-    """The `batch-admin` program: main(), then exit. A command that talked to a code server (run,
-    approve, plan ...) has gRPC loaded, whose teardown at interpreter exit takes about 2 s; by then
-    the command has written and closed everything, so such a process ends at once instead."""
+    """The `batch-admin` program: main(), then the control-store connections closed before exit."""
     try:
         main(prog_name="batch-admin")
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_FAILED)
     close_stores()
-    if "grpc" not in sys.modules:
-        sys.exit(code)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -156,7 +156,7 @@ def test_the_run_that_takes_over_marks_the_dead_run_failed_and_frees_its_pool_sl
     last_beat(store, "killed", LEASE_STALE_AFTER_S + 5)
     said: list[str] = []
     context = SimpleNamespace(partition_key=MONTH, run=SimpleNamespace(run_id="next"), instance=instance,
-                              log=SimpleNamespace(warning=said.append))
+                              log=SimpleNamespace(warning=said.append, info=lambda text: None))
     take_month(context, store)  # type: ignore[arg-type]
     assert store.lease_holder(MONTH) == "next"
     assert instance.get_run_by_id("killed").status == dg.DagsterRunStatus.FAILURE
