@@ -100,16 +100,10 @@ def fail_dead_run(instance: dg.DagsterInstance, lease: LeaseInfo, by: str) -> st
     why = lease.why_dead() or f"heartbeat {lease.heartbeat_age():.0f} s ago"
     message = (f"Run {lease.run_id} is marked failed: it lost its hold on month {lease.month} ({why}; its run worker "
                f"was killed, hung or lost its machine), and {by} took the month over.")
-    fail_run(instance, run, message)
-    return message
-
-
-def fail_run(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> None:
-    """Mark a run whose processes are gone failed, saying why, and free the pool slots its steps held
-    (the run queue then starts the month's next run)."""
     instance.report_run_failed(run, message=message)
     if instance.event_log_storage.supports_global_concurrency_limits:
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        instance.event_log_storage.free_concurrency_slots_for_run(lease.run_id)
+    return message
 
 
 def _executed_chain(context: Context) -> list[str]:

@@ -147,8 +147,8 @@ def _failure_message(the_instance: dg.DagsterInstance, run_id: str) -> str:
     # server that launched it then marks the run failed with Dagster's generic sentence).
     said = [e.message for e in events if e.event_type == dg.DagsterEventType.RUN_FAILURE
             and e.message and e.message != GENERIC_RUN_FAILURE]
-    unfinished = _unfinished_steps(the_instance, run_id)
-    if unfinished and not said:
+    unfinished = [] if said else _unfinished_steps(the_instance, run_id)
+    if unfinished:
         return _step_died(unfinished[-1], run_id)
     for event in events:
         if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION and not event.event_specific_data.passed:
