@@ -21,6 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import dagster as dg
+
 from batch.months import planned_months
 from resources.control_store import ControlStore
 from resources.settings import Settings
@@ -55,6 +57,30 @@ def solve_seconds(env: dict[str, str], month: str) -> float:
         return float(store.versions(month)[-1]["metrics"].get("solve_seconds") or 0.0)
     finally:
         store.dispose()
+
+
+def timeline(env: dict[str, str], month: str) -> dict[str, float]:
+    """Seconds from the month's run's creation to each of its milestones: the run worker's start,
+    every step's end, the run's end (read from the Dagster event log)."""
+    with dg.DagsterInstance.from_config(str(Settings.from_env(env).dagster_home)) as the_instance:
+        run = the_instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": month}), limit=1)[0]
+        records = the_instance.get_records_for_run(run.run_id, limit=10_000).records
+        start = the_instance.get_run_record_by_id(run.run_id).create_timestamp.timestamp()
+        marks: dict[str, float] = {}
+        step_started: dict[str, float] = {}
+        for record in records:
+            event = record.event_log_entry.dagster_event
+            if event is None:
+                continue
+            at = record.event_log_entry.timestamp
+            kind = event.event_type
+            if kind in (dg.DagsterEventType.RUN_START, dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE):
+                marks[kind.value.lower()] = round(at - start, 2)
+            elif kind == dg.DagsterEventType.STEP_START:
+                step_started[event.step_key] = at
+            elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+                marks[f"step {event.step_key}"] = round(at - step_started.get(event.step_key, at), 2)
+        return marks
 
 
 def main() -> None:
@@ -108,6 +134,7 @@ def main() -> None:
         "cli": {"wall_s": round(cli_wall, 1), "solve_s": round(cli_solve, 1), "overhead_s": round(cli_wall - cli_solve, 1)},
         "ui": {"wall_s": round(ui_wall, 1), "solve_s": round(ui_solve, 1), "overhead_s": round(ui_wall - ui_solve, 1)},
         "ui_over_cli": round(ui_wall / cli_wall, 2),
+        "cli_timeline": timeline(env, cli_month), "ui_timeline": timeline(env, ui_month),
     }
     text = json.dumps(result, indent=2)
     print(text)

@@ -1,0 +1,164 @@
+"""The instance's run launcher: run workers forked from a warm server when a Dagster daemon launches.
+
+Dagster's DefaultRunLauncher asks the code server to start each run, and the code server spawns a
+fresh interpreter that imports the whole stack (Dagster, pandas, pyarrow, DuckDB, OR-Tools,
+great-expectations: 4-5 s on this product's machines) before the run's first step. Runs that the
+daemon launches (UI launches, backfills, schedules, sensors and CLI runs while a daemon serves the
+queue) start here instead in a process forked from a forkserver that the daemon starts once and
+that imported those libraries (PRELOAD): the run worker only imports the product's own modules
+(a few hundred milliseconds, and always the code on disk: a code change needs no restart).
+
+Everything else stays Dagster's: the run executes through `core_execute_run` exactly as in a code
+server's worker (the job's executor, the event log, interrupts). The daemon watches each worker it
+forked, and a worker that dies before its run ended fails the run with the same explanation as a
+code server would. Terminating a run (UI, `batch-admin`) interrupts its worker (SIGINT, what the
+code server sends), located by the run's `batch_admin/run_worker` tag. Launches from any other
+process (the CLI without a daemon), and those of a daemon whose server is still importing (its
+first run after a start: the launcher is created by the first launch), go through the code server
+as before.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import multiprocessing.forkserver
+import os
+import signal
+import socket
+import threading
+from multiprocessing.process import BaseProcess
+
+import dagster as dg
+from dagster._core.events import EngineEventData
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.launcher import LaunchRunContext
+from dagster._grpc.impl import core_execute_run
+from dagster._serdes import deserialize_value, serialize_value
+from dagster._utils import get_run_crash_explanation
+from dagster._utils.hosted_user_process import recon_job_from_origin
+from dagster._utils.interrupts import capture_interrupts
+
+WORKER_TAG = "batch_admin/run_worker"
+# Imported once by the forkserver: third-party libraries only, so that every run imports the
+# product's code as it is on disk. Missing ones are skipped by multiprocessing.
+PRELOAD = ("dagster", "numpy", "pandas", "pyarrow.parquet", "duckdb", "sqlalchemy", "scipy.optimize", "numba",
+           "ortools.sat.python.cp_model", "matplotlib.backends.backend_agg", "xlsxwriter", "jinja2",
+           "great_expectations", "great_expectations.expectations", "dagster_celery")
+DAEMON_THREAD_PREFIX = "dagster-daemon-"
+
+
+def in_daemon() -> bool:
+    """True in a Dagster daemon process (`dagster-daemon run`, or the daemon of `dagster dev`)."""
+    return any(thread.name.startswith(DAEMON_THREAD_PREFIX) for thread in threading.enumerate())
+
+
+def _forkserver() -> multiprocessing.context.BaseContext:
+    """The forkserver context of this process, its server preloading PRELOAD (started on first use)."""
+    # The server's environment is this one's: great-expectations must not report usage from a batch job.
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(PRELOAD))
+    return context
+
+
+def _probe() -> None:
+    """A process that does nothing: forked once the forkserver has imported PRELOAD."""
+
+
+class WarmServer:
+    """This process's forkserver, started in the background; ready once it has forked a process
+    (it forks only after its imports)."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self._lock = threading.Lock()
+        self._started = False
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(target=self._warm, name="warm-run-workers", daemon=True).start()
+
+    def _warm(self) -> None:
+        probe = _forkserver().Process(target=_probe, name="warm-run-workers-probe")
+        probe.start()
+        probe.join()
+        if probe.exitcode == 0:
+            self.ready.set()
+
+
+WARM_SERVER = WarmServer()
+
+
+def run_worker(instance_ref: str, run_id: str) -> None:
+    """The run worker: execute the run as a code server's run worker does (interrupts become a
+    cancelled run)."""
+    with capture_interrupts(), dg.DagsterInstance.from_ref(deserialize_value(instance_ref, InstanceRef)) as instance:
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.job_code_origin is None:
+            raise RuntimeError(f"run {run_id} is not in the instance's run storage, or has no code origin")
+        recon_job = recon_job_from_origin(run.job_code_origin)
+        pid = os.getpid()
+        instance.report_engine_event(f"Started process for run (pid: {pid}), forked from the daemon's warm server.",
+                                     run, EngineEventData.in_process(pid))
+        for _event in core_execute_run(recon_job, run, instance, inject_env_vars=False):
+            pass
+
+
+class WarmRunLauncher(dg.DefaultRunLauncher):
+    """DefaultRunLauncher, except that a daemon forks run workers from its warm server."""
+
+    def __init__(self, inst_data: dg.ConfigurableClassData | None = None):
+        super().__init__(inst_data=inst_data)
+        if in_daemon():
+            WARM_SERVER.start()
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        run = context.dagster_run
+        if in_daemon():
+            WARM_SERVER.start()
+        if not WARM_SERVER.ready.is_set() or run.job_code_origin is None:
+            # Not a daemon, or its server still importing (the daemon's first run): the code server.
+            super().launch_run(context)
+            return
+        process = _forkserver().Process(target=run_worker, name=f"run-worker-{run.run_id[:8]}",
+                                        args=(serialize_value(self._instance.get_ref()), run.run_id))
+        process.start()
+        self._instance.add_run_tags(run.run_id, {WORKER_TAG: json.dumps({"host": socket.gethostname(),
+                                                                         "pid": process.pid})})
+        threading.Thread(target=self._watch, args=(run.run_id, process), name=f"watch-{run.run_id[:8]}",
+                         daemon=True).start()
+
+    def _watch(self, run_id: str, process: BaseProcess) -> None:
+        """Fail the run when its worker exits before the run ended (killed, out of memory)."""
+        process.join()
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return
+        message = get_run_crash_explanation(prefix=f"Run execution process for {run_id}",
+                                            exit_code=process.exitcode if process.exitcode is not None else -1)
+        self._instance.report_engine_event(message, run, cls=self.__class__)
+        self._instance.report_run_failed(run)
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return False
+        tag = run.tags.get(WORKER_TAG)
+        if tag is None:
+            return super().terminate(run_id)
+        worker = json.loads(tag)
+        if worker["host"] != socket.gethostname():
+            self._instance.report_engine_event(
+                f"Cannot terminate run {run_id}: its run worker runs on {worker['host']}, not here.", run,
+                cls=self.__class__)
+            return False
+        self._instance.report_run_canceling(run)
+        try:
+            os.kill(int(worker["pid"]), signal.SIGINT)
+        except ProcessLookupError:
+            return False
+        return True
