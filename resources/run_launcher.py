@@ -133,7 +133,8 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
                          daemon=True).start()
 
     def _watch(self, run_id: str, process: BaseProcess) -> None:
-        """Fail the run when its worker exits before the run ended (killed, out of memory)."""
+        """Fail the run when its worker exits before the run ended (killed, out of memory); cancel it
+        when it was being terminated."""
         process.join()
         run = self._instance.get_run_by_id(run_id)
         if run is None or run.is_finished:
@@ -141,7 +142,10 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
         message = get_run_crash_explanation(prefix=f"Run execution process for {run_id}",
                                             exit_code=process.exitcode if process.exitcode is not None else -1)
         self._instance.report_engine_event(message, run, cls=self.__class__)
-        self._instance.report_run_failed(run)
+        if run.status == dg.DagsterRunStatus.CANCELING:  # interrupted before it could say so itself
+            self._instance.report_run_canceled(run)
+        else:
+            self._instance.report_run_failed(run)
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)

@@ -260,3 +260,75 @@ def test_a_run_started_by_the_cli_is_re_executed_from_the_ui_and_succeeds(stack)
     versions = status(env, M3)["versions"]
     assert [v["version"] for v in versions] == [*before, before[-1] + 1]
     assert versions[-1]["note"] == "cli run"  # the re-execution carries the CLI run's tags
+
+
+def _wait_worker(client, run_id: str, started: bool = False) -> dict | None:
+    """The run's worker tag once the run is in a warm worker (and STARTED, if asked); None once it
+    ended without one."""
+    import dagster as dg
+
+    from resources.run_launcher import WORKER_TAG
+
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    with dg.DagsterInstance.get() as instance:
+        while time.monotonic() < deadline:
+            run = instance.get_run_by_id(run_id)
+            if run is not None and WORKER_TAG in run.tags and (
+                    not started or run.status == dg.DagsterRunStatus.STARTED):
+                return json.loads(run.tags[WORKER_TAG])
+            if run is not None and run.is_finished:
+                return None
+            time.sleep(0.2)
+    raise TimeoutError(f"run {run_id} did not start within {RUN_TIMEOUT_S}s")
+
+
+def _engine_messages(run_id: str) -> list[str]:
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        return [r.dagster_event.message or "" for r in instance.all_logs(run_id)
+                if r.dagster_event is not None and r.dagster_event.event_type_value == "ENGINE_EVENT"]
+
+
+def test_the_daemon_starts_runs_in_warm_workers_that_can_be_terminated_and_whose_death_fails_the_run(stack):
+    """Runs this module's daemon launches once its forkserver is warm start in a forked worker (tagged
+    with its pid); terminating such a run cancels it; a worker killed outright fails its run."""
+    import signal as signals
+
+    from dagster_graphql import DagsterGraphQLClient
+
+    env, _home, services = stack
+    client = DagsterGraphQLClient("127.0.0.1", port_number=services.port, timeout=30)
+
+    def plan(month: str) -> str:  # ticketless plan runs from the UI run as `scheduler` (they only plan)
+        return client.submit_job_execution("plan_job", repository_location_name=LOCATION,
+                                           repository_name=REPOSITORY, run_config={},
+                                           tags={"dagster/partition": month, "batch_admin/month": month})
+
+    # The earlier tests' runs warmed the daemon's server; the first run after a daemon start may still
+    # have gone through the code server, so a few plan runs at most.
+    for _attempt in range(5):
+        run_id = plan(M2)
+        worker = _wait_worker(client, run_id)
+        assert wait_run(client, run_id) == "SUCCESS", step_failures(run_id)
+        if worker is not None:
+            break
+    assert worker is not None, "no run started in a warm worker"
+    assert any("forked from the daemon's warm server" in m for m in _engine_messages(run_id))
+
+    # Terminate (the UI's button) as soon as the run started: its worker is interrupted, the run cancelled.
+    run_id = plan(M2)
+    assert _wait_worker(client, run_id, started=True) is not None
+    client.terminate_run(run_id)
+    assert wait_run(client, run_id) == "CANCELED"
+
+    # kill -9 of the worker: the daemon sees its worker exit and fails the run at once.
+    run_id = plan(M2)
+    worker = _wait_worker(client, run_id)
+    assert worker is not None
+    os.kill(worker["pid"], signals.SIGKILL)
+    started = time.monotonic()
+    assert wait_run(client, run_id) == "FAILURE"
+    assert time.monotonic() - started < 30
+    assert any("terminated by signal 9" in m or "exit code" in m for m in _engine_messages(run_id)), \
+        _engine_messages(run_id)
