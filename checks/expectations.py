@@ -31,7 +31,6 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import great_expectations as gx  # noqa: E402
 import great_expectations.expectations as gxe  # noqa: E402
-from great_expectations.checkpoint import UpdateDataDocsAction  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
 # Largest units, capacity or cost the solver accepts: weight (<= ~1e3..1e6) * units summed
@@ -40,6 +39,9 @@ MAX_UNITS = 2**31 - 1
 MAX_COST = 2**31 - 1
 SAMPLE_SIZE = 10
 DATASOURCE = "landing"
+# The Data Docs site under the data docs folder of a validation (where GE's file contexts put it).
+DOCS_SITE_NAME = "local_site"
+DOCS_SITE = Path("gx", "uncommitted", "data_docs", DOCS_SITE_NAME)
 SUITE_PREFIX = "inputs"
 # Helper columns computed in pandas for cross-table rules; GE evaluates them.
 HELPER_PREFIX = "__"
@@ -341,14 +343,19 @@ def _quiet() -> Iterator[None]:
 
 
 def _context(data_docs_dir: Path | None):
-    """Ephemeral context for speed; a file context under data_docs_dir when Data Docs are wanted."""
-    context: Any
-    if data_docs_dir is None:
-        context = gx.get_context(mode="ephemeral")
-    else:
-        Path(data_docs_dir).mkdir(parents=True, exist_ok=True)
-        context = gx.get_context(mode="file", project_root_dir=str(data_docs_dir))
+    """An ephemeral context (in-memory stores: plain adds, fast); with a filesystem Data Docs site
+    under data_docs_dir (its default site, moved there) when Data Docs are wanted, built once after
+    every table was validated."""
+    context: Any = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    if data_docs_dir is not None:
+        site = Path(data_docs_dir) / DOCS_SITE
+        site.mkdir(parents=True, exist_ok=True)
+        context.update_data_docs_site(DOCS_SITE_NAME, {
+            "class_name": "SiteBuilder", "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        })
     return context
 
 
@@ -371,25 +378,11 @@ def _failure(table: str, frame: pd.DataFrame, result: Any) -> RuleFailure:
     )
 
 
-def _run(context, definition, frame: pd.DataFrame, result_format: dict, docs: bool):
-    """Run one table's validation: directly when ephemeral, via a checkpoint that updates Data Docs."""
-    if not docs:
-        # A fresh ephemeral context: plain adds, no checkpoint (add_or_update is slow in GE).
-        context.suites.add(definition.suite)
-        definition = context.validation_definitions.add(definition)
-        return definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
-    definition.suite = context.suites.add_or_update(definition.suite)
-    definition = context.validation_definitions.add_or_update(definition)
-    checkpoint = context.checkpoints.add_or_update(
-        gx.Checkpoint(
-            name=definition.name,
-            validation_definitions=[definition],
-            actions=[UpdateDataDocsAction(name="update_data_docs")],
-            result_format=result_format,
-        )
-    )
-    outcome = checkpoint.run(batch_parameters={"dataframe": frame})
-    return next(iter(outcome.run_results.values()))
+def _run(context, definition, frame: pd.DataFrame, result_format: dict):
+    """Run one table's validation (its result stays in the context's store for the Data Docs)."""
+    context.suites.add(definition.suite)
+    definition = context.validation_definitions.add(definition)
+    return definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
 
 
 def validate_inputs(tables: InputTables, data_docs_dir: Path | None = None) -> ValidationReport:
@@ -417,14 +410,15 @@ def validate_inputs(tables: InputTables, data_docs_dir: Path | None = None) -> V
             definition = gx.ValidationDefinition(
                 name=f"{SUITE_PREFIX}.{table}", data=batch_definition, suite=suite
             )
-            outcome = _run(context, definition, frame, result_format, docs=data_docs_dir is not None)
+            outcome = _run(context, definition, frame, result_format)
             rule_order = {r.rule + "|" + r.column: i for i, r in enumerate(rules)}
             checked += len(outcome.results)
             failed = [_failure(table, frame, r) for r in outcome.results if not r.success]
             failed.sort(key=lambda f: rule_order.get(f.rule + "|" + f.column, len(rules)))
             failures.extend(failed)
         if data_docs_dir is not None:
-            index = Path(data_docs_dir) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+            context.build_data_docs(site_names=[DOCS_SITE_NAME])
+            index = Path(data_docs_dir) / DOCS_SITE / "index.html"
             docs_path = str(index) if index.exists() else None
     return ValidationReport(
         month=tables.month,
