@@ -57,6 +57,8 @@ class VersionView:
     audit: list[dict[str, Any]] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    # The rendered charts, made once: the HTML report and the Dagster metadata show the same PNGs.
+    _charts: list[charts.Chart] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def reasons(self) -> dict[str, int]:
@@ -70,7 +72,10 @@ class VersionView:
         return headline(self.figures)
 
     def charts(self) -> list[charts.Chart]:
-        """The charts that have data: utilization, reasons, planned vs actual, trend, change."""
+        """The charts that have data: utilization, reasons, planned vs actual, trend, change (rendered
+        on the first call)."""
+        if self._charts is not None:
+            return self._charts
         made = [
             charts.utilization_heatmap(self.utilization),
             charts.reasons_bar(self.reasons, self.figures.get("requests")),
@@ -78,7 +83,8 @@ class VersionView:
             charts.trend_chart(self.history),
             charts.change_chart(self.diff) if self.diff else None,
         ]
-        return [chart for chart in made if chart is not None]
+        self._charts = [chart for chart in made if chart is not None]
+        return self._charts
 
     def reason_table(self) -> pd.DataFrame:
         """Top reasons with their share and one example of the specific explanation."""
