@@ -1,10 +1,12 @@
-"""One month run two ways on the same instance: `batch-admin run` and a launch from the Dagster UI
-(GraphQL, served by `dagster dev`), each beside the solve time it contains.
+"""One month run the ways admins run it, on the same instance, each beside the solve time it contains:
+`batch-admin run` without a daemon; launches from the Dagster UI (GraphQL, served by `dagster dev`):
+the first after the UI started and a later one; `batch-admin run` while the UI's daemon serves the queue.
 
     python -m bench.run_path [--requests 2000 --resources 120 --time-limit 30] [--json FILE]
 
 Prints one JSON object: wall seconds of each run (submission to success), its solve seconds (the
-version's metrics), the overhead (wall minus solve) and the ratio UI / CLI.
+version's metrics), the overhead (wall minus solve), its timeline (seconds from the run's creation
+to its start, each step's duration, its end) and the ratio UI / CLI (the later UI run).
 """
 
 from __future__ import annotations
@@ -94,20 +96,25 @@ def main() -> None:
     env = {**os.environ, "BATCH_ADMIN_HOME": str(home)}
     for name in ("BATCH_ADMIN_POSTGRES_URL", "BATCH_ADMIN_CONTROL_URL", "BATCH_ADMIN_IO_BASE", "DAGSTER_HOME"):
         env.pop(name, None)
-    cli_month, ui_month = planned_months()[-1], planned_months()[-2]
-    for month in (cli_month, ui_month):
+    # One month per measured run: a CLI run without a daemon; with the UI (and its daemon) up, its first
+    # UI launch (the daemon's warm server may still be importing), a later one, and a CLI run it serves.
+    cli_month, ui_first_month, ui_month, cli_daemon_month = planned_months()[-4:]
+    months = (cli_month, ui_first_month, ui_month, cli_daemon_month)
+    for month in months:
         cli(env, "demo-data", month, "--requests", str(args.requests), "--resources", str(args.resources), "--seed", "7")
         cli(env, "params", month, "--actor", "alice", "--set", f"time_limit_s={args.time_limit}")
 
+    walls: dict[str, float] = {}
     started = time.perf_counter()
     cli(env, "run", cli_month, "--actor", "alice")
-    cli_wall = time.perf_counter() - started
+    walls[cli_month] = time.perf_counter() - started
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     ui = subprocess.Popen([str(BIN / "batch-admin"), "ui", "--port", str(port)], env=env, start_new_session=True,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    statuses = []
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -116,25 +123,34 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(1)
-        ticket = json.loads(cli(env, "ticket", ui_month, "--job", "execute_job", "--actor", "alice", "--json").stdout)
+        for month in (ui_first_month, ui_month):
+            ticket = json.loads(cli(env, "ticket", month, "--job", "execute_job", "--actor", "alice", "--json").stdout)
+            started = time.perf_counter()
+            run_id = graphql(port, LAUNCH, {"month": month, "ticket": ticket["value"]})["launchRun"]["run"]["runId"]
+            status = ""
+            while status not in ("SUCCESS", "FAILURE", "CANCELED") and time.perf_counter() - started < 900:
+                time.sleep(0.25)
+                status = graphql(port, STATUS, {"id": run_id})["runOrError"]["status"]
+            walls[month] = time.perf_counter() - started
+            statuses.append(status)
         started = time.perf_counter()
-        run_id = graphql(port, LAUNCH, {"month": ui_month, "ticket": ticket["value"]})["launchRun"]["run"]["runId"]
-        status = ""
-        while status not in ("SUCCESS", "FAILURE", "CANCELED") and time.perf_counter() - started < 900:
-            time.sleep(0.5)
-            status = graphql(port, STATUS, {"id": run_id})["runOrError"]["status"]
-        ui_wall = time.perf_counter() - started
+        cli(env, "run", cli_daemon_month, "--actor", "alice")
+        walls[cli_daemon_month] = time.perf_counter() - started
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(timeout=60)
-    cli_solve, ui_solve = solve_seconds(env, cli_month), solve_seconds(env, ui_month)
+
+    def measured(month: str) -> dict[str, float]:
+        solve = solve_seconds(env, month)
+        return {"wall_s": round(walls[month], 1), "solve_s": round(solve, 1),
+                "overhead_s": round(walls[month] - solve, 1), "timeline": timeline(env, month)}
+
     result = {
         "requests": args.requests, "resources": args.resources, "time_limit_s": args.time_limit,
-        "load_average_1m": os.getloadavg()[0], "ui_status": status,
-        "cli": {"wall_s": round(cli_wall, 1), "solve_s": round(cli_solve, 1), "overhead_s": round(cli_wall - cli_solve, 1)},
-        "ui": {"wall_s": round(ui_wall, 1), "solve_s": round(ui_solve, 1), "overhead_s": round(ui_wall - ui_solve, 1)},
-        "ui_over_cli": round(ui_wall / cli_wall, 2),
-        "cli_timeline": timeline(env, cli_month), "ui_timeline": timeline(env, ui_month),
+        "load_average_1m": os.getloadavg()[0], "ui_statuses": statuses,
+        "cli": measured(cli_month), "ui_first_run": measured(ui_first_month), "ui": measured(ui_month),
+        "cli_with_daemon": measured(cli_daemon_month),
+        "ui_over_cli": round(walls[ui_month] / walls[cli_month], 2),
     }
     text = json.dumps(result, indent=2)
     print(text)
