@@ -53,7 +53,7 @@ def in_daemon() -> bool:
     return any(thread.name.startswith(DAEMON_THREAD_PREFIX) for thread in threading.enumerate())
 
 
-def _forkserver() -> multiprocessing.context.BaseContext:
+def _forkserver() -> multiprocessing.context.ForkServerContext:
     """The forkserver context of this process, its server preloading PRELOAD (started on first use)."""
     # The server's environment is this one's: great-expectations must not report usage from a batch job.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
