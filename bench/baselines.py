@@ -28,8 +28,7 @@ def plain_cpsat(c: CompiledInstance, time_limit_s: float, workers: int = 2) -> t
     status = solver.solve(built.model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None, time.perf_counter() - started
-    values = np.array([solver.boolean_value(v) for v in built.x], dtype=bool)
-    chosen = built.pairs[values]
+    chosen = built.pairs[built.taken(solver)]
     assign = pinned.copy()
     assign[c.pair_request[chosen]] = chosen
     return assign, time.perf_counter() - started

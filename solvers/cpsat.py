@@ -92,12 +92,26 @@ class _Watch(cp_model.CpSolverSolutionCallback):
 
 @dataclass
 class PartModel:
-    """The CP-SAT model over some requests: one Boolean per pair in `pairs` (sorted by request)."""
+    """The CP-SAT model over some requests: Boolean variable k is pair `pairs[k]` (sorted by request)."""
 
     model: cp_model.CpModel
-    x: list
     pairs: np.ndarray
     num_constraints: int
+
+    def taken(self, solver: cp_model.CpSolver) -> np.ndarray:
+        """Which pairs the solver's solution takes (one bool per pair)."""
+        n = len(self.pairs)
+        if not n:
+            return np.zeros(0, dtype=bool)
+        return np.fromiter(solver.response_proto.solution, dtype=np.int64, count=n) > 0
+
+
+# A model holding one 0..1 variable as CpModel.new_bool_var("") writes it; build_model copies it n
+# times. The model stays alive with the module: its proto's messages are views into it.
+_TEMPLATE = cp_model.CpModel()
+_TEMPLATE.new_bool_var("")
+_BOOL = _TEMPLATE.proto.variables[0]
+_INT64_MIN = -(2**63)
 
 
 def build_model(
@@ -114,11 +128,16 @@ def build_model(
     values is maximised. With maximise_served_must, must_allocate becomes soft and the count
     served is maximised instead (used to name the requests that cannot be served). The
     benchmarks' plain CP-SAT baseline is this same model, solved without hint or search of ours.
+
+    Written straight into the model's proto from arrays, the same proto CpModel's methods write
+    (tests/solvers/test_model.py compares them): new_bool_var, add_hint and the expressions per
+    pair were most of the cost of an LNS re-solve of a few hundred pairs.
     """
     pairs = sub_pairs(c, requests, resource_mask)
     model = cp_model.CpModel()
+    proto = model.proto
     n = len(pairs)
-    x = [model.new_bool_var("") for _ in range(n)]
+    proto.variables.extend([_BOOL] * n)
     pair_request = c.pair_request[pairs]
     # Groups of consecutive pairs of the same request.
     bounds = np.flatnonzero(np.diff(pair_request)) + 1 if n else np.array([], dtype=int)
@@ -128,14 +147,15 @@ def build_model(
     # hundred pairs must not pay for a million requests).
     must = c.must_allocate[pair_request[group_start]].tolist() if n else []
     num_constraints = 0
-    soft_must = []
+    soft_must: list[range] = []
     for lo, hi, is_must in zip(group_start, group_end, must):
+        constraint = proto.constraints.add()
         if is_must and not maximise_served_must:
-            model.add_exactly_one(x[lo:hi])
+            constraint.exactly_one.literals.extend(range(lo, hi))
         else:
-            model.add_at_most_one(x[lo:hi])
+            constraint.at_most_one.literals.extend(range(lo, hi))
             if is_must:
-                soft_must.append(x[lo:hi])
+                soft_must.append(range(lo, hi))
         num_constraints += 1
     pair_resource = c.pair_resource[pairs]
     units = c.pair_units[pairs]
@@ -145,16 +165,23 @@ def build_model(
         r = int(pair_resource[block[0]])
         if int(units[block].sum()) <= room[r]:
             continue
-        model.add(
-            cp_model.LinearExpr.weighted_sum([x[k] for k in block.tolist()], units[block].tolist())
-            <= int(room[r])
-        )
+        linear = proto.constraints.add().linear
+        linear.vars.extend(block.tolist())
+        linear.coeffs.extend(units[block].tolist())
+        linear.domain.extend([_INT64_MIN, int(room[r])])
         num_constraints += 1
+    # Maximise: CP-SAT minimises the negated sum, scaled by -1.
     if maximise_served_must:
-        model.maximize(sum(sum(group) for group in soft_must))
+        terms = [k for group in soft_must for k in group]
+        coeffs = [1] * len(terms)
     else:
-        model.maximize(cp_model.LinearExpr.weighted_sum(x, c.pair_value[pairs].tolist()))
-    return PartModel(model=model, x=x, pairs=pairs, num_constraints=num_constraints)
+        values = c.pair_value[pairs]
+        kept = np.flatnonzero(values)
+        terms, coeffs = kept.tolist(), values[kept].tolist()
+    proto.objective.vars.extend(terms)
+    proto.objective.coeffs.extend([-v for v in coeffs])
+    proto.objective.scaling_factor = -1
+    return PartModel(model=model, pairs=pairs, num_constraints=num_constraints)
 
 
 def solve_part(
@@ -179,14 +206,11 @@ def solve_part(
     """
     started = time.perf_counter()
     built = build_model(c, requests, room, resource_mask, maximise_served_must)
-    model, x, pairs = built.model, built.x, built.pairs
+    model, pairs = built.model, built.pairs
     n, num_constraints = len(pairs), built.num_constraints
     pair_request = c.pair_request[pairs]
     if hint is not None and n:
         hinted = hint[pair_request] == pairs
-        # Straight into the proto (model.add_hint per variable cost 3 ms per 800 variables, as much
-        # as building the rest of an LNS re-solve): build_model made x first, so x[k] is variable k.
-        assert x[0].index == 0 and x[-1].index == n - 1
         model.proto.solution_hint.vars.extend(range(n))
         model.proto.solution_hint.values.extend(hinted.astype(np.int64).tolist())
     build_seconds = time.perf_counter() - started
@@ -215,8 +239,7 @@ def solve_part(
     # Without a solution the response's bound may be unset (0 when stopped inside presolve).
     bound = math.inf
     if status in SOLVED:
-        values = np.array([solver.boolean_value(v) for v in x], dtype=bool) if n else np.zeros(0, bool)
-        picked = pairs[values]
+        picked = pairs[built.taken(solver)]
         chosen[np.searchsorted(requests, c.pair_request[picked])] = picked
         objective, bound = solver.objective_value, solver.best_objective_bound
     return SubSolve(
