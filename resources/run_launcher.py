@@ -5,8 +5,9 @@ fresh interpreter that imports the whole stack (Dagster, pandas, pyarrow, DuckDB
 great-expectations: 4-5 s on this product's machines) before the run's first step. Runs that the
 daemon launches (UI launches, backfills, schedules, sensors and CLI runs while a daemon serves the
 queue) start here instead in a process forked from a forkserver that the daemon starts once and
-that imported those libraries (PRELOAD): the run worker only imports the product's own modules
-(a few hundred milliseconds, and always the code on disk: a code change needs no restart).
+that imported those libraries and the code location (PRELOAD). When the product's source changes
+after that import (code_stamp), runs go through the code server again, which reloads, until the
+daemon restarts.
 
 Everything else stays Dagster's: the run executes through `core_execute_run` exactly as in a code
 server's worker (the job's executor, the event log, interrupts). The daemon watches each worker it
@@ -28,6 +29,7 @@ import signal
 import socket
 import threading
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.events import EngineEventData
@@ -40,17 +42,27 @@ from dagster._utils.hosted_user_process import recon_job_from_origin
 from dagster._utils.interrupts import capture_interrupts
 
 WORKER_TAG = "batch_admin/run_worker"
-# Imported once by the forkserver: third-party libraries only, so that every run imports the
-# product's code as it is on disk. Missing ones are skipped by multiprocessing.
+# Imported once by the forkserver: the libraries, then the code location (workspace.yaml) with the
+# product's modules. Missing ones are skipped by multiprocessing.
 PRELOAD = ("dagster", "numpy", "pandas", "pyarrow.parquet", "duckdb", "sqlalchemy", "scipy.optimize", "numba",
            "ortools.sat.python.cp_model", "matplotlib.backends.backend_agg", "xlsxwriter", "jinja2",
-           "great_expectations", "great_expectations.expectations", "dagster_celery")
+           "great_expectations", "great_expectations.expectations", "dagster_celery", "pipelines.definitions")
+# The product's source: when a file changes after the forkserver imported it, runs go through the
+# code server (which reloads) until the daemon restarts.
+PRODUCT_ROOT = Path(__file__).resolve().parent.parent
+PRODUCT_PACKAGES = ("assets", "batch", "checks", "pipelines", "resources", "solvers")
 DAEMON_THREAD_PREFIX = "dagster-daemon-"
 
 
 def in_daemon() -> bool:
     """True in a Dagster daemon process (`dagster-daemon run`, or the daemon of `dagster dev`)."""
     return any(thread.name.startswith(DAEMON_THREAD_PREFIX) for thread in threading.enumerate())
+
+
+def code_stamp(root: Path = PRODUCT_ROOT) -> tuple[int, int]:
+    """(newest modification time, number) of the product's source files."""
+    files = [path for package in PRODUCT_PACKAGES for path in (root / package).rglob("*.py")]
+    return max((path.stat().st_mtime_ns for path in files), default=0), len(files)
 
 
 def _forkserver() -> multiprocessing.context.ForkServerContext:
@@ -72,6 +84,7 @@ class WarmServer:
 
     def __init__(self) -> None:
         self.ready = threading.Event()
+        self.stamp: tuple[int, int] | None = None  # the product's source as the server imported it
         self._lock = threading.Lock()
         self._started = False
 
@@ -83,6 +96,7 @@ class WarmServer:
         threading.Thread(target=self._warm, name="warm-run-workers", daemon=True).start()
 
     def _warm(self) -> None:
+        self.stamp = code_stamp()  # before the import: a change during it counts as a change
         probe = _forkserver().Process(target=_probe, name="warm-run-workers-probe")
         probe.start()
         probe.join()
@@ -122,6 +136,12 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
             WARM_SERVER.start()
         if not WARM_SERVER.ready.is_set() or run.job_code_origin is None:
             # Not a daemon, or its server still importing (the daemon's first run): the code server.
+            super().launch_run(context)
+            return
+        if code_stamp() != WARM_SERVER.stamp:
+            self._instance.report_engine_event(
+                "The product's code changed after the daemon's warm server imported it: this run starts "
+                "through the code server (restart the daemon to start runs warm again).", run, cls=self.__class__)
             super().launch_run(context)
             return
         process = _forkserver().Process(target=run_worker, name=f"run-worker-{run.run_id[:8]}",

@@ -332,3 +332,14 @@ def test_the_daemon_starts_runs_in_warm_workers_that_can_be_terminated_and_whose
     assert time.monotonic() - started < 30
     assert any("terminated by signal 9" in m or "exit code" in m for m in _engine_messages(run_id)), \
         _engine_messages(run_id)
+
+    # A change of the product's source after the server imported it: runs start through the code
+    # server (which reloads) and say why.
+    from resources.run_launcher import PRODUCT_ROOT
+
+    source = PRODUCT_ROOT / "solvers" / "__init__.py"
+    os.utime(source, (time.time(), time.time() + 5))
+    run_id = plan(M1)
+    assert _wait_worker(client, run_id) is None
+    assert wait_run(client, run_id) == "SUCCESS", step_failures(run_id)
+    assert any("code changed after the daemon's warm server" in m for m in _engine_messages(run_id))
