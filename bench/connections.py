@@ -69,6 +69,8 @@ query BackfillRuns($id: String!) {
   }
 }"""
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+# How long the server may take to end the sessions of processes that exited (settle_closed_sessions).
+SETTLE_S = 10.0
 
 
 class ConnectionSampler:
@@ -138,6 +140,25 @@ class ConnectionSampler:
                 "peak_one_process": self.peak_one_process, "distinct_seen": len(self.clients),
                 "distinct_seen_by_process_kind": dict(sorted(seen.items())), "samples": self.samples,
                 "wall_s": round(self.wall_s, 1)}
+
+
+def settle_closed_sessions(url: str, timeout_s: float = SETTLE_S) -> None:
+    """Wait (at most timeout_s) until the server has ended the sessions whose client process is gone: a
+    process that exits closes its sockets, and the server lists its backend a moment longer. Sessions
+    of live processes are not waited for (they are what the sampling after the runs must see)."""
+    server, database = url.rsplit("/", 1)
+    conn = psycopg2.connect(f"{server}/postgres", connect_timeout=5)
+    conn.autocommit = True
+    try:
+        deadline = time.monotonic() + timeout_s
+        with conn.cursor() as cur:
+            while time.monotonic() < deadline:
+                cur.execute("SELECT client_port FROM pg_stat_activity WHERE datname = %s", (database,))
+                if all(client_process(port)[1] != "gone" for (port,) in cur.fetchall()):
+                    return
+                time.sleep(SAMPLE_EVERY_S)
+    finally:
+        conn.close()
 
 
 def client_process(port: int | None) -> tuple[int, str]:
@@ -264,6 +285,7 @@ def measure_runs(env: dict[str, str], one: str, many: list[str]) -> dict:
         cli(env, "run", one, "--actor", "alice")
     with ConnectionSampler(url) as together:
         concurrent_runs(env, many)
+    settle_closed_sessions(url)
     with ConnectionSampler(url) as after:
         time.sleep(3)
     return {"idle": idle.figures(), "one_run": alone.figures(),
