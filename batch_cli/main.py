@@ -587,6 +587,8 @@ def _print_mapping(title: str, mapping: dict[str, Any]) -> None:
 @friendly
 def status(month: str | None, as_json: bool) -> None:
     """Phase, locks, versions with their metrics, finalization and approvals of a month; every month without one."""
+    if month is not None:
+        check_month(month)  # before the imports below: a refusal answers at once
     # Deferred: start-up speed (see the imports).
     from batch.approvals import OPEN_STATUSES
     from batch.health import month_health, months_overview

@@ -267,3 +267,31 @@ def test_a_read_only_home_is_named(small_disk):
     one_sentence(cli(home, "demo-data", PLANNED, "--requests", "20", "--resources", "5"), 2, "Read-only file system")
     one_sentence(cli(home, "params", PLANNED, "--actor", "alice", "--set", "seed=1"), 2, "read-only")
     assert contents(home) == before
+
+
+# ------------------------------------------------------------------ refusals answer before heavy imports
+
+# The libraries a refusal of a malformed month must not wait for (they take seconds to import).
+HEAVY = ("dagster", "pandas", "solvers", "ortools", "great_expectations", "sqlalchemy")
+PROBE = """
+import sys
+from batch_cli.main import main
+try:
+    main(sys.argv[1:], standalone_mode=True)
+except SystemExit as exc:
+    code = exc.code
+print("EXIT", code, sorted(name for name in {heavy!r} if name in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("args", [
+    ("status", "2026-13"), ("run", "2026-13", "--actor", "alice"), ("plan", "2026-13", "--actor", "alice"),
+    ("report", "2026-13"), ("diff", "2026-13", "--from", "1", "--to", "2"), ("audit", "2026-13"),
+    ("params", "2026-13", "--actor", "alice", "--set", "time_limit_s=3"), ("alerts", "2026-13"),
+    ("adjust", "2026-13", "--pin", "a=b", "--actor", "alice", "--note", "x"), ("repair", "2026-13"),
+], ids=lambda args: args[0])
+def test_a_malformed_month_is_refused_before_any_heavy_library_is_imported(tmp_path, args):
+    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *args], capture_output=True, text=True,
+                          env={**os.environ, "BATCH_ADMIN_HOME": str(tmp_path / "home")}, timeout=TIMEOUT_S)
+    assert "must look like YYYY-MM" in done.stderr, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "EXIT 1 []", done.stdout
