@@ -34,7 +34,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.events import EngineEventData
 from dagster._core.instance.ref import InstanceRef
-from dagster._core.launcher import LaunchRunContext
+from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster._grpc.impl import core_execute_run
 from dagster._serdes import deserialize_value, serialize_value
 from dagster._utils import get_run_crash_explanation
@@ -57,6 +57,20 @@ DAEMON_THREAD_PREFIX = "dagster-daemon-"
 def in_daemon() -> bool:
     """True in a Dagster daemon process (`dagster-daemon run`, or the daemon of `dagster dev`)."""
     return any(thread.name.startswith(DAEMON_THREAD_PREFIX) for thread in threading.enumerate())
+
+
+def worker_alive(pid: int) -> bool:
+    """True when `pid` is a live process forked from a forkserver (a run worker of this launcher), as far
+    as this host can tell: exited, zombie or another program (a reused pid) count as gone."""
+    stat, cmdline = Path(f"/proc/{pid}/stat"), Path(f"/proc/{pid}/cmdline")
+    try:
+        if not stat.exists():  # no /proc (not Linux): only whether the pid exists
+            os.kill(pid, 0)
+            return True
+        state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X") and b"multiprocessing.forkserver" in cmdline.read_bytes()
+    except (OSError, IndexError):
+        return False
 
 
 def code_stamp(root: Path = PRODUCT_ROOT) -> tuple[int, int]:
@@ -90,8 +104,8 @@ class WarmServer:
 
     def start(self) -> None:
         with self._lock:
-            if self._started:
-                return
+            if self._started or "forkserver" not in multiprocessing.get_all_start_methods():
+                return  # started already, or a platform without fork: runs keep the code server
             self._started = True
         threading.Thread(target=self._warm, name="warm-run-workers", daemon=True).start()
 
@@ -166,6 +180,25 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
             self._instance.report_run_canceled(run)
         else:
             self._instance.report_run_failed(run)
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
+        """For Dagster's run monitoring: a worker this launcher forked is checked by its pid (it covers
+        a daemon restarted while its runs went on, whose watchers are gone); a worker a code server
+        started is that code server's to report, and one on another host cannot be seen from here."""
+        tag = run.tags.get(WORKER_TAG)
+        if tag is None:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "started by a code server, which reports it")
+        worker = json.loads(tag)
+        if worker["host"] != socket.gethostname():
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker on {worker['host']}, not checked here")
+        if worker_alive(int(worker["pid"])):
+            return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(worker["pid"]))
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {worker['pid']} is gone",
+                                    run_worker_id=str(worker["pid"]))
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)

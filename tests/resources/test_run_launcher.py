@@ -1,11 +1,20 @@
 """The warm run launcher's pieces that need no daemon (the daemon path: tests/e2e/test_graphql_postgres.py)."""
 
+import json
+import multiprocessing
 import os
+import signal
+import socket
+import time
+
+import dagster as dg
+from dagster._core.launcher import WorkerStatus
 
 from resources.run_launcher import (
     PRODUCT_PACKAGES,
     PRODUCT_ROOT,
     WARM_SERVER,
+    WORKER_TAG,
     WarmRunLauncher,
     code_stamp,
     in_daemon,
@@ -37,3 +46,33 @@ def test_outside_a_daemon_the_launcher_starts_no_forkserver():
     launcher = WarmRunLauncher()
     assert launcher.inst_data is None
     assert not WARM_SERVER.ready.is_set()
+
+
+def _run_with_worker(host: str, pid: int) -> dg.DagsterRun:
+    return dg.DagsterRun(job_name="execute_job", tags={WORKER_TAG: json.dumps({"host": host, "pid": pid})})
+
+
+def test_run_monitoring_sees_a_forked_worker_running_until_it_is_killed():
+    context = multiprocessing.get_context("forkserver")
+    worker = context.Process(target=time.sleep, args=(60,))
+    worker.start()
+    launcher = WarmRunLauncher()
+    try:
+        run = _run_with_worker(socket.gethostname(), worker.pid)
+        assert launcher.supports_check_run_worker_health
+        assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.join(timeout=30)
+    health = launcher.check_run_worker_health(run)
+    assert health.status == WorkerStatus.FAILED and str(worker.pid) in health.msg
+
+
+def test_run_monitoring_fails_no_run_it_cannot_see_and_no_pid_reused_by_another_program():
+    launcher = WarmRunLauncher()
+    # A code server's worker, or one on another host: not this launcher's to judge.
+    assert launcher.check_run_worker_health(dg.DagsterRun(job_name="execute_job")).status == WorkerStatus.RUNNING
+    assert launcher.check_run_worker_health(_run_with_worker("elsewhere", 1)).status == WorkerStatus.RUNNING
+    # The pid now belongs to a program that is not a forked run worker (this test process).
+    assert launcher.check_run_worker_health(_run_with_worker(socket.gethostname(), os.getpid())).status \
+        == WorkerStatus.FAILED
