@@ -339,7 +339,7 @@ def test_the_daemon_starts_runs_in_warm_workers_that_can_be_terminated_and_whose
 
     source = PRODUCT_ROOT / "solvers" / "__init__.py"
     os.utime(source, (time.time(), time.time() + 5))
-    run_id = plan(M1)
+    run_id = plan(M3)  # M1 is finalized by the backfill test; M2's lease is the killed run's for a minute
     assert _wait_worker(client, run_id) is None
     assert wait_run(client, run_id) == "SUCCESS", step_failures(run_id)
     assert any("code changed after the daemon's warm server" in m for m in _engine_messages(run_id))
