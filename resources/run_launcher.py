@@ -73,6 +73,15 @@ def worker_alive(pid: int) -> bool:
         return False
 
 
+def forked_worker(run: dg.DagsterRun) -> tuple[str, int] | None:
+    """(host, pid) of the run's worker when this launcher forked it (its WORKER_TAG), else None."""
+    tag = run.tags.get(WORKER_TAG)
+    if tag is None:
+        return None
+    worker = json.loads(tag)
+    return str(worker["host"]), int(worker["pid"])
+
+
 def code_stamp(root: Path = PRODUCT_ROOT) -> tuple[int, int]:
     """(newest modification time, number) of the product's source files."""
     files = [path for package in PRODUCT_PACKAGES for path in (root / package).rglob("*.py")]
@@ -189,33 +198,31 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
         """For Dagster's run monitoring: a worker this launcher forked is checked by its pid (it covers
         a daemon restarted while its runs went on, whose watchers are gone); a worker a code server
         started is that code server's to report, and one on another host cannot be seen from here."""
-        tag = run.tags.get(WORKER_TAG)
-        if tag is None:
+        worker = forked_worker(run)
+        if worker is None:
             return CheckRunHealthResult(WorkerStatus.RUNNING, "started by a code server, which reports it")
-        worker = json.loads(tag)
-        if worker["host"] != socket.gethostname():
-            return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker on {worker['host']}, not checked here")
-        if worker_alive(int(worker["pid"])):
-            return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(worker["pid"]))
-        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {worker['pid']} is gone",
-                                    run_worker_id=str(worker["pid"]))
+        host, pid = worker
+        if host != socket.gethostname():
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker on {host}, not checked here")
+        if worker_alive(pid):
+            return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone", run_worker_id=str(pid))
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)
         if run is None or run.is_finished:
             return False
-        tag = run.tags.get(WORKER_TAG)
-        if tag is None:
+        worker = forked_worker(run)
+        if worker is None:
             return super().terminate(run_id)
-        worker = json.loads(tag)
-        if worker["host"] != socket.gethostname():
+        host, pid = worker
+        if host != socket.gethostname():
             self._instance.report_engine_event(
-                f"Cannot terminate run {run_id}: its run worker runs on {worker['host']}, not here.", run,
-                cls=self.__class__)
+                f"Cannot terminate run {run_id}: its run worker runs on {host}, not here.", run, cls=self.__class__)
             return False
         self._instance.report_run_canceling(run)
         try:
-            os.kill(int(worker["pid"]), signal.SIGINT)
+            os.kill(pid, signal.SIGINT)
         except ProcessLookupError:
             return False
         return True
