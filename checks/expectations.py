@@ -355,6 +355,9 @@ def _context(data_docs_dir: Path | None):
             "class_name": "SiteBuilder", "show_how_to_buttons": False,
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            # Validation results only: each page lists every expectation with its result, so the
+            # suites' own pages (as many again to render) would add nothing.
+            "site_section_builders": {"expectations": "0", "profiling": "0"},
         })
     return context
 

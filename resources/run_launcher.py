@@ -42,11 +42,11 @@ from dagster._utils.hosted_user_process import recon_job_from_origin
 from dagster._utils.interrupts import capture_interrupts
 
 WORKER_TAG = "batch_admin/run_worker"
-# Imported once by the forkserver: the libraries, then the code location (workspace.yaml) with the
-# product's modules. Missing ones are skipped by multiprocessing.
+# Imported once by the forkserver: the libraries, then pipelines.worker_preload (the code location
+# and a warm-up of what a run's first steps would each pay). Missing ones are skipped by multiprocessing.
 PRELOAD = ("dagster", "numpy", "pandas", "pyarrow.parquet", "duckdb", "sqlalchemy", "scipy.optimize", "numba",
            "ortools.sat.python.cp_model", "matplotlib.backends.backend_agg", "xlsxwriter", "jinja2",
-           "great_expectations", "great_expectations.expectations", "dagster_celery", "pipelines.definitions")
+           "great_expectations", "great_expectations.expectations", "dagster_celery", "pipelines.worker_preload")
 # The product's source: when a file changes after the forkserver imported it, runs go through the
 # code server (which reloads) until the daemon restarts.
 PRODUCT_ROOT = Path(__file__).resolve().parent.parent
