@@ -5,18 +5,19 @@ fresh interpreter that imports the whole stack (Dagster, pandas, pyarrow, DuckDB
 great-expectations: 4-5 s on this product's machines) before the run's first step. Runs that the
 daemon launches (UI launches, backfills, schedules, sensors and CLI runs while a daemon serves the
 queue) start here instead in a process forked from a forkserver that the daemon starts once and
-that imported those libraries and the code location (PRELOAD). When the product's source changes
-after that import (code_stamp), runs go through the code server again, which reloads, until the
-daemon restarts.
+that imported those libraries and the code location, then warmed up what a run's first steps pay
+(PRELOAD, pipelines/worker_preload.py). The daemon starts it at its first look at the run queue
+(resources/run_queue.py); a launch while it still imports waits for it. When the product's source
+changes after that import (code_stamp), runs go through the code server again, which reloads, until
+the daemon restarts.
 
 Everything else stays Dagster's: the run executes through `core_execute_run` exactly as in a code
 server's worker (the job's executor, the event log, interrupts). The daemon watches each worker it
 forked, and a worker that dies before its run ended fails the run with the same explanation as a
 code server would. Terminating a run (UI, `batch-admin`) interrupts its worker (SIGINT, what the
 code server sends), located by the run's `batch_admin/run_worker` tag. Launches from any other
-process (the CLI without a daemon), and those of a daemon whose server is still importing (its
-first run after a start: the launcher is created by the first launch), go through the code server
-as before.
+process (the CLI without a daemon), and those of a daemon whose server failed to start, go through
+the code server as before.
 """
 
 from __future__ import annotations
@@ -103,10 +104,11 @@ def _probe() -> None:
 
 class WarmServer:
     """This process's forkserver, started in the background; ready once it has forked a process
-    (it forks only after its imports)."""
+    (it forks only after its imports); settled once it is ready or has failed."""
 
     def __init__(self) -> None:
         self.ready = threading.Event()
+        self.settled = threading.Event()
         self.stamp: tuple[int, int] | None = None  # the product's source as the server imported it
         self._lock = threading.Lock()
         self._started = False
@@ -118,16 +120,27 @@ class WarmServer:
             self._started = True
         threading.Thread(target=self._warm, name="warm-run-workers", daemon=True).start()
 
+    @property
+    def started(self) -> bool:
+        return self._started
+
     def _warm(self) -> None:
-        self.stamp = code_stamp()  # before the import: a change during it counts as a change
-        probe = _forkserver().Process(target=_probe, name="warm-run-workers-probe")
-        probe.start()
-        probe.join()
-        if probe.exitcode == 0:
-            self.ready.set()
+        try:
+            self.stamp = code_stamp()  # before the import: a change during it counts as a change
+            probe = _forkserver().Process(target=_probe, name="warm-run-workers-probe")
+            probe.start()
+            probe.join()
+            if probe.exitcode == 0:
+                self.ready.set()
+        finally:
+            self.settled.set()
 
 
 WARM_SERVER = WarmServer()
+# A launch while the server still imports waits for it this long at most: a code server's fresh run
+# worker would import the same libraries from the start (the daemon's run queue starts the server at
+# its first look, resources/run_queue.py, so a launch rarely finds it importing).
+WARM_SERVER_WAIT_S = 60.0
 
 
 def run_worker(instance_ref: str, run_id: str) -> None:
@@ -157,8 +170,10 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
         run = context.dagster_run
         if in_daemon():
             WARM_SERVER.start()
+        if WARM_SERVER.started:
+            WARM_SERVER.settled.wait(WARM_SERVER_WAIT_S)
         if not WARM_SERVER.ready.is_set() or run.job_code_origin is None:
-            # Not a daemon, or its server still importing (the daemon's first run): the code server.
+            # Not a daemon, or its server failed or still imports after the wait: the code server.
             super().launch_run(context)
             return
         if code_stamp() != WARM_SERVER.stamp:

@@ -5,6 +5,10 @@ waits in steps of half a second between looks: with 1 s a launched run waited 0.
 1 s) before the daemon started it. Half a second halves that; a look at the queue is a query or two of
 the run storage. Everything else (limits per tag, pools, retries) is Dagster's, configured as for
 `run_queue` (dagster.yaml's `concurrency` section).
+
+In a daemon, its first look at the queue also creates the instance's run launcher, which Dagster
+creates only at the first launch: the warm run launcher's server (resources/run_launcher.py) then
+imports while nobody waits, and the first run after a daemon start is forked warm too.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from typing import Any, cast
 
 import dagster as dg
 from dagster._config import Field
+from dagster._core.run_coordinator.queued_run_coordinator import RunQueueConfig
 from dagster._serdes import ConfigurableClassData
+
+from resources.run_launcher import in_daemon
 
 DEFAULT_INTERVAL_S = 0.5
 
@@ -46,3 +53,8 @@ class PromptRunQueue(dg.QueuedRunCoordinator):
     @property
     def dequeue_interval_seconds(self) -> float:  # type: ignore[override]  # Dagster's daemon takes any number
         return self._interval
+
+    def get_run_queue_config(self) -> RunQueueConfig:
+        if in_daemon():  # the daemon's look at the queue (each iteration): its launcher exists from now on
+            _ = self._instance.run_launcher
+        return super().get_run_queue_config()
