@@ -67,7 +67,8 @@ def take_month(context: Context, store: ControlStore) -> None:
     if dead is not None:
         message = fail_dead_run(context.instance, dead, f"run {run_id}")
         context.log.warning(message or f"Took month {month} over from run {dead.run_id}, whose lease was dead.")
-    context.log.info(f"{MONTH_HELD}{month}: no other run writes to it until this run ends.")
+    if holder != run_id:  # said once, by the step that took the month (later steps hold it already)
+        context.log.info(f"{MONTH_HELD}{month}: no other run writes to it until this run ends.")
 
 
 def _await_sign_of_life(context: Context, store: ControlStore, month: str) -> None:

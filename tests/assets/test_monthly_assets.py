@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -142,8 +143,11 @@ def test_two_runs_of_one_month_never_execute_at_the_same_time(home):
         spans = []
         for record in instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS])):
             run_id = record.dagster_run.run_id
-            held = [e.timestamp for e in instance.all_logs(run_id) if (e.user_message or "").startswith(MONTH_HELD)]
+            logs = instance.all_logs(run_id)
+            held = [e.timestamp for e in logs if (e.user_message or "").startswith(MONTH_HELD)]
             stats = [s for s in instance.get_run_step_stats(run_id) if s.end_time]
+            # Said once, by the step that took the month; no DEBUG lines kept (python_logs: INFO).
+            assert len(held) == 1 and not [e for e in logs if e.level == logging.DEBUG and e.dagster_event is None]
             if held:
                 spans.append((min(held), max(s.end_time for s in stats)))
     spans.sort()
