@@ -144,14 +144,18 @@ WARM_SERVER_WAIT_S = 60.0
 RUN_POOL_RECYCLE_S = 3600  # a run worker's pooled PostgreSQL connections are replaced after an hour
 
 
+def pool_for_run(instance: dg.DagsterInstance) -> None:
+    """PostgreSQL: each of the instance's storages keeps one connection (a second while one is in use)
+    until the instance is disposed, where dagster-postgres connects anew for every statement (~2.7 ms
+    each, ~130 events a run); no statement timeout, as in any run worker. SQLite storages ignore it."""
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=RUN_POOL_RECYCLE_S, max_overflow=1)
+
+
 def run_worker(instance_ref: str, run_id: str) -> None:
     """The run worker: execute the run as a code server's run worker does (interrupts become a
     cancelled run)."""
     with capture_interrupts(), dg.DagsterInstance.from_ref(deserialize_value(instance_ref, InstanceRef)) as instance:
-        # PostgreSQL: each storage keeps one connection for the run (a second while one is in use), where
-        # dagster-postgres would connect anew for every event (~2.7 ms each, ~130 events a run); no
-        # statement timeout, as in any run worker. The embedded SQLite storages ignore it.
-        instance.optimize_for_webserver(statement_timeout=0, pool_recycle=RUN_POOL_RECYCLE_S, max_overflow=1)
+        pool_for_run(instance)
         run = instance.get_run_by_id(run_id)
         if run is None or run.job_code_origin is None:
             raise RuntimeError(f"run {run_id} is not in the instance's run storage, or has no code origin")

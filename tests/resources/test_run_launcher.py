@@ -3,11 +3,13 @@
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import time
 
 import dagster as dg
+import pytest
 from dagster._core.launcher import WorkerStatus
 
 from resources.run_launcher import (
@@ -18,7 +20,10 @@ from resources.run_launcher import (
     WarmRunLauncher,
     code_stamp,
     in_daemon,
+    pool_for_run,
 )
+
+DEPLOY_POSTGRES_YAML = PRODUCT_ROOT / "deploy" / "postgres" / "dagster.yaml"
 
 
 def test_the_code_stamp_changes_when_a_source_file_changes_or_appears(tmp_path):
@@ -76,3 +81,32 @@ def test_run_monitoring_fails_no_run_it_cannot_see_and_no_pid_reused_by_another_
     # The pid now belongs to a program that is not a forked run worker (this test process).
     assert launcher.check_run_worker_health(_run_with_worker(socket.gethostname(), os.getpid())).status \
         == WorkerStatus.FAILED
+
+
+@pytest.mark.postgres
+def test_a_warm_worker_writes_its_events_over_one_pooled_postgres_connection(postgres_url, tmp_path, monkeypatch):
+    """dagster-postgres connects anew for every statement; a warm run worker's instance (pool_for_run)
+    keeps one connection per storage: 30 events cost the server one session, not 30."""
+    import psycopg2
+
+    shutil.copy(DEPLOY_POSTGRES_YAML, tmp_path / "dagster.yaml")
+    database = postgres_url.rsplit("/", 1)[1]
+
+    def sessions() -> int:  # sessions ever established to the database (PostgreSQL 14+)
+        with psycopg2.connect(postgres_url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_stat_clear_snapshot()")
+            cur.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (database,))
+            return int(cur.fetchone()[0])
+
+    monkeypatch.setenv("BATCH_ADMIN_POSTGRES_URL", postgres_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    opened = {}
+    for pooled in (False, True):
+        with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+            run = instance.add_run(dg.DagsterRun(job_name="execute_job"))
+            if pooled:
+                pool_for_run(instance)
+            before = sessions()
+            for _ in range(30):
+                instance.report_engine_event("an event", run)
+            opened[pooled] = sessions() - before - 1  # less the session sessions() itself opened
+    assert opened[False] >= 30 and opened[True] <= 2, opened
