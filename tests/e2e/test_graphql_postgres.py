@@ -309,11 +309,12 @@ def test_the_daemon_starts_runs_in_warm_workers_that_can_be_terminated_and_whose
 
     from resources.run_launcher import WORKER_TAG
 
-    # Every run the daemon launched so far (the earlier tests' UI launches, backfill runs and CLI runs
-    # while it served the queue), its first after the start included, started in a warm worker.
+    # Every run the daemon launched so far (the queued ones: the earlier tests' UI launches, backfill runs
+    # and CLI runs while it served the queue), its first after the start included, started in a warm worker.
     with dg.DagsterInstance.get() as instance:
-        earlier = instance.get_runs()
-    assert earlier and [r.run_id for r in earlier if WORKER_TAG not in r.tags] == []
+        queued = [r for r in instance.get_runs()
+                  if instance.all_logs(r.run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED)]
+    assert queued and [r.run_id for r in queued if WORKER_TAG not in r.tags] == []
     run_id = plan(M2)
     assert _wait_worker(client, run_id) is not None
     assert wait_run(client, run_id) == "SUCCESS", step_failures(run_id)

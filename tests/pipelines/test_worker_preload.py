@@ -35,12 +35,11 @@ def test_a_failing_warm_up_is_logged_and_not_raised(monkeypatch, caplog):
     def broken(*_args, **_kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(worker_preload, "write_landing", broken)
-    with caplog.at_level(logging.WARNING, logger=worker_preload.__name__):
+    with monkeypatch.context() as patched, caplog.at_level(logging.WARNING, logger=worker_preload.__name__):
+        patched.setattr(worker_preload, "write_landing", broken)
         assert worker_preload.warm_up_or_warn() is False
     assert "The run workers' warm-up failed; runs start without it." in caplog.text
     assert "disk full" in caplog.text
-    monkeypatch.undo()
     assert worker_preload.warm_up_or_warn() is True
 
 
