@@ -27,6 +27,8 @@ from pathlib import Path
 import dagster as dg
 import psycopg2
 
+from resources.settings import psycopg2_url
+
 BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKER_READY_S = 60
@@ -128,8 +130,7 @@ def main() -> None:
             celery = {**multiprocess, "BATCH_ADMIN_EXECUTOR": "celery",
                       "BATCH_ADMIN_CELERY_BROKER": f"pyamqp://guest@{args.rabbitmq}/{vhost}"}
             # The instance's dagster.yaml names this variable; psycopg2 is the driver installed.
-            os.environ["BATCH_ADMIN_POSTGRES_URL"] = multiprocess["BATCH_ADMIN_POSTGRES_URL"].replace(
-                "postgresql://", "postgresql+psycopg2://", 1)
+            os.environ["BATCH_ADMIN_POSTGRES_URL"] = psycopg2_url(multiprocess["BATCH_ADMIN_POSTGRES_URL"])
             _cli(multiprocess, "migrate")
             # Solves may run side by side, as many as the workers (the pool is the instance's, on every executor).
             subprocess.run([str(BIN / "dagster"), "instance", "concurrency", "set", "solver", str(args.workers)],

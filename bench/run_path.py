@@ -31,7 +31,7 @@ import dagster as dg
 from batch.months import planned_months
 from bench.connections import throwaway_deployment
 from resources.control_store import ControlStore
-from resources.settings import Settings
+from resources.settings import Settings, psycopg2_url
 
 BIN = Path(sys.executable).parent
 LAUNCH = """
@@ -102,8 +102,7 @@ def main() -> None:
     if args.postgres:
         with throwaway_deployment(args.postgres) as env:
             # This process's instance (timelines): its dagster.yaml names the variable; the driver is psycopg2.
-            os.environ["BATCH_ADMIN_POSTGRES_URL"] = env["BATCH_ADMIN_POSTGRES_URL"].replace(
-                "postgresql://", "postgresql+psycopg2://", 1)
+            os.environ["BATCH_ADMIN_POSTGRES_URL"] = psycopg2_url(env["BATCH_ADMIN_POSTGRES_URL"])
             cli(env, "migrate")
             result = measure(env, args)
     else:

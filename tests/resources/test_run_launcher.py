@@ -22,6 +22,7 @@ from resources.run_launcher import (
     in_daemon,
     pool_for_run,
 )
+from resources.settings import psycopg2_url
 
 DEPLOY_POSTGRES_YAML = PRODUCT_ROOT / "deploy" / "postgres" / "dagster.yaml"
 
@@ -98,7 +99,7 @@ def test_a_warm_worker_writes_its_events_over_one_pooled_postgres_connection(pos
             cur.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (database,))
             return int(cur.fetchone()[0])
 
-    monkeypatch.setenv("BATCH_ADMIN_POSTGRES_URL", postgres_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    monkeypatch.setenv("BATCH_ADMIN_POSTGRES_URL", psycopg2_url(postgres_url))
     opened = {}
     for pooled in (False, True):
         with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
