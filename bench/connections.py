@@ -143,9 +143,11 @@ class ConnectionSampler:
 
 
 def settle_closed_sessions(url: str, timeout_s: float = SETTLE_S) -> None:
-    """Wait (at most timeout_s) until the server has ended the sessions whose client process is gone: a
-    process that exits closes its sockets, and the server lists its backend a moment longer. Sessions
-    of live processes are not waited for (they are what the sampling after the runs must see)."""
+    """Wait (at most timeout_s) until the server has ended the sessions whose client process is gone (a
+    process that exits closes its sockets, and the server lists its backend a moment longer) or is a run
+    worker: called once every run is over, when a run worker still connected is one that is exiting
+    (its CLI may end before it). Sessions of other live processes are not waited for, and one that
+    outlives the wait is sampled: those are what the sampling after the runs must see."""
     server, database = url.rsplit("/", 1)
     conn = psycopg2.connect(f"{server}/postgres", connect_timeout=5)
     conn.autocommit = True
@@ -154,7 +156,7 @@ def settle_closed_sessions(url: str, timeout_s: float = SETTLE_S) -> None:
         with conn.cursor() as cur:
             while time.monotonic() < deadline:
                 cur.execute("SELECT client_port FROM pg_stat_activity WHERE datname = %s", (database,))
-                if all(client_process(port)[1] != "gone" for (port,) in cur.fetchall()):
+                if all(client_process(port)[1] not in ("gone", "run_worker") for (port,) in cur.fetchall()):
                     return
                 time.sleep(SAMPLE_EVERY_S)
     finally:
