@@ -1,12 +1,16 @@
 """Large neighbourhood search: re-solve a few related resources exactly with CP-SAT, repeat.
 
 The neighbourhoods come from a seeded generator and each CP-SAT call runs one worker with a
-deterministic time limit, so the sequence of iterations is deterministic; the loop stops on a
-budget of deterministic work (exact repeats) or on the deadline (wall-clock mode).
+deterministic time limit. In deterministic mode the iterations run in rounds of `threads`
+re-solves applied in order, so the sequence repeats and the loop stops on a budget of
+deterministic work. In wall-clock mode each thread picks, re-solves and applies its own
+neighbourhoods without waiting for the others (the re-solves release the GIL), until the deadline.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +20,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from solvers.compiled import NO_PAIR, CompiledInstance
-from solvers.cpsat import SOLVED, SearchLimits, solve_part
+from solvers.cpsat import SOLVED, SearchLimits, SubSolve, solve_part
 from solvers.greedy import request_best_value_and_units
 
 # Neighbourhood size, counted in candidate pairs, adapts between these limits.
@@ -49,10 +53,85 @@ class _Neighbourhood:
     """One re-solve: the requests set free, the resources they may use, their room, their value now."""
 
     free: np.ndarray
+    chosen: np.ndarray
     mask: np.ndarray
     room: np.ndarray
     before: int
     seed: int
+
+
+class _Search:
+    """The allocation being improved, its loads, and how neighbourhoods are made and applied.
+
+    Neighbourhoods in flight at the same time have disjoint resources and requests (`busy_*`):
+    a re-solve changes only its free requests and the loads of its own resources, so each can be
+    applied as it comes back, in any order.
+    """
+
+    def __init__(self, c: CompiledInstance, assign: np.ndarray, resources: np.ndarray, seed: int) -> None:
+        self.c = c
+        self.assign = assign.copy()
+        self.movable = resources
+        self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        self.stats = LnsStats()
+        self.pinned = c.fixed_pair != NO_PAIR  # pins, and requests held under strict stability
+        self.load = c.load(self.assign)
+        self.best_value, min_units = request_best_value_and_units(c)
+        self.density = self.best_value / min_units
+        self.objective = c.objective(self.assign)
+        self.target_pairs = float(INITIAL_TARGET_PAIRS)
+        self.pairs_per_resource = np.diff(c.resource_start)
+        with_pairs = np.diff(c.pair_request_start) > 0
+        self.average_options = c.num_pairs / max(int(with_pairs.sum()), 1)
+        # Share of a resource's pairs that belong to unallocated requests worth allocating.
+        self.waiting_share = float(
+            ((self.assign == NO_PAIR) & with_pairs & (self.best_value > 0)).sum()
+        ) / max(int(with_pairs.sum()), 1)
+        # Requests held on each resource, kept up to date as moves are applied (no pass over the month).
+        self.assigned_count = np.bincount(
+            c.pair_resource[self.assign[self.assign != NO_PAIR]], minlength=len(c.capacity))
+        self.busy_resources = np.zeros(len(c.capacity), dtype=bool)
+        self.busy_requests = np.zeros(c.num_requests, dtype=bool)
+
+    def next(self) -> _Neighbourhood | None:
+        """A neighbourhood of resources and requests not in flight (None: all its resources are)."""
+        self.stats.iterations += 1
+        activity = self.assigned_count + self.pairs_per_resource * self.waiting_share
+        chosen = _neighbourhood(self.c, self.rng, self.movable, activity, self.average_options, self.target_pairs)
+        chosen = chosen[~self.busy_resources[chosen]]
+        if len(chosen) == 0:
+            return None
+        task = _build_neighbourhood(self.c, self.assign, self.load, chosen, self.best_value, self.density,
+                                    self.pinned, self.target_pairs, self.busy_requests,
+                                    self.seed + self.stats.iterations)
+        self.busy_resources[chosen] = True
+        self.busy_requests[task.free] = True
+        return task
+
+    def apply(self, task: _Neighbourhood, result: SubSolve) -> bool:
+        """Take the re-solve's allocation when it gains; adapt the neighbourhood size. True: it gained."""
+        self.busy_resources[task.chosen] = False
+        self.busy_requests[task.free] = False
+        self.stats.build_seconds += result.build_seconds
+        if result.status == cp_model.OPTIMAL:
+            self.target_pairs = min(self.target_pairs * 1.2, MAX_TARGET_PAIRS)
+        else:
+            self.target_pairs = max(self.target_pairs * 0.8, MIN_TARGET_PAIRS)
+        if result.status not in SOLVED or result.objective <= task.before:
+            return False
+        c = self.c
+        old = self.assign[task.free]
+        old_on = old[old != NO_PAIR]
+        np.subtract.at(self.load, c.pair_resource[old_on], c.pair_units[old_on])
+        np.subtract.at(self.assigned_count, c.pair_resource[old_on], 1)
+        self.assign[task.free] = result.chosen
+        new_on = result.chosen[result.chosen != NO_PAIR]
+        np.add.at(self.load, c.pair_resource[new_on], c.pair_units[new_on])
+        np.add.at(self.assigned_count, c.pair_resource[new_on], 1)
+        self.objective += int(result.objective) - task.before
+        self.stats.improvements += 1
+        return True
 
 
 def improve(
@@ -72,98 +151,92 @@ def improve(
     """Improve `assign` by repeated exact re-solves of neighbourhoods until the budget is spent.
 
     Neighbourhoods are seeded on `resources` (default: every resource with pairs); each
-    re-solve gets sub_deterministic_time. `threads` neighbourhoods with disjoint resources and
-    requests are re-solved side by side in threads and applied in order, so a
-    run repeats for a seed and budget; a round charges the budget its longest re-solve. The
-    search stops early once the objective reaches `target` (default `bound`; the reported bound).
+    re-solve gets sub_deterministic_time. With a finite `work_budget` (deterministic mode),
+    `threads` neighbourhoods with disjoint resources and requests are re-solved side by side
+    and applied in order, so a run repeats for a seed and budget; a round charges the budget
+    its longest re-solve. With an infinite one (wall-clock mode), `threads` threads each go on
+    at their own pace until `deadline`. The search stops early once the objective reaches
+    `target` (default `bound`; the reported bound).
     """
-    stats = LnsStats()
-    assign = assign.copy()
-    target = bound if target is None else target
-    movable_resources = np.flatnonzero(np.diff(c.resource_start) > 0)
+    movable = np.flatnonzero(np.diff(c.resource_start) > 0)
     if resources is not None:
-        movable_resources = np.intersect1d(movable_resources, resources)
-    if len(movable_resources) == 0:
-        return assign, stats
-    rng = np.random.default_rng(seed)
+        movable = np.intersect1d(movable, resources)
+    search = _Search(c, assign, movable, seed)
+    if len(movable) == 0:
+        return search.assign, search.stats
+    goal = bound if target is None else target
     threads = max(int(threads), 1)
-    pinned = c.fixed_pair != NO_PAIR  # pins, and requests held under strict stability
-    load = c.load(assign)
-    best_value, min_units = request_best_value_and_units(c)
-    density = best_value / min_units
-    objective = c.objective(assign)
-    target_pairs = float(INITIAL_TARGET_PAIRS)
-    pairs_per_resource = np.diff(c.resource_start)
-    with_pairs = np.diff(c.pair_request_start) > 0
-    average_options = c.num_pairs / max(int(with_pairs.sum()), 1)
-    # Share of a resource's pairs that belong to unallocated requests worth allocating.
-    waiting_share = float(((assign == NO_PAIR) & with_pairs & (best_value > 0)).sum()) / max(
-        int(with_pairs.sum()), 1
-    )
-    # Requests held on each resource, kept up to date as moves are applied (no pass over the month).
-    assigned_count = np.bincount(c.pair_resource[assign[assign != NO_PAIR]], minlength=len(c.capacity))
-    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
 
-    def resolve(task: _Neighbourhood):
-        remaining_wall = deadline - time.perf_counter()
+    def resolve(task: _Neighbourhood) -> SubSolve:
         return solve_part(
             c, task.free, task.room,
             SearchLimits(
-                deterministic_time=min(sub_deterministic_time, max(work_budget - stats.work, 0.01)),
-                wall_seconds=max(remaining_wall, 0.01),
+                deterministic_time=min(sub_deterministic_time, max(work_budget - search.stats.work, 0.01)),
+                wall_seconds=max(deadline - time.perf_counter(), 0.01),
                 seed=task.seed,
                 presolve=SUB_PRESOLVE,
             ),
             resource_mask=task.mask,
-            hint=assign,
+            hint=search.assign,
         )
 
+    def report() -> None:
+        if progress:
+            progress(time.perf_counter() - progress_start, float(search.objective), float(bound))
+
+    def going_on() -> bool:
+        return search.stats.work < work_budget and time.perf_counter() < deadline and search.objective < goal
+
+    if threads > 1 and math.isinf(work_budget):
+        _run_asynchronous(search, resolve, going_on, report, threads)
+    else:
+        _run_rounds(search, resolve, going_on, report, threads)
+    return search.assign, search.stats
+
+
+def _run_rounds(search: _Search, resolve: Callable[[_Neighbourhood], SubSolve], going_on: Callable[[], bool],
+                report: Callable[[], None], threads: int) -> None:
+    """Deterministic: rounds of `threads` disjoint re-solves, applied in the order they were made."""
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
     try:
-        while stats.work < work_budget and time.perf_counter() < deadline and objective < target:
-            taken_resources = np.zeros(len(c.capacity), dtype=bool)
-            taken_requests: list[np.ndarray] = []
-            batch = []
-            for _ in range(threads):
-                stats.iterations += 1
-                activity = assigned_count + pairs_per_resource * waiting_share
-                chosen = _neighbourhood(c, assign, rng, movable_resources, activity, average_options, target_pairs)
-                chosen = chosen[~taken_resources[chosen]]
-                if len(chosen) == 0:
-                    continue
-                task = _build_neighbourhood(c, assign, load, chosen, best_value, density, pinned, target_pairs,
-                                            np.concatenate(taken_requests) if taken_requests else None,
-                                            seed + stats.iterations)
-                taken_resources[chosen] = True
-                taken_requests.append(task.free)
-                batch.append(task)
+        while going_on():
+            batch = [task for task in (search.next() for _ in range(threads)) if task is not None]
             results = list(pool.map(resolve, batch)) if pool is not None and len(batch) > 1 else [
                 resolve(task) for task in batch]
-            stats.work += max((r.deterministic_time + ITERATION_WORK + WORK_PER_PAIR * r.num_variables
-                               for r in results), default=ITERATION_WORK)
+            search.stats.work += max((r.deterministic_time + ITERATION_WORK + WORK_PER_PAIR * r.num_variables
+                                      for r in results), default=ITERATION_WORK)
             for task, result in zip(batch, results):
-                stats.build_seconds += result.build_seconds
-                if result.status == cp_model.OPTIMAL:
-                    target_pairs = min(target_pairs * 1.2, MAX_TARGET_PAIRS)
-                else:
-                    target_pairs = max(target_pairs * 0.8, MIN_TARGET_PAIRS)
-                if result.status not in SOLVED or result.objective <= task.before:
-                    continue
-                old = assign[task.free]
-                old_on = old[old != NO_PAIR]
-                np.subtract.at(load, c.pair_resource[old_on], c.pair_units[old_on])
-                np.subtract.at(assigned_count, c.pair_resource[old_on], 1)
-                assign[task.free] = result.chosen
-                new_on = result.chosen[result.chosen != NO_PAIR]
-                np.add.at(load, c.pair_resource[new_on], c.pair_units[new_on])
-                np.add.at(assigned_count, c.pair_resource[new_on], 1)
-                objective += int(result.objective) - task.before
-                stats.improvements += 1
-                if progress:
-                    progress(time.perf_counter() - progress_start, float(objective), float(bound))
+                if search.apply(task, result):
+                    report()
     finally:
         if pool is not None:
             pool.shutdown()
-    return assign, stats
+
+
+def _run_asynchronous(search: _Search, resolve: Callable[[_Neighbourhood], SubSolve], going_on: Callable[[], bool],
+                      report: Callable[[], None], threads: int) -> None:
+    """Wall clock: each thread makes, re-solves and applies its own neighbourhoods; the shared
+    state changes under one lock, the re-solves (most of the time, GIL released) run outside it."""
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not going_on():
+                    return
+                task = search.next()
+            if task is None:  # every resource it drew is in flight: let the others finish theirs
+                time.sleep(0.001)
+                continue
+            result = resolve(task)
+            with lock:
+                search.stats.work += result.deterministic_time + ITERATION_WORK + WORK_PER_PAIR * result.num_variables
+                if search.apply(task, result):
+                    report()
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for future in [pool.submit(worker) for _ in range(threads)]:
+            future.result()
 
 
 def _build_neighbourhood(
@@ -175,13 +248,13 @@ def _build_neighbourhood(
     density: np.ndarray,
     pinned: np.ndarray,
     target_pairs: float,
-    taken: np.ndarray | None,
+    busy: np.ndarray,
     seed: int,
 ) -> _Neighbourhood:
     """The re-solve of the resources `chosen`: the requests on them and the best waiting ones.
 
-    Requests in `taken` (another neighbourhood of the same round) are left out. Work is
-    proportional to the chosen resources' pairs, not to the month.
+    Requests `busy` (in another neighbourhood in flight) are left out. Work is proportional to
+    the chosen resources' pairs, not to the month.
     """
     mask = np.zeros(len(c.capacity), dtype=bool)
     mask[chosen] = True
@@ -192,9 +265,7 @@ def _build_neighbourhood(
     on_chosen = np.unique(candidate_requests[assign[candidate_requests] == candidate_pairs])
     on_chosen = on_chosen[~pinned[on_chosen]]
     waiting = np.unique(candidate_requests)
-    waiting = waiting[(assign[waiting] == NO_PAIR) & (best_value[waiting] > 0)]
-    if taken is not None and len(taken):
-        waiting = waiting[~np.isin(waiting, taken)]
+    waiting = waiting[(assign[waiting] == NO_PAIR) & (best_value[waiting] > 0) & ~busy[waiting]]
     max_waiting = max(int(target_pairs), 50)
     if len(waiting) > max_waiting:
         waiting = waiting[np.argsort(-density[waiting], kind="stable")[:max_waiting]]
@@ -203,12 +274,12 @@ def _build_neighbourhood(
     room[chosen] = c.capacity[chosen] - load[chosen]
     freed = assign[on_chosen]
     np.add.at(room, c.pair_resource[freed], c.pair_units[freed])
-    return _Neighbourhood(free=free, mask=mask, room=room, before=int(c.pair_value[freed].sum()), seed=seed)
+    return _Neighbourhood(free=free, chosen=chosen, mask=mask, room=room,
+                          before=int(c.pair_value[freed].sum()), seed=seed)
 
 
 def _neighbourhood(
     c: CompiledInstance,
-    assign: np.ndarray,
     rng: np.random.Generator,
     movable_resources: np.ndarray,
     activity: np.ndarray,
