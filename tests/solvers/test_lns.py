@@ -58,3 +58,24 @@ def test_asynchronous_threads_go_on_at_their_own_pace_never_share_what_is_in_fli
     assert improved[held] == start[held]
     assert len(np.unique(improved[improved != NO_PAIR])) == int((improved != NO_PAIR).sum())
     assert (c.pair_request[improved[improved != NO_PAIR]] == np.flatnonzero(improved != NO_PAIR)).all()
+
+
+def test_in_wall_clock_mode_a_neighbourhood_is_drawn_again_rather_than_cut_by_what_is_in_flight():
+    requests, resources, eligibility = contested_month(n_requests=200, n_resources=12, seed=6)
+    c = compile_instance(instance(requests, resources, eligibility=eligibility), SolverParams())
+    search = lns._Search(c, greedy_fill(c, initial_assignment(c)), np.arange(len(c.capacity)), seed=2)
+    in_flight = search.next(whole=True)
+    assert in_flight is not None and len(in_flight.chosen) >= 2
+    drawn, refused = [], 0
+    for _ in range(40):
+        task = search.next(whole=True)
+        if task is None:
+            refused += 1
+            continue
+        drawn.append(task)
+        assert not set(task.chosen.tolist()) & set(in_flight.chosen.tolist())
+        assert not set(task.free.tolist()) & set(in_flight.free.tolist())
+        assert len(task.chosen) >= 2, "whole, as drawn: never cut down to what is not in flight"
+        search.busy_resources[task.chosen] = False
+        search.busy_requests[task.free] = False
+    assert drawn, "neighbourhoods clear of the one in flight are found"

@@ -5,7 +5,9 @@ import re
 import pytest
 
 from solvers import InfeasibleError, SolverParams, solve, validation
+from solvers.model import PROGRESS_INTERVAL_S
 from tests.solvers.builders import FAST, assert_valid, eligibility_table, instance, row
+from tests.solvers.test_determinism_and_stability import contested_month
 
 
 def test_a_higher_priority_request_wins_a_contested_slot():
@@ -167,3 +169,15 @@ def test_progress_reports_seconds_objective_and_bound():
     seen = []
     proposal = solve(inst, FAST, progress=lambda s, o, b: seen.append((s, o, b)))
     assert seen and seen[-1][1] == proposal.objective and seen[-1][2] == proposal.bound
+
+
+def test_progress_is_reported_at_most_twice_a_second_and_always_at_the_end():
+    requests, resources, eligibility = contested_month(n_requests=1500, n_resources=120, seed=5)
+    inst = instance(requests, resources, eligibility=eligibility)
+    seen = []
+    proposal = solve(inst, SolverParams(time_limit_s=2.0, gap_tolerance=0.0),
+                     progress=lambda s, o, b: seen.append((s, o, b)))
+    assert len(seen) >= 2
+    seconds = [s for s, _, _ in seen[:-1]]
+    assert all(later - earlier >= PROGRESS_INTERVAL_S for earlier, later in zip(seconds, seconds[1:]))
+    assert seen[-1][1] == proposal.objective and seen[-1][2] == proposal.bound
