@@ -79,3 +79,20 @@ def test_in_wall_clock_mode_a_neighbourhood_is_drawn_again_rather_than_cut_by_wh
         search.busy_resources[task.chosen] = False
         search.busy_requests[task.free] = False
     assert drawn, "neighbourhoods clear of the one in flight are found"
+
+
+def test_a_component_with_few_resources_gets_one_thread_in_wall_clock_mode(monkeypatch):
+    requests, resources, eligibility = contested_month(n_requests=200, n_resources=2 * lns.RESOURCES_PER_THREAD - 1,
+                                                       seed=6)
+    c = compile_instance(instance(requests, resources, eligibility=eligibility), SolverParams())
+    start = greedy_fill(c, initial_assignment(c))
+    threads_seen = set()
+    real_solve_part = lns.solve_part
+
+    def watched_solve_part(*args, **kwargs):
+        threads_seen.add(threading.get_ident())
+        return real_solve_part(*args, **kwargs)
+
+    monkeypatch.setattr(lns, "solve_part", watched_solve_part)
+    improved, stats = lns.improve(c, start, float("inf"), time.perf_counter() + 0.5, seed=3, threads=2)
+    assert stats.improvements > 0 and len(threads_seen) == 1
