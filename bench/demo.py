@@ -1,4 +1,4 @@
-"""Demo month benchmark: python -m bench.demo [--requests 2000] [--resources 120] [--time-limit 30] --json OUT
+"""Demo month benchmark: python -m bench.demo [--month YYYY-MM] [--seed N] [--requests 2000] [--resources 120] [--time-limit 30] [--repeat 3] --json OUT
 
 The month `batch-admin demo-data` generates (batch.demo_data.generate_month, derived pairs),
 solved by solve() with the default gap_tolerance (1e-4) and with none, beside plain CP-SAT and
@@ -19,7 +19,7 @@ from solvers import SolverParams, build_instance, solve, validation
 from solvers.compiled import compile_instance
 from solvers.model import relative_gap
 
-MONTH = "2025-03"
+MONTH = "2025-03"  # the month of the figures in docs/performance.md; `make demo` writes next month, seed 7
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,12 +28,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resources", type=int, default=120)
     parser.add_argument("--time-limit", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--month", default=MONTH, help="YYYY-MM: the month generated (availability and dates depend on it)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of ours with the default tolerance")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    tables = generate_month(MONTH, args.requests, args.resources, args.seed)
+    tables = generate_month(args.month, args.requests, args.resources, args.seed)
     params = SolverParams(time_limit_s=args.time_limit, seed=args.seed)
-    inst = build_instance(MONTH, tables["requests"], tables["resources"], tables["availability"], params=params)
+    inst = build_instance(args.month, tables["requests"], tables["resources"], tables["availability"], params=params)
     report: dict = {"requests": args.requests, "resources": args.resources, "pairs": len(inst.pairs),
                     "time_limit_s": args.time_limit, "runs": []}
     for label, run_params in [*[("ours", params)] * args.repeat, ("ours_no_tolerance", replace(params, gap_tolerance=0.0))]:
