@@ -342,18 +342,30 @@ def _solve(
     # component whose share had run out while the last one closed early).
     for round_number in range(PHASE2_ROUNDS):
         rest = [k for k in range(len(parts)) if not done[k]]
+        if tolerance > 0:
+            # The largest gaps first: measured on a `make demo` month (2027-01, data seed 7, solver
+            # seed 7), in component order one component spent its whole 7.8 s share closing its last
+            # 20 units towards a slack share of 17 (its LP bound may be out of reach) before the one
+            # 330 units from its bound had its turn: 9.9 s; largest gaps first: 2.2 s.
+            rest.sort(key=lambda k: -gap_of(k))
         left = slack - sum(gap_of(k) for k in range(len(parts)) if done[k])
         month_within = _within(float(c.objective(assign)), pinned_value + float(sum(part_bound)), tolerance)
         if (not rest or relaxation is None or (tolerance > 0 and month_within)
                 or budget.left() <= PHASE2_MIN_LEFT * (params.time_limit_s if not deterministic else 1.0)):
             break
         value_before = float(c.objective(assign))
+        gaps = [gap_of(j) for j in range(len(parts))]  # kept up to date as components improve
+        total_gap = sum(gaps)  # the month's bound minus its objective
         for position, k in enumerate(rest):
             assert relaxation is not None  # computed before phase 1 whenever there are components
             part = parts[k]
             part_started, work_before = time.perf_counter(), budget.left()
             share = budget.left() * part_pairs[k] / max(sum(part_pairs[j] for j in rest[position:]), 1)
             part_slack = max(left, 0.0) * weight[k] / sum(weight[j] for j in rest[position:])
+            if tolerance > 0:
+                # Or what the other components' gaps leave of the month's slack: reaching it puts the
+                # month within its tolerance, so no component closes more than the month needs.
+                part_slack = max(part_slack, slack - (total_gap - gaps[k]))
             must = part[c.must_allocate[part]]
             pairs = _usable_pairs(c, part, usable)
             if gap_of(k) <= part_slack:
@@ -401,6 +413,8 @@ def _solve(
                 assign = fallback
             done[k] = gap_of(k) <= part_slack
             left -= gap_of(k)
+            total_gap += gap_of(k) - gaps[k]
+            gaps[k] = gap_of(k)
         if float(c.objective(assign)) <= value_before and round_number > 0:
             break  # a whole round without a gain: the searches are stuck
 
