@@ -35,12 +35,12 @@ SUB_DETERMINISTIC_TIME = 0.02
 SUB_PRESOLVE = False
 # Python work of one iteration, charged to the deterministic budget: fixed + per model pair.
 ITERATION_WORK = 0.02
+WORK_PER_PAIR = 2e-5
 # Draws of a neighbourhood none of whose resources is in flight, in wall-clock mode (see _Search.next).
 WHOLE_DRAWS = 8
 # Resources of a component per LNS thread in wall-clock mode. The demo months (components of 3-17
 # resources) reached the tolerance in 2.1-2.2 s with one thread, 3.0-3.1 s with two.
 RESOURCES_PER_THREAD = 16
-WORK_PER_PAIR = 2e-5
 
 
 @dataclass
