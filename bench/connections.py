@@ -143,11 +143,13 @@ class ConnectionSampler:
 
 
 def settle_closed_sessions(url: str, timeout_s: float = SETTLE_S) -> None:
-    """Wait (at most timeout_s) until the server has ended the sessions whose client process is gone (a
-    process that exits closes its sockets, and the server lists its backend a moment longer) or is a run
-    worker: called once every run is over, when a run worker still connected is one that is exiting
-    (its CLI may end before it). Sessions of other live processes are not waited for, and one that
-    outlives the wait is sampled: those are what the sampling after the runs must see."""
+    """Wait (at most timeout_s) until every session left belongs to a live code server: called once every
+    run is over, when the only processes meant to outlive it are the code servers the CLIs started. A
+    session whose client is gone (a process that exits closes its sockets, and the server lists its
+    backend a moment longer), or is a run worker or step process still connected, is one of a process
+    that is exiting (its CLI may end before it, and a run worker before its step processes). A code
+    server's sessions are not waited for, and any session that outlives the wait is sampled: those are
+    what the sampling after the runs must see."""
     server, database = url.rsplit("/", 1)
     conn = psycopg2.connect(f"{server}/postgres", connect_timeout=5)
     conn.autocommit = True
@@ -156,7 +158,7 @@ def settle_closed_sessions(url: str, timeout_s: float = SETTLE_S) -> None:
         with conn.cursor() as cur:
             while time.monotonic() < deadline:
                 cur.execute("SELECT client_port FROM pg_stat_activity WHERE datname = %s", (database,))
-                if all(client_process(port)[1] not in ("gone", "run_worker") for (port,) in cur.fetchall()):
+                if all(client_process(port)[1] == "code_server" for (port,) in cur.fetchall()):
                     return
                 time.sleep(SAMPLE_EVERY_S)
     finally:
