@@ -64,7 +64,7 @@ FIRST_LOOK_MAX_PAIRS = 5_000
 # Measured on the `make demo` months (data and solver seed 7: 2026-12, 2027-01, 2027-02; 15
 # components of up to 363 requests, each with must_allocate requests): once the first
 # components had used the month's slack, the later ones looked with a gap limit of 0 for
-# 0.05 s + 1e-4 s per pair (0.25-0.45 s each, 1.4 s of a 2.7 s solve) and ended merely FEASIBLE.
+# 0.05 s + 1e-4 s per pair (0.10-0.45 s each, 1.4 s of a 2.7 s solve) and ended merely FEASIBLE.
 FIRST_LOOK_SECONDS = 0.02
 # Share of a large component's time given to placing its must_allocate requests first.
 MUST_SHARE = 0.5
