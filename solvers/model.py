@@ -373,9 +373,9 @@ def _solve(
                 part_slack = max(part_slack, slack - (total_gap - gaps[k]))
             must = part[c.must_allocate[part]]
             pairs = _usable_pairs(c, part, usable)
-            if gap_of(k) <= part_slack:
+            if gaps[k] <= part_slack:
                 done[k] = True
-                left -= gap_of(k)
+                left -= gaps[k]
                 continue
             # The LNS (or the tabu search) starts from the rounding even when it is worth less than
             # the CP-SAT or greedy allocation: measured, the LNS ends much higher from there (0.16 % vs
@@ -416,10 +416,11 @@ def _solve(
                 build_seconds += stats.build_seconds
             if c.objective(fallback) > c.objective(assign):
                 assign = fallback
-            done[k] = gap_of(k) <= part_slack
-            left -= gap_of(k)
-            total_gap += gap_of(k) - gaps[k]
-            gaps[k] = gap_of(k)
+            gap = gap_of(k)
+            done[k] = gap <= part_slack
+            left -= gap
+            total_gap += gap - gaps[k]
+            gaps[k] = gap
         if float(c.objective(assign)) <= value_before and round_number > 0:
             break  # a whole round without a gain: the searches are stuck
 
