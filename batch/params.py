@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from solvers.schema import DEFAULT_WEIGHTS, SolverParams
@@ -108,3 +110,27 @@ def params_snapshot(params: SolverParams) -> dict[str, Any]:
         "default_cost": params.default_cost, "deterministic_work": params.deterministic_work,
         "gap_tolerance": params.gap_tolerance, "stability": params.stability,
     }
+
+
+@dataclass(frozen=True)
+class ParamSetting:
+    """A parameter set on the month: its value, who set it and when."""
+
+    key: str
+    value: Any
+    actor: str | None
+    at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "value": self.value, "actor": self.actor,
+                "at": self.at.isoformat(timespec="seconds") if self.at else None}
+
+
+def param_settings(params: Mapping[str, Any], audit: Iterable[Mapping[str, Any]]) -> list[ParamSetting]:
+    """The month's parameters with who set each last and when, from the audit's `params` entries."""
+    last: dict[str, tuple[str | None, datetime | None]] = {}
+    for entry in audit:
+        if entry["action"] == "params":
+            for key in (entry.get("details") or {}).get("changes") or {}:
+                last[key] = (entry.get("actor"), entry.get("at"))
+    return [ParamSetting(key, params[key], *last.get(key, (None, None))) for key in sorted(params)]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from batch import charts
+from batch import adjustment_log, charts
 from batch.health import landed_tables, trend
 from batch.lifecycle import PHASE_FINALIZED
 from batch.metrics import (
@@ -247,9 +247,7 @@ def describe_action(action: str, details: dict[str, Any]) -> str:
         return (f"planned {format_count(d.get('requests'))} requests" if d.get("requests") is not None
                 else "planned")
     if action == "adjust":
-        what = (f"pinned {d.get('request_id')} to {d.get('resource_id')}" if d.get("kind") == "pin"
-                else f"excluded {d.get('request_id')}")
-        return what + (f"; note: {d['note']}" if d.get("note") else "")
+        return adjustment_log.describe(d)
     if action == "params":
         after = d.get("changes") or d.get("after") or {}
         said = [*(f"set {k}={v}" for k, v in after.items() if v is not None),

@@ -38,6 +38,7 @@ from batch.identity import (
 from batch.lifecycle import EXECUTE_JOB, FINALIZE_JOB, PLAN_JOB, UNLOCK_JOB
 from batch.months import MonthError, check_month, check_planned_month
 from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles, actor_from
+from batch_cli.status_view import print_settings
 from resources.execution import QUEUES
 from resources.settings import DEFAULT_ROLES_FILE, Settings, SettingsError
 
@@ -593,6 +594,7 @@ def status(month: str | None, as_json: bool) -> None:
     from batch.approvals import OPEN_STATUSES
     from batch.health import month_health, months_overview
     from batch.lifecycle import final_mismatch
+    from batch.params import param_settings
     from resources.control_store import utcnow
 
     control = store()
@@ -604,7 +606,6 @@ def status(month: str | None, as_json: bool) -> None:
     row = control.month(month)
     lock = control.lock_info(month)
     lease = control.lease(month)
-    pins, exclusions = control.pins_and_exclusions(month)
     result = {
         "month": month, "phase": row["phase"],
         "lock": lock.to_dict() if lock else None,
@@ -613,7 +614,8 @@ def status(month: str | None, as_json: bool) -> None:
                   "approved_by": row["approved_by"], "finalized_at": row["finalized_at"]}
         if row["final_version"] else None,
         "params": control.params(month),
-        "adjustments": {"pins": pins, "exclusions": sorted(exclusions)},
+        "params_set": [p.to_dict() for p in param_settings(control.params(month), control.audit_entries(month))],
+        "adjustments": control.adjustments_in_force(month).to_dict(),
         "plan": (control.latest_plan(month) or {}).get("summary"),
         "versions": [_version_summary(v) for v in control.versions(month)],
         "health": month_health(control, exports(), month),
@@ -670,6 +672,7 @@ def _print_status(result: dict[str, Any]) -> None:
         out.print(f"request {request['id']} ({request['status']}): {request['kind']}"
                   f"{' version ' + str(request['version']) if request['kind'] == 'finalize' else ''} by "
                   f"{request['requested_by']}, expires {request['expires_at']:%Y-%m-%d %H:%M} UTC", markup=False)
+    print_settings(out, result)
     table = Table("version", "created", "actor", "requests", "allocated", "success", "objective", "gap", "solve s",
                   "stopped", "moved", "note")
     for v in result["versions"]:
@@ -755,30 +758,32 @@ def params(month: str, actor: str | None, assignments: tuple[str, ...], unsets: 
 @click.option("--actor")
 @click.option("--pin", metavar="REQ=RES", help="Fix a request to a resource (hard in the next run).")
 @click.option("--exclude", metavar="REQ", help="Remove a request from the next run.")
+@click.option("--unpin", metavar="REQ", help="Take back the pin of a request.")
+@click.option("--include", metavar="REQ", help="Take back the exclusion of a request.")
+@click.option("--clear", is_flag=True, help="Take back every pin and exclusion of the month.")
 @click.option("--note", required=True, help="Why this adjustment.")
 @friendly
-def adjust(month: str, actor: str | None, pin: str | None, exclude: str | None, note: str) -> None:
-    """Pin a request to a resource or exclude it; the next run honours it."""
+def adjust(month: str, actor: str | None, pin: str | None, exclude: str | None, unpin: str | None,
+           include: str | None, clear: bool, note: str) -> None:
+    """Pin a request to a resource or exclude it, or take that back; the next run honours it."""
     check_planned_month(month)
     who = require_admin(actor, f"adjust {month}")
-    if bool(pin) == bool(exclude):
-        raise CliError("Give exactly one of --pin REQ=RES or --exclude REQ.")
+    given = {"pin": pin, "exclude": exclude, "unpin": unpin, "include": include, "clear": clear or None}
+    if sum(v is not None for v in given.values()) != 1:
+        raise CliError("Give exactly one of --pin REQ=RES, --exclude REQ, --unpin REQ, --include REQ or --clear.")
     if pin and "=" not in pin:
         raise CliError(f"--pin {pin!r} must look like REQUEST_ID=RESOURCE_ID.")
-    from batch.adjustments import check_adjustment  # deferred: start-up speed (see the imports)
+    from batch.adjustment_log import describe  # deferred: start-up speed (see the imports)
+    from batch.adjustments import check_adjustment
 
-    if pin:
-        request_id, resource_id = (p.strip() for p in pin.split("=", 1))
-        check_adjustment(settings().home, month, "pin", request_id, resource_id)
-        store().add_adjustment(sign_as(who, "adjust", month, {"kind": "pin", "request_id": request_id,
-                                                              "resource_id": resource_id, "note": note}))
-        out.print(f"{month}: {request_id} pinned to {resource_id} for the next run.")
-    else:
-        request_id = str(exclude).strip()
-        check_adjustment(settings().home, month, "exclude", request_id)
-        store().add_adjustment(sign_as(who, "adjust", month, {"kind": "exclude", "request_id": request_id,
-                                                              "resource_id": None, "note": note}))
-        out.print(f"{month}: {request_id} excluded from the next run.")
+    kind, value = next((k, str(v)) for k, v in given.items() if v is not None)
+    request_id, _, resource_id = (p.strip() for p in value.partition("="))
+    if kind in ("pin", "exclude"):  # undoing names what is in force, not what landed
+        check_adjustment(settings().home, month, kind, request_id, resource_id or None)
+    details = {"kind": kind, "request_id": None if clear else request_id, "resource_id": resource_id or None,
+               "note": note}
+    store().add_adjustment(sign_as(who, "adjust", month, details))
+    out.print(f"{month}: {describe({**details, 'note': None})}; the next run honours it.", markup=False)
 
 
 @main.command()

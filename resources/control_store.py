@@ -23,6 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from batch import approvals
+from batch.adjustment_log import InForce, check_change, in_force
 from batch.approvals import Request
 from batch.errors import ControlError
 from batch.identity import CLOCK_SKEW, MAX_ACTION_AGE, MAX_TICKET_MINUTES, IdentityError, Signed, check_signature
@@ -625,23 +626,23 @@ class ControlStore:
                 .order_by(adjustments.c.id)).mappings()]
 
     def pins_and_exclusions(self, month: str) -> tuple[dict[str, str], set[str]]:
-        """The latest adjustment of each request wins."""
+        """The pins and exclusions in force (batch.adjustment_log.in_force)."""
         with self.read() as conn:
             return self._pins_and_exclusions(conn, month)
 
+    def adjustments_in_force(self, month: str) -> InForce:
+        """The pins and exclusions in force, with who set each, when and why."""
+        with self.read() as conn:
+            return self._in_force(conn, month)
+
+    def _in_force(self, conn: Connection, month: str) -> InForce:
+        rows = conn.execute(sa.select(adjustments).where(adjustments.c.month == month)
+                            .order_by(adjustments.c.id)).mappings()
+        return in_force({**r, "created_at": _aware(r["created_at"])} for r in rows)
+
     def _pins_and_exclusions(self, conn: Connection, month: str) -> tuple[dict[str, str], set[str]]:
-        pins: dict[str, str] = {}
-        excluded: set[str] = set()
-        for adj in conn.execute(sa.select(adjustments).where(adjustments.c.month == month)
-                                .order_by(adjustments.c.id)).mappings():
-            req = adj["request_id"]
-            pins.pop(req, None)
-            excluded.discard(req)
-            if adj["kind"] == "pin":
-                pins[req] = adj["resource_id"]
-            elif adj["kind"] == "exclude":
-                excluded.add(req)
-        return pins, excluded
+        state = self._in_force(conn, month)
+        return state.pinned(), set(state.exclusions)
 
     def _rows_by_month(self, table: sa.Table, month: str | None) -> list[dict[str, Any]]:
         """Rows of an append-only table in insertion order, of one month or of all."""
@@ -760,23 +761,21 @@ class ControlStore:
         return current
 
     def add_adjustment(self, signed: Signed) -> None:
-        """Pin or exclude a request (details: kind, request_id, resource_id, note), signed by an admin."""
+        """Pin, exclude, unpin, include or clear (details: kind, request_id, resource_id, note), signed by an
+        admin; batch.adjustment_log says what may be added."""
         month, d = str(signed.month), signed.details
-        kind, request_id, resource_id, note = d.get("kind"), d.get("request_id"), d.get("resource_id"), d.get("note")
-        if kind not in ("pin", "exclude"):
-            raise ControlError(f"Adjustment kind must be pin or exclude, not {kind!r}.")
-        if not note or not str(note).strip():
-            raise ControlError("An adjustment needs a non-empty --note saying why.")
+        kind, resource_id, note = d.get("kind"), d.get("resource_id"), d.get("note")
         with self._signed(signed, "adjust", month) as (conn, roles):
             actor = roles.require_admin(signed.actor, f"adjust {month}")
             row = self._month_row(conn, month)
             self._check_not_finalized(row)
             self._check_lock(conn, month, actor, "adjust")
+            request_id = check_change(self._in_force(conn, month), str(kind), d.get("request_id"), resource_id, note)
             conn.execute(adjustments.insert().values(
                 month=month, kind=kind, request_id=request_id, resource_id=resource_id,
                 note=note, actor=actor, created_at=utcnow()))
             self._append_audit(conn, month, actor, "adjust",
-                               {"kind": kind, "request_id": request_id,
+                               {"kind": kind, "request_id": d.get("request_id"),
                                 "resource_id": resource_id, "note": note}, signed)
 
     def take_lock(self, signed: Signed) -> LockInfo:
