@@ -18,6 +18,7 @@ from batch.audit import ANCHOR_METADATA, anchor_text
 from batch.errors import ControlError
 from batch.identity import IdentityError
 from batch.inputs import InputError, InputTables, load_landing
+from batch.landing import require_inputs
 from batch.lifecycle import carry_out_finalize
 from batch.metrics import relative_gap, utilization_records, version_metrics
 from batch.months import previous_month
@@ -52,8 +53,9 @@ def landed_inputs(context: dg.AssetExecutionContext, control: ControlStoreResour
     begin_write(context, store, "plan")
     started = time.perf_counter()
     try:
+        require_inputs(storage.home_path(), context.partition_key)  # the sentence `batch-admin run` says
         tables = load_landing(storage.home_path(), context.partition_key)
-    except InputError as exc:
+    except (ControlError, InputError) as exc:
         raise refuse(str(exc)) from None
     counts = {name: (0 if getattr(tables, name) is None else len(getattr(tables, name)))
               for name in ("resources", "requests", "availability", "eligibility", "actuals")}

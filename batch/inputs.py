@@ -14,10 +14,7 @@ import numpy as np
 import pandas as pd
 
 from batch import months
-
-TABLES = ["resources", "availability", "requests", "eligibility", "actuals"]
-REQUIRED_TABLES = ["resources", "requests"]
-EXTENSIONS = [".parquet", ".csv"]
+from batch.landing import EXTENSIONS, REQUIRED_TABLES, TABLES
 
 # Contract columns per table, in order; the required ones must be present in the file.
 COLUMNS: dict[str, list[str]] = {

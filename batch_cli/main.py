@@ -35,6 +35,7 @@ from batch.identity import (
     make_ticket,
     sign,
 )
+from batch.landing import require_inputs
 from batch.lifecycle import EXECUTE_JOB, FINALIZE_JOB, PLAN_JOB, UNLOCK_JOB
 from batch.months import MonthError, check_month, check_planned_month
 from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles, actor_from
@@ -513,6 +514,7 @@ def plan(month: str, actor: str | None, as_json: bool) -> None:
     """Preview a month: validate inputs, demand vs capacity, conflicts, expected allocation."""
     check_planned_month(month)
     who = require_admin(actor, f"plan {month}")
+    require_inputs(settings().home, month)
     run_id = _run_or_fail(PLAN_JOB, month, who, ticket=True)
     latest = store().latest_plan(month) or {}
     result = {"month": month, "run_id": run_id, "plan": latest.get("summary", {})}
@@ -529,6 +531,7 @@ def run(month: str, actor: str | None, note: str | None, as_json: bool) -> None:
     """Solve the month and write a new version (planning steps included)."""
     check_planned_month(month)
     who = require_admin(actor, f"run {month}")
+    require_inputs(settings().home, month)
     control = store()
     control.check_can_run(month, who, note)
     run_id = _run_or_fail(EXECUTE_JOB, month, who, note, ticket=True)
