@@ -32,8 +32,10 @@ from resources.settings import Settings
 
 LOCATION_NAME = "monthly_batch_admin"
 PARTITION_TAG = "dagster/partition"
-NO_DAEMON = ("no Dagster daemon serves this instance: the run is launched directly (no run queue), "
-             "and alerts are evaluated only while a daemon runs (`make ui`).")
+NO_DAEMON = ("no Dagster daemon serves this instance: runs are launched directly (no run queue), "
+             "and alerts are evaluated only while a daemon runs (`make ui`); said once per home.")
+# Beside the instance: the no-daemon note was said in this home (a note on every run is noise).
+NO_DAEMON_NOTED = ".no_daemon_noted"
 # "part 2/3 solve    4.0s of 6.5s objective ..." (assets/parts.py): one progress bar per part.
 PART_PROGRESS = re.compile(r"^part (\d+)/(\d+) solve\s+([\d.]+)s of ([\d.]+)s")
 POLL_SECONDS = 0.5
@@ -257,6 +259,15 @@ def fail_dead_holder(the_instance: dg.DagsterInstance, month: str, by: str) -> s
     return fail_dead_run(the_instance, lease, by)
 
 
+def first_time(marker: Path) -> bool:
+    """True the first time it is asked for `marker` (a file it then creates), False ever after."""
+    try:
+        marker.touch(exist_ok=False)
+    except FileExistsError:
+        return False
+    return True
+
+
 def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
             run_config: Mapping[str, Any] | None = None, events: RunEvents | None = None) -> RunOutcome:
     """Submit a job of the code location for a month (or none) and follow it to its end."""
@@ -276,7 +287,8 @@ def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
         if daemon_running(the_instance):
             the_instance.submit_run(run.run_id, context)
         else:
-            notes.append(NO_DAEMON)
+            if first_time(Path(the_instance.root_directory) / NO_DAEMON_NOTED):
+                notes.append(NO_DAEMON)
             launch()
         try:
             outcome = follow(the_instance, run.run_id, events, launch)
