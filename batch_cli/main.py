@@ -39,6 +39,7 @@ from batch.landing import require_inputs
 from batch.lifecycle import EXECUTE_JOB, FINALIZE_JOB, PLAN_JOB, UNLOCK_JOB
 from batch.months import MonthError, check_month, check_planned_month
 from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles, actor_from
+from batch.times import json_default, local
 from batch_cli.status_view import print_settings
 from resources.execution import QUEUES
 from resources.settings import DEFAULT_ROLES_FILE, Settings, SettingsError
@@ -424,7 +425,7 @@ def ticket_for(who: str, job: str, month: str) -> str:
 
 def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
+        click.echo(json.dumps(data, indent=2, default=json_default, sort_keys=True))
     else:
         human()
 
@@ -655,10 +656,10 @@ def _print_status(result: dict[str, Any]) -> None:
     if result["lock"]:
         lock = result["lock"]
         state = "active" if lock["active"] else "expired"
-        out.print(f"temporary lock ({state}): {lock['holder']} for {', '.join(lock['admins'])} until {lock['expires_at']}")
+        out.print(f"temporary lock ({state}): {lock['holder']} for {', '.join(lock['admins'])} until {local(lock['expires_at'])}")
     if result.get("lease"):
         lease = result["lease"]
-        since = f"run {lease['run_id']} since {lease['acquired_at'][:19].replace('T', ' ')} UTC"
+        since = f"run {lease['run_id']} since {local(lease['acquired_at'])}"
         if lease["alive"]:
             out.print(f"executing: {since}, last heartbeat {lease['heartbeat_age_s']:.0f} s ago", markup=False)
         else:
@@ -667,19 +668,19 @@ def _print_status(result: dict[str, Any]) -> None:
     if result["final"]:
         final = result["final"]
         out.print(f"final lock: version {final['version']} by {final['finalized_by']}, "
-                  f"approved by {final['approved_by']} at {final['finalized_at']}")
+                  f"approved by {final['approved_by']} at {local(final['finalized_at'])}")
     if result.get("official_copy_problem"):
         out.print(f"[red]inconsistent:[/red] {escape(result['official_copy_problem'])}; "
                   f"`batch-admin repair {result['month']}` completes or rolls it back.")
     for request in result.get("requests") or []:
         out.print(f"request {request['id']} ({request['status']}): {request['kind']}"
                   f"{' version ' + str(request['version']) if request['kind'] == 'finalize' else ''} by "
-                  f"{request['requested_by']}, expires {request['expires_at']:%Y-%m-%d %H:%M} UTC", markup=False)
+                  f"{request['requested_by']}, expires {local(request['expires_at'])}", markup=False)
     print_settings(out, result)
     table = Table("version", "created", "actor", "requests", "allocated", "success", "objective", "gap", "solve s",
                   "stopped", "moved", "note")
     for v in result["versions"]:
-        table.add_row(str(v["version"]), str(v["created_at"])[:19], str(v["actor"]), format_count(v["requests"]),
+        table.add_row(str(v["version"]), local(v["created_at"]), str(v["actor"]), format_count(v["requests"]),
                       format_count(v["allocated"]), format_figure("success_rate", v["success_rate"]),
                       format_count(v["objective"]), format_figure("gap", v["gap"]),
                       format_figure("solve_seconds", v["solve_seconds"]), STOP_WORDS.get(v["stop_reason"] or "", "–"),
@@ -803,7 +804,7 @@ def lock(month: str, actor: str | None, admins: str, ttl_hours: float, as_json: 
     names = [a.strip() for a in admins.split(",") if a.strip()]
     info = store().take_lock(sign_as(who, "lock", month, {"admins": names, "ttl_hours": ttl_hours}))
     emit({"month": month, "lock": info.to_dict()}, as_json,
-         lambda: out.print(f"{month} locked by {who} for {', '.join(info.admins)} until {info.expires_at:%Y-%m-%d %H:%M} UTC."))
+         lambda: out.print(f"{month} locked by {who} for {', '.join(info.admins)} until {local(info.expires_at)}."))
 
 
 @main.command()
@@ -886,7 +887,7 @@ def _print_filed(request: Any, as_json: bool) -> None:
     emit(data, as_json, lambda: out.print(
         f"Request {request.id} filed: {request.what()}, by {request.requested_by}. It takes effect when "
         f"another person with the approver role runs `batch-admin approve {request.id}` (or rejects it) before "
-        f"{request.expires_at:%Y-%m-%d %H:%M} UTC.", markup=False))
+        f"{local(request.expires_at)}.", markup=False))
 
 
 @main.command("requests")
@@ -913,7 +914,7 @@ def requests_(month: str | None, every: bool, as_json: bool) -> None:
         table = Table("id", "kind", "month", "version", "by", "filed", "expires", "status", "decided by", "note / reason")
         for r in rows:
             table.add_row(r["id"], r["kind"], str(r["month"] or ""), str(r["version"] or ""), r["requested_by"],
-                          f"{r['requested_at']:%Y-%m-%d %H:%M}", f"{r['expires_at']:%Y-%m-%d %H:%M}", r["status"],
+                          local(r['requested_at']), local(r['expires_at']), r["status"],
                           str(r["decided_by"] or ""), r["decision_text"] or r["text"])
         out.print(table)
 
@@ -1016,7 +1017,7 @@ def ticket(months: tuple[str, ...], job: str, actor: str | None, minutes: float,
             "expires_at": signed.details["expires_at"], "actor": who}
     def human() -> None:
         err.print(f"Run ticket of {who} for {job}, {', '.join(sorted(months))}, valid until "
-                  f"{signed.details['expires_at'][:19]} UTC, one run per month. In the UI's launchpad add the tag:")
+                  f"{local(signed.details['expires_at'])}, one run per month. In the UI's launchpad add the tag:")
         out.print(f"{TICKET_TAG}={value}", markup=False, soft_wrap=True)
 
     emit(data, as_json, human)
@@ -1190,10 +1191,10 @@ def alerts(month: str | None, pending: bool, as_json: bool) -> None:
     def human() -> None:
         table = Table("id", "created", "month", "severity", "rule", "delivered", "message")
         for a in rows:
-            delivered = (a["delivered_at"].isoformat(timespec="seconds") if a["delivered_at"] else
-                         f"pending ({a['attempts']} attempts, next {a['next_attempt_at']:%H:%M:%S})"
+            delivered = (local(a["delivered_at"]) if a["delivered_at"] else
+                         f"pending ({a['attempts']} attempts, next {local(a['next_attempt_at'])})"
                          if a["next_attempt_at"] else "pending")
-            table.add_row(str(a["id"]), a["created_at"].isoformat(timespec="seconds"), str(a["month"] or ""),
+            table.add_row(str(a["id"]), local(a["created_at"]), str(a["month"] or ""),
                           a["severity"], a["rule"], delivered, a["message"])
         out.print(table)
 

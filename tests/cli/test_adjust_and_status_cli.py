@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
@@ -84,3 +86,28 @@ def test_an_undo_without_a_pin_or_exclusion_to_take_back_is_one_clear_refusal(la
                                                    ok=False).stderr
     assert "exactly one of" in cli("adjust", MONTH, "--actor", "alice", "--clear", "--unpin", request,
                                    "--note", "x", ok=False).stderr
+
+
+@pytest.fixture
+def india_time(monkeypatch):
+    """The terminal's zone is Asia/Kolkata (IST, +05:30, no daylight saving)."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_times_are_iso_8601_with_zone_in_json_and_local_with_zone_in_the_terminal(landed, india_time):
+    cli("lock", MONTH, "--actor", "alice", "--admins", "alice", "--ttl", "1")
+    cli("params", MONTH, "--actor", "alice", "--set", "seed=7")
+
+    status = json.loads(cli("status", MONTH, "--json").stdout)
+    human = cli("status", MONTH).stdout
+
+    expires = datetime.fromisoformat(status["lock"]["expires_at"])
+    assert expires.utcoffset() is not None and "T" in status["lock"]["expires_at"]
+    shown = expires.astimezone(ZoneInfo("Asia/Kolkata")).strftime("%Y-%m-%d %H:%M:%S IST")
+    assert f"until {shown}" in human
+    set_at = datetime.fromisoformat(status["params_set"][0]["at"])
+    assert set_at.astimezone(ZoneInfo("Asia/Kolkata")).strftime("%Y-%m-%d %H:%M:%S IST") in human
