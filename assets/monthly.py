@@ -25,6 +25,7 @@ from batch.months import previous_month
 from batch.report import VersionView, version_view
 from batch.roles import RoleError
 from checks import asset_checks, names
+from checks.table_metadata import table_metadata
 from resources.dagster_resources import ControlStoreResource, StorageResource
 from resources.storage import ALLOCATION_SCHEMA
 from solvers import build_instance
@@ -81,7 +82,7 @@ def validated_inputs(context: dg.AssetExecutionContext, control: ControlStoreRes
     from checks.expectations import validate_inputs
 
     report = validate_inputs(landed_inputs, data_docs_dir=docs)
-    metadata: dict[str, Any] = {"report": dg.MetadataValue.json(report.as_metadata()),
+    metadata: dict[str, Any] = {"month": context.partition_key, "report": dg.MetadataValue.json(report.as_metadata()),
                 "checked_rules": report.checked_rules,
                 "validate_seconds": round(time.perf_counter() - started, 3)}
     if report.data_docs_path:
@@ -89,11 +90,12 @@ def validated_inputs(context: dg.AssetExecutionContext, control: ControlStoreRes
     if not report.success:
         yield dg.AssetCheckResult(check_name=INPUTS_MEET_EXPECTATIONS, passed=False,
                                   severity=dg.AssetCheckSeverity.ERROR, metadata=metadata,
-                                  description=report.summary().splitlines()[0])
+                                  description=f"{context.partition_key}: {report.summary().splitlines()[0]}")
         raise dg.Failure(description=report.summary(), metadata=metadata, allow_retries=False)
     end_write(context, store, "validated_inputs")
     yield dg.Output(landed_inputs, metadata=metadata)
-    yield dg.AssetCheckResult(check_name=INPUTS_MEET_EXPECTATIONS, passed=True, metadata=metadata)
+    yield dg.AssetCheckResult(check_name=INPUTS_MEET_EXPECTATIONS, passed=True, metadata=metadata,
+                              description=f"{context.partition_key}: all {report.checked_rules} input rules hold")
 
 
 @_asset()
@@ -134,8 +136,8 @@ def capacity_plan(context: dg.AssetExecutionContext, control: ControlStoreResour
     end_write(context, store, "capacity_plan")
     return dg.Output(plan, metadata={
         **summary,
-        "demand_vs_capacity": dg.MetadataValue.md(plan.by_group.head(200).to_markdown(index=False)),
-        "conflicts_preview": dg.MetadataValue.md(plan.conflicts.head(50).to_markdown(index=False) or "none"),
+        "demand_vs_capacity": table_metadata(plan.by_group),
+        "conflicts_preview": table_metadata(plan.conflicts) if len(plan.conflicts) else "none",
     })
 
 
@@ -156,7 +158,7 @@ def allocation_proposal(context: dg.AssetExecutionContext, control: ControlStore
         "parts": proposal.parts, "conflicts": len(proposal.conflicts),
         **{f"model_{k}": v for k, v in proposal.model_size.items()},
     })
-    yield from asset_checks.proposal_results(allocation_parts.instance, proposal.allocations)
+    yield from asset_checks.proposal_results(allocation_parts.instance, proposal.allocations, context.partition_key)
 
 
 # A multi-asset only for can_subset: a trend check without trailing months is then not yielded, and
@@ -222,6 +224,8 @@ def version_metadata(view: VersionView) -> dict[str, Any]:
     metadata: dict[str, Any] = {"dagster/row_count": len(view.rows), "dagster/column_schema": ALLOCATION_TABLE_SCHEMA,
                                 "version": view.version}
     metadata.update({name: dg.MetadataValue.md(text) for name, text in view.markdown_sections().items()})
+    if not view.utilization.empty:  # the heat map's figures, inline where its image is folded away
+        metadata["utilization by service and region"] = table_metadata(view.service_table())
     for key, digits in (("success_rate", 1), ("utilization", 1), ("gap", 3)):
         if view.figures.get(key) is not None:
             metadata[f"{key} %"] = dg.MetadataValue.float(round(100 * float(view.figures[key]), digits))
@@ -268,7 +272,8 @@ def final_allocation(context: dg.AssetExecutionContext, config: FinalizeConfig,
         "approver": str(manifest.get("approved_by")), "request": config.request_id,
         **anchor_metadata(store.audit_anchor()),
         "official copy": dg.MetadataValue.path(str(exports.final_path(month)))})
-    yield asset_checks.final_matches_result(exports.read_final(month), exports.read_version(month, version), version)
+    yield asset_checks.final_matches_result(exports.read_final(month), exports.read_version(month, version), version,
+                                            month)
 
 
 monthly_assets = [landed_inputs, validated_inputs, capacity_plan, allocation_parts, allocation_proposal,

@@ -110,6 +110,42 @@ def threshold_breaches(
     return alerts
 
 
+@dataclass(frozen=True)
+class TrendBand:
+    """A month's metric against the band around its trailing months' mean (the trend checks' and alerts' rule)."""
+
+    metric: str
+    value: float
+    mean: float
+    stdev: float
+    band: float
+    months: int
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.band
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.band
+
+    def outside(self) -> bool:
+        return abs(self.value - self.mean) > self.band
+
+
+def trend_band(month: str, metric: str, current: Mapping[str, Any], trailing: Sequence[Mapping[str, Any]],
+               threshold_sigma: float = 3.0, min_abs: float = 0.10) -> TrendBand | None:
+    """The band max(threshold_sigma * stdev, min_abs) around the trailing months' mean, or None without a value
+    or with fewer than MIN_TRAILING_MONTHS trailing values (stdev: the sample standard deviation)."""
+    value = _metric(current, metric)
+    history = trailing_history(month, metric, trailing)
+    if value is None or len(history) < MIN_TRAILING_MONTHS:
+        return None
+    stdev = statistics.stdev(history)
+    return TrendBand(metric, value, statistics.fmean(history), stdev, max(threshold_sigma * stdev, min_abs),
+                     len(history))
+
+
 def ratio_anomalies(
     month: str,
     current: Mapping[str, Any],
@@ -117,34 +153,25 @@ def ratio_anomalies(
     threshold_sigma: float = 3.0,
     min_abs: float = 0.10,
 ) -> list[Alert]:
-    """Warn when the unallocated ratio or utilization is far from the trailing months' mean.
-
-    Far means |current - mean| > max(threshold_sigma * stdev, min_abs), stdev being the
-    sample standard deviation of the trailing values. A metric needs at least two trailing
-    values; trailing entries of `month` itself and missing/None values are ignored.
-    """
+    """Warn when the unallocated ratio or utilization is outside its trend band (trend_band); trailing entries of
+    `month` itself and missing/None values are ignored."""
     alerts = []
     version = current.get("version")
     for metric, (rule, label) in RATIO_METRICS.items():
-        value = _metric(current, metric)
-        history = trailing_history(month, metric, trailing)
-        if value is None or len(history) < MIN_TRAILING_MONTHS:
+        found = trend_band(month, metric, current, trailing, threshold_sigma, min_abs)
+        if found is None or not found.outside():
             continue
-        mean = statistics.fmean(history)
-        stdev = statistics.stdev(history)
-        band = max(threshold_sigma * stdev, min_abs)
+        value, mean, band = found.value, found.mean, found.band
         distance = value - mean
-        if abs(distance) <= band:
-            continue
         direction = "above" if distance > 0 else "below"
         alerts.append(Alert(
             rule=rule,
             severity="warning",
             month=month,
             message=(f"{label} of {month} is {value:.3f}, {abs(distance):.3f} {direction} the mean "
-                     f"{mean:.3f} of the {len(history)} trailing months (allowed band {band:.3f})."),
-            details={"metric": metric, "value": value, "trailing_mean": mean, "trailing_stdev": stdev,
-                     "band": band, "trailing_months": len(history), "threshold_sigma": threshold_sigma,
+                     f"{mean:.3f} of the {found.months} trailing months (allowed band {band:.3f})."),
+            details={"metric": metric, "value": value, "trailing_mean": mean, "trailing_stdev": found.stdev,
+                     "band": band, "trailing_months": found.months, "threshold_sigma": threshold_sigma,
                      "min_abs": min_abs, "version": version},
             dedup_key=_key(rule, month, f"v{version}" if version is not None else None),
         ))

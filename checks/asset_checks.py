@@ -4,6 +4,7 @@ The checks run inside the asset that produces the value (check_specs), because a
 decorated check on a partitioned asset would load every partition instead of the run's one.
 """
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,11 +15,13 @@ from batch.alert_rules import (
     RULE_LOW_SUCCESS_RATE,
     RULE_RESOURCE_OVER_CAPACITY,
     AlertThresholds,
-    ratio_anomalies,
     threshold_breaches,
+    trend_band,
     trend_skip_reason,
 )
+from batch.alerts import Alert
 from checks import names
+from checks.table_metadata import table_metadata
 from solvers.validation import ineligible_rows, over_capacity_rows, unserved_must_allocate
 
 PROPOSAL_CHECKS = {
@@ -49,23 +52,25 @@ def specs(asset: str, checks: dict[str, str], blocking: bool) -> list[dg.AssetCh
             for name, text in checks.items()]
 
 
-def rows_result(name: str, offending: pd.DataFrame, what: str) -> dg.AssetCheckResult:
-    """Passed when no row offends; otherwise the count and the first rows as metadata."""
+def rows_result(name: str, offending: pd.DataFrame, what: str, month: str) -> dg.AssetCheckResult:
+    """Passed when no row of the month offends; otherwise the count and the first rows as metadata."""
     return dg.AssetCheckResult(
         check_name=name, passed=offending.empty, severity=dg.AssetCheckSeverity.ERROR,
-        description=None if offending.empty else f"{len(offending)} {what}",
-        metadata={"offending": len(offending),
-                  "first_rows": dg.MetadataValue.md(offending.head(20).to_markdown(index=False) if len(offending) else "none")},
+        description=f"{month}: " + (f"{len(offending)} {what}" if len(offending) else f"no {what}"),
+        metadata={"month": month, "offending": len(offending),
+                  **({"first_rows": table_metadata(offending, 20)} if len(offending) else {})},
     )
 
 
-def proposal_results(instance, allocations: pd.DataFrame) -> list[dg.AssetCheckResult]:
+def proposal_results(instance, allocations: pd.DataFrame, month: str) -> list[dg.AssetCheckResult]:
     """The blocking checks of a proposal, by the solver's own validators."""
     return [
-        rows_result(names.NO_RESOURCE_OVER_CAPACITY, over_capacity_rows(instance, allocations), "resources over capacity"),
-        rows_result(names.NO_INELIGIBLE_PAIR, ineligible_rows(instance, allocations), "allocations on ineligible pairs"),
+        rows_result(names.NO_RESOURCE_OVER_CAPACITY, over_capacity_rows(instance, allocations), "resources over capacity",
+                    month),
+        rows_result(names.NO_INELIGIBLE_PAIR, ineligible_rows(instance, allocations), "allocations on ineligible pairs",
+                    month),
         rows_result(names.MUST_ALLOCATE_REQUESTS_SERVED, unserved_must_allocate(instance, allocations),
-                    "must_allocate requests unallocated"),
+                    "must_allocate requests unallocated", month),
     ]
 
 
@@ -75,35 +80,58 @@ def trend_results(month: str, current: Mapping[str, Any], trailing: Sequence[Map
     """The version's checks, and the trend checks skipped (not yielded, so Dagster shows them skipped) with why.
 
     Trend checks warn when a figure is far from the trailing months; threshold checks fail (error)
-    whatever the history, so a first month with most requests unallocated is flagged.
+    whatever the history, so a first month with most requests unallocated is flagged. Each result names
+    the month and carries the figure beside what it is compared against, so the UI's plots show both.
     """
-    found = {a.rule: a for a in ratio_anomalies(month, current, trailing)}
     results, skipped = [], {}
-    for name, metric, rule in TREND_METRICS:
-        reason = trend_skip_reason(month, metric, trailing)
-        if reason is not None:
-            skipped[name] = reason
+    for name, metric, _rule in TREND_METRICS:
+        band = trend_band(month, metric, current, trailing)
+        if band is None:
+            skipped[name] = trend_skip_reason(month, metric, trailing) or f"skipped: {month} has no {metric}"
             continue
-        alert = found.get(rule)
+        words = (f"{metric.replace('_', ' ')} {band.value:.3f}, band {band.low:.3f} to {band.high:.3f} around the "
+                 f"mean of the {band.months} trailing months")
         results.append(dg.AssetCheckResult(
-            check_name=name, passed=alert is None, severity=dg.AssetCheckSeverity.WARN,
-            description=alert.message if alert else f"within the band of the {len(trailing)} trailing months",
-            metadata={"trailing_months": len(trailing)}))
+            check_name=name, passed=not band.outside(), severity=dg.AssetCheckSeverity.WARN,
+            description=f"{month}: {words}" + (": outside" if band.outside() else ": within"),
+            metadata={"month": month, metric: band.value, "band_low": band.low, "band_high": band.high,
+                      "trailing_mean": band.mean, "trailing_months": band.months}))
     breaches = {a.rule: a for a in threshold_breaches(month, current, resource_utilization, thresholds)}
-    for name, rule in THRESHOLD_RULES:
-        alert = breaches.get(rule)
-        results.append(dg.AssetCheckResult(
-            check_name=name, passed=alert is None, severity=dg.AssetCheckSeverity.ERROR,
-            description=alert.message if alert else "within the threshold",
-            metadata={"min_success_rate": thresholds.min_success_rate,
-                      "max_resource_utilization": thresholds.max_resource_utilization}))
+    rate = current.get("success_rate")
+    results.append(_threshold_result(
+        SUCCESS_RATE_AT_LEAST_MINIMUM, month, breaches.get(RULE_LOW_SUCCESS_RATE),
+        f"success rate {_share(rate)}, minimum {thresholds.min_success_rate:.0%}",
+        {"success_rate": None if rate is None else float(rate), "min_success_rate": thresholds.min_success_rate}))
+    finite = [float(r["utilization"]) for r in resource_utilization
+              if r.get("utilization") is not None and math.isfinite(float(r["utilization"]))]
+    highest = max(finite, default=None)
+    results.append(_threshold_result(
+        NO_RESOURCE_ABOVE_MAXIMUM_UTILIZATION, month, breaches.get(RULE_RESOURCE_OVER_CAPACITY),
+        f"highest resource utilization {_share(highest)}, maximum {thresholds.max_resource_utilization:.0%}",
+        {"highest_resource_utilization": highest, "max_resource_utilization": thresholds.max_resource_utilization}))
     return results, skipped
 
 
-def final_matches_result(final: pd.DataFrame, approved: pd.DataFrame, version: int) -> dg.AssetCheckResult:
+def _share(value: Any) -> str:
+    return "–" if value is None else f"{float(value):.1%}"
+
+
+def _threshold_result(name: str, month: str, alert: Alert | None, words: str,
+                      figures: dict[str, float | None]) -> dg.AssetCheckResult:
+    """A threshold check: failed (error) when its rule raised an alert; the figure and its threshold in metadata."""
+    return dg.AssetCheckResult(
+        check_name=name, passed=alert is None, severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{month}: " + (alert.message if alert else f"{words}: within the threshold"),
+        metadata={"month": month, **{k: v for k, v in figures.items() if v is not None}})
+
+
+def final_matches_result(final: pd.DataFrame, approved: pd.DataFrame, version: int, month: str) -> dg.AssetCheckResult:
     """The official export holds exactly the rows of the approved version."""
     cols = [c for c in approved.columns if c != "version"]
     a = final[cols].sort_values("request_id").reset_index(drop=True)
     b = approved[cols].sort_values("request_id").reset_index(drop=True)
     return dg.AssetCheckResult(check_name=names.FINAL_ALLOCATION_MATCHES_APPROVED_VERSION,
-                               passed=bool(a.equals(b)), metadata={"approved_version": version, "rows": len(a)})
+                               passed=bool(a.equals(b)),
+                               description=f"{month}: the official copy " + ("holds" if a.equals(b) else "differs from")
+                               + f" the rows of approved version {version}",
+                               metadata={"month": month, "approved_version": version, "rows": len(a)})
