@@ -37,6 +37,9 @@ ALLOCATION_TABLE_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn(field.name, str(field.type), description=None if field.nullable else "never empty")
     for field in ALLOCATION_SCHEMA])
 INPUTS_MEET_EXPECTATIONS = "inputs_meet_expectations"
+# Short headers: the UI's metadata column is narrow and cuts a wide table off on the right.
+DEMAND_COLUMNS = {"demand_units": "demand", "must_allocate_units": "must", "capacity_units": "capacity",
+                  "demand_ratio": "ratio"}
 
 
 def _asset(**kwargs: Any):
@@ -136,7 +139,7 @@ def capacity_plan(context: dg.AssetExecutionContext, control: ControlStoreResour
     end_write(context, store, "capacity_plan")
     return dg.Output(plan, metadata={
         **summary,
-        "demand_vs_capacity": table_metadata(plan.by_group),
+        "demand_vs_capacity": table_metadata(plan.by_group.rename(columns=DEMAND_COLUMNS)),
         "conflicts_preview": table_metadata(plan.conflicts) if len(plan.conflicts) else "none",
     })
 
