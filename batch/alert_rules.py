@@ -186,6 +186,8 @@ def failed_checks(month: str | None, check_results: Sequence[Mapping[str, Any]])
             continue
         name = result["check_name"]
         description = result.get("description") or "no description"
+        if month and description.startswith(f"{month}: "):  # check results name their month; said once here
+            description = description[len(month) + 2:]
         version = result.get("version")
         alerts.append(Alert(
             rule=RULE_FAILED_CHECK,

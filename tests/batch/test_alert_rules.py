@@ -354,3 +354,11 @@ def test_alert_thresholds_are_month_parameters_the_solver_ignores():
 
     assert AlertThresholds.from_params(stored).min_success_rate == 0.8
     assert solver_params(stored).time_limit_s == 3.0
+
+
+def test_a_failed_check_that_names_its_month_is_alerted_with_the_month_said_once():
+    alert, = failed_checks("2025-03", [{"check_name": "success_rate_at_least_minimum", "passed": False,
+                                        "description": "2025-03: Only 10.0% of the requests are allocated."}])
+
+    assert alert.message == ("Check success_rate_at_least_minimum failed for 2025-03: Only 10.0% of the requests "
+                             "are allocated.")
