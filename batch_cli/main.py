@@ -781,7 +781,7 @@ def adjust(month: str, actor: str | None, pin: str | None, exclude: str | None, 
     from batch.adjustments import check_adjustment
 
     kind, value = next((k, str(v)) for k, v in given.items() if v is not None)
-    request_id, _, resource_id = (p.strip() for p in value.partition("="))
+    request_id, _, resource_id = (p.strip() for p in (value.partition("=") if pin else (value, "", "")))
     if kind in ("pin", "exclude"):  # undoing names what is in force, not what landed
         check_adjustment(settings().home, month, kind, request_id, resource_id or None)
     details = {"kind": kind, "request_id": None if clear else request_id, "resource_id": resource_id or None,
