@@ -247,3 +247,22 @@ def test_the_versions_html_report_renders_its_charts(webserver, materialized, br
         assert heading in text
     shot = browser.screenshot("report.png", full_page=True)
     assert shot.read_bytes().startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.timeout(420)
+def test_a_checks_page_names_the_month_and_shows_the_figure_with_its_threshold(webserver, materialized, browser):
+    browser.goto(f"{webserver.url}/assets/allocation_export?view=checks")
+    browser.wait_for("document.body.innerText.includes('success_rate_at_least_minimum')", 90)
+    browser.evaluate("Array.from(document.querySelectorAll('a, button, [role=button], div'))"
+                     ".find(e => e.innerText && e.innerText.trim().startsWith('success_rate_at_least_minimum')).click()")
+    browser.wait_for(f"document.body.innerText.includes('{materialized}: success rate')", 60)
+    text = browser.evaluate("document.body.innerText")
+    assert "min_success_rate" in text and "month" in text
+    browser.screenshot("check_page_success_rate.png")
+    browser.goto(f"{webserver.url}/assets/capacity_plan?partition={materialized}")
+    browser.wait_for("document.body.innerText.includes('demand_vs_capacity')", 90)
+    inline = browser.evaluate("""Array.from(document.querySelectorAll('tr'))
+        .filter(tr => tr.cells.length > 1 && tr.cells[0].innerText.trim() === 'demand_vs_capacity')
+        .map(tr => tr.cells[1].querySelectorAll('table tr').length)[0]""")
+    assert inline and inline > 1  # a table of rows in place, not "[Show Markdown]"
+    browser.screenshot("capacity_plan_metadata.png")
