@@ -94,8 +94,8 @@ def trend_results(month: str, current: Mapping[str, Any], trailing: Sequence[Map
         results.append(dg.AssetCheckResult(
             check_name=name, passed=not band.outside(), severity=dg.AssetCheckSeverity.WARN,
             description=f"{month}: {words}" + (": outside" if band.outside() else ": within"),
-            metadata={"month": month, metric: band.value, "band_low": band.low, "band_high": band.high,
-                      "trailing_mean": band.mean, "trailing_months": band.months}))
+            metadata={"month": month, metric: _round(band.value), "band_low": _round(band.low),
+                      "band_high": _round(band.high), "trailing_mean": _round(band.mean), "trailing_months": band.months}))
     breaches = {a.rule: a for a in threshold_breaches(month, current, resource_utilization, thresholds)}
     rate = current.get("success_rate")
     results.append(_threshold_result(
@@ -112,6 +112,11 @@ def trend_results(month: str, current: Mapping[str, Any], trailing: Sequence[Map
     return results, skipped
 
 
+def _round(value: float) -> float:
+    """A ratio to four places: the UI shows metadata floats as they are (0.8033333333333333)."""
+    return round(float(value), 4)
+
+
 def _share(value: Any) -> str:
     return "–" if value is None else f"{float(value):.1%}"
 
@@ -122,7 +127,7 @@ def _threshold_result(name: str, month: str, alert: Alert | None, words: str,
     return dg.AssetCheckResult(
         check_name=name, passed=alert is None, severity=dg.AssetCheckSeverity.ERROR,
         description=f"{month}: " + (alert.message if alert else f"{words}: within the threshold"),
-        metadata={"month": month, **{k: v for k, v in figures.items() if v is not None}})
+        metadata={"month": month, **{k: _round(v) for k, v in figures.items() if v is not None}})
 
 
 def final_matches_result(final: pd.DataFrame, approved: pd.DataFrame, version: int, month: str) -> dg.AssetCheckResult:

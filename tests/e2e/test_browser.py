@@ -259,7 +259,7 @@ def test_a_checks_page_names_the_month_and_shows_the_figure_with_its_threshold(w
     text = browser.evaluate("document.body.innerText")
     assert "min_success_rate" in text and "month" in text
     browser.screenshot("check_page_success_rate.png")
-    browser.goto(f"{webserver.url}/assets/capacity_plan?partition={materialized}")
+    browser.goto(f"{webserver.url}/assets/capacity_plan?view=events&partition={materialized}")
     browser.wait_for("document.body.innerText.includes('demand_vs_capacity')", 90)
     inline = browser.evaluate("""Array.from(document.querySelectorAll('tr'))
         .filter(tr => tr.cells.length > 1 && tr.cells[0].innerText.trim() === 'demand_vs_capacity')
