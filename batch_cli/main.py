@@ -514,8 +514,8 @@ def demo_data(month: str, n_requests: int, n_resources: int, seed: int, as_json:
 def plan(month: str, actor: str | None, as_json: bool) -> None:
     """Preview a month: validate inputs, demand vs capacity, conflicts, expected allocation."""
     check_planned_month(month)
+    require_inputs(settings().home, month)  # first: the refusal needs no database (well under a second)
     who = require_admin(actor, f"plan {month}")
-    require_inputs(settings().home, month)
     run_id = _run_or_fail(PLAN_JOB, month, who, ticket=True)
     latest = store().latest_plan(month) or {}
     result = {"month": month, "run_id": run_id, "plan": latest.get("summary", {})}
@@ -531,8 +531,8 @@ def plan(month: str, actor: str | None, as_json: bool) -> None:
 def run(month: str, actor: str | None, note: str | None, as_json: bool) -> None:
     """Solve the month and write a new version (planning steps included)."""
     check_planned_month(month)
+    require_inputs(settings().home, month)  # first: the refusal needs no database (well under a second)
     who = require_admin(actor, f"run {month}")
-    require_inputs(settings().home, month)
     control = store()
     control.check_can_run(month, who, note)
     run_id = _run_or_fail(EXECUTE_JOB, month, who, note, ticket=True)

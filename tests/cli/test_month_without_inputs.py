@@ -23,6 +23,7 @@ def test_run_and_plan_refuse_a_month_without_inputs_before_any_dagster_run(home,
     assert result.exit_code == 1
     assert f"No inputs have landed for {MONTH}: looked in {home / 'landing' / MONTH}" in result.stderr
     assert f"batch-admin demo-data {MONTH}" in result.stderr and "Traceback" not in result.output
+    assert not list(home.glob("*.db"))  # refused before even the control store was opened
     prepare()
     assert instance().get_runs_count() == 0
 
