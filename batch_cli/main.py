@@ -38,6 +38,7 @@ from batch.identity import (
 from batch.lifecycle import EXECUTE_JOB, FINALIZE_JOB, PLAN_JOB, UNLOCK_JOB
 from batch.months import MonthError, check_month, check_planned_month
 from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles, actor_from
+from batch_cli.whatif import whatif_command
 from resources.execution import QUEUES
 from resources.settings import DEFAULT_ROLES_FILE, Settings, SettingsError
 
@@ -52,7 +53,7 @@ SOLVE_STEP = re.compile(r"^allocation_parts\.solve_part\[part_(\d+)\]$")
 KNOWN_ERRORS = (ControlError, RoleError, MonthError, SettingsError, IdentityError)
 # Refusals of the modules imported on demand: (module, class), caught once that module is loaded.
 DEFERRED_ERRORS = (("batch.params", "ParamError"), ("batch_cli.runs", "RunError"), ("batch.inputs", "InputError"),
-                   ("resources.storage", "ExportError"))
+                   ("resources.storage", "ExportError"), ("batch.whatif", "WhatIfError"))
 
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -1267,6 +1268,9 @@ def worker(queues: str, concurrency: int | None) -> None:
     from batch_cli.worker import run_worker  # deferred: start-up speed (see the imports)
 
     run_worker(settings(), chosen, concurrency)
+
+
+main.add_command(whatif_command(settings, exports, emit, out))
 
 
 def entry() -> NoReturn:
