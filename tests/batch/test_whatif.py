@@ -7,12 +7,13 @@ import shutil
 
 import pytest
 
+from batch.demo_data import generate_month
 from batch.inputs import load_landing
 from batch.whatif import Change, WhatIfError, what_if
+from bench.whatif import month_with_version
 from resources.storage import ExportStore
 from solvers import SolverParams, build_instance
 from solvers.advice import capacity_advice
-from tests.batch.whatif_builders import month_with_version
 
 MONTH = "2026-12"
 PARAMS = SolverParams(time_limit_s=10.0, seed=7)
@@ -22,7 +23,7 @@ PARAMS = SolverParams(time_limit_s=10.0, seed=7)
 def solved_home(tmp_path_factory):
     """A 300-request demo month with version 1, made once for the module."""
     home = tmp_path_factory.mktemp("whatif") / "home"
-    month_with_version(home, MONTH, 300, 25, PARAMS)
+    month_with_version(home, MONTH, generate_month(MONTH, requests=300, resources=25, seed=7), PARAMS)
     return home
 
 

@@ -6,16 +6,18 @@ import json
 
 from click.testing import CliRunner
 
+from batch.demo_data import generate_month
 from batch_cli.main import main
+from bench.whatif import month_with_version
 from resources.storage import ExportStore
 from solvers import SolverParams
-from tests.batch.whatif_builders import month_with_version
 
 MONTH = "2026-12"
 
 
 def test_whatif_answers_as_json_and_as_a_table_without_writing_a_version(home):
-    month_with_version(home, MONTH, 200, 20, SolverParams(time_limit_s=5.0, seed=7))
+    month_with_version(home, MONTH, generate_month(MONTH, requests=200, resources=20, seed=7),
+                       SolverParams(time_limit_s=5.0, seed=7))
     first = ExportStore(home).read_version(MONTH, 1)
     served = first[first["status"] == "allocated"]["request_id"].iloc[0]
     result = CliRunner().invoke(main, ["whatif", MONTH, "--exclude", served, "--json"], catch_exceptions=False)
@@ -29,7 +31,8 @@ def test_whatif_answers_as_json_and_as_a_table_without_writing_a_version(home):
 
 
 def test_an_unknown_resource_is_one_sentence_on_stderr_and_exit_code_1(home):
-    month_with_version(home, MONTH, 200, 20, SolverParams(time_limit_s=5.0, seed=7))
+    month_with_version(home, MONTH, generate_month(MONTH, requests=200, resources=20, seed=7),
+                       SolverParams(time_limit_s=5.0, seed=7))
     result = CliRunner().invoke(main, ["whatif", MONTH, "--capacity", "R9999=+2"])
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: --capacity names resource 'R9999', which is not in 2026-12's resources."
