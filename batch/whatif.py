@@ -20,7 +20,7 @@ from batch.months import previous_month
 from batch.params import ParamError, parse_assignment, solver_params
 from batch.plan import final_map
 from solvers import build_instance, solve
-from solvers.decompose import merge_proposals, split_instance
+from solvers.decompose import merge_proposals, part_count, split_instance
 from solvers.schema import STATUS_ALLOCATED, STATUS_EXCLUDED, STATUS_PINNED, AllocationInstance, SolverParams
 from solvers.validation import objective_value
 
@@ -142,8 +142,9 @@ def _stored(parameters: dict[str, Any]) -> dict[str, Any]:
 def _apply(instance: AllocationInstance, change: Change) -> AllocationInstance:
     """The month with the change; an unknown id, a negative capacity or an ineligible pin is refused."""
     resources = instance.resources.copy()
-    known_resources = set(resources["resource_id"])
-    known_requests = set(instance.requests["request_id"])
+    # Hashed indexes, not Python sets: iterating 20,000 Arrow strings into a set costs ~0.1 s.
+    known_resources = pd.Index(resources["resource_id"])
+    known_requests = pd.Index(instance.requests["request_id"])
     for resource, delta in sorted(change.capacity.items()):
         if resource not in known_resources:
             raise WhatIfError(f"--capacity names resource {resource!r}, which is not in {instance.month}'s resources.")
@@ -156,13 +157,14 @@ def _apply(instance: AllocationInstance, change: Change) -> AllocationInstance:
     for request in sorted(change.exclusions):
         if request not in known_requests:
             raise WhatIfError(f"--exclude names request {request!r}, which is not in {instance.month}'s requests.")
-    pairs = set(zip(instance.pairs["request_id"], instance.pairs["resource_id"]))
+    pairs = instance.pairs
     for request, resource in sorted(change.pins.items()):
         if request not in known_requests:
             raise WhatIfError(f"--pin names request {request!r}, which is not in {instance.month}'s requests.")
         if resource not in known_resources:
             raise WhatIfError(f"--pin names resource {resource!r}, which is not in {instance.month}'s resources.")
-        if (request, resource) not in pairs:
+        # One comparison per pin: a set of all pairs took 2.3 s on a month of 500,000 pairs.
+        if not ((pairs["request_id"] == request) & (pairs["resource_id"] == resource)).any():
             raise WhatIfError(f"--pin {request}={resource}: {resource} is not eligible for {request} (no eligible "
                               f"pair: other service or region, or no availability in its date window).")
         if request in change.exclusions:
@@ -173,14 +175,11 @@ def _apply(instance: AllocationInstance, change: Change) -> AllocationInstance:
 
 def _touched_parts(instance: AllocationInstance, change: Change) -> tuple[list[AllocationInstance], int]:
     """The independent parts the change touches (every part when a parameter changes), and the count of all."""
-    parts = split_instance(instance)
     if change.params:
+        parts = split_instance(instance)
         return parts, len(parts)
-    resources = set(change.capacity) | set(change.pins.values())
-    requests = set(change.pins) | change.exclusions
-    touched = [part for part in parts if resources & set(part.resources["resource_id"])
-               or requests & set(part.requests["request_id"])]
-    return touched, len(parts)
+    touching = (set(change.pins) | change.exclusions, set(change.capacity) | set(change.pins.values()))
+    return split_instance(instance, touching), part_count(instance)
 
 
 def _figures(instance: AllocationInstance, rows: pd.DataFrame, params: SolverParams,
