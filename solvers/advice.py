@@ -9,6 +9,7 @@ with one more unit measures the next unit's value instead.
 
 from __future__ import annotations
 
+import heapq
 import math
 import os
 import sys
@@ -32,8 +33,6 @@ GROUP_ADVICE_COLUMNS = [
 ]
 # Top places shown (plan, status, report, workbook, Dagster metadata).
 TOP_PLACES = 10
-# The places whose range is searched by re-solves (the rest keep HiGHS's ranging, a lower bound).
-RANGE_SEARCH_PLACES = 3 * TOP_PLACES
 # A price below this (objective units per capacity unit) is no price: HiGHS's dual tolerance is 1e-7.
 PRICE_EPSILON = 1e-6
 # The range a price "holds for" is capped: past the eligible demand it means nothing to a manager.
@@ -187,19 +186,33 @@ class _CapacityLp:
         has_row = np.flatnonzero(rows >= 0)
         dual = np.asarray(self.h.getSolution().row_dual)
         up = np.asarray(self._ranging().row_bound_up.value_)
-        for r in has_row[dual[rows[has_row]] > PRICE_EPSILON]:
-            span = float(up[rows[r]]) - float(c.capacity[r])
-            if span >= 1.0:
-                price[r], holds[r] = float(dual[rows[r]]), _units(span)
-            else:
-                # Degenerate optimum: the dual may price the units already used, not the next one
-                # (any value between the two is a dual). A second solve measures the next unit.
-                price[r], holds[r] = self._gain(r, 1), 1
+        priced = has_row[dual[rows[has_row]] > PRICE_EPSILON]
+        span = up[rows[priced]] - c.capacity[priced]
+        price[priced] = dual[rows[priced]]
+        holds[priced] = [_units(max(value, 0.0)) for value in span]
+        # Degenerate optimum (the price holds for less than a unit): the dual may price the units already
+        # used, not the next one (any value between the two is a dual). A second solve measures the
+        # next unit. Only where it can change what is shown: the highest prices first, each measured
+        # price put back in line, until the top places are all measured (each solve is a warm-started
+        # re-solve: 1,000 of them took 112 s on the 20,000-request month under load).
+        measured = np.zeros(n, dtype=bool)
+        measured[priced[span >= 1.0]] = True
+        queue = [(-price[r], int(r)) for r in priced]
+        heapq.heapify(queue)
+        confirmed: list[int] = []
+        while queue and len(confirmed) < TOP_PLACES:
+            _, r = heapq.heappop(queue)
+            if measured[r]:
+                confirmed.append(r)
+                continue
+            price[r], holds[r], measured[r] = self._gain(r, 1), 1, True
+            if price[r] > PRICE_EPSILON:
+                heapq.heappush(queue, (-price[r], r))
         # Ranging stops at the first change of basis, which a degenerate optimum makes early: for the
         # places shown, the units the price holds for are searched by warm-started re-solves.
         useful = np.bincount(c.pair_resource[c.pair_value > 0], weights=c.pair_units[c.pair_value > 0],
                              minlength=n)
-        shown = [r for r in np.argsort(-price, kind="stable")[:RANGE_SEARCH_PLACES] if price[r] > PRICE_EPSILON]
+        shown = confirmed
         for r in shown:
             holds[r] = self._holds_for(int(r), float(price[r]), int(holds[r]),
                                        max(int(useful[r]) - int(c.capacity[r]), int(holds[r])))
