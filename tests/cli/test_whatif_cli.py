@@ -36,3 +36,16 @@ def test_an_unknown_resource_is_one_sentence_on_stderr_and_exit_code_1(home):
     result = CliRunner().invoke(main, ["whatif", MONTH, "--capacity", "R9999=+2"])
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: --capacity names resource 'R9999', which is not in 2026-12's resources."
+
+
+def test_whatif_answers_on_a_locked_month_and_adds_no_audit_entry(home):
+    month_with_version(home, MONTH, generate_month(MONTH, requests=200, resources=20, seed=7),
+                       SolverParams(time_limit_s=5.0, seed=7))
+    locked = CliRunner().invoke(main, ["lock", MONTH, "--actor", "alice", "--admins", "alice"], catch_exceptions=False)
+    assert locked.exit_code == 0, locked.output + locked.stderr
+    audit = json.loads(CliRunner().invoke(main, ["audit", MONTH, "--json"], catch_exceptions=False).stdout)
+    result = CliRunner().invoke(main, ["whatif", MONTH, "--capacity", "R0001=+2", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(CliRunner().invoke(main, ["audit", MONTH, "--json"], catch_exceptions=False).stdout) == audit
+    status = json.loads(CliRunner().invoke(main, ["status", MONTH, "--json"], catch_exceptions=False).stdout)
+    assert status["lock"]["holder"] == "alice"
