@@ -49,9 +49,8 @@ def _print(out: Console, answer: dict[str, Any]) -> None:
                             ("success_rate", "success rate", "{:.1%}"), ("utilization", "utilization", "{:.1%}"),
                             ("capacity_units", "capacity units", "{:,}")):
         old, new = before.get(key), after.get(key)
-        change = "" if old is None or new is None else fmt.format(new - old)
-        table.add_row(label, "" if old is None else fmt.format(old), "" if new is None else fmt.format(new),
-                      change if not change.startswith(("0", "0.0")) or key == "objective" else "")
+        change = "" if old is None or new is None or old == new else fmt.replace("{:", "{:+").format(new - old)
+        table.add_row(label, "" if old is None else fmt.format(old), "" if new is None else fmt.format(new), change)
     out.print(table)
     solved = answer.get("solved")
     if solved:
