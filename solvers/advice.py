@@ -132,7 +132,9 @@ class _CapacityLp:
         self.resource_row[has_pairs] = len(requests) + np.arange(int(has_pairs.sum()))
         self.objective_offset = float(c.objective_offset)
         self.h = _highs()
-        self.h.setOptionValue("time_limit", float(time_limit_s))
+        # One budget for the whole advice: the first solve must end within it (else no advice); the
+        # measuring re-solves stop when it runs out, keeping the duals and ranging where not measured.
+        self.deadline = time.perf_counter() + float(time_limit_s)
         if n_pairs == 0:
             self.bound = float(c.objective_offset)
             self.solved = False
@@ -162,6 +164,7 @@ class _CapacityLp:
         self.solved = True
 
     def _run(self) -> float:
+        self.h.setOptionValue("time_limit", max(self.deadline - time.perf_counter(), 0.01))
         self.h.run()
         status = self.h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
@@ -195,12 +198,22 @@ class _CapacityLp:
         # next unit. Only where it can change what is shown: the highest prices first, each measured
         # price put back in line, until the top places are all measured (each solve is a warm-started
         # re-solve: 1,000 of them took 112 s on the 20,000-request month under load).
+        try:
+            self._measure(price, holds, priced, span)
+        except AdviceError:
+            pass  # out of time: the places not measured keep the dual and HiGHS's ranging
+        return np.where(price > PRICE_EPSILON, price, 0.0), holds
+
+    def _measure(self, price: np.ndarray, holds: np.ndarray, priced: np.ndarray, span: np.ndarray) -> None:
+        """Second solves at degenerate optima and range searches, for the places shown (in place)."""
+        c = self.c
+        n = len(c.capacity)
         measured = np.zeros(n, dtype=bool)
         measured[priced[span >= 1.0]] = True
         queue = [(-price[r], int(r)) for r in priced]
         heapq.heapify(queue)
         confirmed: list[int] = []
-        while queue and len(confirmed) < TOP_PLACES:
+        while queue and len(confirmed) < TOP_PLACES and self._time_left():
             _, r = heapq.heappop(queue)
             if measured[r]:
                 confirmed.append(r)
@@ -214,11 +227,13 @@ class _CapacityLp:
                              minlength=n)
         shown = confirmed
         for r in shown:
+            if not self._time_left():
+                break
             holds[r] = self._holds_for(int(r), float(price[r]), int(holds[r]),
                                        max(int(useful[r]) - int(c.capacity[r]), int(holds[r])))
-        if len(shown) or (price > PRICE_EPSILON).any():
-            self._run()  # back to the month's own optimum
-        return np.where(price > PRICE_EPSILON, price, 0.0), holds
+
+    def _time_left(self) -> bool:
+        return time.perf_counter() < self.deadline
 
     def _gain(self, r: int, units: int) -> float:
         """What `units` more capacity on resource r add to the LP optimum (the row is restored after)."""
@@ -240,13 +255,13 @@ class _CapacityLp:
             return self._gain(r, n) >= price * n - 1e-6 * max(1.0, price * n)
 
         good, bad = max(known, 1), None
-        while bad is None and good < limit:
+        while bad is None and good < limit and self._time_left():
             trial = min(2 * good, limit)
             if holds(trial):
                 good = trial
             else:
                 bad = trial
-        while bad is not None and bad - good > 1:
+        while bad is not None and bad - good > 1 and self._time_left():
             middle = (good + bad) // 2
             if holds(middle):
                 good = middle
