@@ -15,6 +15,10 @@ ADVICE_KEY = "capacity_advice"
 # Columns of a place kept in a manifest (the full tables are the version's advice Parquet files).
 PLACE_FIELDS = ["resource_id", "service", "region", "capacity", "used_units", "shadow_price", "holds_for_units",
                 "value_over_range", "unallocated_requests", "unallocated_value"]
+GROUP_FIELDS = ["service", "region", "capacity", "shadow_price", "best_resource_id", "unallocated_requests",
+                "unallocated_value"]
+# Groups named in the "most value waiting" line.
+TOP_GROUPS = 3
 IDLE_FIELDS = ["resource_id", "service", "region", "capacity", "used_units", "idle_units"]
 
 
@@ -38,6 +42,10 @@ def advice_record(advice: CapacityAdvice | None) -> dict[str, Any]:
                 for row in top.to_dict("records")],
         "idle": [{key: _plain(row[key]) for key in IDLE_FIELDS} for row in advice.idle().to_dict("records")],
         "groups_priced": int((advice.groups["shadow_price"] > 0).sum()),
+        # The groups where most value waits for capacity: what more capacity there could serve at most.
+        "groups": [{key: _plain(row[key]) for key in GROUP_FIELDS} for row in advice.groups.sort_values(
+            ["unallocated_value", "service", "region"], ascending=[False, True, True]).head(TOP_GROUPS)
+            .to_dict("records") if row["unallocated_value"] > 0],
     }
 
 
@@ -48,6 +56,11 @@ def advice_lines(record: dict[str, Any] | None, count: int = TOP_PLACES) -> list
     lines = [place["sentence"] for place in record.get("top", [])[:count]]
     if not lines:
         lines.append("no resource is short: one more unit anywhere would serve nothing that waits")
+    waiting = record.get("groups") or []
+    if waiting:
+        lines.append("most value waiting: " + ", ".join(
+            f"{str(g['service']).title()} {str(g['region']).title()} ({g['unallocated_requests']:,} requests, "
+            f"{g['unallocated_value']:,} value)" for g in waiting))
     idle = record.get("idle") or []
     if idle:
         lines.append("idle: " + ", ".join(f"{row['resource_id']} ({row['idle_units']:,} of {row['capacity']:,} units)"

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 
+from batch.advice import advice_lines, advice_record
 from batch.demo_data import generate_month
 from solvers import SolverParams, build_instance, solve
 from solvers.advice import capacity_advice, sentence
@@ -87,3 +88,14 @@ def test_adding_the_advised_units_on_the_top_five_resources_changes_the_objectiv
         predicted += place["value_over_range"]
         actual += after.objective - base.objective
     assert predicted > 0 and actual == pytest.approx(predicted, rel=0.20)
+
+
+def test_the_advice_in_words_names_the_best_place_the_group_where_value_waits_and_the_idle_resource():
+    month = _short_resource()
+    record = advice_record(capacity_advice(month, PARAMS, solve(month, PARAMS).allocations))
+    assert advice_lines(record) == [
+        "one more unit on R1 (Compute, Eu) would serve about 90.0 value; it holds for the next 2 units",
+        "most value waiting: Compute Eu (2 requests, 180 value)",
+        "idle: R2 (7 of 9 units)",
+    ]
+    assert advice_lines({"available": False}) == []
