@@ -48,6 +48,8 @@ bench: $(VENV)/.installed  ## Benchmarks of docs/performance.md (about 80 minute
 	$(PY) -m bench.exports > bench/results/exports.json
 	$(PY) -m bench.run_path --json bench/results/run_path.json
 	$(PY) -m bench.celery --requests 100000 --resources 5000 --time-limit 60 --workers 2 --json bench/results/celery.json
+	$(PY) -m bench.whatif --json bench/results/whatif.json
+	$(PY) -m bench.advice --json bench/results/advice.json
 
 clean:
 	rm -rf $(VENV) .batch_admin

@@ -4,6 +4,7 @@
 import math
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from assets.guards import begin_write, end_write, refuse, take_month
 from assets.partitions import monthly_partitions
 from assets.parts import allocation_parts
 from batch import plan as batch
+from batch.advice import ADVICE_KEY, advice_lines, advice_markdown, advice_record, month_advice
 from batch.alert_rules import AlertThresholds
 from batch.audit import ANCHOR_METADATA, anchor_text
 from batch.errors import ControlError
@@ -26,6 +28,7 @@ from batch.report import VersionView, version_view
 from batch.roles import RoleError
 from checks import asset_checks, names
 from checks.table_metadata import table_metadata
+from resources.advice_files import write_advice_files
 from resources.dagster_resources import ControlStoreResource, StorageResource
 from resources.storage import ALLOCATION_SCHEMA
 from solvers import build_instance
@@ -131,6 +134,8 @@ def capacity_plan(context: dg.AssetExecutionContext, control: ControlStoreResour
                   "success_rate": round(float(allocated.mean()) if len(expected) else 0.0, 4)},
     )
     summary = plan.summary()
+    # Where one more unit of capacity serves most, against the expected allocation (docs/model.md).
+    summary[ADVICE_KEY] = advice_lines(advice_record(month_advice(instance, params, expected, params.time_limit_s)))
     summary["plan_seconds"] = round(time.perf_counter() - started, 3)
     try:
         store.record_plan(month, who.actor, who.run_id, summary)
@@ -138,7 +143,8 @@ def capacity_plan(context: dg.AssetExecutionContext, control: ControlStoreResour
         raise refuse(str(exc)) from None
     end_write(context, store, "capacity_plan")
     return dg.Output(plan, metadata={
-        **summary,
+        **{key: value for key, value in summary.items() if key != ADVICE_KEY},
+        ADVICE_KEY: dg.MetadataValue.md("\n".join(f"- {line}" for line in summary[ADVICE_KEY]) or "none"),
         "demand_vs_capacity": table_metadata(plan.by_group.rename(columns=DEMAND_COLUMNS)),
         "conflicts_preview": table_metadata(plan.conflicts) if len(plan.conflicts) else "none",
     })
@@ -149,11 +155,14 @@ def allocation_proposal(context: dg.AssetExecutionContext, control: ControlStore
                         allocation_parts: batch.ProposalResult):
     """The solver's proposal for the month, checked before it becomes a version."""
     store = control.store()
-    begin_write(context, store, "run")
+    who = begin_write(context, store, "run")
     proposal = allocation_parts.proposal
+    params = who.solver_params()
+    advice = month_advice(allocation_parts.instance, params, proposal.allocations, params.time_limit_s)
     end_write(context, store, "allocation_proposal")
     gap = relative_gap(proposal.objective, proposal.bound)
-    yield dg.Output(allocation_parts, metadata={
+    yield dg.Output(replace(allocation_parts, advice=advice), metadata={
+        ADVICE_KEY: dg.MetadataValue.md(advice_markdown(advice_record(advice))),
         "status": proposal.status, "objective": round(proposal.objective),
         **({"bound": round(proposal.bound)} if math.isfinite(proposal.bound) else {}),
         **({"gap_pct": round(100 * gap, 3)} if gap is not None else {}),
@@ -187,6 +196,7 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
     metrics["model_size"] = proposal.model_size
     # Capacity is not in the rows: the workbook's utilization chart reads it from the manifest.
     metrics["utilization_by_service_region"] = utilization_records(rows, instance.resources)
+    metrics[ADVICE_KEY] = advice_record(allocation_proposal.advice)
     solver = {"status": proposal.status, "objective": proposal.objective, "bound": proposal.bound,
               "gap": relative_gap(proposal.objective, proposal.bound), "solve_seconds": proposal.solve_seconds,
               "model_size": proposal.model_size, "parts": proposal.parts,
@@ -199,6 +209,7 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
         "parameters": allocation_proposal.params, "input_fingerprint": allocation_proposal.fingerprint,
         "status": "proposed", "solver": solver, "metrics": metrics, "audit_anchor": store.audit_anchor(),
     })
+    write_advice_files(info.path, allocation_proposal.advice)
     try:
         store.record_version(who.month, version, who.actor, who.note, who.run_id, str(info.path),
                              allocation_proposal.params, {**metrics, **{k: v for k, v in solver.items() if k != "conflicts"}},

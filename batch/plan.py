@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from batch.months import trailing_months
+from solvers.advice import CapacityAdvice
 from solvers.compiled import compile_instance
 from solvers.explain import allocation_table
 from solvers.greedy import greedy_fill, initial_assignment
@@ -68,6 +69,8 @@ class ProposalResult:
     params: dict[str, Any]
     fingerprint: str
     usage: dict[str, Any] = field(default_factory=dict)
+    # Capacity advice of the proposal (batch/advice.py), set by the allocation_proposal asset.
+    advice: CapacityAdvice | None = None
 
 
 def phase_seconds(step_stats) -> dict[str, float]:

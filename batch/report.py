@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from batch import adjustment_log, charts
+from batch.advice import ADVICE_KEY, advice_html, advice_markdown
 from batch.health import landed_tables, trend
 from batch.lifecycle import PHASE_FINALIZED
 from batch.metrics import (
@@ -147,6 +148,8 @@ class VersionView:
         if self.reasons:
             sections["not allocated, by reason"] = "\n".join(
                 f"- {reason.replace('_', ' ')}: **{format_count(count)}**" for reason, count in self.reasons.items())
+        if (self.manifest.get("metrics") or {}).get(ADVICE_KEY):
+            sections["capacity advice"] = advice_markdown(self.manifest["metrics"][ADVICE_KEY])
         for chart in self.charts():
             sections[f"chart: {chart.title}"] = f"**{chart.title}**\n\n{chart.markdown()}"
         for key, title in (("phase_seconds", "phase seconds"), ("solver_phase_seconds", "solver phase seconds")):
@@ -345,6 +348,8 @@ def render_html(view: VersionView) -> str:
                  f"unallocated, {format_count(view.figures.get('excluded', 0))} excluded by admins).</p>")
     parts.append(_figure(charts_by_name.get("unallocated_by_reason")))
     parts.append(_table(view.reason_table(), numeric={"requests", "share of requests"}))
+
+    parts.append(advice_html((m.get("metrics") or {}).get(ADVICE_KEY)))  # batch/advice.py
 
     parts.append("<h2>What changed since the previous version</h2>")
     if view.diff:

@@ -40,7 +40,9 @@ from batch.lifecycle import EXECUTE_JOB, FINALIZE_JOB, PLAN_JOB, UNLOCK_JOB
 from batch.months import MonthError, check_month, check_planned_month
 from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles, actor_from
 from batch.times import json_default, local
+from batch_cli.advice import ADVICE_KEY, print_advice
 from batch_cli.status_view import print_settings
+from batch_cli.whatif import whatif_command
 from resources.execution import QUEUES
 from resources.settings import DEFAULT_ROLES_FILE, Settings, SettingsError
 
@@ -55,7 +57,7 @@ SOLVE_STEP = re.compile(r"^allocation_parts\.solve_part\[part_(\d+)\]$")
 KNOWN_ERRORS = (ControlError, RoleError, MonthError, SettingsError, IdentityError)
 # Refusals of the modules imported on demand: (module, class), caught once that module is loaded.
 DEFERRED_ERRORS = (("batch.params", "ParamError"), ("batch_cli.runs", "RunError"), ("batch.inputs", "InputError"),
-                   ("resources.storage", "ExportError"))
+                   ("resources.storage", "ExportError"), ("batch.whatif", "WhatIfError"))
 
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -519,7 +521,12 @@ def plan(month: str, actor: str | None, as_json: bool) -> None:
     run_id = _run_or_fail(PLAN_JOB, month, who, ticket=True)
     latest = store().latest_plan(month) or {}
     result = {"month": month, "run_id": run_id, "plan": latest.get("summary", {})}
-    emit(result, as_json, lambda: _print_mapping(f"Plan of {month} (run {run_id})", result["plan"]))
+
+    def human() -> None:
+        _print_mapping(f"Plan of {month} (run {run_id})", {k: v for k, v in result["plan"].items() if k != ADVICE_KEY})
+        print_advice(out, result["plan"].get(ADVICE_KEY))
+
+    emit(result, as_json, human)
 
 
 @main.command()
@@ -627,6 +634,7 @@ def status(month: str | None, as_json: bool) -> None:
                      in OPEN_STATUSES],
         "official_copy_problem": final_mismatch(row, exports()),
     }
+    result[ADVICE_KEY] = result["versions"][-1]["metrics"].get(ADVICE_KEY) if result["versions"] else None
     emit(result, as_json, lambda: _print_status(result))
 
 
@@ -711,6 +719,9 @@ def _print_status(result: dict[str, Any]) -> None:
         out.print(trend)
     for problem in health.get("problems") or []:
         out.print(f"[yellow]note:[/yellow] {problem}")
+    from batch.advice import advice_lines  # deferred: start-up speed (see the imports)
+
+    print_advice(out, advice_lines(result.get(ADVICE_KEY), count=3))
 
 
 # Why a version's solve stopped (solvers' Proposal.stop_reason), as the status table says it.
@@ -1276,6 +1287,9 @@ def worker(queues: str, concurrency: int | None) -> None:
     from batch_cli.worker import run_worker  # deferred: start-up speed (see the imports)
 
     run_worker(settings(), chosen, concurrency)
+
+
+main.add_command(whatif_command(settings, exports, emit, out))
 
 
 def entry() -> NoReturn:

@@ -38,6 +38,7 @@ import xlsxwriter
 
 from batch import metrics as figures
 from batch.faults import crash_point
+from resources.advice_files import advice_sheet
 from solvers.schema import STATUS_ALLOCATED, STATUS_EXCLUDED, STATUS_PINNED, STATUS_UNALLOCATED
 
 SCHEMA_VERSION = 1
@@ -910,6 +911,7 @@ def _write_xlsx(table: pa.Table, path: Path, *, manifest: dict, final: bool, fil
     formats = _Formats(workbook)
     try:
         sheets = _aggregates(frame)
+        sheets.update(advice_sheet(manifest))  # resources/advice_files.py
         _write_summary(workbook, formats, frame, manifest, final, filters)
         for name, data in sheets.items():
             _write_sheet(workbook, name, data, formats)

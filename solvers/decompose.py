@@ -17,25 +17,27 @@ from solvers.schema import (
 )
 
 
-def split_instance(instance: AllocationInstance) -> list[AllocationInstance]:
+def split_instance(instance: AllocationInstance, touching: tuple[set[str], set[str]] | None = None,
+                   ) -> list[AllocationInstance]:
     """Independent parts: no request or resource is shared, so each part can be solved alone.
 
     Requests without any pair, and resources without any pair, go to the first part (they only
-    need a reason). Parts are ordered by their first request in instance.requests.
+    need a reason). Parts are ordered by their first request in instance.requests. With
+    `touching` (request ids, resource ids), only the parts holding one of them are built.
     """
     request_ids = instance.requests["request_id"]
     resource_ids = instance.resources["resource_id"]
-    n, m = len(request_ids), len(resource_ids)
-    rows = pd.Index(request_ids).get_indexer(instance.pairs["request_id"])
-    cols = pd.Index(resource_ids).get_indexer(instance.pairs["resource_id"])
-    known = (rows >= 0) & (cols >= 0)
-    rows, cols = rows[known], cols[known]
-    labels = component_labels(n, m, rows, cols)
+    known, rows, cols = _pair_indices(instance)
+    labels = component_labels(len(request_ids), len(resource_ids), rows, cols)
     count = max(labels.count, 1)
     request_part, resource_part = np.maximum(labels.request, 0), np.maximum(labels.resource, 0)
     pair_part = request_part[rows]
+    wanted: list[int] = list(range(count))
+    if touching is not None:
+        wanted = sorted({*request_part[request_ids.isin(list(touching[0])).to_numpy()].tolist(),
+                         *resource_part[resource_ids.isin(list(touching[1])).to_numpy()].tolist()})
     parts = []
-    for k in range(count):
+    for k in wanted:
         requests = instance.requests[request_part == k].reset_index(drop=True)
         ids = set(requests["request_id"])
         parts.append(
@@ -51,6 +53,20 @@ def split_instance(instance: AllocationInstance) -> list[AllocationInstance]:
             )
         )
     return parts
+
+
+def part_count(instance: AllocationInstance) -> int:
+    """How many independent parts split_instance() makes of the month."""
+    _, rows, cols = _pair_indices(instance)
+    return max(component_labels(len(instance.requests), len(instance.resources), rows, cols).count, 1)
+
+
+def _pair_indices(instance: AllocationInstance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs naming a known request and resource (mask), and their request and resource positions."""
+    rows = pd.Index(instance.requests["request_id"]).get_indexer(instance.pairs["request_id"])
+    cols = pd.Index(instance.resources["resource_id"]).get_indexer(instance.pairs["resource_id"])
+    known = (rows >= 0) & (cols >= 0)
+    return known, rows[known], cols[known]
 
 
 def merge_proposals(instance: AllocationInstance, parts: list[Proposal]) -> Proposal:

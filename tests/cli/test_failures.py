@@ -289,6 +289,7 @@ print("EXIT", code, sorted(name for name in {heavy!r} if name in sys.modules))
     ("report", "2026-13"), ("diff", "2026-13", "--from", "1", "--to", "2"), ("audit", "2026-13"),
     ("params", "2026-13", "--actor", "alice", "--set", "time_limit_s=3"), ("alerts", "2026-13"),
     ("adjust", "2026-13", "--pin", "a=b", "--actor", "alice", "--note", "x"), ("repair", "2026-13"),
+    ("whatif", "2026-13", "--capacity", "R1=+1"),
 ], ids=lambda args: args[0])
 def test_a_malformed_month_is_refused_before_any_heavy_library_is_imported(tmp_path, args):
     done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *args], capture_output=True, text=True,
