@@ -247,7 +247,7 @@ def fail_dead_holder(the_instance: dg.DagsterInstance, month: str, by: str) -> s
     run failed, so that the run queue starts the next run of the month and the pool slots of its
     steps are free; the next run takes the lease over (assets/guards.py). The sentence to say, if any."""
     settings = Settings.from_env()
-    store = ControlStore(settings.control_url, roles_file=settings.roles_file)
+    store = ControlStore(settings.control_url, roles_file=settings.roles_file, embedded=settings.embedded)
     try:
         lease = store.lease(month)
     finally:
