@@ -9,6 +9,7 @@ import dagster as dg
 from batch.errors import ControlError
 from batch.identity import TICKET_TAG, IdentityError
 from batch.lifecycle import PLAN_JOB
+from batch.months import MonthError, check_planned_month
 from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError
 from batch.snapshot import RunSnapshot
 from resources.control_store import LEASE_STALE_AFTER_S, ControlStore, LeaseInfo
@@ -46,6 +47,7 @@ def begin_write(context: Context, store: ControlStore, what: str) -> RunSnapshot
     month, tags, run_id = context.partition_key, context.run.tags, context.run.run_id
     note = tags.get(NOTE_TAG) or None
     try:
+        check_planned_month(month)  # a launch for a month out of range leaves no trace in the store
         actor = store.claim_ticket(tags.get(TICKET_TAG), context.job_name, month, run_id,
                                    system_allowed=context.job_name == PLAN_JOB,
                                    reexecution_of=reexecution_of(context))
@@ -55,7 +57,7 @@ def begin_write(context: Context, store: ControlStore, what: str) -> RunSnapshot
         store.guard_write(month, actor, what)
         take_month(context, store)
         return RunSnapshot.from_dict(store.run_snapshot(month, run_id, actor, note))
-    except (ControlError, RoleError, IdentityError) as exc:
+    except (ControlError, RoleError, IdentityError, MonthError) as exc:
         raise refuse(str(exc)) from None
 
 
