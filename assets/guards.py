@@ -9,6 +9,7 @@ import dagster as dg
 from batch.errors import ControlError
 from batch.identity import TICKET_TAG, IdentityError
 from batch.lifecycle import PLAN_JOB
+from batch.months import MonthError, check_planned_month
 from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError
 from batch.snapshot import RunSnapshot
 from resources.control_store import LEASE_STALE_AFTER_S, ControlStore, LeaseInfo
@@ -26,6 +27,8 @@ def refuse(message: str) -> dg.Failure:
 Context = dg.AssetExecutionContext | dg.OpExecutionContext
 # How often a run that meets a month held by another looks again for that run's heartbeat.
 AWAIT_POLL_S = 1.0
+# The runs whose ticket a re-execution may take over.
+REEXECUTABLE = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 # The log line of the moment a run holds its month (after any wait for the previous holder).
 MONTH_HELD = "This run holds month "
 
@@ -44,15 +47,36 @@ def begin_write(context: Context, store: ControlStore, what: str) -> RunSnapshot
     month, tags, run_id = context.partition_key, context.run.tags, context.run.run_id
     note = tags.get(NOTE_TAG) or None
     try:
-        lineage = tuple(r for r in (context.run.parent_run_id, context.run.root_run_id) if r)
+        check_planned_month(month)  # a launch for a month out of range leaves no trace in the store
         actor = store.claim_ticket(tags.get(TICKET_TAG), context.job_name, month, run_id,
-                                   system_allowed=context.job_name == PLAN_JOB, lineage=lineage)
+                                   system_allowed=context.job_name == PLAN_JOB,
+                                   reexecution_of=reexecution_of(context))
         if tags.get(ACTOR_TAG) and tags[ACTOR_TAG] != actor:
             raise ControlError(f"The run tag {ACTOR_TAG}={tags[ACTOR_TAG]} names another person than its run "
                                f"ticket ({actor}).")
         store.guard_write(month, actor, what)
         take_month(context, store)
         return RunSnapshot.from_dict(store.run_snapshot(month, run_id, actor, note))
+    except (ControlError, RoleError, IdentityError, MonthError) as exc:
+        raise refuse(str(exc)) from None
+
+
+def reexecution_of(context: Context) -> str | None:
+    """The run this one re-executes, when the instance (never the caller's word) says it is a failed or
+    canceled run that carried the same ticket; None otherwise."""
+    parent_id, ticket = context.run.parent_run_id, context.run.tags.get(TICKET_TAG)
+    parent = context.instance.get_run_by_id(parent_id) if parent_id and ticket else None
+    if parent is None or parent.status not in REEXECUTABLE or parent.tags.get(TICKET_TAG) != ticket:
+        return None
+    return parent.run_id
+
+
+def claim_request(context: Context, store: ControlStore, request_id: str, month: str) -> str:
+    """A finalize or unlock run's right to carry out its request: the ticket that request's approval issued."""
+    try:
+        return store.claim_ticket(context.run.tags.get(TICKET_TAG), context.job_name, month, context.run.run_id,
+                                  system_allowed=False, reexecution_of=reexecution_of(context),
+                                  request_id=request_id)
     except (ControlError, RoleError, IdentityError) as exc:
         raise refuse(str(exc)) from None
 

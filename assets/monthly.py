@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from assets.guards import begin_write, end_write, refuse, take_month
+from assets.guards import begin_write, claim_request, end_write, refuse, take_month
 from assets.partitions import monthly_partitions
 from assets.parts import allocation_parts
 from batch import plan as batch
@@ -270,6 +270,7 @@ def final_allocation(context: dg.AssetExecutionContext, config: FinalizeConfig,
     exports = storage.exports()
     month = context.partition_key
     store = control.store()
+    claim_request(context, store, config.request_id, month)
     try:
         take_month(context, store)  # never beside a run of the same month
         try:

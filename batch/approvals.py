@@ -36,6 +36,8 @@ REQUEST_TTL = timedelta(hours=72)
 REQUEST_ACTION = "request"
 APPROVE_ACTION = "approve"
 REJECT_ACTION = "reject"
+# `batch-admin repair` issues a new run ticket to an approved request whose run did not finish.
+TICKET_ISSUED_ACTION = "ticket_issued"
 
 
 def data_checksum(manifest: Mapping[str, Any]) -> str:
@@ -126,7 +128,9 @@ def check_decision(roles: Roles, request: Request, signed: Signed, now: datetime
     status = request.effective_status(now)
     if status != PENDING:
         by = f" by {request.decided_by}" if request.decided_by else ""
-        raise ControlError(f"The {request.describe()} is {status}{by}; only a pending request can be decided.")
+        repair = (f"; if the run that carries it out did not finish, `batch-admin repair {request.month}` carries "
+                  f"it out" if status == APPROVED and request.month else "")
+        raise ControlError(f"The {request.describe()} is {status}{by}; only a pending request can be decided{repair}.")
     if signed.action == APPROVE_ACTION and dict(signed.details.get("binding") or {}) != request.binding_public():
         raise ControlError(f"The {request.describe()} is not what {signed.actor} was shown (its binding "
                            f"differs); look at it again with `batch-admin requests`.")

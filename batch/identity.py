@@ -36,6 +36,13 @@ MAX_TICKET_MINUTES = 24 * 60
 TICKET_TAG = "batch_admin/ticket"
 # Keys shipped for the embedded demo only (docs/lifecycle.md says so).
 DEMO_KEYS_DIR = Path(__file__).resolve().parent.parent / "pipelines" / "demo_keys"
+# Their public keys, known without reading that folder: any other control store refuses them.
+DEMO_PUBLIC_KEYS = frozenset({
+    "ed25519:nd4BYwn2Fw2D/yMB1AN+/NqlLUd3PKxcAcfxd1BJGfs=",  # alice
+    "ed25519:X2gu1tiv2PW9hZxHjhI2J1BhbYkEtp2D/P4xtAFLRKU=",  # carol
+    "ed25519:w7bC0tLDc5RGOpAgIIwHVq5z9OxoUq8ZcCYpM1KP6/0=",  # bob
+    "ed25519:fEWHO7sty0LzvXyjlTRzvH1CZmXNvXFBterXh2AXtW4=",  # dana
+})
 
 
 class IdentityError(PermissionError):
@@ -76,10 +83,15 @@ def parse_public_key(text: str, who: str) -> Ed25519PublicKey:
         raise IdentityError(f"The public key of {who} in the roles file is not a valid Ed25519 key.") from None
 
 
-def load_private_key(actor: str, explicit: str | None = None, demo: bool = False) -> Ed25519PrivateKey:
+def load_private_key(actor: str, explicit: str | None = None, demo: bool = False,
+                     embedded: bool = True) -> Ed25519PrivateKey:
     """The acting person's private key: BATCH_ADMIN_KEY, else ~/.config/batch-admin/NAME.key, else
-    (the shipped demo roles only) the demo key of that name."""
+    (the shipped demo roles only) the demo key of that name. Outside the embedded default the demo
+    key folder is never read."""
     candidates = [Path(explicit).expanduser()] if explicit else []
+    if explicit and not embedded and candidates[0].resolve().is_relative_to(DEMO_KEYS_DIR):
+        raise IdentityError(f"{explicit} is a shipped demo key, whose private half is public: it serves the embedded "
+                            f"default only; make your own with `batch-admin keygen {actor}`.")
     if not explicit:
         candidates.append(default_key_path(actor))
         if demo:
@@ -179,11 +191,14 @@ def check_signature(signed: Signed, public_key_texts: list[str]) -> bool:
 
 
 def make_ticket(key: Ed25519PrivateKey, actor: str, job: str, months: list[str], minutes: float,
-                now: datetime | None = None) -> Signed:
-    """A run ticket: `actor` lets one run of `job` per month in `months` write, for `minutes`."""
+                now: datetime | None = None, request_id: str | None = None) -> Signed:
+    """A run ticket: `actor` lets one run of `job` per month in `months` write, for `minutes` (with
+    `request_id`: the ticket an approval issues, which carries out that request only)."""
     if not 0 < minutes <= MAX_TICKET_MINUTES:
         raise IdentityError(f"A run ticket is valid for more than 0 and at most {MAX_TICKET_MINUTES} minutes, "
                             f"not {minutes}.")
     start = now or datetime.now(UTC)
-    return sign(key, actor, "ticket", None, {
-        "job": job, "months": sorted(months), "expires_at": (start + timedelta(minutes=minutes)).isoformat()}, start)
+    details = {"job": job, "months": sorted(months), "expires_at": (start + timedelta(minutes=minutes)).isoformat()}
+    if request_id is not None:
+        details["request_id"] = request_id
+    return sign(key, actor, "ticket", None, details, start)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from batch.approvals import APPROVED, DONE, KIND_FINALIZE, KIND_UNLOCK, data_checksum
+from batch.approvals import APPROVED, KIND_FINALIZE, KIND_UNLOCK, data_checksum
 from batch.errors import ControlError
 from batch.faults import crash_point
 
@@ -43,12 +43,8 @@ class Exports(Protocol):
 
 def carry_out_finalize(store: Any, exports: Exports, request_id: str, month: str, run_id: str) -> dict[str, Any]:
     """Finalize as approved: verify, publish and verify the official copy, then commit the final lock."""
-    request = store.approved_request(request_id, KIND_FINALIZE, month)
+    request = store.approved_request(request_id, KIND_FINALIZE, month)  # refuses a done or overtaken one
     version = int(request.version)
-    if request.status == DONE:
-        if final_mismatch(store.month(month), exports) is not None:
-            _publish(store, exports, request, month, run_id)
-        return dict(exports.final_manifest(month) or {})
     try:
         store.check_finalize_binding(request)
         if not exports.verify(month, version):
@@ -73,7 +69,8 @@ def _publish(store: Any, exports: Exports, request: Any, month: str, run_id: str
 
 
 def carry_out_unlock(store: Any, exports: Exports, request_id: str, month: str, run_id: str) -> Any:
-    """Unlock as approved: the month back to proposed, and its official copy withdrawn."""
+    """Unlock as approved: the month back to proposed, and its official copy withdrawn (a done or
+    overtaken request is refused before anything is withdrawn)."""
     request = store.approved_request(request_id, KIND_UNLOCK, month)
     done = store.complete_unlock(request.id, run_id)
     exports.withdraw_final(month)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from batch.identity import DEMO_PUBLIC_KEYS
+
 ACTOR_TAG = "batch_admin/actor"
 NOTE_TAG = "batch_admin/note"
 MONTH_TAG = "batch_admin/month"
@@ -76,6 +78,15 @@ class Roles:
 
     def known(self, who: str) -> bool:
         return who in self.admins or who in self.approvers
+
+    def refuse_demo_keys(self) -> None:
+        """Refuse roles that hold a shipped demo public key (any control store but the embedded default)."""
+        names = sorted(who for who, key in self.keys.items() if key in DEMO_PUBLIC_KEYS)
+        if names:
+            raise RoleError(f"The roles file {self.source} holds the shipped demo public key of {', '.join(names)}, "
+                            f"whose private keys are public (pipelines/demo_keys), so only the embedded default "
+                            f"accepts them: make each person's own key with `batch-admin keygen NAME` and put its "
+                            f"public key in the roles file.")
 
     def public_keys(self, who: str) -> list[str]:
         key = self.keys.get(who)

@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     from resources.control_store import ControlStore
     from resources.storage import ExportStore
 
+# The job and step that carry out a request, by kind.
+REQUEST_JOBS = {"finalize": (FINALIZE_JOB, "final_allocation"), "unlock": (UNLOCK_JOB, "unlock_finalized_month")}
 SOLVE_STEP = re.compile(r"^allocation_parts\.solve_part\[part_(\d+)\]$")
 KNOWN_ERRORS = (ControlError, RoleError, MonthError, SettingsError, IdentityError)
 # Refusals of the modules imported on demand: (module, class), caught once that module is loaded.
@@ -387,7 +389,7 @@ def store() -> ControlStore:
     if key not in _STORES:
         from resources.control_store import ControlStore  # deferred: start-up speed (see the imports)
 
-        _STORES[key] = ControlStore(key[0], roles_file=key[1])
+        _STORES[key] = ControlStore(key[0], roles_file=key[1], embedded=current.embedded)
     return _STORES[key]
 
 
@@ -411,8 +413,23 @@ def signer(who: str) -> Any:
     """The acting person's private key: BATCH_ADMIN_KEY, ~/.config/batch-admin/NAME.key, or, for the
     embedded demo with the shipped roles file only, the demo key."""
     current = settings()
-    demo = current.postgres_url is None and current.roles_file == DEFAULT_ROLES_FILE
-    return load_private_key(who, os.environ.get(KEY_VAR) or None, demo=demo)
+    demo = current.embedded and current.roles_file == DEFAULT_ROLES_FILE
+    return load_private_key(who, os.environ.get(KEY_VAR) or None, demo=demo, embedded=current.embedded)
+
+
+def request_ticket(who: str, request: Any) -> Signed | None:
+    """The single run ticket that carries out a finalize or unlock request (None for other kinds)."""
+    job = REQUEST_JOBS.get(request.kind)
+    if job is None:
+        return None
+    return make_ticket(signer(who), who, job[0], [str(request.month)], DEFAULT_TICKET_MINUTES, request_id=request.id)
+
+
+def _carry_out(request: Any, who: str, issued: Signed) -> str:
+    """Run the job that carries out an approved finalize or unlock request, with its ticket."""
+    job, op = REQUEST_JOBS[request.kind]
+    return _run_or_fail(job, str(request.month) if job == FINALIZE_JOB else None, who, ticket=issued,
+                        run_config={"ops": {op: {"config": {"request_id": request.id}}}})
 
 
 def sign_as(who: str, action: str, month: str | None, details: dict[str, Any] | None = None) -> Signed:
@@ -461,11 +478,14 @@ def _progress(title: str) -> Iterator[RunEvents]:
 
 
 def _run_or_fail(job: str, month: str | None, actor: str | None, note: str | None = None,
-                 run_config: dict[str, Any] | None = None, ticket: bool = False) -> str:
+                 run_config: dict[str, Any] | None = None, ticket: bool | Signed = False) -> str:
+    """Run a job and follow it; `ticket`: a new run ticket of `actor`'s, or the one given."""
     tags = {ACTOR_TAG: actor} if actor else {}
     if note:
         tags[NOTE_TAG] = note
-    if ticket and actor and month:
+    if isinstance(ticket, Signed):
+        tags[TICKET_TAG] = ticket.encode()
+    elif ticket and actor and month:
         tags[TICKET_TAG] = ticket_for(actor, job, month)
     from batch_cli.runs import run_job  # deferred: start-up speed (see the imports)
 
@@ -946,19 +966,19 @@ def approve(request_id: str, actor: str | None, as_json: bool) -> None:
     who = actor_from(actor)
     if not who:
         raise CliError("Who approves? Give --actor or BATCH_ADMIN_ACTOR.")
+    issued = request_ticket(who, request)  # the approval issues its request's single run ticket
     decided = control.decide_request(sign_as(who, "approve", request.month, {
-        "request_id": request.id, "binding": request.binding_public()}))
+        "request_id": request.id, "binding": request.binding_public(),
+        **({"ticket_nonce": issued.nonce} if issued else {})}))
     result: dict[str, Any] = {"request": decided.id, "kind": decided.kind, "month": decided.month,
                               "approved_by": who}
+    if issued is not None:
+        result["run_id"] = _carry_out(decided, who, issued)
     if decided.kind == KIND_FINALIZE:
-        result["run_id"] = _run_or_fail(FINALIZE_JOB, str(decided.month), who, run_config={
-            "ops": {"final_allocation": {"config": {"request_id": decided.id}}}})
         result["final_path"] = str(settings().home / "exports" / "final" / f"month={decided.month}")
         message = (f"{decided.month} finalized: version {decided.version}, requested by {decided.requested_by}, "
                    f"approved by {who}; official copy {result['final_path']}")
     elif decided.kind == KIND_UNLOCK:
-        result["run_id"] = _run_or_fail(UNLOCK_JOB, None, who, run_config={
-            "ops": {"unlock_finalized_month": {"config": {"request_id": decided.id}}}})
         message = (f"{decided.month} unlocked (requested by {decided.requested_by}, approved by {who}); back to "
                    f"proposed, its official copy withdrawn.")
     else:
@@ -1043,20 +1063,19 @@ def repair(month: str, actor: str | None, as_json: bool) -> None:
     """Complete or roll back what a crash left half done: an approved request not carried out, an
     official copy that the control store does not back."""
     check_month(month)
-    from batch.approvals import KIND_FINALIZE  # deferred: start-up speed (see the imports)
+    from batch.approvals import TICKET_ISSUED_ACTION  # deferred: start-up speed (see the imports)
     from batch.lifecycle import final_mismatch, repair_plan
 
     control = store()
     fixes, pending = repair_plan(control, exports(), month)
     for request in pending:
         who = actor_from(actor) or str(request.decided_by)
-        if request.kind == KIND_FINALIZE:
-            _run_or_fail(FINALIZE_JOB, month, who, run_config={
-                "ops": {"final_allocation": {"config": {"request_id": request.id}}}})
-        else:
-            _run_or_fail(UNLOCK_JOB, None, who, run_config={
-                "ops": {"unlock_finalized_month": {"config": {"request_id": request.id}}}})
-        fixes.append(f"the approved {request.describe()} was carried out")
+        issued = request_ticket(who, request)
+        assert issued is not None  # repair_plan returns finalize and unlock requests only
+        control.issue_ticket(sign_as(who, TICKET_ISSUED_ACTION, month, {"request_id": request.id,
+                                                                         "ticket_nonce": issued.nonce}))
+        _carry_out(request, who, issued)
+        fixes.append(f"the approved {request.describe()} was carried out, with a new run ticket issued by {who}")
     left = final_mismatch(control.month(month), exports())
     result = {"month": month, "fixes": fixes, "consistent": left is None, "problem": left}
     if left is not None:

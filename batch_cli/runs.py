@@ -39,6 +39,9 @@ NO_DAEMON_NOTED = ".no_daemon_noted"
 # "part 2/3 solve    4.0s of 6.5s objective ..." (assets/parts.py): one progress bar per part.
 PART_PROGRESS = re.compile(r"^part (\d+)/(\d+) solve\s+([\d.]+)s of ([\d.]+)s")
 POLL_SECONDS = 0.5
+# A run that logs nothing for this long is gone or hung: a solve logs its progress every few seconds,
+# and a run worker that died says nothing more.
+STALL_SECONDS = 600.0
 # What Dagster says of a run marked failed by someone else than its executor (its code server,
 # when the run worker died).
 GENERIC_RUN_FAILURE = "This run has been marked as failed from outside the execution context."
@@ -199,16 +202,26 @@ def follow(the_instance: dg.DagsterInstance, run_id: str, events: RunEvents,
     A run left queued by a daemon that has gone away is launched with `launch`."""
     cursor: str | None = None
     queued_said = False
+    last_sign = time.monotonic()
     while True:
         run = the_instance.get_run_by_id(run_id)
-        finished = run is not None and run.is_finished
+        if run is None:
+            raise RunError(f"Run {run_id} was deleted while this command followed it; what it did before is in "
+                           f"`batch-admin status` and the audit log.")
+        finished = run.is_finished
         while True:
             page = the_instance.get_records_for_run(run_id, cursor=cursor, limit=1000)
             for record in page.records:
                 _report(record.event_log_entry, events)
+            if page.records or page.cursor != cursor or run.status == dg.DagsterRunStatus.QUEUED:
+                last_sign = time.monotonic()
             cursor = page.cursor
             if not page.has_more:
                 break
+        if not finished and time.monotonic() - last_sign > STALL_SECONDS:
+            raise RunError(f"Run {run_id} has not been updated for {STALL_SECONDS:.0f} s (status {run.status.value}): "
+                           f"its run worker is gone or hung; this command stops following it (see it in the "
+                           f"Dagster UI, and `batch-admin status`).")
         if run is not None and run.status == dg.DagsterRunStatus.QUEUED:
             if not queued_said:
                 events.on_notice(f"run {run_id} is queued (one run per month; the queue starts it when it may).")
@@ -249,7 +262,7 @@ def fail_dead_holder(the_instance: dg.DagsterInstance, month: str, by: str) -> s
     run failed, so that the run queue starts the next run of the month and the pool slots of its
     steps are free; the next run takes the lease over (assets/guards.py). The sentence to say, if any."""
     settings = Settings.from_env()
-    store = ControlStore(settings.control_url, roles_file=settings.roles_file)
+    store = ControlStore(settings.control_url, roles_file=settings.roles_file, embedded=settings.embedded)
     try:
         lease = store.lease(month)
     finally:

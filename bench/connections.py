@@ -39,7 +39,7 @@ from pathlib import Path
 
 import psycopg2
 
-from batch.identity import DEMO_KEYS_DIR, KEY_VAR
+from batch.identity import KEY_VAR, generate_key, write_private_key
 from batch.months import planned_months
 
 BIN = Path(sys.executable).parent
@@ -200,11 +200,17 @@ def _socket_inode(port: int) -> str | None:
 
 
 def deployment_env(postgres_url: str, home: Path) -> dict[str, str]:
-    """The environment of a deployment on that database and home, acting with alice's demo key (the
-    shipped roles file; production finds a key only where it is pointed)."""
+    """The environment of a deployment on that database and home, acting as alice with a key made for
+    it beside the home, in a roles file of its own (PostgreSQL never accepts the shipped demo keys)."""
+    people = home.parent / "people"
+    people.mkdir(parents=True, exist_ok=True)
+    pem, public = generate_key()
+    write_private_key(people / "alice.key", pem)
+    (people / "roles.yaml").write_text(f"admins: [alice]\napprovers: []\nsystem: [scheduler]\n"
+                                       f"keys:\n  alice: {public}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCH_ADMIN_", "DAGSTER_"))}
     env.update({"BATCH_ADMIN_HOME": str(home), "BATCH_ADMIN_POSTGRES_URL": postgres_url,
-                KEY_VAR: str(DEMO_KEYS_DIR / "alice.key")})
+                "BATCH_ADMIN_ROLES": str(people / "roles.yaml"), KEY_VAR: str(people / "alice.key")})
     return env
 
 

@@ -27,7 +27,8 @@ defs = dg.Definitions(
     sensors=all_sensors(),
     executor=executor,
     resources={
-        "control": ControlStoreResource(url=dg.EnvVar(CONTROL_VAR), roles_file=dg.EnvVar(ROLES_VAR)),
+        "control": ControlStoreResource(url=dg.EnvVar(CONTROL_VAR), roles_file=dg.EnvVar(ROLES_VAR),
+                                        home=dg.EnvVar(HOME_VAR)),
         "storage": StorageResource(home=dg.EnvVar(HOME_VAR)),
         "alerts": AlertsResource(),
         "io_manager": ParquetIOManagerResource(base_url=dg.EnvVar(IO_BASE_VAR)),

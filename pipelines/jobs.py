@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.actuals import planned_vs_actual
+from assets.guards import claim_request
 from assets.monthly import (
     allocation_export,
     allocation_parts,
@@ -70,6 +71,7 @@ def unlock_finalized_month(context: dg.OpExecutionContext, config: UnlockConfig,
     store = control.store()
     try:
         request = store.request(config.request_id)
+        claim_request(context, store, request.id, str(request.month))
         done = carry_out_unlock(store, storage.exports(), request.id, str(request.month), context.run.run_id)
     except (ControlError, RoleError, IdentityError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None

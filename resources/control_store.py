@@ -342,16 +342,20 @@ def make_engine(url: str) -> Engine:
 class ControlStore:
     """Months' lifecycle state with serialized, audited writes."""
 
-    def __init__(self, url: str, migrate: bool | None = None, roles_file: Path | str | None = None):
+    def __init__(self, url: str, migrate: bool | None = None, roles_file: Path | str | None = None,
+                 embedded: bool = True):
         """Open the store; migrate=None migrates an embedded SQLite store on first use only.
 
         roles_file: the deployment's roles file (BATCH_ADMIN_ROLES). The first one is accepted on
         first use; a file that differs from the accepted roles is refused until accepted (four eyes).
+        embedded: False when the settings say this is not the embedded default; PostgreSQL never is.
+        Only the embedded default adopts or accepts the shipped demo public keys.
         """
         self.url = url
         self.roles_file = Path(roles_file) if roles_file else None
         self.engine = make_engine(url)
         self.is_postgres = self.engine.dialect.name == "postgresql"
+        self.demo_keys = embedded and not self.is_postgres
         revision = current_revision(self.engine)
         if revision == HEAD_REVISION:
             return
@@ -427,14 +431,14 @@ class ControlStore:
             with self.write() as conn:
                 found = self._accepted(conn)
                 if found is None:
-                    first = Roles.load(self.roles_file)
+                    first = self._no_demo_keys(Roles.load(self.roles_file))
                     conn.execute(roles_accepted.insert().values(checksum=first.checksum, content=first.text,
                                                                 source=first.source, accepted_at=utcnow()))
                     self._append_audit(conn, None, None, "roles_adopted",
                                        {"source": first.source, "checksum": first.checksum})
                     found = self._accepted(conn)
         assert found is not None
-        accepted, row = found
+        accepted, row = self._no_demo_keys(found[0]), found[1]
         if gate and self.roles_file is not None:
             current = Roles.load(self.roles_file)
             if current.checksum != accepted.checksum:
@@ -443,6 +447,11 @@ class ControlStore:
                     f"{_aware(row['accepted_at']).isoformat(timespec='seconds')} (from {accepted.source}); nothing is "
                     f"done until an admin files `batch-admin accept-roles --note TEXT` and an approver approves it.")
         return accepted
+
+    def _no_demo_keys(self, roles: Roles) -> Roles:
+        if not self.demo_keys:
+            roles.refuse_demo_keys()
+        return roles
 
     def roles_file_status(self) -> dict[str, Any]:
         """The accepted roles and whether the deployment's roles file still matches them."""
@@ -834,10 +843,11 @@ class ControlStore:
 
     # ---------------------------------------------------------------- run tickets
     def claim_ticket(self, ticket_text: str | None, job: str, month: str, run_id: str,
-                     system_allowed: bool, lineage: tuple[str, ...] = ()) -> str:
-        """The identity a run acts as: its run ticket's signer (one run per ticket and month, and
-        re-executions of that run while the ticket is valid: `lineage` holds the run's parent and
-        root run ids), or, for a planning run without a ticket, the declared system identity."""
+                     system_allowed: bool, reexecution_of: str | None = None, request_id: str | None = None) -> str:
+        """The identity a run acts as: its run ticket's signer (one run per ticket and month; a
+        re-execution takes the ticket over from `reexecution_of`, its parent run as the instance knows
+        it, only while that run holds it), or, for a planning run without a ticket, the declared system
+        identity. With `request_id`: the ticket that request's approval issued, and no other."""
         if not ticket_text:
             roles = self.roles()
             if system_allowed and roles.system:
@@ -845,6 +855,10 @@ class ControlStore:
             message = (f"Run {run_id} of {job} for {month} carries no run ticket and is refused before writing "
                        f"anything: make one with `batch-admin ticket {month} --job {job} --actor YOU` and add it "
                        f"as the run's tag batch_admin/ticket, or start the run with batch-admin.")
+            if request_id is not None:
+                message = (f"Run {run_id} of {job} carries no run ticket and is refused: request {request_id} is "
+                           f"carried out only with the ticket its approval issued (`batch-admin repair {month}` "
+                           f"issues a new one to finish a request left half done).")
             self.refused(None, "run", month, message)
             raise IdentityError(message)
         try:
@@ -868,16 +882,28 @@ class ControlStore:
             if month not in (d.get("months") or []):
                 raise ControlError(f"The run ticket of {signed.actor} is for {', '.join(d.get('months') or [])}, "
                                    f"not {month}.")
-            roles.require_admin(signed.actor, f"run {job} for {month}")
+            if request_id is None and d.get("request_id") is None:
+                roles.require_admin(signed.actor, f"run {job} for {month}")
+            elif d.get("request_id") != request_id or _issued_ticket(conn, str(request_id), month) != signed.nonce:
+                raise ControlError(f"The run ticket of {signed.actor} was not issued by the approval of request "
+                                   f"{request_id}: a finalize or unlock run carries out its request with the ticket "
+                                   f"that request's approval issued, and no other.")
             used = conn.execute(sa.select(tickets.c.run_id).where(sa.and_(
                 tickets.c.nonce == signed.nonce, tickets.c.month == month))).scalar()
-            if used is not None and used != run_id and used not in lineage:
-                raise ControlError(f"The run ticket of {signed.actor} for {month} was used by run {used}; a ticket "
-                                   f"is valid for one run: make a new one with `batch-admin ticket {month} --job {job}`.")
             if used is None:
                 conn.execute(tickets.insert().values(nonce=signed.nonce, month=month, run_id=run_id,
                                                      actor=signed.actor, signed_json=_dumps(signed.to_dict()),
                                                      used_at=utcnow()))
+            elif used != run_id:
+                # A re-execution takes the ticket over from the run holding it: one re-execution per run.
+                taken = used == reexecution_of and conn.execute(tickets.update().where(sa.and_(
+                    tickets.c.nonce == signed.nonce, tickets.c.month == month, tickets.c.run_id == used)).values(
+                    run_id=run_id, used_at=utcnow())).rowcount == 1
+                if not taken:
+                    raise ControlError(
+                        f"The run ticket of {signed.actor} for {month} was used by run {used}; a ticket is valid for "
+                        f"one run (and a re-execution of that run once it failed or was canceled): make a new one "
+                        f"with `batch-admin ticket {month} --job {job}`.")
         return signed.actor
 
     def _ticket_json(self, conn: Connection, month: str, run_id: str | None) -> str | None:
@@ -915,7 +941,7 @@ class ControlStore:
             if kind == approvals.KIND_ROLES:
                 if self.roles_file is None:
                     raise ControlError("No roles file is configured to accept.")
-                proposed = Roles.load(self.roles_file)
+                proposed = self._no_demo_keys(Roles.load(self.roles_file))
                 expected = {"checksum": proposed.checksum, "source": proposed.source}
                 if binding != expected:
                     raise ControlError(f"The roles file {self.roles_file} changed while the request was made; "
@@ -1019,14 +1045,15 @@ class ControlStore:
             if changed != 1:
                 raise ControlError(f"The {req.describe()} was decided by someone else meanwhile.")
             if req.kind == approvals.KIND_ROLES and status == approvals.DONE:
-                proposed = Roles.parse(req.binding["content"], str(req.binding.get("source")))
+                proposed = self._no_demo_keys(Roles.parse(req.binding["content"], str(req.binding.get("source"))))
                 conn.execute(roles_accepted.insert().values(
                     checksum=proposed.checksum, content=proposed.text, source=proposed.source, accepted_at=now,
                     accepted_by=req.requested_by, approved_by=signed.actor))
             self._append_audit(conn, req.month, signed.actor, signed.action,
                                {"request_id": req.id, "kind": req.kind, "version": req.version,
                                 "requested_by": req.requested_by, "reason": signed.details.get("reason"),
-                                "binding": req.binding_public()}, signed)
+                                "binding": req.binding_public(),
+                                "ticket_nonce": signed.details.get("ticket_nonce")}, signed)
             if status == approvals.REJECTED:
                 self._add_alert(conn, req.month, "request_rejected", "warning",
                                 f"{signed.actor} rejected {req.describe()}: {text}",
@@ -1035,15 +1062,45 @@ class ControlStore:
             return self._request(conn, req.id)
 
     def approved_request(self, request_id: str, kind: str, month: str) -> Request:
-        """The approved request a finalize or unlock job carries out (done already: returned as is)."""
-        req = self.request(request_id)
+        """The approved request a finalize or unlock job carries out; refused, before anything is written,
+        when it is not approved, carried out already, to do something else, or overtaken."""
+        with self.read() as conn:
+            req = self._request(conn, request_id)
+            overtaken = self._overtaken(conn, req)
         if req.kind != kind or req.month != month:
             raise ControlError(f"Request {request_id} is to {req.kind} {req.month}, not to {kind} {month}.")
-        if req.status not in (approvals.APPROVED, approvals.DONE):
+        if req.status != approvals.APPROVED:
             status = req.effective_status(utcnow())
+            if status == approvals.DONE:
+                raise ControlError(f"The {req.describe()} was carried out already by run {req.run_id}; a request is "
+                                   f"carried out once.")
             hint = f" it needs an approver's `batch-admin approve {req.id}`" if status == approvals.PENDING else ""
             raise ControlError(f"The {req.describe()} is {status}, not approved;{hint or ' it cannot be carried out.'}")
+        if overtaken is not None:
+            self.mark_stale(req.id, overtaken)
+            raise ControlError(f"The {req.describe()} is overtaken: {overtaken}.")
         return req
+
+    def _overtaken(self, conn: Connection, req: Request) -> str | None:
+        """Why a request is no longer its month's current one: a later finalize or unlock was carried out."""
+        later = conn.execute(sa.select(requests.c.id, requests.c.kind).where(sa.and_(
+            requests.c.month == req.month, requests.c.id != req.id, requests.c.status == approvals.DONE,
+            requests.c.kind.in_((approvals.KIND_FINALIZE, approvals.KIND_UNLOCK)),
+            requests.c.done_at > (req.decided_at or req.requested_at)))).first()
+        return None if later is None else f"request {later.id} ({later.kind}) was carried out after it was approved"
+
+    def issue_ticket(self, signed: Signed) -> None:
+        """A new run ticket (details: request_id, ticket_nonce) for an approved request whose run did not
+        finish, signed by an approver (`batch-admin repair`); the earlier ticket no longer serves."""
+        with self._signed(signed, approvals.TICKET_ISSUED_ACTION, signed.month) as (conn, roles):
+            req = self._request(conn, str(signed.details.get("request_id")))
+            if signed.actor not in roles.approvers:
+                raise RoleError(f"{signed.actor} does not hold the approver role in {roles.source} and may not issue "
+                                f"a run ticket for {req.describe()}.")
+            if req.status != approvals.APPROVED or req.month != signed.month:
+                raise ControlError(f"The {req.describe()} is {req.status}: only an approved request of "
+                                   f"{signed.month} gets a new run ticket.")
+            self._append_audit(conn, req.month, signed.actor, signed.action, dict(signed.details), signed)
 
     def mark_stale(self, request_id: str, why: str) -> None:
         """An approved request that can no longer be carried out as approved."""
@@ -1193,14 +1250,14 @@ class ControlStore:
 
     def complete_finalize(self, request_id: str, run_id: str) -> dict[str, Any]:
         """Carry out an approved finalize request: the final lock, in one transaction, once the
-        official export is in place and verified (the caller's part). Idempotent for its request."""
+        official export is in place and verified (the caller's part). Once per request."""
         with self.write() as conn:
             req = self._request(conn, request_id)
             month, version = str(req.month), int(req.version or 0)
-            if req.status == approvals.DONE:
-                return dict(self._month_row(conn, month))
             if req.status != approvals.APPROVED or req.kind != approvals.KIND_FINALIZE:
                 raise ControlError(f"The {req.describe()} is {req.status}, not an approved finalization.")
+            if (overtaken := self._overtaken(conn, req)) is not None:
+                raise ControlError(f"The {req.describe()} is overtaken: {overtaken}.")
             row = self._month_row(conn, month)
             self._check_not_finalized(row)
             self._check_binding(conn, month, req.binding)
@@ -1220,14 +1277,14 @@ class ControlStore:
             return dict(self._month_row(conn, month))
 
     def complete_unlock(self, request_id: str, run_id: str) -> Request:
-        """Carry out an approved unlock request: the month back to proposed. Idempotent for its request."""
+        """Carry out an approved unlock request: the month back to proposed. Once per request."""
         with self.write() as conn:
             req = self._request(conn, request_id)
             month = str(req.month)
-            if req.status == approvals.DONE:
-                return req
             if req.status != approvals.APPROVED or req.kind != approvals.KIND_UNLOCK:
                 raise ControlError(f"The {req.describe()} is {req.status}, not an approved unlock.")
+            if (overtaken := self._overtaken(conn, req)) is not None:
+                raise ControlError(f"The {req.describe()} is overtaken: {overtaken}.")
             row = self._month_row(conn, month)
             if row["phase"] != PHASE_FINALIZED or row["final_version"] != req.binding.get("final_version"):
                 raise ControlError(f"Month {month} is no longer finalized at version "
@@ -1281,6 +1338,18 @@ class ControlStore:
                 deliveries_json=_dumps(history), attempts=attempts,
                 delivered_at=now if delivered else None,
                 next_attempt_at=None if delivered else now + timedelta(seconds=wait)))
+
+
+def _issued_ticket(conn: Connection, request_id: str, month: str) -> str | None:
+    """The nonce of the run ticket a request's approval (or a later repair) issued, None if none."""
+    nonce = None
+    for details_json in conn.execute(sa.select(audit.c.details_json).where(sa.and_(
+            audit.c.month == month, audit.c.action.in_((approvals.APPROVE_ACTION, approvals.TICKET_ISSUED_ACTION))))
+            .order_by(audit.c.id)).scalars():
+        details = json.loads(details_json)
+        if details.get("request_id") == request_id:
+            nonce = details.get("ticket_nonce")
+    return nonce
 
 
 def _request_of(row: dict[str, Any]) -> Request:

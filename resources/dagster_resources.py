@@ -14,6 +14,7 @@ from pydantic import PrivateAttr
 
 from resources.alert_delivery import AlertRaiser, build_dispatcher
 from resources.control_store import ControlStore
+from resources.settings import is_embedded
 from resources.storage import ExportStore
 
 
@@ -22,10 +23,13 @@ class ControlStoreResource(dg.ConfigurableResource):
 
     url: str
     roles_file: str = ""
+    # The home folder (BATCH_ADMIN_HOME): a control store other than its SQLite one refuses demo keys.
+    home: str = ""
     _store: ControlStore | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._store = ControlStore(self.url, roles_file=self.roles_file or None)
+        self._store = ControlStore(self.url, roles_file=self.roles_file or None,
+                                   embedded=not self.home or is_embedded(self.url, self.home))
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._store is not None:

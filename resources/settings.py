@@ -31,6 +31,11 @@ def psycopg2_url(url: str) -> str:
     return f"postgresql+psycopg2://{rest}" if sep and scheme in ("postgresql", "postgres") else url
 
 
+def is_embedded(control_url: str, home: Path | str) -> bool:
+    """Whether a control store URL is the embedded default of that home (SQLite, home/control.db)."""
+    return control_url == f"sqlite:///{Path(home).expanduser().resolve() / 'control.db'}"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved configuration: home folder, control store URL, IO base, roles file, Dagster home."""
@@ -46,6 +51,11 @@ class Settings:
     @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
+
+    @property
+    def embedded(self) -> bool:
+        """The embedded default: the SQLite control store under the home (the only one where demo keys act)."""
+        return self.postgres_url is None and is_embedded(self.control_url, self.home)
 
     @property
     def landing(self) -> Path:

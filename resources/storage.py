@@ -27,7 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import duckdb
 import numpy as np
@@ -39,6 +39,7 @@ import xlsxwriter
 from batch import metrics as figures
 from batch.faults import crash_point
 from resources.advice_files import advice_sheet
+from resources.safe_write import UnsafeTarget, write_export
 from solvers.schema import STATUS_ALLOCATED, STATUS_EXCLUDED, STATUS_PINNED, STATUS_UNALLOCATED
 
 SCHEMA_VERSION = 1
@@ -376,26 +377,26 @@ class ExportStore:
             path = self._complete_version_path(month, version)
             manifest = _read_manifest(path)
             source = path / DATA_FILE
+        if not _verify_dir(source.parent, manifest):
+            what = f"The official copy of {month}" if final else f"Version {version} of {month}"
+            raise ExportError(f"{what} at {source.parent} fails its checksums (the sha256 of its manifest): it is "
+                              f"damaged and is not exported; `batch-admin audit --verify` and `batch-admin repair "
+                              f"{month}` look into it.")
         table = _query_rows(source, service=service, resource=resource, status=status)
         filters = {k: v for k, v in (("service", service), ("resource", resource), ("status", status)) if v is not None}
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ExportError(f"Cannot create the folder {out.parent} for the export: {exc.strerror or exc}.") from None
-        # Written beside the target and renamed over it: a reader never sees half a file.
-        tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-        try:
+
+        def write(handle: Any) -> None:
             if fmt == "parquet":
-                pq.write_table(table, tmp, compression="zstd")
+                pq.write_table(table, handle, compression="zstd")
             elif fmt == "csv":
-                _write_csv(table, tmp)
+                _write_csv(table, handle)
             else:
-                _write_xlsx(table, tmp, manifest=manifest, final=final, filters=filters)
-            os.replace(tmp, out)
-        except OSError as exc:
-            raise ExportError(f"Cannot write the export to {out}: {exc.strerror or exc}.") from None
-        finally:
-            tmp.unlink(missing_ok=True)
+                _write_xlsx(table, handle, manifest=manifest, final=final, filters=filters)
+
+        try:
+            write_export(self.home, self.protected, out, write, force)
+        except UnsafeTarget as exc:
+            raise ExportError(str(exc)) from None
         return {
             "path": str(out),
             "rows": table.num_rows,
@@ -766,7 +767,7 @@ def _tidy_number(value: float) -> float:
 # ------------------------------------------------------------------ CSV, XLSX
 
 
-def _write_csv(table: pa.Table, path: Path) -> None:
+def _write_csv(table: pa.Table, path: Path | BinaryIO) -> None:
     """The rows as UTF-8 CSV, text neutralized, numbers as numbers."""
     frame = table.to_pandas()
     for column in frame.columns:
@@ -896,7 +897,7 @@ def _print_setup(sheet, header_rows: int = 1) -> None:
     sheet.set_footer("&L&A&RPage &P of &N")
 
 
-def _write_xlsx(table: pa.Table, path: Path, *, manifest: dict, final: bool, filters: dict) -> None:
+def _write_xlsx(table: pa.Table, path: Path | BinaryIO, *, manifest: dict, final: bool, filters: dict) -> None:
     """A workbook a manager can use: the summary (figures, charts) first, then the data sheets."""
     if table.num_rows + 1 > XLSX_MAX_ROWS:
         raise ExportError(f"{table.num_rows} rows exceed the XLSX sheet limit; export as CSV or Parquet instead.")
@@ -907,7 +908,7 @@ def _write_xlsx(table: pa.Table, path: Path, *, manifest: dict, final: bool, fil
         "strings_to_numbers": False,
         "strings_to_urls": False,
     }
-    workbook = xlsxwriter.Workbook(str(path), options)
+    workbook = xlsxwriter.Workbook(path if not isinstance(path, Path) else str(path), options)
     formats = _Formats(workbook)
     try:
         sheets = _aggregates(frame)

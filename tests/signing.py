@@ -1,19 +1,67 @@
-"""Signing as the demo people do, for tests: their keys are the shipped demo keys."""
+"""Signing as the people of the tests do: alice and carol (admins), bob and dana (approvers), as in the
+demo roles, but with keys of their own made for this test session (a control store on PostgreSQL never
+accepts the shipped demo keys); `demo_key` for tests that act on the embedded default's demo roles."""
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
+import tempfile
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from batch.approvals import KIND_FINALIZE, KIND_UNLOCK
-from batch.identity import DEMO_KEYS_DIR, TICKET_TAG, Signed, load_private_key, make_ticket, sign
+from batch.identity import (
+    DEMO_KEYS_DIR,
+    TICKET_TAG,
+    Signed,
+    generate_key,
+    load_private_key,
+    make_ticket,
+    sign,
+    write_private_key,
+)
 from batch.roles import ACTOR_TAG
 from resources.control_store import ControlStore
 from resources.settings import DEFAULT_ROLES_FILE
 
+PEOPLE = ("alice", "bob", "carol", "dana")
+PEOPLE_VAR = "BATCH_ADMIN_TEST_PEOPLE"
+
+
+@cache
+def people_dir() -> Path:
+    """A folder with each person's private key (NAME.key) and roles.yaml naming their public keys; made
+    once per test session (processes the session starts find it through PEOPLE_VAR)."""
+    made = os.environ.get(PEOPLE_VAR)
+    if made and (Path(made) / "roles.yaml").is_file():
+        return Path(made)
+    folder = Path(tempfile.mkdtemp(prefix="ba_people_"))
+    os.environ[PEOPLE_VAR] = str(folder)
+    atexit.register(shutil.rmtree, folder, True)
+    lines = []
+    for name in PEOPLE:
+        pem, public = generate_key()
+        write_private_key(folder / f"{name}.key", pem)
+        lines.append(f"  {name}: {public}")
+    (folder / "roles.yaml").write_text("admins: [alice, carol]\napprovers: [bob, dana]\nsystem: [scheduler]\n"
+                                       "keys:\n" + "\n".join(lines) + "\n")
+    return folder
+
+
+def roles_file() -> Path:
+    """The test session's roles file (the demo roles' people, with keys of their own)."""
+    return people_dir() / "roles.yaml"
+
 
 def key(name: str):
+    return load_private_key(name, str(people_dir() / f"{name}.key"))
+
+
+def demo_key(name: str):
+    """The shipped demo key (the embedded default with the shipped roles file accepts it)."""
     return load_private_key(name, str(DEMO_KEYS_DIR / f"{name}.key"))
 
 
@@ -23,24 +71,30 @@ def signed(actor: str, action: str, month: str | None, details: dict[str, Any] |
     return sign(key(key_of or actor), actor, action, month, details)
 
 
-def ticket_tags(actor: str, job: str, month: str, minutes: float = 15) -> dict[str, str]:
-    return {TICKET_TAG: make_ticket(key(actor), actor, job, [month], minutes).encode(), ACTOR_TAG: actor}
+def ticket_tags(actor: str, job: str, month: str, minutes: float = 15, key_of=demo_key) -> dict[str, str]:
+    """A run's ticket tags, signed with the demo key (the embedded default) unless `key_of` says otherwise."""
+    return {TICKET_TAG: make_ticket(key_of(actor), actor, job, [month], minutes).encode(), ACTOR_TAG: actor}
 
 
 def install_keys(user_home: Path) -> dict[str, str]:
-    """Each demo person's private key where `batch-admin` looks for it (~/.config/batch-admin/NAME.key),
-    as on their own machines: production (PostgreSQL) never uses the shipped demo keys by itself.
-    Returns the environment that makes `user_home` the home directory."""
+    """Each person's private key where `batch-admin` looks for it (~/.config/batch-admin/NAME.key), as
+    on their own machines. Returns the environment that makes `user_home` the home directory and the
+    test session's roles file the deployment's."""
     folder = user_home / ".config" / "batch-admin"
     folder.mkdir(parents=True, exist_ok=True)
-    for path in DEMO_KEYS_DIR.glob("*.key"):
-        shutil.copyfile(path, folder / path.name)
-    return {"HOME": str(user_home)}
+    for name in PEOPLE:
+        shutil.copyfile(people_dir() / f"{name}.key", folder / f"{name}.key")
+    return {"HOME": str(user_home), "BATCH_ADMIN_ROLES": str(roles_file())}
 
 
 def open_store(url: str, migrate: bool | None = True) -> ControlStore:
-    """A control store with the shipped demo roles accepted on first use."""
-    return ControlStore(url, migrate=migrate, roles_file=DEFAULT_ROLES_FILE)
+    """A control store with the test session's roles accepted on first use."""
+    return ControlStore(url, migrate=migrate, roles_file=roles_file())
+
+
+def open_demo_store(url: str) -> ControlStore:
+    """An embedded control store with the shipped demo roles accepted on first use."""
+    return ControlStore(url, migrate=True, roles_file=DEFAULT_ROLES_FILE)
 
 
 def finalize_binding_of(store: ControlStore, month: str, version: int, checksum: str = "c" * 64) -> dict[str, Any]:

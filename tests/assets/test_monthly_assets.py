@@ -26,7 +26,7 @@ from pipelines.jobs import EXECUTE_JOB
 from resources.control_store import ControlStore
 from resources.settings import Settings
 from tests.conftest import use_home
-from tests.signing import key as key_of
+from tests.signing import demo_key as key_of
 from tests.signing import ticket_tags
 
 KEYS = monthly_partitions.get_partition_keys()

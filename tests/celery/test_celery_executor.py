@@ -25,7 +25,7 @@ from tests.celery.conftest import CLI_TIMEOUT_S, Deployment
 from tests.conftest import use_home
 from tests.e2e.conftest import BIN, _signal_group, dagster_services
 from tests.e2e.test_graphql_postgres import LAUNCH_BACKFILL, LOCATION, REPOSITORY, months_around_today, wait_backfill
-from tests.signing import ticket_tags
+from tests.signing import key, ticket_tags
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(600),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:gql.client")]
@@ -140,7 +140,7 @@ def test_a_month_of_eight_parts_runs_on_two_workers_and_equals_the_in_process_al
         with dg.instance_for_test(temp_dir=str(local / "dagster")) as instance:
             result = dg.materialize([a for a in monthly_assets if a.key.to_user_string() != "final_allocation"],
                                     partition_key=M3, instance=instance,
-                                    tags=ticket_tags("alice", "__ephemeral_asset_job__", M3),
+                                    tags=ticket_tags("alice", "__ephemeral_asset_job__", M3, key_of=key),
                                     resources=defs.resources)
         assert result.success
     pd.testing.assert_frame_equal(allocation(deployment.home, M3, 1), allocation(local, M3, 1))

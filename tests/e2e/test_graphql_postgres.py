@@ -169,8 +169,8 @@ def test_a_finalized_month_survives_a_backfill_that_gives_the_other_months_new_v
     assert wait_run(client, again) == "FAILURE"
     assert any("a ticket is valid for one run" in message for message in step_failures(again))
 
-    # Finalization: alice files the request; the finalize job launched from the UI carries out only an
-    # approved request; bob's approval (his own key) carries it out.
+    # Finalization: alice files the request; the finalize job launched from the UI carries out nothing
+    # without the ticket an approval issues; bob's approval (his own key) issues it and carries it out.
     request = json.loads(cli(env, "finalize", M1, "--version", "1", "--actor", "alice", "--note", "reviewed",
                              "--json").stdout)
     early = client.submit_job_execution(
@@ -178,7 +178,7 @@ def test_a_finalized_month_survives_a_backfill_that_gives_the_other_months_new_v
         run_config={"ops": {"final_allocation": {"config": {"request_id": request["id"]}}}},
         tags={"dagster/partition": M1})
     assert wait_run(client, early) == "FAILURE"
-    assert any("is pending, not approved" in message for message in step_failures(early))
+    assert any("carried out only with the ticket its approval issued" in message for message in step_failures(early))
     assert status(env, M1)["phase"] == "proposed"
     cli(env, "approve", request["id"], "--actor", "bob")
     exports = home / "exports"

@@ -16,10 +16,9 @@ from pipelines import sensors
 from resources import control_store
 from resources.control_store import ControlStore
 from resources.dagster_resources import AlertsResource, ControlStoreResource, StorageResource
-from resources.settings import DEFAULT_ROLES_FILE
 from resources.storage import ExportStore
 from tests.batch.input_builders import write_rows
-from tests.signing import open_store, signed
+from tests.signing import open_store, roles_file, signed
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -59,7 +58,7 @@ def store(home) -> ControlStore:
 
 @pytest.fixture
 def resources(home, store) -> dict:
-    return {"control": ControlStoreResource(url=store.url, roles_file=str(DEFAULT_ROLES_FILE)), "storage": StorageResource(home=str(home)),
+    return {"control": ControlStoreResource(url=store.url, roles_file=str(roles_file())), "storage": StorageResource(home=str(home)),
             "alerts": AlertsResource()}
 
 

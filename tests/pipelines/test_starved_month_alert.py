@@ -19,7 +19,7 @@ from batch_cli.runs import run_job
 from pipelines.definitions import defs
 from pipelines.jobs import EXECUTE_JOB
 from pipelines.sensors import FAILED_CHECKS_SENSOR, make_failed_checks_sensor
-from tests.signing import key
+from tests.signing import demo_key as key
 
 MONTHS = monthly_partitions.get_partition_keys()[-4:]
 

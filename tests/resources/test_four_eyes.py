@@ -16,8 +16,8 @@ from batch.errors import ControlError
 from batch.identity import IdentityError, Signed, generate_key, load_private_key, make_ticket, sign
 from batch.roles import RoleError, Roles
 from resources.control_store import ControlStore, _entry_hash
-from resources.settings import DEFAULT_ROLES_FILE
 from tests.signing import approve, file_finalize, finalize_in_store, key, open_store, signed
+from tests.signing import roles_file as test_roles_file
 
 MONTH = "2026-12"
 
@@ -151,9 +151,11 @@ def test_a_run_ticket_lets_one_run_of_one_job_write_one_month(store):
     assert store.claim_ticket(ticket, "execute_job", MONTH, "run-1", system_allowed=False) == "alice"  # later steps
     with pytest.raises(ControlError, match="was used by run run-1"):
         store.claim_ticket(ticket, "execute_job", MONTH, "run-2", system_allowed=False)
-    # A re-execution of run-1 (from the UI, while the ticket is valid) acts under the same ticket.
+    # A re-execution of run-1 (failed, as the instance says) takes the ticket over, once.
     assert store.claim_ticket(ticket, "execute_job", MONTH, "run-1b", system_allowed=False,
-                              lineage=("run-1",)) == "alice"
+                              reexecution_of="run-1") == "alice"
+    with pytest.raises(ControlError, match="was used by run run-1b"):
+        store.claim_ticket(ticket, "execute_job", MONTH, "run-1c", system_allowed=False, reexecution_of="run-1")
     with pytest.raises(ControlError, match="is for execute_job, not plan_job"):
         store.claim_ticket(ticket, "plan_job", MONTH, "run-3", system_allowed=True)
     with pytest.raises(ControlError, match="not 2027-01"):
@@ -182,7 +184,7 @@ def test_runs_without_a_valid_ticket_are_refused_and_planning_runs_act_as_the_sy
 # ---------------------------------------------------------------- the roles file
 def test_a_changed_roles_file_is_refused_until_an_admin_and_an_approver_accept_it(control_url, tmp_path):
     roles_file = tmp_path / "roles.yaml"
-    roles_file.write_text(DEFAULT_ROLES_FILE.read_text())
+    roles_file.write_text(test_roles_file().read_text())
     store = ControlStore(control_url, migrate=True, roles_file=roles_file)
     store.set_params(signed("alice", "params", MONTH, {"changes": {"seed": 1}}))  # accepted on first use
     pem, public = generate_key()
