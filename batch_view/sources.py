@@ -1,0 +1,64 @@
+"""What the view reads: the deployment's settings, its control store and export store, and the Dagster UI's address."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+from resources.control_store import ControlStore
+from resources.settings import DEFAULT_ROLES_FILE, Settings
+from resources.storage import ExportStore
+
+# The Dagster asset keys a month page links to (assets/monthly.py).
+MONTH_ASSETS = ("landed_inputs", "validated_inputs", "capacity_plan", "allocation_proposal", "allocation_export",
+                "final_allocation")
+CHECKED_ASSETS = ("validated_inputs", "allocation_proposal", "allocation_export", "final_allocation")
+
+
+@dataclass(frozen=True)
+class DagsterLinks:
+    """Addresses of a month's runs, asset partitions and checks in the Dagster UI."""
+
+    base: str
+
+    def runs(self, month: str) -> str:
+        return f"{self.base}/runs?{urlencode({'q[]': f'tag:dagster/partition={month}'})}"
+
+    def run(self, run_id: str) -> str:
+        return f"{self.base}/runs/{quote(run_id)}"
+
+    def asset(self, asset: str, month: str) -> str:
+        return f"{self.base}/assets/{quote(asset)}?{urlencode({'view': 'partitions', 'partition': month})}"
+
+    def checks(self, asset: str) -> str:
+        return f"{self.base}/assets/{quote(asset)}?view=checks"
+
+    def month(self, month: str) -> dict[str, object]:
+        """Every link of one month, for its page and its JSON."""
+        return {"runs": self.runs(month), "assets": {a: self.asset(a, month) for a in MONTH_ASSETS},
+                "checks": {a: self.checks(a) for a in CHECKED_ASSETS}}
+
+
+@dataclass
+class Sources:
+    """One control store (one engine for the process) and the export store of one deployment."""
+
+    settings: Settings
+    store: ControlStore
+    exports: ExportStore
+    dagster: DagsterLinks
+
+    @classmethod
+    def open(cls, settings: Settings, dagster_url: str) -> Sources:
+        return cls(settings, ControlStore(settings.control_url, roles_file=str(settings.roles_file)),
+                   ExportStore(settings.home, protected=settings.protected_paths()),
+                   DagsterLinks(dagster_url.rstrip("/")))
+
+    @property
+    def demo(self) -> bool:
+        """The embedded default with the shipped roles file: the only place the demo keys count."""
+        return self.settings.postgres_url is None and Path(self.settings.roles_file) == DEFAULT_ROLES_FILE
+
+    def close(self) -> None:
+        self.store.dispose()
