@@ -3,8 +3,6 @@ and the same context as JSON when the path ends in `.json` (Datasette's way)."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +25,7 @@ from batch.months import MonthError, check_month
 from batch.report import VersionView, version_view
 from batch.roles import RoleError
 from batch_view import context
+from batch_view.memo import Memo, month_state
 from batch_view.sources import Sources
 from resources.storage import ExportError
 
@@ -36,8 +35,6 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"same-origin"), (b"x-frame-options", b"DENY")]
-# Report views (with their rendered charts) kept per version and state (a version's rows never change; see _view_key).
-VIEW_CACHE_SIZE = 16
 NOT_FOUND = (LookupError, MonthError, FileNotFoundError)
 REFUSED = (ControlError, RoleError, InputError, ExportError, ValueError)
 
@@ -125,37 +122,22 @@ def _diff(src: Sources, request: Request) -> dict[str, Any]:
 
 
 def _report(src: Sources, request: Request) -> dict[str, Any]:
-    return context.report_context(request.app.state.views.get(src, check_month(_month(request)),
-                                                              _int(request, "version")))
+    return context.report_context(cached_view(src, request.app.state.memo, check_month(_month(request)),
+                                              _int(request, "version")))
 
 
-class ViewCache:
-    """The report views of recently shown versions, their charts rendered once (matplotlib: 0.1-0.3 s a chart)."""
+def cached_view(src: Sources, memo: Memo, month: str, version: int) -> VersionView:
+    """A version's report view with its charts rendered (matplotlib: 0.1-0.3 s a chart), kept while the month
+    is unchanged (batch_view.memo)."""
 
-    def __init__(self, size: int = VIEW_CACHE_SIZE):
-        self.size = size
-        self.views: OrderedDict[tuple[Any, ...], VersionView] = OrderedDict()
-        self.lock = threading.Lock()
+    def compute() -> VersionView:
+        if version not in src.exports.versions(month):
+            raise LookupError(f"Month {month} has no version {version}.")
+        view = version_view(src.store, src.exports, month, version)
+        view.charts()
+        return view
 
-    def get(self, src: Sources, month: str, version: int) -> VersionView:
-        key = _view_key(src, month, version)
-        with self.lock:
-            if key not in self.views:
-                view = version_view(src.store, src.exports, month, version)
-                view.charts()
-                self.views[key] = view
-                while len(self.views) > self.size:
-                    self.views.popitem(last=False)
-            self.views.move_to_end(key)
-            return self.views[key]
-
-
-def _view_key(src: Sources, month: str, version: int) -> tuple[Any, ...]:
-    """What a version's report depends on beyond its rows: the audit head (new versions, finalization and
-    unlocks of any month move the trend) and the landing folder (actuals)."""
-    landing = src.settings.landing / month
-    return (month, version, src.store.audit_anchor()["last_hash"],
-            landing.stat().st_mtime_ns if landing.exists() else None)
+    return memo.get(("report", version, month_state(src, month)), compute)
 
 
 async def chart(request: Request) -> Response:
@@ -164,7 +146,7 @@ async def chart(request: Request) -> Response:
     name = str(request.path_params["name"])
     try:
         month = check_month(_month(request))
-        view = await run_in_threadpool(request.app.state.views.get, src, month, _int(request, "version"))
+        view = await run_in_threadpool(cached_view, src, request.app.state.memo, month, _int(request, "version"))
     except (*NOT_FOUND, *REFUSED) as exc:
         return Response(str(exc), status_code=404, media_type="text/plain")
     charts = {made.name: made.png for made in view.charts()}
@@ -180,7 +162,8 @@ def routes() -> list[Route | Mount]:
         ("/index.json", "months.html", lambda src, request: context.months_context(src)),
         ("/approvals", "approvals.html", lambda src, request: context.approvals_context(src)),
         ("/people", "people.html", lambda src, request: context.people_context(src)),
-        ("/month/{month}", "month.html", lambda src, request: context.month_context(src, _month(request))),
+        ("/month/{month}", "month.html",
+         lambda src, request: context.month_context(src, _month(request), request.app.state.memo)),
         ("/month/{month}/diff", "diff.html", _diff),
         ("/month/{month}/report/{version}", "report.html", _report),
         ("/month/{month}/audit", "audit_check.html",
@@ -208,5 +191,5 @@ def create_app(sources: Sources) -> Starlette:
     app = Starlette(routes=routes(), middleware=[Middleware(SecurityHeaders)], lifespan=lifespan)
     app.state.sources = sources
     app.state.templates = make_templates()
-    app.state.views = ViewCache()
+    app.state.memo = Memo()
     return app

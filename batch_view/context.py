@@ -7,7 +7,7 @@ Nothing here decides a rule; each figure comes from the function the CLI and the
 from __future__ import annotations
 
 import math
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from batch.approvals import KIND_FINALIZE, OPEN_STATUSES
@@ -19,6 +19,8 @@ from batch.months import check_month, next_month
 from batch.params import PARAMS
 from batch.report import VersionView, audit_line, leading_changes
 from batch.roles import RoleError
+from batch_view.dagster_reads import latest_input_validation
+from batch_view.memo import Memo, month_state
 from batch_view.sources import Sources
 from resources.control_store import utcnow
 
@@ -58,9 +60,12 @@ def months_context(src: Sources) -> dict[str, Any]:
     return {"title": "Months", "months": rows, "open_requests": sum(open_requests.values()), "next_month": upcoming}
 
 
-def month_context(src: Sources, month: str) -> dict[str, Any]:
-    """Everything about one month: state, inputs, plan, parameters, adjustments, versions, requests, audit, alerts."""
+def month_context(src: Sources, month: str, memo: Memo | None = None) -> dict[str, Any]:
+    """Everything about one month: state, inputs, plan, parameters, adjustments, versions, requests, audit, alerts.
+    With a memo, the health and the landed inputs are computed once per state of the month."""
     month = check_month(month)
+    memo = memo or Memo()
+    state = month_state(src, month)
     store, exports = src.store, src.exports
     now = utcnow()
     row = store.month(month)
@@ -69,7 +74,7 @@ def month_context(src: Sources, month: str) -> dict[str, Any]:
     pins, exclusions = store.pins_and_exclusions(month)
     versions = store.versions(month)
     plan = store.latest_plan(month)
-    health = month_health(store, exports, month)
+    health = memo.get(("health", state), lambda: month_health(store, exports, month))
     set_params = store.params(month)
     return {
         "title": month, "month": month, "phase": row["phase"],
@@ -79,7 +84,8 @@ def month_context(src: Sources, month: str) -> dict[str, Any]:
                   "approved_by": row["approved_by"], "finalized_at": row["finalized_at"]}
         if row["final_version"] else None,
         "official_copy_problem": final_mismatch(row, exports),
-        "inputs": inputs_context(src, month),
+        "inputs": {**memo.get(("inputs", state), lambda: landing_context(src, month)),
+                   "validation": input_validation(src, month)},
         "plan": plan["summary"] if plan else None,
         "plan_at": plan.get("created_at") if plan else None,
         "params": [{"key": key, "value": set_params.get(key), "help": spec.help, "low": spec.low, "high": spec.high,
@@ -97,8 +103,8 @@ def month_context(src: Sources, month: str) -> dict[str, Any]:
     }
 
 
-def inputs_context(src: Sources, month: str) -> dict[str, Any]:
-    """The landed tables with their row counts, or the failed expectation (table, column, rule, rows)."""
+def landing_context(src: Sources, month: str) -> dict[str, Any]:
+    """The landed tables with their row counts, or why they break the landing contract (table, column, rule, rows)."""
     try:
         tables = load_landing(src.exports.home, month)
     except InputError as exc:
@@ -107,6 +113,15 @@ def inputs_context(src: Sources, month: str) -> dict[str, Any]:
     return {"ok": True, "error": None, "fingerprint": tables.fingerprint,
             "tables": [{"table": name, "rows": len(frame), "file": tables.files.get(name)}
                        for name, frame in tables.present().items()]}
+
+
+def input_validation(src: Sources, month: str) -> dict[str, Any] | None:
+    """The month's latest expectations check from the Dagster event log, with each failed rule; None before one."""
+    instance = src.instance()
+    validation = latest_input_validation(instance, month) if instance is not None else None
+    if validation is not None:
+        validation["at"] = datetime.fromtimestamp(validation["at"], UTC)
+    return validation
 
 
 def version_row(version: dict[str, Any], final_version: int | None) -> dict[str, Any]:
@@ -140,6 +155,10 @@ def audit_check_context(src: Sources, month: str) -> dict[str, Any]:
 def diff_context(src: Sources, month: str, from_version: int, to_version: int) -> dict[str, Any]:
     """Two versions compared (ExportStore.diff): leading figures, counts, moves by service and region, the list."""
     month = check_month(month)
+    known = src.exports.versions(month)
+    for version in (from_version, to_version):
+        if version not in known:
+            raise LookupError(f"Month {month} has no version {version} (versions: {', '.join(map(str, known)) or 'none'}).")
     result = src.exports.diff(month, from_version, to_version, write=False)
     rows = src.exports.read_version(month, to_version)
     groups = rows.set_index("request_id")[["service", "region"]]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlencode
+
+import dagster as dg
 
 from resources.control_store import ControlStore
 from resources.settings import DEFAULT_ROLES_FILE, Settings
@@ -48,6 +50,7 @@ class Sources:
     store: ControlStore
     exports: ExportStore
     dagster: DagsterLinks
+    _instance: dg.DagsterInstance | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, dagster_url: str) -> Sources:
@@ -60,5 +63,13 @@ class Sources:
         """The embedded default with the shipped roles file: the only place the demo keys count."""
         return self.settings.postgres_url is None and Path(self.settings.roles_file) == DEFAULT_ROLES_FILE
 
+    def instance(self) -> dg.DagsterInstance | None:
+        """The deployment's Dagster instance (DAGSTER_HOME, prepared by `batch-admin ui`); None before one exists."""
+        if self._instance is None and (self.settings.dagster_home / "dagster.yaml").is_file():
+            self._instance = dg.DagsterInstance.from_config(str(self.settings.dagster_home))
+        return self._instance
+
     def close(self) -> None:
         self.store.dispose()
+        if self._instance is not None:
+            self._instance.dispose()
