@@ -40,7 +40,8 @@ def months_context(src: Sources) -> dict[str, Any]:
     for month in [upcoming]:
         if month not in lines:
             lines[month] = {"month": month, "phase": store.month(month)["phase"], "versions": 0,
-                            "latest_version": None, "final_version": None, "lock": None, "alerts": 0, "errors": 0}
+                            "latest_version": None, "final_version": None, "lock": None, "alerts": 0, "errors": 0,
+                            **dict.fromkeys(("requests", "allocated", "success_rate", "utilization", "gap"))}
     open_requests: dict[str | None, int] = {}
     for request in store.requests():
         if request.effective_status(now) in OPEN_STATUSES:

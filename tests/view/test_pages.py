@@ -202,3 +202,11 @@ def test_batch_admin_ui_hands_over_to_the_view_with_the_dagster_ui_beside_it(hom
     assert dagster_command(Path(args[-1]), "127.0.0.1", 3101)[1:] == [
         "dev", "-w", args[-1], "-h", "127.0.0.1", "-p", "3101"]
     assert address("127.0.0.1", 3100) == "http://localhost:3100"
+
+
+def test_a_new_home_shows_next_month_as_open_and_a_page_for_it(home, client):
+    (row,) = client.get("/index.json").json()["months"]
+    assert (row["upcoming"], row["phase"], row["latest_version"]) == (True, "open", None)
+    assert client.get("/").status_code == 200
+    month = client.get(f"/month/{row['month']}")
+    assert month.status_code == 200 and "No versions yet" in month.text and "No inputs have landed" in month.text
