@@ -117,6 +117,10 @@ def _int(request: Request, name: str) -> int:
         raise ValueError(f"{name} must be a version number, not {raw!r}.") from None
 
 
+def _months(src: Sources, request: Request) -> dict[str, Any]:
+    return context.months_context(src, request.app.state.memo)
+
+
 def _diff(src: Sources, request: Request) -> dict[str, Any]:
     return context.diff_context(src, _month(request), _int(request, "from"), _int(request, "to"))
 
@@ -158,8 +162,8 @@ async def chart(request: Request) -> Response:
 def routes() -> list[Route | Mount]:
     """Every page twice (HTML and `.json`), the charts, the fragments htmx loads, and the static files."""
     pages: list[tuple[str, str, Build]] = [
-        ("/", "months.html", lambda src, request: context.months_context(src)),
-        ("/index.json", "months.html", lambda src, request: context.months_context(src)),
+        ("/", "months.html", _months),
+        ("/index.json", "months.html", _months),
         ("/approvals", "approvals.html", lambda src, request: context.approvals_context(src)),
         ("/people", "people.html", lambda src, request: context.people_context(src)),
         ("/month/{month}", "month.html",
@@ -168,7 +172,7 @@ def routes() -> list[Route | Mount]:
         ("/month/{month}/report/{version}", "report.html", _report),
         ("/month/{month}/audit", "audit_check.html",
          lambda src, request: context.audit_check_context(src, _month(request))),
-        ("/fragment/months", "months_rows.html", lambda src, request: context.months_context(src)),
+        ("/fragment/months", "months_rows.html", _months),
     ]
     found: list[Route | Mount] = []
     for path, template, build in pages:

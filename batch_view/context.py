@@ -30,12 +30,16 @@ VERSION_FIGURES = ("requests", "allocated", "success_rate", "utilization", "obje
 MOVES_SHOWN = 200
 
 
-def months_context(src: Sources) -> dict[str, Any]:
+def months_context(src: Sources, memo: Memo | None = None) -> dict[str, Any]:
     """One row per month the product knows, and the next month: phase, lock, versions, figures, requests,
-    alerts and a run in progress."""
+    alerts and a run in progress. The overview's figures are kept while the audit chain's head and the
+    exported months stay the same (every version, phase change and alert appends an entry); locks, runs
+    and requests, which time changes, are read on every view."""
     store = src.store
     now = utcnow()
-    lines = {line["month"]: line for line in months_overview(store, src.exports)}
+    state = ("overview", store.audit_anchor()["last_hash"], tuple(src.exports.months()))
+    overview = (memo or Memo()).get(state, lambda: months_overview(store, src.exports))
+    lines = {line["month"]: dict(line) for line in overview}
     upcoming = next_month(f"{now.year}-{now.month:02d}")
     for month in [upcoming]:
         if month not in lines:

@@ -1,10 +1,10 @@
 """Results of the core's slower reads kept while the month they describe is unchanged.
 
 A month's health, its inputs and a version's report read the landed tables and the version's rows
-(0.1-0.3 s at 2,000 requests, seconds at 20,000); a page shown again, or polled, must not pay that
-each time. The key says what the results depend on: the landed files (names, sizes, times), the
-month's versions and official copy, and the audit chain's head, which every change of any month
-moves (runs, adjustments, parameters, finalization, unlocks: the trend spans months).
+(0.5-1 s at 2,000 requests, 1-2 s at 20,000, measured by bench/view.py); a page shown again, or
+polled, must not pay that each time. The key says what those results depend on: the landed files
+(names, sizes, times), the official copy, and the phase, final version and versions of the month
+and of the months its trend shows (a version, once written, never changes).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
+from batch.health import TREND_MONTHS
+from batch.months import trailing_months
 from batch_view.sources import Sources
 
 T = TypeVar("T")
@@ -21,13 +23,15 @@ MEMO_SIZE = 64
 
 
 def month_state(src: Sources, month: str) -> tuple[Hashable, ...]:
-    """What a month's figures depend on, cheaply read (a few stat calls and one query)."""
+    """What a month's figures depend on, cheaply read (a few directory listings and one query)."""
     landing = src.settings.landing / month
     files = tuple(sorted((path.name, stat.st_size, stat.st_mtime_ns) for path in landing.iterdir()
                          if path.is_file() for stat in [path.stat()])) if landing.is_dir() else ()
     final = src.exports.final_path(month)
-    return (month, src.store.audit_anchor()["last_hash"], files, tuple(src.exports.versions(month)),
-            final.resolve().name if final.exists() else None)
+    rows = {row["month"]: (row["phase"], row["final_version"]) for row in src.store.months()}
+    window = [*trailing_months(month, TREND_MONTHS - 1), month]
+    return (month, files, final.resolve().name if final.exists() else None,
+            tuple((key, rows.get(key), tuple(src.exports.versions(key))) for key in window))
 
 
 class Memo:
