@@ -24,8 +24,9 @@ from batch.metrics import format_change, format_count, format_figure
 from batch.months import MonthError, check_month
 from batch.report import VersionView, version_view
 from batch.roles import RoleError
-from batch_view import context
+from batch_view import actions, context
 from batch_view.memo import Memo, month_state
+from batch_view.session import Guard, browser_of, remember_browser
 from batch_view.sources import Sources
 from resources.storage import ExportError
 
@@ -86,23 +87,33 @@ def page(template: str, build: Build) -> Callable[[Request], Awaitable[Response]
             return _problem(request, 400, str(exc), as_json)
         if as_json:
             return JSONResponse(context.plain(found))
-        return request.app.state.templates.TemplateResponse(request, template, _base(request, found))
+        return _render(request, template, found)
 
     return endpoint
 
 
-def _base(request: Request, found: dict[str, Any]) -> dict[str, Any]:
+def _render(request: Request, template: str, found: dict[str, Any], status: int = 200) -> Response:
+    """A template over a page's context and what every page shows: who is signed in, the forms' CSRF token."""
     src: Sources = request.app.state.sources
-    return {"c": found, "dagster_url": src.dagster.base, "demo": src.demo,
-            "json_url": request.url.path.rstrip("/") + (".json" if request.url.path != "/" else "index.json")}
+    guard: Guard = request.app.state.guard
+    browser, new = browser_of(request)
+    who = guard.signed_in(request)
+    response = request.app.state.templates.TemplateResponse(request, template, {
+        "c": found, "dagster_url": src.dagster.base, "demo": src.demo, "who": who,
+        "csrf": guard.csrf_token(request, browser), "demo_people": actions.demo_people(src) if src.demo else [],
+        "here": request.url.path,
+        "json_url": request.url.path.rstrip("/") + (".json" if request.url.path != "/" else "index.json")},
+        status_code=status)
+    if new:
+        remember_browser(response, browser)
+    return response
 
 
-def _problem(request: Request, status: int, message: str, as_json: bool) -> Response:
+def _problem(request: Request, status: int, message: str, as_json: bool = False) -> Response:
     if as_json:
         return JSONResponse({"error": message}, status_code=status)
-    return request.app.state.templates.TemplateResponse(
-        request, "problem.html", _base(request, {"title": "Not found" if status == 404 else "Refused",
-                                                 "message": message}), status_code=status)
+    title = {404: "Not found", 403: "Not allowed"}.get(status, "Refused")
+    return _render(request, "problem.html", {"title": title, "message": message}, status)
 
 
 def _month(request: Request) -> str:
@@ -181,6 +192,10 @@ def routes() -> list[Route | Mount]:
         if not path.endswith((".json", "}")) and path != "/":
             found.append(Route(path + ".json", endpoint))
     found.append(Route("/month/{month}/chart/{version}/{name}.png", chart))
+    found += [Route("/signin", actions.sign_in, methods=["POST"]), Route("/signout", actions.sign_out, methods=["POST"]),
+              Route("/month/{month}/lock", actions.lock, methods=["POST"]),
+              Route("/month/{month}/release", actions.release, methods=["POST"]),
+              Route("/month/{month}/export", actions.export, methods=["POST"])]
     found.append(Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"))
     return found
 
@@ -196,4 +211,6 @@ def create_app(sources: Sources) -> Starlette:
     app.state.sources = sources
     app.state.templates = make_templates()
     app.state.memo = Memo()
+    app.state.guard = Guard.fresh()
+    app.state.problem = _problem
     return app
