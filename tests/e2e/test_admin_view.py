@@ -126,6 +126,9 @@ def test_the_months_and_month_pages_of_a_materialized_month_render_in_chromium(v
     assert "v2" in row.inner_text() and page.locator(".demo").is_visible()
     shoot(page, "admin-months")
 
+    page.select_option("select[name=person]", "alice")  # the demo sign-in: a form, a cookie, no script
+    page.click("header button[type=submit]")
+    assert "signed in as alice" in page.locator("header").inner_text()
     page.click(f"a[href='/month/{MONTH}']")
     page.wait_for_selector("#charts img", timeout=60_000)  # htmx swapped the version's charts in
     page.wait_for_function(IMAGES_LOADED, timeout=60_000)
@@ -134,9 +137,11 @@ def test_the_months_and_month_pages_of_a_materialized_month_render_in_chromium(v
         "pinned one request for its customer" in page.content()
     assert page.locator("#charts img").count() >= 2
     assert "all" in page.get_by_text("rules hold").inner_text()  # the run's expectations check passed
+    page.click("form[action$='/lock'] button")  # alice locks the month for herself, signed by the server
+    assert "Temporary lock (active): alice" in page.locator("section.state").inner_text()
     shoot(page, "admin-month")
 
-    page.click("form.inline button[type=submit]")  # compare version 1 with version 2
+    page.click("form[action$='/diff'] button")  # compare version 1 with version 2
     page.wait_for_url("**/diff?from=1&to=2")
     assert "1 moved" in page.content() or "moved" in page.locator("main").inner_text()
     shoot(page, "admin-diff")
