@@ -19,7 +19,7 @@ from batch.months import check_month, next_month
 from batch.params import PARAMS
 from batch.report import VersionView, audit_line, leading_changes
 from batch.roles import RoleError
-from batch_view.dagster_reads import latest_input_validation
+from batch_view.dagster_reads import latest_input_validation, run_status
 from batch_view.memo import Memo, month_state
 from batch_view.sources import Sources
 from resources.control_store import utcnow
@@ -84,7 +84,10 @@ def month_context(src: Sources, month: str, memo: Memo | None = None) -> dict[st
     return {
         "title": month, "month": month, "phase": row["phase"],
         "lock": lock.to_dict() if lock else None,
-        "run": {**lease.to_dict(now), "dagster": src.dagster.run(lease.run_id)} if lease else None,
+        "run": {**lease.to_dict(now), "dagster": src.dagster.run(lease.run_id),
+                "elapsed_s": round((now - lease.acquired_at).total_seconds()),
+                "status": run_status(instance, lease.run_id) if (instance := src.instance()) else None}
+        if lease else None,
         "final": {"version": row["final_version"], "finalized_by": row["finalized_by"],
                   "approved_by": row["approved_by"], "finalized_at": row["finalized_at"]}
         if row["final_version"] else None,

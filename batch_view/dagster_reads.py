@@ -34,3 +34,9 @@ def latest_input_validation(instance: dg.DagsterInstance, month: str) -> dict[st
         found: dict[str, Any] = report.value if report is not None and isinstance(report.value, dict) else {}
         return {"passed": evaluation.passed, "run_id": record.run_id, "at": event.timestamp, **found}
     return None
+
+
+def run_status(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The Dagster status of a run (QUEUED, STARTED, ...), None when the instance does not know it."""
+    run = instance.get_run_by_id(run_id)
+    return run.status.value if run is not None else None

@@ -210,3 +210,15 @@ def test_a_new_home_shows_next_month_as_open_and_a_page_for_it(home, client):
     assert client.get("/").status_code == 200
     month = client.get(f"/month/{row['month']}")
     assert month.status_code == 200 and "No versions yet" in month.text and "No inputs have landed" in month.text
+
+
+def test_a_run_in_progress_shows_on_both_pages_and_the_month_polls_it(landed, client):
+    assert 'hx-trigger="every 3s"' not in client.get(f"/month/{landed.month}").text
+    ControlStore(Settings.from_env().control_url).acquire_lease(landed.month, "run-in-progress")
+    run = client.get(f"/month/{landed.month}.json").json()["run"]
+    assert (run["run_id"], run["alive"], run["dagster"]) == ("run-in-progress", True, f"{DAGSTER_URL}/runs/run-in-progress")
+    page = client.get(f"/month/{landed.month}").text
+    assert 'hx-trigger="every 3s"' in page and "Run in progress" in page
+    row = next(m for m in client.get("/index.json").json()["months"] if m["month"] == landed.month)
+    assert row["run"]["run_id"] == "run-in-progress"
+    assert 'hx-trigger="every 5s"' in client.get("/").text and "run-in-" in client.get("/fragment/months").text
