@@ -42,18 +42,25 @@ def serve(host: str, port: int, workspace: Path, dagster: bool = True) -> None:
     if dagster:
         # The Dagster processes learn the view's address, for the links of a month's metadata.
         env = {**os.environ, VIEW_URL_VAR: view_url}
-        child = subprocess.Popen(dagster_command(workspace, host, port + 1), cwd=settings.dagster_home, env=env)
+        # SIGINT as by default in the child even when this process was started with it ignored (in the
+        # background, under nohup): `dagster dev` stops its webserver, daemon and code servers on SIGINT only.
+        child = subprocess.Popen(dagster_command(workspace, host, port + 1), cwd=settings.dagster_home, env=env,
+                                 preexec_fn=_default_sigint)
     print(f"Monthly batch admin view on {view_url} ; the Dagster UI on {dagster_url} "
           f"(DAGSTER_HOME={settings.dagster_home}). Ctrl-C stops both.", file=sys.stderr, flush=True)
     try:
         uvicorn.run(create_app(Sources.open(settings, dagster_url)), host=host, port=port, log_level="warning")
     finally:
         if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGINT)  # dagster dev stops its webserver, daemon and code servers on SIGINT
+            child.send_signal(signal.SIGINT)
             try:
                 child.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def main(argv: list[str] | None = None) -> None:
