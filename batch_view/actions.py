@@ -1,5 +1,5 @@
 """The view's changes, for the embedded default's demo people: sign in and out, lock and release a month,
-export a version. Each is a signed action, signed by the server with the shipped demo key of the person
+run it, export a version. Each is a signed action, signed by the server with the shipped demo key of the person
 signed in, handed to the same control-store and export-store calls the CLI makes; their rules (roles,
 locks, final locks, ttl, export targets) are theirs, and a refusal changes nothing.
 """
@@ -12,20 +12,31 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dagster_graphql import DagsterGraphQLClientError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from batch.errors import ControlError
-from batch.identity import DEMO_KEYS_DIR, IdentityError, Signed, load_private_key, sign
-from batch.months import MonthError, check_month
-from batch.roles import RoleError
+from batch.identity import (
+    DEFAULT_TICKET_MINUTES,
+    DEMO_KEYS_DIR,
+    TICKET_TAG,
+    IdentityError,
+    Signed,
+    load_private_key,
+    make_ticket,
+    sign,
+)
+from batch.lifecycle import EXECUTE_JOB
+from batch.months import MonthError, check_month, check_planned_month
+from batch.roles import ACTOR_TAG, MONTH_TAG, NOTE_TAG, RoleError
 from batch_view.session import Refused, form_of, set_session
-from batch_view.sources import Sources
+from batch_view.sources import PARTITION_TAG, Sources
 from resources.storage import ExportError
 
-REFUSALS = (Refused, ControlError, RoleError, IdentityError, MonthError, ExportError, LookupError, ValueError)
+REFUSALS = (DagsterGraphQLClientError, Refused, ControlError, RoleError, IdentityError, MonthError, ExportError, LookupError, ValueError)
 FORMATS = {"csv": "text/csv", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
            "parquet": "application/vnd.apache.parquet"}
 DEFAULT_LOCK_HOURS = 8.0
@@ -90,6 +101,25 @@ async def release(request: Request) -> Response:
 
     def change(src: Sources, who: str, form: dict[str, str]) -> None:
         src.store.release_lock(demo_signer(src, who)("release", month, {}))
+
+    return await _change(request, month, change)
+
+
+async def run(request: Request) -> Response:
+    """Run the month (as `batch-admin run`): the same checks (an admin, the month's locks, a note from version 2
+    on), then a run of execute_job for the month, with a run ticket signed by the person, submitted through the
+    Dagster webserver beside the view to the instance's queue, as a launch from the Dagster UI is."""
+    month = check_planned_month(request.path_params["month"])
+
+    def change(src: Sources, who: str, form: dict[str, str]) -> None:
+        note = form.get("note", "").strip() or None
+        src.store.roles().require_admin(who, f"run {month}")
+        src.store.check_can_run(month, who, note)
+        key = load_private_key(who, str(DEMO_KEYS_DIR / f"{who}.key"))
+        demo_signer(src, who)  # refused off the demo
+        tags = {PARTITION_TAG: month, MONTH_TAG: month, ACTOR_TAG: who, **({NOTE_TAG: note} if note else {}),
+                TICKET_TAG: make_ticket(key, who, EXECUTE_JOB, [month], DEFAULT_TICKET_MINUTES).encode()}
+        src.submit_run(EXECUTE_JOB, tags)
 
     return await _change(request, month, change)
 

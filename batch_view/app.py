@@ -203,6 +203,7 @@ def routes() -> list[Route | Mount]:
     found += [Route("/signin", actions.sign_in, methods=["POST"]), Route("/signout", actions.sign_out, methods=["POST"]),
               Route("/month/{month}/lock", actions.lock, methods=["POST"]),
               Route("/month/{month}/release", actions.release, methods=["POST"]),
+              Route("/month/{month}/run", actions.run, methods=["POST"]),
               Route("/month/{month}/export", actions.export, methods=["POST"])]
     found.append(Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"))
     return found

@@ -7,9 +7,9 @@ from typing import Any
 import dagster as dg
 
 from assets.monthly import INPUTS_MEET_EXPECTATIONS
+from batch_view.sources import PARTITION_TAG
 
 INPUTS_CHECK = dg.AssetCheckKey(dg.AssetKey("validated_inputs"), INPUTS_MEET_EXPECTATIONS)
-PARTITION_TAG = "dagster/partition"
 # Check executions looked through for a month's latest (newest first): every run validates once.
 HISTORY_LIMIT = 200
 

@@ -34,10 +34,11 @@ def address(host: str, port: int) -> str:
     return f"http://{'localhost' if host in ('127.0.0.1', '::1', 'localhost') else host}:{port}"
 
 
-def serve(host: str, port: int, workspace: Path, dagster: bool = True) -> None:
-    """The view in this process, `dagster dev` beside it as a child ended with it."""
+def serve(host: str, port: int, workspace: Path, dagster: bool = True, dagster_url: str | None = None) -> None:
+    """The view in this process, `dagster dev` beside it as a child ended with it (or the Dagster UI at
+    dagster_url, started elsewhere)."""
     settings = Settings.from_env()
-    view_url, dagster_url = address(host, port), address(host, port + 1)
+    view_url, dagster_url = address(host, port), dagster_url or address(host, port + 1)
     child = None
     if dagster:
         # The Dagster processes learn the view's address, for the links of a month's metadata.
@@ -69,5 +70,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--workspace", type=Path, required=True, help="workspace.yaml of the code location")
     parser.add_argument("--no-dagster", dest="dagster", action="store_false", help="the view alone")
+    parser.add_argument("--dagster-url", help="the Dagster UI started elsewhere (default: this host, PORT + 1)")
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.workspace, args.dagster)
+    serve(args.host, args.port, args.workspace, args.dagster, args.dagster_url)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import dagster as dg
+from dagster_graphql import DagsterGraphQLClient
 
 from resources.control_store import ControlStore
 from resources.settings import DEFAULT_ROLES_FILE, Settings
@@ -15,6 +16,10 @@ from resources.storage import ExportStore
 # The Dagster asset keys a month page links to (assets/monthly.py).
 MONTH_ASSETS = ("landed_inputs", "validated_inputs", "capacity_plan", "allocation_proposal", "allocation_export",
                 "final_allocation")
+PARTITION_TAG = "dagster/partition"
+# The code location of workspace.yaml, and the repository name Dagster gives a Definitions object.
+LOCATION = "monthly_batch_admin"
+REPOSITORY = "__repository__"
 CHECKED_ASSETS = ("validated_inputs", "allocation_proposal", "allocation_export", "final_allocation")
 
 
@@ -25,7 +30,7 @@ class DagsterLinks:
     base: str
 
     def runs(self, month: str) -> str:
-        return f"{self.base}/runs?{urlencode({'q[]': f'tag:dagster/partition={month}'})}"
+        return f"{self.base}/runs?{urlencode({'q[]': f'tag:{PARTITION_TAG}={month}'})}"
 
     def run(self, run_id: str) -> str:
         return f"{self.base}/runs/{quote(run_id)}"
@@ -68,6 +73,14 @@ class Sources:
         if self._instance is None and (self.settings.dagster_home / "dagster.yaml").is_file():
             self._instance = dg.DagsterInstance.from_config(str(self.settings.dagster_home))
         return self._instance
+
+    def submit_run(self, job: str, tags: dict[str, str]) -> str:
+        """Submit a run of the code location's job through the Dagster webserver (its GraphQL API), which
+        queues it for the daemon; the run's id."""
+        address = urlsplit(self.dagster.base)
+        client = DagsterGraphQLClient(address.hostname or "localhost", port_number=address.port, timeout=60)
+        return client.submit_job_execution(job, repository_location_name=LOCATION, repository_name=REPOSITORY,
+                                           tags=tags)
 
     def close(self) -> None:
         self.store.dispose()

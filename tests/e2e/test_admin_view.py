@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from batch_cli.main import main
 from resources.control_store import ControlStore
 from resources.settings import Settings
 from resources.storage import ExportStore
-from tests.e2e.conftest import free_port, missing
+from tests.e2e.conftest import dagster_services, free_port, missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -63,14 +64,15 @@ def month_home(isolated_env, tmp_path_factory) -> Path:
     return home
 
 
-@pytest.fixture(scope="module")
-def view(month_home) -> Iterator[str]:
-    """`python -m batch_view` (the view alone) on a free port, stopped afterwards."""
+@contextmanager
+def serving(home: Path, dagster_url: str | None = None) -> Iterator[str]:
+    """`python -m batch_view` without its own Dagster UI on a free port, stopped afterwards."""
     port = free_port()
-    log = month_home / "view.log"
+    log = home / f"view_{port}.log"
+    extra = ["--dagster-url", dagster_url] if dagster_url else []
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "batch_view", "--no-dagster", "--host", "127.0.0.1",
-                                 "--port", str(port), "--workspace", str(WORKSPACE_YAML)],
+                                 "--port", str(port), "--workspace", str(WORKSPACE_YAML), *extra],
                                 env=dict(os.environ), cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}"
     try:
@@ -88,6 +90,12 @@ def view(month_home) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def view(month_home) -> Iterator[str]:
+    with serving(month_home) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +160,25 @@ def test_the_months_and_month_pages_of_a_materialized_month_render_in_chromium(v
 
     page.close()
     assert problems == []  # nothing refused by the CSP, no script error
+
+
+def test_alice_runs_the_month_from_the_view_through_the_dagster_queue(month_home, browser):
+    with dagster_services(Settings.from_env().dagster_home, dict(os.environ), month_home / "logs") as services, \
+            serving(month_home, services.url) as url:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(f"{url}/month/{MONTH}")
+        page.select_option("select[name=person]", "alice")
+        page.click("header button[type=submit]")
+        page.fill("form[action$='/run'] input[name=note]", "a third look from the view")
+        page.click("form[action$='/run'] button")
+        assert page.url.endswith(f"/month/{MONTH}")
+        store = ControlStore(Settings.from_env().control_url)
+        deadline = time.monotonic() + 240
+        while len(store.versions(MONTH)) < 3:
+            assert time.monotonic() < deadline, services.logs()
+            time.sleep(2)
+        version = store.versions(MONTH)[-1]
+        assert (version["version"], version["actor"], version["note"]) == (3, "alice", "a third look from the view")
+        page.goto(f"{url}/month/{MONTH}")
+        assert "a third look from the view" in page.locator("main").inner_text()
+        page.close()

@@ -129,3 +129,17 @@ def test_signing_in_is_refused_off_the_embedded_demo_and_for_people_without_a_de
         refused = post(deployment, "/signin", person="alice")
         assert refused.status_code in (400, 403)
         assert "batch_admin_session" not in refused.headers.get("set-cookie", "")
+
+
+def test_a_run_is_refused_by_the_clis_checks_before_anything_is_submitted(landed, browser):
+    post(browser, "/signin", person="bob")
+    not_admin = post(browser, f"/month/{landed.month}/run", note="again")
+    assert not_admin.status_code == 400 and "bob is not an admin" in not_admin.text
+    post(browser, "/signin", person="alice")
+    no_note = post(browser, f"/month/{landed.month}/run")
+    assert no_note.status_code == 400 and "from version 2 on a run needs a change note" in no_note.text
+    post(browser, f"/month/{landed.month}/lock", admins="alice")
+    post(browser, "/signin", person="carol")
+    locked = post(browser, f"/month/{landed.month}/run", note="mine")
+    assert locked.status_code == 400 and "alice" in PROBLEM.search(locked.text).group(1)
+    assert [v["version"] for v in browser.get(f"/month/{landed.month}.json").json()["versions"]] == [2, 1]
