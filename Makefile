@@ -27,7 +27,7 @@ test: $(VENV)/.installed  ## Lint, layering contract, types, then the whole test
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
-ui: $(VENV)/.installed  ## `dagster dev` (webserver and daemon) on the embedded default
+ui: $(VENV)/.installed  ## The admin view on UI_PORT, `dagster dev` (webserver and daemon) on UI_PORT+1; embedded default
 	$(BA) ui --port $(UI_PORT)
 
 ui-postgres: $(VENV)/.installed  ## The same on PostgreSQL (BATCH_ADMIN_POSTGRES_URL must be set)

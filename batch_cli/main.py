@@ -1275,20 +1275,17 @@ def migrate() -> None:
 
 
 @main.command()
-@click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65534))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @friendly
 def ui(port: int, host: str) -> None:
-    """The Dagster UI and daemon (`dagster dev`) on this deployment's instance and settings."""
+    """The admin view on PORT and the Dagster UI and daemon (`dagster dev`) on PORT + 1, on this deployment."""
     from batch_cli import instance as dagster_instance  # deferred: start-up speed (see the imports)
 
     dagster_instance.instance()  # prepares DAGSTER_HOME and sizes the solver pool
-    dagster = Path(sys.executable).with_name("dagster")
-    err.print(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={settings().dagster_home}); Ctrl-C stops it.")
-    # From DAGSTER_HOME: Dagster warns about a dagster.yaml in the working folder that is not the instance's.
-    os.chdir(settings().dagster_home)
-    os.execv(str(dagster), [str(dagster), "dev", "-w", str(dagster_instance.WORKSPACE_YAML),
-                            "-h", host, "-p", str(port)])
+    # A process of its own (python -m batch_view): the view is an entry point beside the CLI, not part of it.
+    os.execv(sys.executable, [sys.executable, "-m", "batch_view", "--host", host, "--port", str(port),
+                              "--workspace", str(dagster_instance.WORKSPACE_YAML)])
 
 
 @main.command()
