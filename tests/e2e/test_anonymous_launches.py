@@ -1,5 +1,6 @@
 """What an anonymous user of the Dagster UI (GraphQL `launchRun`, no key) cannot do, through a real
-webserver and daemon on the embedded default (issue 25: breaks 1, 2, 3 and the bad partition keys)."""
+webserver and daemon on the embedded default (issue 25: breaks 1, 2, 3 and the bad partition keys), and
+the one re-execution a failed run's ticket allows."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ import urllib.request
 import pandas as pd
 import pytest
 
+from batch.identity import DEFAULT_TICKET_MINUTES, DEMO_KEYS_DIR, TICKET_TAG, load_private_key, make_ticket
+from batch.lifecycle import EXECUTE_JOB
+from batch.months import previous_month
+from batch.roles import ACTOR_TAG, MONTH_TAG
 from tests.e2e.conftest import BIN, dagster_services
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -21,6 +26,7 @@ REPOSITORY = "__repository__"
 RUN_TIMEOUT_S = 300
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 MONTH = pd.Period(pd.Timestamp.today(), freq="M").strftime("%Y-%m")
+PARTITION_TAG = "dagster/partition"
 
 LAUNCH_RUN = """
 mutation Launch($params: ExecutionParams!) {
@@ -47,6 +53,22 @@ query Logs($id: ID!) {
   logsForRun(runId: $id) {
     ... on EventConnection { events { __typename ... on ExecutionStepFailureEvent { error { message }
       failureMetadata { label } } ... on MessageEvent { message } } }
+  }
+}"""
+
+
+RUNS_TAGGED = """
+query Runs($key: String!, $value: String!) {
+  runsOrError(filter: {tags: [{key: $key, value: $value}]}) { ... on Runs { results { runId } } }
+}"""
+
+BACKFILL = """
+mutation Backfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on Error { message }
   }
 }"""
 
@@ -103,8 +125,13 @@ def said(url: str, run_id: str) -> str:
     return "\n".join(json.dumps(e) for e in events)
 
 
-def status() -> dict:
-    return json.loads(cli("status", MONTH, "--json").stdout)
+def status(month: str = MONTH) -> dict:
+    return json.loads(cli("status", month, "--json").stdout)
+
+
+def runs_tagged(url: str, key: str, value: str) -> list[str]:
+    runs = graphql(url, RUNS_TAGGED, {"key": key, "value": value})[1]["data"]["runsOrError"]["results"]
+    return [r["runId"] for r in runs]
 
 
 @pytest.fixture(scope="module")
@@ -164,16 +191,29 @@ def test_an_anonymous_launch_of_a_carried_out_request_changes_nothing(ui):
                 if a["rule"] == "month_unlocked" and a["created_at"] > before["finalized_at"]]
 
 
-# Dagster's webserver parses the key when it creates the run, before any code of ours runs, and
-# answers a ValueError as a PythonError with HTTP 500 (docs/security.md, "Not yet").
-@pytest.mark.xfail(strict=True, reason="the webserver rejects a malformed key before the code location sees it")
-@pytest.mark.parametrize("key", ["2026-13", "../x"])
+# The instance (resources/batch_instance.py) checks a run's partition tags before it creates the run:
+# Dagster itself parsed the key there, and the webserver answered its ValueError with HTTP 500.
+@pytest.mark.parametrize("key", ["2026-13", "../x", "2099-01"])
 def test_a_launch_with_a_bad_partition_key_gets_a_clear_error(ui, key):
     url, _, _ = ui
-    code, answer = launch(url, "execute_job", {"dagster/partition": key})
+    code, answer = launch(url, "execute_job", {PARTITION_TAG: key})
     assert code == 200, answer
     result = answer["data"]["launchRun"]
-    assert result["__typename"] != "LaunchRunSuccess" and key in result["message"], result
+    assert result["__typename"] != "LaunchRunSuccess", result
+    assert f"Partition key {key!r}" in result["message"] and "a month YYYY-MM from" in result["message"], result
+    assert runs_tagged(url, PARTITION_TAG, key) == []
+    assert key not in json.dumps(json.loads(cli("status", "--json").stdout))
+
+
+def test_a_backfill_of_bad_partition_keys_is_refused_naming_them(ui):
+    url, _, _ = ui
+    code, answer = graphql(url, BACKFILL, {"params": {"partitionNames": ["2026-13", "../x"], "selector": {
+        "partitionSetName": f"{EXECUTE_JOB}_partition_set",
+        "repositorySelector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}}}})
+    assert code == 200, answer
+    result = answer["data"]["launchPartitionBackfill"]
+    assert result["__typename"] == "PartitionKeysNotFoundError" and "2026-13" in result["message"], result
+    assert runs_tagged(url, PARTITION_TAG, "2026-13") == []
 
 
 def test_a_launch_for_a_month_out_of_range_leaves_no_phantom_month(ui):
@@ -185,3 +225,26 @@ def test_a_launch_for_a_month_out_of_range_leaves_no_phantom_month(ui):
         assert finish(url, result["run"]["runId"])[0] == "FAILURE"
     overview = json.loads(cli("status", "--json").stdout)
     assert "2099-01" not in json.dumps(overview)
+
+
+def test_a_failed_run_is_re_executed_once_from_the_ui_and_that_re_execution_writes(ui):
+    """As the UI's re-execute: launchRun with the parent's tags (its ticket) and parentRunId = rootRunId."""
+    url, _, _ = ui
+    month = previous_month(MONTH)  # no inputs landed yet: the first run fails
+    cli("params", month, "--actor", "alice", "--set", "time_limit_s=1")
+    key = load_private_key("alice", str(DEMO_KEYS_DIR / "alice.key"))
+    tags = {PARTITION_TAG: month, MONTH_TAG: month, ACTOR_TAG: "alice",
+            TICKET_TAG: make_ticket(key, "alice", EXECUTE_JOB, [month], DEFAULT_TICKET_MINUTES).encode()}
+    failed = launched(url, EXECUTE_JOB, tags)
+    assert finish(url, failed)[0] == "FAILURE"
+    assert f"No inputs have landed for {month}" in said(url, failed)
+    assert status(month)["versions"] == []
+    cli("demo-data", month, "--requests", "120", "--resources", "12")
+    again = launched(url, EXECUTE_JOB, tags, parent=failed)
+    assert finish(url, again)[0] == "SUCCESS", said(url, again)
+    assert [v["version"] for v in status(month)["versions"]] == [1]
+    # The same parent once more: its ticket went to the first re-execution.
+    twice = launched(url, EXECUTE_JOB, tags, parent=failed)
+    assert finish(url, twice)[0] == "FAILURE"
+    assert f"was used by run {again}" in said(url, twice)
+    assert [v["version"] for v in status(month)["versions"]] == [1]
