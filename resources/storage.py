@@ -38,9 +38,11 @@ import xlsxwriter
 
 from batch import metrics as figures
 from batch.faults import crash_point
+from resources.export_filters import FILTER_COLUMNS, Filters, known_beyond_rows, landed_values
 from solvers.schema import STATUS_ALLOCATED, STATUS_EXCLUDED, STATUS_PINNED, STATUS_UNALLOCATED
 
-SCHEMA_VERSION = 1
+# 2: requested_units beside units (issue 28); files of schema 1 read with requested_units null.
+SCHEMA_VERSION = 2
 
 ALLOCATION_SCHEMA = pa.schema(
     [
@@ -53,6 +55,8 @@ ALLOCATION_SCHEMA = pa.schema(
         pa.field("priority", pa.int16(), nullable=False),
         pa.field("resource_id", pa.string(), nullable=True),
         pa.field("units", pa.int64(), nullable=False),
+        # What the request asked for, so an unallocated row (units 0) still shows it; null only in schema-1 files.
+        pa.field("requested_units", pa.int64(), nullable=True),
         pa.field("cost", pa.int64(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
         pa.field("reason", pa.string(), nullable=True),
@@ -62,6 +66,9 @@ ALLOCATION_SCHEMA = pa.schema(
     metadata={"batch_admin.schema_version": str(SCHEMA_VERSION)},
 )
 ALLOCATION_COLUMNS = ALLOCATION_SCHEMA.names
+
+# Nullable in the schema (older files lack them) but required of every row written now.
+WRITE_REQUIRED = frozenset({"requested_units"})
 
 STATUSES = (STATUS_ALLOCATED, STATUS_UNALLOCATED, STATUS_PINNED, STATUS_EXCLUDED)
 STATUSES_WITH_RESOURCE = (STATUS_ALLOCATED, STATUS_PINNED)
@@ -348,6 +355,8 @@ class ExportStore:
         resource: str | None = None,
         status: str | None = None,
         force: bool = False,
+        region: str | None = None,
+        standing: dict | None = None,
     ) -> dict:
         """Write a month's allocation (latest, a given or the final version), optionally filtered, to one file."""
         month = _check_month(month)
@@ -356,11 +365,8 @@ class ExportStore:
             raise ExportError(f"Unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}.")
         if final and version is not None:
             raise ExportError("Choose either a version or the final allocation, not both.")
-        service = _check_filter("service", service)
-        resource = _check_filter("resource", resource)
-        status = _check_filter("status", status)
-        if status is not None and status not in STATUSES:
-            raise ExportError(f"Unknown status {status!r}; expected one of {', '.join(STATUSES)}.")
+        filters = Filters.of(service=_check_filter("service", service), region=_check_filter("region", region),
+                             resource=_check_filter("resource", resource), status=_check_filter("status", status))
         if final:
             manifest = self.final_manifest(month)
             if manifest is None:
@@ -375,8 +381,13 @@ class ExportStore:
             path = self._complete_version_path(month, version)
             manifest = _read_manifest(path)
             source = path / DATA_FILE
-        table = _query_rows(source, service=service, resource=resource, status=status)
-        filters = {k: v for k, v in (("service", service), ("resource", resource), ("status", status)) if v is not None}
+        every = _query_rows(source, Filters())
+        unknown = filters.unknown(every, known_beyond_rows(manifest, STATUSES),
+                                  lambda name: landed_values(self.home, month, name))
+        if unknown:
+            raise ExportError(f"Cannot export {month} version {version}: {unknown}")
+        table = _query_rows(source, filters) if filters else every
+        empty = filters.empty(every) if filters and table.num_rows == 0 else None
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -389,7 +400,7 @@ class ExportStore:
             elif fmt == "csv":
                 _write_csv(table, tmp)
             else:
-                _write_xlsx(table, tmp, manifest=manifest, final=final, filters=filters)
+                _write_xlsx(table, tmp, manifest=manifest, final=final, filters=filters.values)
             os.replace(tmp, out)
         except OSError as exc:
             raise ExportError(f"Cannot write the export to {out}: {exc.strerror or exc}.") from None
@@ -402,7 +413,8 @@ class ExportStore:
             "month": month,
             "version": version,
             "final": final,
-            "filters": filters,
+            "filters": filters.values,
+            **({"empty": empty} if empty else {}),
         }
 
     def _check_target(self, out: Path | str, force: bool) -> Path:
@@ -572,7 +584,7 @@ def _allocation_table(rows: pd.DataFrame, month: str, version: int) -> pa.Table:
         raise ExportError(f"Allocation rows must have exactly the SPEC §6 columns; missing {missing}, unexpected {extra}.")
     rows = rows[ALLOCATION_COLUMNS]
     for field in ALLOCATION_SCHEMA:
-        if not field.nullable and rows[field.name].isna().any():
+        if (not field.nullable or field.name in WRITE_REQUIRED) and rows[field.name].isna().any():
             count = int(rows[field.name].isna().sum())
             raise ExportError(f"Column {field.name!r} has {count} empty values but is required.")
     bad_status = sorted(set(rows["status"].astype(str)) - set(STATUSES))
@@ -609,7 +621,15 @@ def _allocation_table(rows: pd.DataFrame, month: str, version: int) -> pa.Table:
 def _read_rows(path: Path) -> pd.DataFrame:
     """Rows of one data file as a DataFrame typed by ALLOCATION_SCHEMA."""
     # hive partitioning is off: month and version come from the file itself.
-    return pq.read_table(path, schema=ALLOCATION_SCHEMA, partitioning=None).to_pandas()
+    return _current_schema(pq.read_table(path, partitioning=None)).to_pandas()
+
+
+def _current_schema(table: pa.Table) -> pa.Table:
+    """A table of any schema version as ALLOCATION_SCHEMA: columns an older version lacks are null."""
+    for field in ALLOCATION_SCHEMA:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table.select(ALLOCATION_COLUMNS).cast(ALLOCATION_SCHEMA)
 
 
 def _read_manifest(directory: Path) -> dict:
@@ -705,18 +725,19 @@ def _check_json(payload: dict) -> None:
 _FILTER_SQL = """
 SELECT * FROM read_parquet($path, hive_partitioning = false)
 WHERE ($service::VARCHAR IS NULL OR service = $service)
+  AND ($region::VARCHAR IS NULL OR region = $region)
   AND ($resource::VARCHAR IS NULL OR resource_id = $resource)
   AND ($status::VARCHAR IS NULL OR status = $status)
 ORDER BY request_id
 """
 
 
-def _query_rows(path: Path, *, service: str | None, resource: str | None, status: str | None) -> pa.Table:
+def _query_rows(path: Path, filters: Filters) -> pa.Table:
     """Rows of one data file matching the filters; values are bound as parameters, never pasted into SQL."""
-    params = {"path": str(path), "service": service, "resource": resource, "status": status}
+    params = {"path": str(path), **{name: filters.values.get(name) for name in FILTER_COLUMNS}}
     with duckdb.connect() as con:
         table = con.sql(_FILTER_SQL, params=params).to_arrow_table()
-    return table.cast(ALLOCATION_SCHEMA)
+    return _current_schema(table)
 
 
 def _allocated_map(rows: pd.DataFrame) -> dict[str, str]:

@@ -20,6 +20,7 @@ def allocation_rows(specs: list[tuple[str, str | None]], *, service: str = "comp
                 "priority": 1 + index % 5,
                 "resource_id": resource_id,
                 "units": 10 + index,
+                "requested_units": 10 + index,
                 "cost": 0 if resource_id is None else 10,
                 "status": "allocated" if resource_id else "unallocated",
                 "reason": None if resource_id else "capacity_exhausted",

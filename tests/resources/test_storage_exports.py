@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import openpyxl
 import pandas as pd
@@ -139,7 +140,8 @@ def test_a_final_export_reads_the_official_copy(month, tmp_path):
         ({"fmt": "csv", "final": True}, "no final allocation"),
         ({"fmt": "csv", "final": True, "version": 1}, "not both"),
         ({"fmt": "csv", "version": 7}, "does not exist"),
-        ({"fmt": "csv", "status": "won"}, "Unknown status"),
+        ({"fmt": "csv", "status": "won"}, "unknown status 'won'; known statuses: allocated, excluded, pinned, "
+                                          "unallocated"),
         ({"fmt": "csv", "service": ""}, "non-empty"),
         ({"fmt": "csv", "resource": "A\nB"}, "control characters"),
         ({"fmt": "csv", "service": "x" * 500}, "longer than"),
@@ -164,18 +166,13 @@ def test_exporting_a_month_without_versions_is_a_clear_error(store, tmp_path):
     [
         ({"service": "compute"}, ["r1", "r2", "r3", "r4"]),
         ({"service": "storage"}, ["s1", "s2"]),
-        ({"service": "Compute"}, []),
-        ({"service": "comp"}, []),
         ({"resource": "A"}, ["r1", "r2"]),
         ({"status": "unallocated"}, ["r3"]),
         ({"status": "pinned"}, ["r4"]),
         ({"status": "excluded"}, ["s2"]),
         ({"service": "compute", "status": "allocated"}, ["r1", "r2"]),
         ({"service": "compute", "resource": "B", "status": "pinned"}, ["r4"]),
-        ({"service": "storage", "resource": "A"}, []),
-        ({"resource": "no-such-resource"}, []),
-        ({"service": "compute' OR '1'='1"}, []),
-        ({"resource": "A'); DROP TABLE x; --"}, []),
+        ({"service": "compute", "region": "eu"}, ["r1", "r2", "r3", "r4"]),
     ],
 )
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "xlsx"])
@@ -189,6 +186,34 @@ def test_filters_select_exactly_the_matching_rows(month, tmp_path, fmt, filters,
         got = [r[2] for r in openpyxl.load_workbook(result["path"])["allocations"].iter_rows(min_row=2, values_only=True)]
     assert got == expected
     assert result["rows"] == len(expected)
+
+
+@pytest.mark.parametrize(
+    "filters, message",
+    [
+        ({"service": "Compute"}, "unknown service 'Compute'; known services: compute, storage."),
+        ({"service": "comp"}, "unknown service 'comp'; known services: compute, storage."),
+        ({"region": "asia"}, "unknown region 'asia'; known regions: eu, us."),
+        ({"resource": "no-such-resource"}, "unknown resource 'no-such-resource'; known resources: A, B, C."),
+        ({"service": "compute' OR '1'='1"}, "unknown service"),
+        ({"resource": "A'); DROP TABLE x; --"}, "unknown resource"),
+        ({"service": "Repair", "status": "lost"}, "unknown service 'Repair'; known services: compute, storage; "
+                                                   "unknown status 'lost'; known statuses: allocated, excluded"),
+    ],
+)
+def test_an_unknown_filter_value_is_refused_with_the_known_values_and_nothing_is_written(month, tmp_path, filters,
+                                                                                         message):
+    with pytest.raises(ExportError, match=re.escape(message)):
+        month.export(MONTH, fmt="xlsx", out=tmp_path / "f.xlsx", **filters)
+    assert list(tmp_path.glob("*f.xlsx*")) == []
+
+
+def test_a_known_value_without_rows_says_so_beside_the_empty_export(month, tmp_path):
+    result = month.export(MONTH, fmt="csv", out=tmp_path / "f.csv", service="storage", resource="A")
+
+    assert result["rows"] == 0
+    assert result["empty"] == ("No row matches rows with service storage and resource A (of 6 rows: service storage: "
+                               "2 rows, resource A: 2 rows); the export holds no rows.")
 
 
 # -------------------------------------------------------- spreadsheet safety
