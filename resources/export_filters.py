@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -24,7 +24,7 @@ class Filters:
 
     @classmethod
     def of(cls, **given: str | None) -> Filters:
-        return cls({name: given[name] for name in FILTER_COLUMNS if given.get(name) is not None})
+        return cls({name: value for name in FILTER_COLUMNS if (value := given.get(name)) is not None})
 
     def __bool__(self) -> bool:
         return bool(self.values)
@@ -35,7 +35,7 @@ class Filters:
             return "every row of the version (no filter)"
         return "only rows with " + " and ".join(f"{name} {value}" for name, value in self.values.items())
 
-    def unknown(self, rows: pa.Table, extra: dict[str, Iterable[str]],
+    def unknown(self, rows: pa.Table, extra: Mapping[str, Iterable[str]],
                 more: Callable[[str], Iterable[str]]) -> str | None:
         """Why the filters name values the month does not know (None when every value is known).
 
@@ -80,8 +80,8 @@ def _listed(values: set[str]) -> str:
 
 def known_beyond_rows(manifest: dict, statuses: Iterable[str]) -> dict[str, list[str]]:
     """Values known without a row: every status, and the services and regions the manifest has capacity for."""
-    metrics = manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {}
-    groups = metrics.get("utilization_by_service_region") or []
+    metrics = manifest.get("metrics")
+    groups = (metrics.get("utilization_by_service_region") if isinstance(metrics, dict) else None) or []
     return {"status": list(statuses),
             "service": [str(g["service"]) for g in groups if isinstance(g, dict) and "service" in g],
             "region": [str(g["region"]) for g in groups if isinstance(g, dict) and "region" in g]}

@@ -23,8 +23,8 @@ def capacity_groups(manifest: dict, filters: Filters) -> pd.DataFrame:
     """Capacity per service and region in the filter's scope (from the manifest: rows do not know capacity).
 
     Empty when filtered by resource: a resource's capacity is not in the manifest."""
-    metrics = manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {}
-    records = metrics.get("utilization_by_service_region") or []
+    metrics = manifest.get("metrics")
+    records = (metrics.get("utilization_by_service_region") if isinstance(metrics, dict) else None) or []
     table = pd.DataFrame.from_records(records, columns=["service", "region", "capacity"]) if records else \
         pd.DataFrame(columns=["service", "region", "capacity"])
     if "resource" in filters.values:
@@ -51,7 +51,8 @@ def key_figures(frame: pd.DataFrame, manifest: dict, filters: Filters) -> list[t
         found["capacity_units"] = int(capacity["capacity"].sum())
         found["utilization"] = allocated_units / found["capacity_units"] if found["capacity_units"] else None
     if not filters:
-        solver = manifest.get("solver") if isinstance(manifest.get("solver"), dict) else {}
+        solver = manifest.get("solver")
+        solver = solver if isinstance(solver, dict) else {}
         found.update({k: solver.get(k) for k in ("objective", "bound")})
         found["gap"] = figures.relative_gap(solver.get("objective"), solver.get("bound"))
     return [(key, label, found[key]) for key, label in figures.HEADLINE
