@@ -1070,8 +1070,11 @@ def export(month: str, version: int | None, final: bool, fmt: str, service: str 
     if final and version is not None:
         raise CliError("Give --version N or --final, not both.")
     key = signer(who)  # before writing anything: no key, no export
+    from batch.report import standing_of  # deferred: start-up speed (see the imports)
+
     result = exports().export(month, fmt=fmt, out=out_path, version=version, final=final,
-                              service=service, region=region, resource=resource, status=status_, force=force)
+                              service=service, region=region, resource=resource, status=status_, force=force,
+                              standing=standing_of(store(), exports(), month, version, final))
     try:
         store().record_signed(sign(key, who, "export", month, {k: str(v) for k, v in result.items()} | {
             "filters": {"service": service, "region": region, "resource": resource, "status": status_}}))

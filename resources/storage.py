@@ -81,7 +81,7 @@ MANIFEST_FILE = "manifest.json"
 REPORT_FILE = "report.html"
 SIDECAR_FILES = frozenset({MANIFEST_FILE, REPORT_FILE})
 # Fields the store owns in every manifest; a caller may not set them.
-STORE_FIELDS = ("schema_version", "month", "version", "row_count", "files", "created_at")
+STORE_FIELDS = ("schema_version", "month", "version", "row_count", "files", "created_at", "standing")
 VERSION_STATUS = "proposed"
 FINAL_STATUS = "final"
 
@@ -244,7 +244,8 @@ class ExportStore:
         crash_point("final_copy")
         _pause_for_tests()
         full = {
-            **source_manifest,
+            # A version's standing describes that version; the final copy's own history is withdrawn_finals.
+            **{k: v for k, v in source_manifest.items() if k != "standing"},
             "status": FINAL_STATUS,
             "source": f"allocations/month={month}/version={version}",
             "finalized_at": _now(),
@@ -309,6 +310,16 @@ class ExportStore:
             if final is not None and isinstance(final.get("final_audit_anchor"), dict):
                 found.append({**final["final_audit_anchor"], "where": f"the final manifest of {month}"})
         return found
+
+    def write_standing(self, month: str, version: int, standing: dict) -> dict:
+        """Record where a version stands now (final, withdrawn final, proposed) in its manifest, atomically.
+
+        The one field of a version's manifest that changes after it is written; the data and checksums never do."""
+        path = self._complete_version_path(month, version)
+        _check_json(standing)
+        manifest = {**_read_manifest(path), "standing": standing}
+        _write_json_atomic(path / MANIFEST_FILE, manifest)
+        return manifest
 
     def report_path(self, month: str, version: int) -> Path:
         """The HTML report of a version, beside its manifest."""
