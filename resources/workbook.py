@@ -65,7 +65,7 @@ def write_workbook(frame: pd.DataFrame, path: Path, source: WorkbookSource) -> N
 
 
 def _scope(source: WorkbookSource, rows: int) -> str:
-    return sheets.scope_sentence(source.filters, rows, source.version_rows).split(". ")[0].rstrip(".")
+    return sheets.scope_sentence(source.filters, rows, source.version_rows).split("\n")[0].rstrip(".")
 
 
 class _Formats:
@@ -79,11 +79,13 @@ class _Formats:
         self.warning = workbook.add_format({"bold": True, "font_color": "#9C0006"})
         self.bold = workbook.add_format({"bold": True})
         self.wrap = workbook.add_format({"text_wrap": True, "valign": "top"})
-        self.count = workbook.add_format({"num_format": figures.XLSX_COUNT})
-        self.percent = workbook.add_format({"num_format": figures.XLSX_PERCENT})
-        self.gap = workbook.add_format({"num_format": figures.XLSX_GAP})
-        self.decimal = workbook.add_format({"num_format": figures.XLSX_DECIMAL})
-        self.integer = workbook.add_format({"num_format": "0"})
+        # Top-aligned, so that numbers stand level with a wrapped text beside them.
+        self.count = workbook.add_format({"num_format": figures.XLSX_COUNT, "valign": "top"})
+        self.percent = workbook.add_format({"num_format": figures.XLSX_PERCENT, "valign": "top"})
+        self.gap = workbook.add_format({"num_format": figures.XLSX_GAP, "valign": "top"})
+        self.decimal = workbook.add_format({"num_format": figures.XLSX_DECIMAL, "valign": "top"})
+        self.integer = workbook.add_format({"num_format": "0", "valign": "top"})
+        self.text = workbook.add_format({"valign": "top"})
 
     def for_column(self, name: str, series: pd.Series | None = None):
         """The number format of a column, by its name (ids and priorities stay plain)."""
@@ -124,15 +126,17 @@ def _write_summary(workbook, formats: _Formats, frame: pd.DataFrame, source: Wor
     state = standing.get("state") or ("final" if source.final else manifest.get("status") or "proposed")
     sheet.write_string(0, 0, sanitize_cell(f"{manifest.get('month')}, version {manifest.get('version')} ({state})"),
                        formats.title)
-    sheet.write_string(1, 0, sanitize_cell(sheets.scope_sentence(source.filters, len(frame), source.version_rows)),
-                       formats.warning if source.filters else formats.note)
-    row = 1
+    row = 0
+    # One sentence a line: the print area is as wide as the tables and the charts, no wider.
+    for line in sheets.scope_sentence(source.filters, len(frame), source.version_rows).split("\n"):
+        row += 1
+        sheet.write_string(row, 0, sanitize_cell(line), formats.warning if source.filters else formats.note)
     if source.filters and frame.empty:
         row += 1
         sheet.write_string(row, 0, "No row matches the filter: every figure below is zero.", formats.warning)
-    if standing.get("sentence"):
+    for line in _lines(str(standing.get("sentence") or "")):
         row += 1
-        sheet.write_string(row, 0, sanitize_cell(str(standing["sentence"])), formats.warning)
+        sheet.write_string(row, 0, sanitize_cell(line), formats.warning)
     row += 1
     header = row
     sheet.write_row(row, 0, ["figure", "value"], formats.header)
@@ -172,6 +176,17 @@ def _write_summary(workbook, formats: _Formats, frame: pd.DataFrame, source: Wor
     # The charts sit to the right of the tables, in columns D..L and 32 rows down at most.
     _print_setup(sheet, header, max(row, header + 32), 11, one_page=True)
     sheet.autofilter(header, 0, header, 1)
+
+
+def _lines(text: str, width: int = 150) -> list[str]:
+    """A long sentence cut at spaces into lines that fit the summary's printed width."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
 
 
 def _chart(workbook, sheet, kind: str, title: str, rows: tuple[int, int], at_row: int, color: str,
@@ -245,7 +260,7 @@ def _write_table(workbook, formats: _Formats, name: str, data: pd.DataFrame, *, 
         series = data[column]
         numeric = pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series)
         cell_formats.append(formats.for_column(column, series) if numeric else
-                            formats.wrap if column in wrap else None)
+                            formats.wrap if column in wrap else formats.text if wrap else None)
         width = wrap.get(column) or _column_width(column, series)
         sheet.set_column(col, col, width, cell_formats[-1])
         if numeric:

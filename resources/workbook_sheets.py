@@ -120,8 +120,8 @@ def unallocated(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def scope_sentence(filters: Filters, rows: int, version_rows: int) -> str:
-    """What the workbook holds, in words: the first line of the summary."""
+    """What the workbook holds, in words: the first lines of the summary (one sentence a line)."""
     if not filters:
         return f"All {version_rows:,} rows of the version; every sheet describes them."
-    return (f"Filtered: {filters.in_words()}: {rows:,} of {version_rows:,} rows. Every sheet describes these rows "
+    return (f"Filtered: {filters.in_words()}: {rows:,} of {version_rows:,} rows.\nEvery sheet describes these rows "
             f"only; the solver's objective, bound and gap (whole version) are left out.")

@@ -91,7 +91,8 @@ def test_the_workbook_of_a_withdrawn_final_says_so(month, tmp_path):
     summary = openpyxl.load_workbook(path)["summary"]
     assert summary["A1"].value == f"{MONTH}, version 2 (withdrawn final)"
     texts = [row[0] for row in summary.iter_rows(max_col=1, values_only=True) if row[0]]
-    standing = next(t for t in texts if t.startswith("Version 2 is a withdrawn final"))
+    first = texts.index(next(t for t in texts if t.startswith("Version 2 is a withdrawn final")))
+    standing = " ".join(texts[first:first + 3])  # the sentence, cut into lines that print
     assert "no version is final now" in standing and f"unlock request {unlock_id}" in standing
     details = {row[0]: row[1] for row in summary.iter_rows(max_col=2, values_only=True) if row[0]}
     assert details["run id"] == "run-2" and details["final version now"] == "none"
