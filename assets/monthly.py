@@ -24,7 +24,7 @@ from batch.landing import require_inputs
 from batch.lifecycle import carry_out_finalize
 from batch.metrics import relative_gap, utilization_records, version_metrics
 from batch.months import previous_month
-from batch.report import VersionView, version_view
+from batch.report import VersionView, refresh_standing, version_view
 from batch.roles import RoleError
 from checks import asset_checks, names
 from checks.table_metadata import table_metadata
@@ -280,8 +280,9 @@ def final_allocation(context: dg.AssetExecutionContext, config: FinalizeConfig,
     except (ControlError, RoleError, IdentityError) as exc:
         raise refuse(str(exc)) from None
     version = int(manifest["version"])
+    # Every version's standing changes (this one is final now, an earlier final says it was withdrawn).
+    refresh_standing(store, exports, month)
     view = version_view(store, exports, month, version)
-    exports.write_report(month, version, view.to_html())  # the report now tells who approved it
     yield dg.MaterializeResult(metadata={
         **version_metadata(view), "finalized by": str(manifest.get("finalized_by")),
         "approver": str(manifest.get("approved_by")), "request": config.request_id,

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from batch.approvals import APPROVED, KIND_FINALIZE, KIND_UNLOCK, data_checksum
 from batch.errors import ControlError
 from batch.faults import crash_point
+from batch.standing import withdrawals
 
 # Phases of a month (SPEC §4): open -> planning -> proposed -> finalized (-> proposed by unlock).
 PHASE_OPEN = "open"
@@ -61,9 +62,11 @@ def carry_out_finalize(store: Any, exports: Exports, request_id: str, month: str
 
 
 def _publish(store: Any, exports: Exports, request: Any, month: str, run_id: str) -> None:
+    # run_id stays the run that computed the version; the finalize run is finalize_run_id.
     exports.write_final(month, int(request.version), {
         "finalized_by": request.requested_by, "approved_by": request.decided_by, "request_id": request.id,
-        "run_id": run_id, "final_audit_anchor": store.audit_anchor()})
+        "finalize_run_id": run_id, "final_audit_anchor": store.audit_anchor(),
+        "withdrawn_finals": [w.as_json() for w in withdrawals(store.requests(month))]})
     if not exports.verify_final(month):
         raise ControlError(f"The official copy of {month} fails its checksums right after it was written.")
 

@@ -15,7 +15,8 @@ from solvers.greedy import greedy_fill, initial_assignment
 from solvers.schema import AllocationInstance, Proposal, SolverParams
 
 ROW_COLUMNS = ["month", "version", "request_id", "customer_id", "service", "region", "priority",
-               "resource_id", "units", "cost", "status", "reason", "reason_detail"]
+               "resource_id", "units", "requested_units", "cost", "status", "reason",
+               "reason_detail"]
 
 
 @dataclass
@@ -154,13 +155,15 @@ def conflicts(instance: AllocationInstance) -> pd.DataFrame:
 
 def allocation_rows(month: str, version: int, instance: AllocationInstance, proposal: Proposal) -> pd.DataFrame:
     """The export rows of SPEC §6: one per request, request fields joined to the allocation."""
-    req = instance.requests[["request_id", "customer_id", "service", "region", "priority"]]
+    req = instance.requests[["request_id", "customer_id", "service", "region", "priority", "units"]].rename(
+        columns={"units": "requested_units"})
     rows = req.merge(proposal.allocations, on="request_id", how="left", validate="one_to_one")
     rows.insert(0, "month", month)
     rows.insert(1, "version", version)
     rows["units"] = rows["units"].fillna(0).astype("int64")
     rows["cost"] = rows["cost"].fillna(0).astype("int64")
     rows["priority"] = rows["priority"].astype("int64")
+    rows["requested_units"] = rows["requested_units"].astype("int64")
     rows["reason_detail"] = rows["detail"] if "detail" in rows.columns else None
     return rows[ROW_COLUMNS]
 

@@ -31,6 +31,7 @@ from batch.metrics import (
     utilization_table,
     version_metrics,
 )
+from batch.standing import STATE_WITHDRAWN, Standing, ever_final, version_standing
 
 TOP_REASONS = 8
 TOP_MOVES = 20
@@ -58,6 +59,8 @@ class VersionView:
     audit: list[dict[str, Any]] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    # Final now, a withdrawn final or proposed, and the run that computed the version.
+    standing: Standing | None = None
     # The rendered charts, made once: the HTML report and the Dagster metadata show the same PNGs.
     _charts: list[charts.Chart] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -67,7 +70,8 @@ class VersionView:
 
     @property
     def title(self) -> str:
-        return f"{self.month}, version {self.version} ({'final' if self.final else 'proposed'})"
+        state = self.standing.state if self.standing else "final" if self.final else "proposed"
+        return f"{self.month}, version {self.version} ({state})"
 
     def headline(self) -> list[tuple[str, str]]:
         return headline(self.figures)
@@ -94,10 +98,13 @@ class VersionView:
         for reason, count in list(self.reasons.items())[:TOP_REASONS]:
             details = left_out.loc[left_out["reason"] == reason, "reason_detail"].dropna() \
                 if "reason_detail" in left_out else pd.Series(dtype=object)
+            asked = left_out.loc[left_out["reason"] == reason, "requested_units"] \
+                if "requested_units" in left_out else pd.Series(dtype="Int64")
             records.append({"reason": reason.replace("_", " "), "requests": format_count(count),
                             "share of requests": format_percent(count / len(self.rows)) if len(self.rows) else "–",
+                            "requested units": format_count(asked.sum()) if asked.notna().all() else "–",
                             "example": str(details.iloc[0]) if len(details) else ""})
-        return pd.DataFrame(records, columns=["reason", "requests", "share of requests", "example"])
+        return pd.DataFrame(records, columns=["reason", "requests", "share of requests", "requested units", "example"])
 
     def service_table(self) -> pd.DataFrame:
         """Utilization per service and region, formatted."""
@@ -135,7 +142,8 @@ class VersionView:
         embedded PNG) behind "[Show Markdown]": the tables stay short so that they show inline.
         """
         # Lists rather than tables: the UI's value column is narrow, and list items wrap where table cells are cut.
-        sections = {"summary": "\n".join(f"- {label}: **{value}**" for label, value in self.headline())}
+        sections = {"standing": self.standing.sentence()} if self.standing else {}
+        sections["summary"] = "\n".join(f"- {label}: **{value}**" for label, value in self.headline())
         if self.manifest.get("note"):
             sections["why this version"] = str(self.manifest["note"])
         if self.diff:
@@ -189,9 +197,11 @@ def version_view(store, exports, month: str, version: int | None = None, *,
     resources = resources if resources is not None else landed.resources
     requests = requests if requests is not None else landed.requests
     figures = figures_of(manifest, rows, resources, requests)
+    standing = version_standing(store.requests(month), state, version,
+                                exports.manifest(month, version).get("run_id"))
     view = VersionView(month=month, version=version, final=final, phase=state["phase"], manifest=manifest,
                        rows=rows, figures=figures, history=trend(store, month),
-                       problems=[landed.problem] if landed.problem else [])
+                       problems=[landed.problem] if landed.problem else [], standing=standing)
     if resources is not None:
         view.utilization = utilization_table(rows, resources, by="service_region")
         view.resource_utilization = utilization_table(rows, resources, by="resource")
@@ -203,6 +213,35 @@ def version_view(store, exports, month: str, version: int | None = None, *,
     view.audit = store.audit_entries(month)
     view.links = _links(exports, month, version, view.diff)
     return view
+
+
+def refresh_standing(store, exports, month: str) -> list[int]:
+    """After a finalize or an unlock: every version's manifest records its standing, and the report of every
+    version that is or was final is written again (a withdrawn final says so, and which version is final now).
+    Returns the versions whose reports were rewritten."""
+    requests = store.requests(month)
+    state = store.month(month)
+    for version in exports.versions(month):
+        standing = version_standing(requests, state, version, exports.manifest(month, version).get("run_id"))
+        exports.write_standing(month, version, standing.as_json())
+    rewritten = [v for v in ever_final(requests) if v in exports.versions(month)]
+    for version in rewritten:
+        exports.write_report(month, version, version_view(store, exports, month, version).to_html())
+    return rewritten
+
+
+def standing_of(store, exports, month: str, version: int | None = None, final: bool = False) -> dict[str, Any] | None:
+    """The standing of the version an export reads (a given one, the final copy's, or the latest), as JSON."""
+    if final:
+        manifest = exports.final_manifest(month)
+        version = int(manifest["version"]) if manifest else None
+    elif version is None:
+        version = exports.latest_version(month)
+    if version is None or version not in exports.versions(month):
+        return None  # the export itself says what is missing
+    standing = version_standing(store.requests(month), store.month(month), version,
+                                exports.manifest(month, version).get("run_id"))
+    return standing.as_json()
 
 
 def figures_of(manifest: dict[str, Any], rows: pd.DataFrame, resources: pd.DataFrame | None,
@@ -321,16 +360,24 @@ def render_html(view: VersionView) -> str:
     charts_by_name = {chart.name: chart for chart in view.charts()}
     made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     m = view.manifest
+    # The run that computed the version (a final copy's manifest once named the finalize run instead).
+    run = view.standing.computed_by_run if view.standing else m.get("run_id")
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{esc(view.title)}</title>"
              f"<style>{_CSS}</style></head><body>",
              f"<h1>{esc(view.title)}</h1>",
              f"<p class='sub'>written {esc(_when(m.get('created_at')))} by {esc(str(m.get('actor') or 'unknown'))}"
-             f" (run {esc(str(m.get('run_id') or '–'))}); phase {esc(view.phase)}; report made {made}</p>"]
+             f" (computed by run {esc(str(run or '–'))}); phase {esc(view.phase)}; report made {made}</p>"]
+    if view.standing:
+        css = "problem" if view.standing.state == STATE_WITHDRAWN else "sub"
+        parts.append(f"<p class='{css}' data-standing='{esc(view.standing.state)}'><b>Standing:</b> "
+                     f"{esc(view.standing.sentence())}</p>")
     if m.get("note"):
         parts.append(f"<p><b>Why this version:</b> {esc(str(m['note']))}</p>")
     if view.final:
         parts.append(f"<p><b>Official:</b> finalized by {esc(str(m.get('finalized_by')))}, approved by "
-                     f"{esc(str(m.get('approved_by')))} at {esc(_when(m.get('finalized_at')))}</p>")
+                     f"{esc(str(m.get('approved_by')))} at {esc(_when(m.get('finalized_at')))}"
+                     + (f" (finalize run {esc(str(m['finalize_run_id']))})" if m.get("finalize_run_id") else "")
+                     + "</p>")
     parts.append("<div class='cards'>" + "".join(
         f"<div class='card'><div class='v'>{esc(value)}</div><div class='k'>{esc(label)}</div></div>"
         for label, value in view.headline()) + "</div>")
@@ -347,7 +394,7 @@ def render_html(view: VersionView) -> str:
                  f"allocated ({format_figure('unallocated_ratio', view.figures.get('unallocated_ratio'))} "
                  f"unallocated, {format_count(view.figures.get('excluded', 0))} excluded by admins).</p>")
     parts.append(_figure(charts_by_name.get("unallocated_by_reason")))
-    parts.append(_table(view.reason_table(), numeric={"requests", "share of requests"}))
+    parts.append(_table(view.reason_table(), numeric={"requests", "share of requests", "requested units"}))
 
     parts.append(advice_html((m.get("metrics") or {}).get(ADVICE_KEY)))  # batch/advice.py
 

@@ -1091,6 +1091,7 @@ def repair(month: str, actor: str | None, as_json: bool) -> None:
 @click.option("--final", is_flag=True, help="The official allocation of a finalized month.")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "xlsx"]), default="csv", show_default=True)
 @click.option("--service")
+@click.option("--region")
 @click.option("--resource")
 @click.option("--status", "status_")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
@@ -1099,7 +1100,7 @@ def repair(month: str, actor: str | None, as_json: bool) -> None:
 @click.option("--actor", help="Who exports (anyone in the roles file; else BATCH_ADMIN_ACTOR).")
 @click.option("--json", "as_json", is_flag=True)
 @friendly
-def export(month: str, version: int | None, final: bool, fmt: str, service: str | None,
+def export(month: str, version: int | None, final: bool, fmt: str, service: str | None, region: str | None,
            resource: str | None, status_: str | None, out_path: Path, force: bool, actor: str | None,
            as_json: bool) -> None:
     """Export a whole month, or a filtered part of it, as Parquet, CSV or XLSX."""
@@ -1108,15 +1109,19 @@ def export(month: str, version: int | None, final: bool, fmt: str, service: str 
     if final and version is not None:
         raise CliError("Give --version N or --final, not both.")
     key = signer(who)  # before writing anything: no key, no export
+    from batch.report import standing_of  # deferred: start-up speed (see the imports)
+
     result = exports().export(month, fmt=fmt, out=out_path, version=version, final=final,
-                              service=service, resource=resource, status=status_, force=force)
+                              service=service, region=region, resource=resource, status=status_, force=force,
+                              standing=standing_of(store(), exports(), month, version, final))
     try:
         store().record_signed(sign(key, who, "export", month, {k: str(v) for k, v in result.items()} | {
-            "filters": {"service": service, "resource": resource, "status": status_}}))
+            "filters": {"service": service, "region": region, "resource": resource, "status": status_}}))
     except (IdentityError, RoleError):
         Path(result["path"]).unlink(missing_ok=True)  # an export nobody can be held to is not left behind
         raise
-    emit(result, as_json, lambda: out.print(f"Wrote {result['rows']} rows to {result['path']}"))
+    emit(result, as_json, lambda: out.print(f"Wrote {result['rows']} rows to {result['path']}"
+                                            + (f". {result['empty']}" if result.get("empty") else ""), markup=False))
 
 
 @main.command()

@@ -30,6 +30,7 @@ def synthetic_rows(rows: int, resources: int, seed: int = 0) -> pd.DataFrame:
     reason = np.where(status == "unallocated", "capacity_exhausted", np.where(status == "excluded", "excluded", None))
     customer = np.char.add("cust-", rng.integers(0, rows // 10 + 1, rows).astype(str)).astype(object)
     customer[::997] = "=HYPERLINK(\"http://example.com\")"
+    asked = rng.integers(1, 100, rows)
     return pd.DataFrame(
         {
             "request_id": np.char.add("req-", np.arange(rows).astype(str)),
@@ -38,7 +39,8 @@ def synthetic_rows(rows: int, resources: int, seed: int = 0) -> pd.DataFrame:
             "region": rng.choice(regions, rows),
             "priority": rng.integers(1, 6, rows),
             "resource_id": resource,
-            "units": rng.integers(1, 100, rows),
+            "units": np.where(with_resource, asked, 0),
+            "requested_units": asked,
             "cost": np.where(with_resource, rng.choice([0, 10], rows), 0),
             "status": status,
             "reason": reason,
@@ -62,7 +64,8 @@ def main() -> None:
     shuffle = moved.index[moved["status"] == "allocated"][:: 20]
     moved.loc[shuffle, "resource_id"] = "res-0"
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
+        home = Path(tmp) / "home"
+        files = Path(tmp)  # exports go outside the home (check_target refuses the home folder)
         store = ExportStore(home)
         manifest = {"run_id": "bench", "actor": "bench", "metrics": {"objective": 1.0}}
         timings: dict[str, float] = {"rows": args.rows}
@@ -72,11 +75,11 @@ def main() -> None:
         timings["read_version_s"], _ = timed(lambda: store.read_version(MONTH, 1))
         sizes = {}
         for fmt in ("parquet", "csv", "xlsx"):
-            out = home / f"all.{fmt}"
+            out = files / f"all.{fmt}"
             timings[f"export_{fmt}_s"], _ = timed(lambda fmt=fmt, out=out: store.export(MONTH, fmt=fmt, out=out, version=1))
             sizes[f"{fmt}_mb"] = round(out.stat().st_size / 1e6, 2)
         timings["export_csv_filtered_s"], filtered = timed(
-            lambda: store.export(MONTH, fmt="csv", out=home / "f.csv", version=1, service="compute", status="allocated")
+            lambda: store.export(MONTH, fmt="csv", out=files / "f.csv", version=1, service="compute", status="allocated")
         )
         timings["filtered_rows"] = filtered["rows"]
         timings["diff_s"], diff = timed(lambda: store.diff(MONTH, 1, 2))

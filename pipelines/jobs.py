@@ -18,7 +18,9 @@ from batch.alert_rules import unlock_alert
 from batch.errors import ControlError
 from batch.identity import IdentityError
 from batch.lifecycle import EXECUTE_JOB, FINALIZE_JOB, PLAN_JOB, UNLOCK_JOB, carry_out_unlock
+from batch.report import refresh_standing
 from batch.roles import MONTH_TAG, RoleError
+from batch.standing import withdrawals
 from resources.dagster_resources import AlertsResource, ControlStoreResource, StorageResource
 
 __all__ = ["ACTUALS_JOB", "EXECUTE_JOB", "FINALIZE_JOB", "PLAN_JOB", "UNLOCK_JOB"]
@@ -69,15 +71,29 @@ def unlock_finalized_month(context: dg.OpExecutionContext, config: UnlockConfig,
                            storage: StorageResource, alerts: AlertsResource) -> None:
     """Return a finalized month to proposed as approved, audited, with an alert; its official copy is withdrawn."""
     store = control.store()
+    exports = storage.exports()
     try:
         request = store.request(config.request_id)
         claim_request(context, store, request.id, str(request.month))
-        done = carry_out_unlock(store, storage.exports(), request.id, str(request.month), context.run.run_id)
+        done = carry_out_unlock(store, exports, request.id, str(request.month), context.run.run_id)
     except (ControlError, RoleError, IdentityError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
+    refresh_standing(store, exports, str(done.month))
+    context.log_event(withdrawn_final_materialization(store, str(done.month), done))
     alerts.dispatcher(store).raise_alert(unlock_alert(str(done.month), done.requested_by, str(done.decided_by),
                                                       done.text))
     context.log.info(f"Month {done.month} unlocked and back to proposed (request {done.id}).")
+
+
+def withdrawn_final_materialization(store, month: str, unlock) -> dg.AssetMaterialization:
+    """The final allocation of a month after an unlock: no official copy; the withdrawn version, when and by whom."""
+    withdrawn = [w for w in withdrawals(store.requests(month)) if w.unlock_request == unlock.id]
+    sentence = (f"Withdrawn: {withdrawn[0].sentence()}. No version is final now." if withdrawn
+                else f"Withdrawn by unlock request {unlock.id}. No version is final now.")
+    return dg.AssetMaterialization(asset_key="final_allocation", partition=month, description=sentence, metadata={
+        "standing": dg.MetadataValue.md(sentence), "status": "withdrawn",
+        "withdrawn version": int(unlock.binding.get("final_version") or 0), "unlock request": unlock.id,
+        "requested by": unlock.requested_by, "approved by": str(unlock.decided_by), "reason": unlock.text})
 
 
 @dg.job(name=UNLOCK_JOB, description="Audited unlock of a finalized month (four eyes).")

@@ -34,15 +34,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import xlsxwriter
 
 from batch import metrics as figures
 from batch.faults import crash_point
-from resources.advice_files import advice_sheet
+from resources.cells import sanitize_series
+from resources.export_filters import FILTER_COLUMNS, Filters, known_beyond_rows, landed_values
 from resources.safe_write import UnsafeTarget, write_export
+from resources.workbook import WorkbookSource, write_workbook
 from solvers.schema import STATUS_ALLOCATED, STATUS_EXCLUDED, STATUS_PINNED, STATUS_UNALLOCATED
 
-SCHEMA_VERSION = 1
+# 2: requested_units beside units (issue 28); files of schema 1 read with requested_units null.
+SCHEMA_VERSION = 2
 
 ALLOCATION_SCHEMA = pa.schema(
     [
@@ -55,6 +57,8 @@ ALLOCATION_SCHEMA = pa.schema(
         pa.field("priority", pa.int16(), nullable=False),
         pa.field("resource_id", pa.string(), nullable=True),
         pa.field("units", pa.int64(), nullable=False),
+        # What the request asked for, so an unallocated row (units 0) still shows it; null only in schema-1 files.
+        pa.field("requested_units", pa.int64(), nullable=True),
         pa.field("cost", pa.int64(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
         pa.field("reason", pa.string(), nullable=True),
@@ -64,6 +68,9 @@ ALLOCATION_SCHEMA = pa.schema(
     metadata={"batch_admin.schema_version": str(SCHEMA_VERSION)},
 )
 ALLOCATION_COLUMNS = ALLOCATION_SCHEMA.names
+
+# Nullable in the schema (older files lack them) but required of every row written now.
+WRITE_REQUIRED = frozenset({"requested_units"})
 
 STATUSES = (STATUS_ALLOCATED, STATUS_UNALLOCATED, STATUS_PINNED, STATUS_EXCLUDED)
 STATUSES_WITH_RESOURCE = (STATUS_ALLOCATED, STATUS_PINNED)
@@ -75,17 +82,13 @@ MANIFEST_FILE = "manifest.json"
 REPORT_FILE = "report.html"
 SIDECAR_FILES = frozenset({MANIFEST_FILE, REPORT_FILE})
 # Fields the store owns in every manifest; a caller may not set them.
-STORE_FIELDS = ("schema_version", "month", "version", "row_count", "files", "created_at")
+STORE_FIELDS = ("schema_version", "month", "version", "row_count", "files", "created_at", "standing")
 VERSION_STATUS = "proposed"
 FINAL_STATUS = "final"
 
 # Test hook: seconds to sleep after the data files are written and before the manifest,
 # so that a test can SIGKILL a writer mid-version.
 TEST_PAUSE_ENV = "BATCH_ADMIN_EXPORT_TEST_PAUSE_S"
-
-# OWASP CSV injection: cells starting with these characters are neutralized.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-_FORMULA_PATTERN = r"^[=+\-@\t\r]"
 
 MAX_FILTER_LENGTH = 200
 XLSX_MAX_ROWS = 1_048_576
@@ -105,22 +108,6 @@ class VersionInfo:
     version: int
     path: Path
     manifest: dict
-
-
-def sanitize_cell(value: Any) -> Any:
-    """Neutralize text a spreadsheet would run as a formula (OWASP); other values pass through."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
-def _sanitize_series(series: pd.Series) -> pd.Series:
-    """Vectorized sanitize_cell for a column of text."""
-    text = series.astype("string")
-    risky = text.str.contains(_FORMULA_PATTERN, regex=True, na=False)
-    if not risky.any():
-        return series
-    return text.where(~risky, "'" + text).astype(object).where(text.notna(), None)
 
 
 class ExportStore:
@@ -258,7 +245,8 @@ class ExportStore:
         crash_point("final_copy")
         _pause_for_tests()
         full = {
-            **source_manifest,
+            # A version's standing describes that version; the final copy's own history is withdrawn_finals.
+            **{k: v for k, v in source_manifest.items() if k != "standing"},
             "status": FINAL_STATUS,
             "source": f"allocations/month={month}/version={version}",
             "finalized_at": _now(),
@@ -324,6 +312,16 @@ class ExportStore:
                 found.append({**final["final_audit_anchor"], "where": f"the final manifest of {month}"})
         return found
 
+    def write_standing(self, month: str, version: int, standing: dict) -> dict:
+        """Record where a version stands now (final, withdrawn final, proposed) in its manifest, atomically.
+
+        The one field of a version's manifest that changes after it is written; the data and checksums never do."""
+        path = self._complete_version_path(month, version)
+        _check_json(standing)
+        manifest = {**_read_manifest(path), "standing": standing}
+        _write_json_atomic(path / MANIFEST_FILE, manifest)
+        return manifest
+
     def report_path(self, month: str, version: int) -> Path:
         """The HTML report of a version, beside its manifest."""
         return self.version_path(month, version) / REPORT_FILE
@@ -350,6 +348,8 @@ class ExportStore:
         resource: str | None = None,
         status: str | None = None,
         force: bool = False,
+        region: str | None = None,
+        standing: dict | None = None,
     ) -> dict:
         """Write a month's allocation (latest, a given or the final version), optionally filtered, to one file."""
         month = _check_month(month)
@@ -358,11 +358,8 @@ class ExportStore:
             raise ExportError(f"Unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}.")
         if final and version is not None:
             raise ExportError("Choose either a version or the final allocation, not both.")
-        service = _check_filter("service", service)
-        resource = _check_filter("resource", resource)
-        status = _check_filter("status", status)
-        if status is not None and status not in STATUSES:
-            raise ExportError(f"Unknown status {status!r}; expected one of {', '.join(STATUSES)}.")
+        filters = Filters.of(service=_check_filter("service", service), region=_check_filter("region", region),
+                             resource=_check_filter("resource", resource), status=_check_filter("status", status))
         if final:
             manifest = self.final_manifest(month)
             if manifest is None:
@@ -382,8 +379,15 @@ class ExportStore:
             raise ExportError(f"{what} at {source.parent} fails its checksums (the sha256 of its manifest): it is "
                               f"damaged and is not exported; `batch-admin audit --verify` and `batch-admin repair "
                               f"{month}` look into it.")
-        table = _query_rows(source, service=service, resource=resource, status=status)
-        filters = {k: v for k, v in (("service", service), ("resource", resource), ("status", status)) if v is not None}
+        every = _query_rows(source, Filters())
+        unknown = filters.unknown(every, known_beyond_rows(manifest, STATUSES),
+                                  lambda name: landed_values(self.home, month, name))
+        if unknown:
+            raise ExportError(f"Cannot export {month} version {version}: {unknown}")
+        table = _query_rows(source, filters) if filters else every
+        empty = filters.empty(every) if filters and table.num_rows == 0 else None
+        if fmt == "xlsx" and table.num_rows + 1 > XLSX_MAX_ROWS:
+            raise ExportError(f"{table.num_rows} rows exceed the XLSX sheet limit; export as CSV or Parquet instead.")
 
         def write(handle: Any) -> None:
             if fmt == "parquet":
@@ -391,7 +395,8 @@ class ExportStore:
             elif fmt == "csv":
                 _write_csv(table, handle)
             else:
-                _write_xlsx(table, handle, manifest=manifest, final=final, filters=filters)
+                write_workbook(table.to_pandas(), handle, WorkbookSource(manifest, final, filters, every.num_rows,
+                                                                         standing or manifest.get("standing")))
 
         try:
             write_export(self.home, self.protected, out, write, force)
@@ -404,7 +409,8 @@ class ExportStore:
             "month": month,
             "version": version,
             "final": final,
-            "filters": filters,
+            "filters": filters.values,
+            **({"empty": empty} if empty else {}),
         }
 
     def _check_target(self, out: Path | str, force: bool) -> Path:
@@ -574,7 +580,7 @@ def _allocation_table(rows: pd.DataFrame, month: str, version: int) -> pa.Table:
         raise ExportError(f"Allocation rows must have exactly the SPEC §6 columns; missing {missing}, unexpected {extra}.")
     rows = rows[ALLOCATION_COLUMNS]
     for field in ALLOCATION_SCHEMA:
-        if not field.nullable and rows[field.name].isna().any():
+        if (not field.nullable or field.name in WRITE_REQUIRED) and rows[field.name].isna().any():
             count = int(rows[field.name].isna().sum())
             raise ExportError(f"Column {field.name!r} has {count} empty values but is required.")
     bad_status = sorted(set(rows["status"].astype(str)) - set(STATUSES))
@@ -611,7 +617,15 @@ def _allocation_table(rows: pd.DataFrame, month: str, version: int) -> pa.Table:
 def _read_rows(path: Path) -> pd.DataFrame:
     """Rows of one data file as a DataFrame typed by ALLOCATION_SCHEMA."""
     # hive partitioning is off: month and version come from the file itself.
-    return pq.read_table(path, schema=ALLOCATION_SCHEMA, partitioning=None).to_pandas()
+    return _current_schema(pq.read_table(path, partitioning=None)).to_pandas()
+
+
+def _current_schema(table: pa.Table) -> pa.Table:
+    """A table of any schema version as ALLOCATION_SCHEMA: columns an older version lacks are null."""
+    for field in ALLOCATION_SCHEMA:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table.select(ALLOCATION_COLUMNS).cast(ALLOCATION_SCHEMA)
 
 
 def _read_manifest(directory: Path) -> dict:
@@ -707,18 +721,19 @@ def _check_json(payload: dict) -> None:
 _FILTER_SQL = """
 SELECT * FROM read_parquet($path, hive_partitioning = false)
 WHERE ($service::VARCHAR IS NULL OR service = $service)
+  AND ($region::VARCHAR IS NULL OR region = $region)
   AND ($resource::VARCHAR IS NULL OR resource_id = $resource)
   AND ($status::VARCHAR IS NULL OR status = $status)
 ORDER BY request_id
 """
 
 
-def _query_rows(path: Path, *, service: str | None, resource: str | None, status: str | None) -> pa.Table:
+def _query_rows(path: Path, filters: Filters) -> pa.Table:
     """Rows of one data file matching the filters; values are bound as parameters, never pasted into SQL."""
-    params = {"path": str(path), "service": service, "resource": resource, "status": status}
+    params = {"path": str(path), **{name: filters.values.get(name) for name in FILTER_COLUMNS}}
     with duckdb.connect() as con:
         table = con.sql(_FILTER_SQL, params=params).to_arrow_table()
-    return table.cast(ALLOCATION_SCHEMA)
+    return _current_schema(table)
 
 
 def _allocated_map(rows: pd.DataFrame) -> dict[str, str]:
@@ -772,270 +787,5 @@ def _write_csv(table: pa.Table, path: Path | BinaryIO) -> None:
     frame = table.to_pandas()
     for column in frame.columns:
         if pa.types.is_string(table.schema.field(column).type):
-            frame[column] = _sanitize_series(frame[column])
+            frame[column] = sanitize_series(frame[column])
     frame.to_csv(path, index=False, encoding="utf-8", lineterminator="\n")
-
-
-def _aggregates(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The XLSX data sheets after the summary, computed from the (possibly filtered) allocation rows."""
-    allocated = frame[frame["resource_id"].notna()]
-    per_resource = (
-        allocated.groupby(["resource_id", "service", "region"], as_index=False)
-        .agg(requests=("request_id", "count"), units=("units", "sum"), cost=("cost", "sum"))
-        .sort_values("resource_id")
-    )
-    keyed = frame.assign(
-        is_allocated=frame["resource_id"].notna(),
-        units_allocated=frame["units"].where(frame["resource_id"].notna(), 0),
-    )
-    per_service_region = keyed.groupby(["service", "region"], as_index=False).agg(
-        requests=("request_id", "count"),
-        allocated=("is_allocated", "sum"),
-        units_allocated=("units_allocated", "sum"),
-        cost=("cost", "sum"),
-    )
-    per_service_region["allocated"] = per_service_region["allocated"].astype("int64")
-    per_service_region["unallocated"] = per_service_region["requests"] - per_service_region["allocated"]
-    per_service_region["success_rate"] = per_service_region["allocated"] / per_service_region["requests"]
-    service_region_columns = [
-        "service", "region", "requests", "allocated", "unallocated", "success_rate", "units_allocated", "cost",
-    ]
-    unallocated_columns = ["request_id", "customer_id", "service", "region", "priority", "units", "status", "reason",
-                           "reason_detail"]
-    return {
-        "per_service_region": per_service_region[service_region_columns],
-        "per_resource": per_resource,
-        "unallocated": frame.loc[frame["resource_id"].isna(), unallocated_columns],
-        "allocations": frame,
-    }
-
-
-def _key_figures(frame: pd.DataFrame, manifest: dict) -> list[tuple[str, str, Any]]:
-    """(name, label, value) of the summary's figures: counts from the rows, solver figures from the manifest."""
-    metrics = manifest.get("metrics")
-    metrics = metrics if isinstance(metrics, dict) else {}
-    solver = manifest.get("solver")
-    solver = solver if isinstance(solver, dict) else {}
-    found = {**{k: metrics.get(k) for k in ("requested_units", "capacity_units", "utilization")},
-             **{k: solver.get(k) for k in ("objective", "bound")},
-             "gap": figures.relative_gap(solver.get("objective"), solver.get("bound")),
-             **_row_metrics(frame)}
-    return [(key, label, found[key]) for key, label in figures.HEADLINE
-            if isinstance(found.get(key), int | float) and not isinstance(found.get(key), bool)]
-
-
-def _summary_details(manifest: dict, final: bool, filters: dict) -> list[tuple[str, Any]]:
-    """(field, value) lines that say what the workbook is."""
-    rows: list[tuple[str, Any]] = [
-        ("month", manifest.get("month")),
-        ("version", manifest.get("version")),
-        ("source", "final" if final else "version"),
-        ("manifest status", manifest.get("status")),
-        ("filters", ", ".join(f"{k}={v}" for k, v in filters.items()) or "none"),
-        ("run id", manifest.get("run_id")),
-        ("actor", manifest.get("actor")),
-        ("note", manifest.get("note")),
-        ("created at", manifest.get("created_at")),
-        ("exported at", _now()),
-    ]
-    if final:
-        rows += [(k.replace("_", " "), manifest.get(k)) for k in ("finalized_by", "approved_by", "finalized_at")]
-    solver = manifest.get("solver")
-    if isinstance(solver, dict):
-        rows += [(f"solver {k}", v) for k, v in solver.items() if isinstance(v, str)]
-    return rows
-
-
-def _utilization_by_service(manifest: dict, filters: dict) -> pd.DataFrame:
-    """Planned utilization per service from the manifest (the rows alone do not know capacity)."""
-    records = (manifest.get("metrics") or {}).get("utilization_by_service_region") if isinstance(
-        manifest.get("metrics"), dict) else None
-    if not records or "resource" in filters:
-        return pd.DataFrame(columns=["service", "capacity", "planned_units", "utilization"])
-    table = pd.DataFrame.from_records(records)
-    if "service" in filters:
-        table = table[table["service"] == filters["service"]]
-    table = table.groupby("service", as_index=False)[["capacity", "planned_units"]].sum()
-    table["utilization"] = table["planned_units"] / table["capacity"].where(table["capacity"] != 0)
-    return table
-
-
-class _Formats:
-    """The workbook's cell formats, made once per workbook."""
-
-    def __init__(self, workbook):
-        self.header = workbook.add_format({"bold": True, "bg_color": "#1F4E78", "font_color": "#FFFFFF",
-                                           "border": 1, "text_wrap": True, "valign": "top"})
-        self.title = workbook.add_format({"bold": True, "font_size": 14})
-        self.bold = workbook.add_format({"bold": True})
-        self.count = workbook.add_format({"num_format": figures.XLSX_COUNT})
-        self.percent = workbook.add_format({"num_format": figures.XLSX_PERCENT})
-        self.gap = workbook.add_format({"num_format": figures.XLSX_GAP})
-        self.decimal = workbook.add_format({"num_format": figures.XLSX_DECIMAL})
-        self.integer = workbook.add_format({"num_format": "0"})
-
-    def for_column(self, name: str, series: pd.Series | None = None):
-        """The number format of a column, by its name (ids and priorities stay plain)."""
-        if name == "gap":
-            return self.gap
-        if name in figures.PERCENT_FIELDS or name.endswith(("_rate", "_ratio", "utilization")):
-            return self.percent
-        if name in ("priority", "version"):
-            return self.integer
-        if series is not None and pd.api.types.is_float_dtype(series) and not (series.dropna() % 1 == 0).all():
-            return self.decimal
-        return self.count
-
-
-def _print_setup(sheet, header_rows: int = 1) -> None:
-    """Landscape A4, fitted to one page wide, header rows repeated, page numbers in the footer."""
-    sheet.set_landscape()
-    sheet.set_paper(9)
-    sheet.fit_to_pages(1, 0)
-    sheet.set_margins(left=0.4, right=0.4, top=0.6, bottom=0.6)
-    sheet.repeat_rows(0, header_rows - 1)
-    sheet.set_footer("&L&A&RPage &P of &N")
-
-
-def _write_xlsx(table: pa.Table, path: Path | BinaryIO, *, manifest: dict, final: bool, filters: dict) -> None:
-    """A workbook a manager can use: the summary (figures, charts) first, then the data sheets."""
-    if table.num_rows + 1 > XLSX_MAX_ROWS:
-        raise ExportError(f"{table.num_rows} rows exceed the XLSX sheet limit; export as CSV or Parquet instead.")
-    frame = table.to_pandas()
-    options = {
-        "constant_memory": True,  # rows are streamed to disk in order; memory stays flat at 100k rows
-        "strings_to_formulas": False,
-        "strings_to_numbers": False,
-        "strings_to_urls": False,
-    }
-    workbook = xlsxwriter.Workbook(path if not isinstance(path, Path) else str(path), options)
-    formats = _Formats(workbook)
-    try:
-        sheets = _aggregates(frame)
-        sheets.update(advice_sheet(manifest))  # resources/advice_files.py
-        _write_summary(workbook, formats, frame, manifest, final, filters)
-        for name, data in sheets.items():
-            _write_sheet(workbook, name, data, formats)
-    finally:
-        workbook.close()
-
-
-def _write_summary(workbook, formats: _Formats, frame: pd.DataFrame, manifest: dict, final: bool,
-                   filters: dict) -> None:
-    """The first, active sheet: the key figures, reasons and utilization with charts, then what this is."""
-    sheet = workbook.add_worksheet("summary")
-    sheet.activate()
-    sheet.set_column(0, 0, 30)
-    sheet.set_column(1, 1, 42)
-    sheet.set_column(2, 2, 14)
-    sheet.freeze_panes(1, 0)
-    row = 0
-    sheet.write_row(row, 0, ["figure", "value"], formats.header)
-    sheet.autofilter(0, 0, 0, 1)
-    for name, label, value in _key_figures(frame, manifest):
-        row += 1
-        sheet.write_string(row, 0, label, formats.bold)
-        fmt = formats.for_column(name) if name in figures.PERCENT_FIELDS or name == "gap" else formats.count
-        sheet.write_number(row, 1, float(value), fmt)
-    reasons = figures.counts_by_reason(frame)
-    if reasons:
-        row += 2
-        first = row + 1
-        sheet.write_row(row, 0, ["not allocated, by reason", "requests"], formats.header)
-        for reason, count in reasons.items():
-            row += 1
-            sheet.write_string(row, 0, sanitize_cell(reason.replace("_", " ")))
-            sheet.write_number(row, 1, count, formats.count)
-        chart = workbook.add_chart({"type": "bar"})
-        chart.add_series({"name": "Requests not allocated", "categories": ["summary", first, 0, row, 0],
-                          "values": ["summary", first, 1, row, 1], "fill": {"color": "#C0504D"},
-                          "data_labels": {"value": True}})
-        chart.set_title({"name": "Requests not allocated, by reason"})
-        chart.set_legend({"none": True})
-        chart.set_y_axis({"reverse": True})
-        sheet.insert_chart(1, 3, chart, {"x_scale": 1.2, "y_scale": 1.0})
-    utilization = _utilization_by_service(manifest, filters)
-    if not utilization.empty:
-        row += 2
-        first = row + 1
-        sheet.write_row(row, 0, ["service", "planned utilization", "capacity"], formats.header)
-        for record in utilization.itertuples(index=False):
-            row += 1
-            sheet.write_string(row, 0, sanitize_cell(str(record.service)))
-            _write_number(sheet, row, 1, record.utilization, formats.percent)
-            _write_number(sheet, row, 2, record.capacity, formats.count)
-        chart = workbook.add_chart({"type": "column"})
-        chart.add_series({"name": "Planned utilization", "categories": ["summary", first, 0, row, 0],
-                          "values": ["summary", first, 1, row, 1], "fill": {"color": "#1F4E78"},
-                          "data_labels": {"value": True, "num_format": "0%"}})
-        chart.set_title({"name": "Planned utilization by service"})
-        chart.set_legend({"none": True})
-        chart.set_y_axis({"num_format": "0%", "min": 0})
-        sheet.insert_chart(17, 3, chart, {"x_scale": 1.2, "y_scale": 1.0})
-    # What this workbook is (month, version, source, filters, run, who, why) after the figures.
-    row += 2
-    sheet.write_row(row, 0, ["about this workbook", ""], formats.header)
-    for name, value in _summary_details(manifest, final, filters):
-        row += 1
-        sheet.write_string(row, 0, name)
-        _write_any(sheet, row, 1, "" if value is None else value)
-    _print_setup(sheet)
-    sheet.fit_to_pages(1, 1)
-
-
-def _write_sheet(workbook, name: str, data: pd.DataFrame, formats: _Formats) -> None:
-    """One data sheet: styled, frozen, filtered header; numbers formatted, text neutralized; printable."""
-    sheet = workbook.add_worksheet(name)
-    columns = list(data.columns)
-    sheet.freeze_panes(1, 0)
-    sheet.autofilter(0, 0, max(len(data), 1), len(columns) - 1)
-    _print_setup(sheet)
-    writers = []
-    values = []
-    cell_formats = []
-    for col, column in enumerate(columns):
-        series = data[column]
-        numeric = pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series)
-        cell_formats.append(formats.for_column(column, series) if numeric else None)
-        sheet.set_column(col, col, _column_width(column, series), cell_formats[-1])
-        if numeric:
-            writers.append(_write_number)
-            values.append(series.astype(float).tolist() if pd.api.types.is_bool_dtype(series) else series.tolist())
-        else:
-            writers.append(_write_text)
-            values.append(_sanitize_series(series).tolist())
-    sheet.write_row(0, 0, columns, formats.header)
-    for row, record in enumerate(zip(*values), start=1):
-        for col, value in enumerate(record):
-            writers[col](sheet, row, col, value, cell_formats[col])
-
-
-def _write_number(sheet, row: int, col: int, value: Any, fmt=None) -> None:
-    if value is not None and not (isinstance(value, float) and math.isnan(value)):
-        sheet.write_number(row, col, value, fmt)
-
-
-def _write_text(sheet, row: int, col: int, value: Any, fmt=None) -> None:
-    if value is not None and not (isinstance(value, float) and math.isnan(value)):
-        sheet.write_string(row, col, value)
-
-
-def _write_any(sheet, row: int, col: int, value: Any) -> None:
-    if isinstance(value, bool):
-        sheet.write_boolean(row, col, value)
-    elif isinstance(value, (int, float, np.integer, np.floating)):
-        _write_number(sheet, row, col, float(value))
-    elif value is not None:
-        sheet.write_string(row, col, sanitize_cell(str(value)))
-
-
-def _column_width(name: str, series: pd.Series) -> float:
-    """Width from the header and the longest value among the first rows, within reason."""
-    sample = series.head(5000).dropna()
-    if sample.empty:
-        longest = 0
-    elif pd.api.types.is_numeric_dtype(sample):
-        longest = len(f"{sample.max():,}")
-    else:
-        longest = int(sample.astype("string").str.len().max())
-    return float(min(max(len(name) + 4, longest + 2, 8), 60))

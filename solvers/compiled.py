@@ -47,6 +47,8 @@ class CompiledInstance:
     kept_pair: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # Strict stability: kept pairs are fixed like pins (but not reported as pinned).
     strict: bool = False
+    # weight[priority] * units of each request: what allocating it is worth before the pair's cost.
+    request_value: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def num_requests(self) -> int:
@@ -196,6 +198,7 @@ def compile_instance(instance: AllocationInstance, params: SolverParams) -> Comp
         conflicts=conflicts,
         kept_pair=kept_pair,
         strict=params.stability is None and bool(instance.previous),
+        request_value=np.asarray(value, dtype=np.int64),
     )
 
 

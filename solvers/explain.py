@@ -89,8 +89,8 @@ def _explain_unallocated(
     exhausted = np.add.reduceat(full.astype(np.int64), group_start) == sizes
     reason[rows[exhausted]] = REASON_CAPACITY_EXHAUSTED
     reason[rows[~exhausted]] = REASON_COST_EXCEEDS_VALUE
-    best = np.maximum.reduceat(c.pair_value[pairs], group_start)[~exhausted]
-    detail[rows[~exhausted]] = [f"a resource has room but the best pair adds {b} to the objective" for b in best.tolist()]
+    detail[rows[~exhausted]] = _cost_sentences(c, rows[~exhausted], pairs, full, room,
+                                               np.flatnonzero(~exhausted), group_start, sizes)
     if not exhausted.any():
         return
     # Which priorities filled each resource: the "with what priority" of a capacity_exhausted reason.
@@ -122,3 +122,25 @@ def _explain_unallocated(
                          + (f" and {extra} more" if extra > 0 else ""))
         at += count
     detail[rows[exhausted]] = sentences
+
+
+def _cost_sentences(c: CompiledInstance, rows: np.ndarray, pairs: np.ndarray, full: np.ndarray, room: np.ndarray,
+                    groups: np.ndarray, group_start: np.ndarray, sizes: np.ndarray) -> list[str]:
+    """Why each of `rows` (its request's pairs grouped as `groups`) is left out although a resource has room:
+    the request's value and its best fitting pair's cost, what the pair would add, and what would change it."""
+    value = np.where(full, np.iinfo(np.int64).min, c.pair_value[pairs])  # only pairs that fit compete
+    sentences = []
+    for i, group in zip(rows.tolist(), groups.tolist()):
+        at = int(group_start[group])
+        p = int(pairs[at + int(np.argmax(value[at:at + int(sizes[group])]))])
+        worth, units, priority = int(c.request_value[i]), int(c.request_units[i]), int(c.priority[i])
+        cost, resource = int(c.pair_cost[p]), int(c.pair_resource[p])
+        # weight.P must exceed cost / units for the pair to add something: the smallest integer that does.
+        weight_needed = cost // units + 1
+        sentences.append(
+            f"value {worth} (weight.{priority} {worth // units} x {units} unit{'' if units == 1 else 's'}) does not exceed cost {cost} of the "
+            f"best pair with room ({c.resource_ids[resource]}, {int(room[resource])} units free), so allocating "
+            f"adds {int(c.pair_value[p])} to the objective; set weight.{priority} to {weight_needed} or more, or "
+            f"bring the pair's cost below {worth} (default_cost for a resource that is neither preferred nor "
+            f"continuing, or the eligibility cost)")
+    return sentences

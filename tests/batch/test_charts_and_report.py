@@ -111,3 +111,15 @@ def test_an_audit_line_carries_its_time_zone():
     when, who, action, _ = audit_line({"at": "2025-03-01T10:00:00+00:00", "actor": None, "action": "alert",
                                        "details": {}}, tz=None)
     assert when.startswith("2025-03-01") and when.split()[-1] and who == "system"
+
+
+def test_the_report_shows_the_units_the_requests_left_out_asked_for():
+    rows = make_rows().assign(units=lambda r: r["units"].where(r["resource_id"].notna(), 0),
+                              requested_units=make_rows()["units"])
+
+    view = a_view(rows=rows)
+    page = render_html(view)
+
+    assert view.reason_table().set_index("reason")["requested units"].to_dict() == {
+        "capacity exhausted": "500", "excluded": "10"}
+    assert "<th>requested units</th>" in page and "<td class=n>500</td>" in page

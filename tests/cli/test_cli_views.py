@@ -46,6 +46,7 @@ def write_version(home, month: str, version: int, tables, moved: int = 0, note: 
     left_out = rows["resource_id"].isna()
     rows["status"] = left_out.map({True: "unallocated", False: "allocated"})
     rows["reason"] = left_out.map({True: "capacity_exhausted", False: None})
+    rows["requested_units"] = rows["units"]
     rows["units"] = rows["units"].where(rows["resource_id"].notna(), 0)
     rows["cost"] = 0
     rows.insert(0, "month", month)

@@ -74,8 +74,8 @@ def allocation_rows(month: str = MONTH) -> pd.DataFrame:
     return pd.DataFrame({
         "month": month, "request_id": ["Q1", "Q2", "Q3"], "customer_id": "C1",
         "service": ["consulting", "consulting", "repair"], "region": ["north", "north", "south"],
-        "priority": 1, "resource_id": ["R1", None, "R3"], "units": [60, 30, 40], "cost": [0, 0, 10],
-        "status": ["allocated", "unallocated", "allocated"], "reason": [None, "capacity_exhausted", None],
+        "priority": 1, "resource_id": ["R1", None, "R3"], "units": [60, 30, 40],
+        "requested_units": [60, 30, 40], "cost": [0, 0, 10], "status": ["allocated", "unallocated", "allocated"], "reason": [None, "capacity_exhausted", None],
     })
 
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import openpyxl
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from resources.storage import ALLOCATION_SCHEMA, FORMULA_PREFIXES, ExportError, sanitize_cell
+from resources.cells import FORMULA_PREFIXES, sanitize_cell
+from resources.storage import ALLOCATION_SCHEMA, ExportError
 from tests.resources.builders import MONTH, allocation_rows, caller_manifest
 
-XLSX_SHEETS = ["summary", "per_service_region", "per_resource", "unallocated", "allocations"]
+XLSX_SHEETS = ["summary", "utilization", "reasons", "per_resource", "unallocated", "allocations"]
 
 
 def mixed_rows() -> pd.DataFrame:
@@ -66,9 +68,9 @@ def test_an_xlsx_export_has_the_sheets_styled_frozen_and_filtered(month, tmp_pat
     book = openpyxl.load_workbook(result["path"])
     assert book.sheetnames == XLSX_SHEETS
     for sheet in book.worksheets:
-        assert sheet.freeze_panes == "A2"
-        assert sheet.auto_filter.ref
-        assert sheet["A1"].font.b
+        header = int(sheet.freeze_panes[1:]) - 1  # the row above the frozen pane
+        assert sheet.auto_filter.ref.startswith(f"A{header}")
+        assert sheet.cell(header, 1).font.b
         assert sheet.column_dimensions["A"].width >= 8
     allocations = book["allocations"]
     assert [c.value for c in allocations[1]] == ALLOCATION_SCHEMA.names
@@ -79,7 +81,7 @@ def test_an_xlsx_export_has_the_sheets_styled_frozen_and_filtered(month, tmp_pat
     assert unallocated == ["r3", "s2"]
     summary = {row[0]: row[1] for row in book["summary"].iter_rows(min_row=2, values_only=True)}
     assert summary["month"] == MONTH and summary["version"] == 1
-    assert summary["Requests"] == 6
+    assert summary["Requests"] == 6 and summary["Requested units"] == sum(range(10, 14)) + sum(range(10, 12))
 
 
 def test_an_xlsx_export_opens_on_a_summary_with_formats_charts_and_print_setup(store, tmp_path):
@@ -101,20 +103,16 @@ def test_an_xlsx_export_opens_on_a_summary_with_formats_charts_and_print_setup(s
     assert cells["Utilization"].number_format == "0.0%" and cells["Objective"].number_format == "#,##0"
     assert cells["Gap"].number_format == "0.000%" and cells["Gap"].value == pytest.approx(31 / 1538271)
     assert cells["capacity exhausted"].value == 1 and cells["excluded"].value == 1  # the reasons table
-    assert cells["compute"].value == pytest.approx(31 / 40) and cells["compute"].number_format == "0.0%"
+    # allocated units of the rows (r1 10, r2 11, r4 13) against the manifest's capacity of compute/eu
+    assert cells["compute"].value == pytest.approx(34 / 40) and cells["compute"].number_format == "0.0%"
     first_detail = [row[0].value for row in summary.iter_rows(min_row=2, max_col=1)].index("month")
     assert first_detail > list(cells).index("Gap")  # figures first, what the workbook is after them
     assert sorted(chart.title.tx.rich.p[0].r[0].t for chart in summary._charts) == [
-        "Planned utilization by service", "Requests not allocated, by reason"]
-    per_service_region = book["per_service_region"]
-    header = [c.value for c in per_service_region[1]]
-    assert per_service_region.cell(2, header.index("success_rate") + 1).number_format == "0.0%"
-    assert per_service_region.cell(2, header.index("units_allocated") + 1).number_format == "#,##0"
-    for sheet in book.worksheets:
-        assert sheet.page_setup.orientation == "landscape", sheet.title
-        assert sheet.sheet_properties.pageSetUpPr.fitToPage, sheet.title
-        assert sheet.page_setup.fitToHeight in (0, "0") or sheet.title == "summary", sheet.title
-        assert sheet.print_title_rows == "$1:$1", sheet.title
+        "Requests not allocated, by reason", "Utilization by service"]
+    utilization_sheet = book["utilization"]
+    header = [c.value for c in utilization_sheet[2]]
+    assert utilization_sheet.cell(3, header.index("success_rate") + 1).number_format == "0.0%"
+    assert utilization_sheet.cell(3, header.index("allocated_units") + 1).number_format == "#,##0"
 
 
 def test_the_default_export_is_the_latest_version(month, tmp_path):
@@ -139,7 +137,8 @@ def test_a_final_export_reads_the_official_copy(month, tmp_path):
         ({"fmt": "csv", "final": True}, "no final allocation"),
         ({"fmt": "csv", "final": True, "version": 1}, "not both"),
         ({"fmt": "csv", "version": 7}, "does not exist"),
-        ({"fmt": "csv", "status": "won"}, "Unknown status"),
+        ({"fmt": "csv", "status": "won"}, "unknown status 'won'; known statuses: allocated, excluded, pinned, "
+                                          "unallocated"),
         ({"fmt": "csv", "service": ""}, "non-empty"),
         ({"fmt": "csv", "resource": "A\nB"}, "control characters"),
         ({"fmt": "csv", "service": "x" * 500}, "longer than"),
@@ -164,18 +163,13 @@ def test_exporting_a_month_without_versions_is_a_clear_error(store, tmp_path):
     [
         ({"service": "compute"}, ["r1", "r2", "r3", "r4"]),
         ({"service": "storage"}, ["s1", "s2"]),
-        ({"service": "Compute"}, []),
-        ({"service": "comp"}, []),
         ({"resource": "A"}, ["r1", "r2"]),
         ({"status": "unallocated"}, ["r3"]),
         ({"status": "pinned"}, ["r4"]),
         ({"status": "excluded"}, ["s2"]),
         ({"service": "compute", "status": "allocated"}, ["r1", "r2"]),
         ({"service": "compute", "resource": "B", "status": "pinned"}, ["r4"]),
-        ({"service": "storage", "resource": "A"}, []),
-        ({"resource": "no-such-resource"}, []),
-        ({"service": "compute' OR '1'='1"}, []),
-        ({"resource": "A'); DROP TABLE x; --"}, []),
+        ({"service": "compute", "region": "eu"}, ["r1", "r2", "r3", "r4"]),
     ],
 )
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "xlsx"])
@@ -189,6 +183,34 @@ def test_filters_select_exactly_the_matching_rows(month, tmp_path, fmt, filters,
         got = [r[2] for r in openpyxl.load_workbook(result["path"])["allocations"].iter_rows(min_row=2, values_only=True)]
     assert got == expected
     assert result["rows"] == len(expected)
+
+
+@pytest.mark.parametrize(
+    "filters, message",
+    [
+        ({"service": "Compute"}, "unknown service 'Compute'; known services: compute, storage."),
+        ({"service": "comp"}, "unknown service 'comp'; known services: compute, storage."),
+        ({"region": "asia"}, "unknown region 'asia'; known regions: eu, us."),
+        ({"resource": "no-such-resource"}, "unknown resource 'no-such-resource'; known resources: A, B, C."),
+        ({"service": "compute' OR '1'='1"}, "unknown service"),
+        ({"resource": "A'); DROP TABLE x; --"}, "unknown resource"),
+        ({"service": "Repair", "status": "lost"}, "unknown service 'Repair'; known services: compute, storage; "
+                                                   "unknown status 'lost'; known statuses: allocated, excluded"),
+    ],
+)
+def test_an_unknown_filter_value_is_refused_with_the_known_values_and_nothing_is_written(month, tmp_path, filters,
+                                                                                         message):
+    with pytest.raises(ExportError, match=re.escape(message)):
+        month.export(MONTH, fmt="xlsx", out=tmp_path / "f.xlsx", **filters)
+    assert list(tmp_path.glob("*f.xlsx*")) == []
+
+
+def test_a_known_value_without_rows_says_so_beside_the_empty_export(month, tmp_path):
+    result = month.export(MONTH, fmt="csv", out=tmp_path / "f.csv", service="storage", resource="A")
+
+    assert result["rows"] == 0
+    assert result["empty"] == ("No row matches rows with service storage and resource A (of 6 rows: service storage: "
+                               "2 rows, resource A: 2 rows); the export holds no rows.")
 
 
 # -------------------------------------------------------- spreadsheet safety
