@@ -23,6 +23,7 @@ the code server as before.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -136,6 +137,10 @@ class WarmServer:
             probe.join()
             if probe.exitcode == 0:
                 self.ready.set()
+        except (EOFError, OSError) as exc:
+            # The forkserver died before it forked (an interrupt during its imports, as when `dagster dev`
+            # stops while it starts): runs then start in the code server, as without a warm server.
+            logging.getLogger(__name__).info("The warm run workers' server did not start: %r", exc)
         finally:
             self.settled.set()
 
