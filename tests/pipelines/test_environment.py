@@ -48,9 +48,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k not in ENV_NAMES}, **extra}
 
 
-def test_the_code_location_loads_with_nothing_set_and_fails_once_on_an_incomplete_deployment(tmp_path):
+def test_the_code_location_of_an_incomplete_deployment_fails_to_load_with_one_clear_error(tmp_path):
+    # (With nothing set it loads: tests/e2e/test_plain_dagster_dev.py serves it.)
     load = [sys.executable, "-c", "import pipelines.definitions"]
-    assert subprocess.run(load, cwd=tmp_path, env=clean_env(), capture_output=True, timeout=300).returncode == 0
     done = subprocess.run(load, cwd=tmp_path, env=clean_env(**{POSTGRES_VAR: "postgresql://postgres@127.0.0.1/x"}),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
