@@ -127,23 +127,23 @@ def control_url(request, tmp_path) -> Iterator[str]:
 
 # `make test` runs the suite on pytest-xdist workers (-n auto --dist loadgroup): a test goes to any worker
 # unless it shares something with others, then its group goes to one worker, in one piece.
-SERVICE_FOLDERS = ("celery", "e2e")
-SHARED_SCOPES = ("module", "package", "session")
+# (A session-scoped fixture is built once per worker whatever the grouping.)
+SHARED_SCOPES = ("module", "package")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Group the tests that must run in one worker: those starting Dagster services, RabbitMQ deployments or
-    chromium (several processes each; two such tests at once overloaded 2 cores past their startup
+    """Group the tests that must run in one worker: the Celery tests (one RabbitMQ, and each starts a
+    deployment of several worker processes: two at once would overload 2 cores past their startup
     timeouts), and those of a module sharing a module-scoped fixture (built once, not once per worker)."""
     for item in items:
-        if any(part in SERVICE_FOLDERS for part in item.path.relative_to(config.rootpath).parts[1:-1]):
-            item.add_marker(pytest.mark.xdist_group("services"))
+        if "celery" in item.path.relative_to(config.rootpath).parts[1:-1]:
+            item.add_marker(pytest.mark.xdist_group("rabbitmq"))
         elif _shares_a_fixture(item):
             item.add_marker(pytest.mark.xdist_group(item.path.relative_to(config.rootpath).as_posix()))
 
 
 def _shares_a_fixture(item) -> bool:
-    """True when the test uses a fixture of its own module (or package) that outlives one test."""
+    """True when the test uses a module- or package-scoped fixture."""
     definitions = getattr(item, "_fixtureinfo", None)
     if definitions is None:
         return False
