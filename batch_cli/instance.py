@@ -8,10 +8,9 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
-from dagster._daemon.controller import get_daemon_statuses
-from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
 from batch.audit import ANCHOR_METADATA, ANCHORED_ASSETS, parse_anchor_text
+from resources.dagster_internals import QueuedRunCoordinatorDaemon, get_daemon_statuses
 from resources.execution import SOLVER_POOL
 from resources.settings import Settings
 from solvers.schema import SolverParams

@@ -20,14 +20,17 @@ from typing import Any
 
 import dagster as dg
 from dagster import __version__ as dagster_version
-from dagster._core.definitions.selector import JobSubsetSelector
-from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
-from dagster._core.workspace.load_target import WorkspaceFileTarget
 
 from assets.guards import fail_dead_run
 from batch.roles import MONTH_TAG
 from batch_cli.instance import WORKSPACE_YAML, daemon_running, instance
 from resources.control_store import ControlStore
+from resources.dagster_internals import (
+    JobSubsetSelector,
+    WorkspaceFileTarget,
+    WorkspaceProcessContext,
+    WorkspaceRequestContext,
+)
 from resources.settings import Settings
 
 LOCATION_NAME = "monthly_batch_admin"

@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.actuals import actuals_assets
 from assets.monthly import monthly_assets
+from pipelines.environment import setting
 from pipelines.executor import batch_admin_executor
 from pipelines.jobs import actuals_job, execute_job, finalize_job, plan_job, unlock_job
 from pipelines.schedules import next_month_planning
@@ -27,10 +28,10 @@ defs = dg.Definitions(
     sensors=all_sensors(),
     executor=executor,
     resources={
-        "control": ControlStoreResource(url=dg.EnvVar(CONTROL_VAR), roles_file=dg.EnvVar(ROLES_VAR),
-                                        home=dg.EnvVar(HOME_VAR)),
-        "storage": StorageResource(home=dg.EnvVar(HOME_VAR)),
+        "control": ControlStoreResource(url=setting(CONTROL_VAR), roles_file=setting(ROLES_VAR),
+                                        home=setting(HOME_VAR)),
+        "storage": StorageResource(home=setting(HOME_VAR)),
         "alerts": AlertsResource(),
-        "io_manager": ParquetIOManagerResource(base_url=dg.EnvVar(IO_BASE_VAR)),
+        "io_manager": ParquetIOManagerResource(base_url=setting(IO_BASE_VAR)),
     },
 )

@@ -25,17 +25,19 @@ from typing import Any, cast
 import dagster as dg
 from celery.exceptions import TaskRevokedError
 from celery.result import AsyncResult
-from dagster._core.events import DagsterEvent
-from dagster._core.execution.plan.objects import ErrorSource, StepFailureData
-from dagster._core.execution.retries import RetryMode
-from dagster._core.executor.in_process import InProcessExecutor
-from dagster._serdes import serialize_value
-from dagster._utils.error import serializable_error_info_from_exc_info
 from dagster_celery.core_execution_loop import core_celery_execution_loop
-from dagster_celery.executor import CeleryExecutor, _submit_task
+from dagster_celery.executor import CeleryExecutor
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
 from resources.control_store import LEASE_HEARTBEAT_S, ControlStore
+from resources.dagster_internals import (
+    ErrorSource,
+    InProcessExecutor,
+    RetryMode,
+    StepFailureData,
+    _submit_task,
+    serializable_error_info_from_exc_info,
+)
 from resources.execution import CELERY_SETTINGS, RESULT_BACKEND, SOLVER_POOL, SOLVER_QUEUE, WORKER_IMPORTS
 from resources.settings import Settings
 
@@ -89,7 +91,7 @@ class LeaseBeatingExecutor(dg.Executor):
     def __init__(self, inner: dg.Executor, control_url: str):
         self._inner, self._control_url = inner, control_url
 
-    def execute(self, plan_context, execution_plan) -> Iterator[DagsterEvent]:
+    def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:
         with LeaseHeartbeat(self._control_url, plan_context.dagster_run.run_id):
             yield from self._inner.execute(plan_context, execution_plan)
 
@@ -146,10 +148,10 @@ class StepResult:
             raise
         except Exception:
             error = serializable_error_info_from_exc_info(sys.exc_info())
-            failure = DagsterEvent.step_failure_event(
+            failure = dg.DagsterEvent.step_failure_event(
                 self._context.for_step(self._step), StepFailureData(error, None, ErrorSource.FRAMEWORK_ERROR),
                 message=f'Step "{self._step.key}" failed on its Celery worker: {error.message.strip()}')
-            return [serialize_value(failure)]
+            return [dg.serialize_value(failure)]
 
 
 def celery_executor_for(settings: Settings, retries: RetryMode) -> CeleryExecutor:

@@ -26,11 +26,11 @@ from batch.demo_data import generate_month, write_landing
 from batch.inputs import load_landing
 from batch.plan import expected_allocation
 from checks.expectations import validate_inputs
+from resources.dagster_internals import PRELOADED_MODULES
 from solvers import SolverParams, build_instance, solve
 
 # Imported by DagsterInstance.from_ref / the run's first steps, not by importing Dagster itself.
-STORAGE_MODULES = ("dagster._core.instance.factory", "dagster._core.storage.sqlite_storage", "dagster_postgres",
-                   "alembic.command", "dagster._utils.test", "pyarrow.dataset", "tabulate")
+STORAGE_MODULES = (*PRELOADED_MODULES, "dagster_postgres", "alembic.command", "pyarrow.dataset", "tabulate")
 WARM_UP_MONTH = "2000-01"
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import dagster as dg
 from pydantic import Field
 from upath import UPath
 
-from resources.settings import IO_BASE_VAR
+from resources.settings import IO_BASE_VAR, Settings
 from resources.table_codec import dump_value, load_value
 
 
@@ -45,13 +45,15 @@ class ParquetIOManager(dg.UPathIOManager):
 class ParquetIOManagerResource(dg.ConfigurableIOManagerFactory):
     """The Parquet IO manager rooted at base_url, a folder or an fsspec URL."""
 
-    base_url: str = Field(description=f"Folder or fsspec URL of step outputs; set with dg.EnvVar({IO_BASE_VAR!r}).")
+    base_url: str | None = Field(default=None, description=f"Folder or fsspec URL of step outputs; set with "
+                                                        f"dg.EnvVar({IO_BASE_VAR!r}); None: Settings' default.")
     storage_options: dict[str, Any] = Field(default_factory=dict,
                                             description="Passed to the fsspec filesystem (credentials, endpoint).")
 
     def create_io_manager(self, context: dg.InitResourceContext) -> ParquetIOManager:
-        if not self.base_url.strip():
+        base_url = Settings.from_env().io_base if self.base_url is None else self.base_url
+        if not base_url.strip():
             # No local fallback: a production run writing to a worker's own disk would lose its outputs.
             raise dg.Failure(description=f"{IO_BASE_VAR} is not set: point it at the folder or fsspec URL "
                                          f"(e.g. s3://bucket/batch-admin/io) where runs keep the tables they pass on.")
-        return ParquetIOManager(base_path=UPath(self.base_url.strip(), **self.storage_options))
+        return ParquetIOManager(base_path=UPath(base_url.strip(), **self.storage_options))

@@ -23,6 +23,7 @@ the code server as before.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -33,14 +34,18 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.events import EngineEventData
-from dagster._core.instance.ref import InstanceRef
-from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
-from dagster._grpc.impl import core_execute_run
-from dagster._serdes import deserialize_value, serialize_value
-from dagster._utils import get_run_crash_explanation
-from dagster._utils.hosted_user_process import recon_job_from_origin
-from dagster._utils.interrupts import capture_interrupts
+
+from resources.dagster_internals import (
+    CheckRunHealthResult,
+    EngineEventData,
+    InstanceRef,
+    LaunchRunContext,
+    WorkerStatus,
+    capture_interrupts,
+    core_execute_run,
+    get_run_crash_explanation,
+    recon_job_from_origin,
+)
 
 WORKER_TAG = "batch_admin/run_worker"
 # Imported once by the forkserver: the libraries, then pipelines.worker_preload (the code location
@@ -132,6 +137,10 @@ class WarmServer:
             probe.join()
             if probe.exitcode == 0:
                 self.ready.set()
+        except (EOFError, OSError) as exc:
+            # The forkserver died before it forked (an interrupt during its imports, as when `dagster dev`
+            # stops while it starts): runs then start in the code server, as without a warm server.
+            logging.getLogger(__name__).info("The warm run workers' server did not start: %r", exc)
         finally:
             self.settled.set()
 
@@ -154,7 +163,7 @@ def pool_for_run(instance: dg.DagsterInstance) -> None:
 def run_worker(instance_ref: str, run_id: str) -> None:
     """The run worker: execute the run as a code server's run worker does (interrupts become a
     cancelled run)."""
-    with capture_interrupts(), dg.DagsterInstance.from_ref(deserialize_value(instance_ref, InstanceRef)) as instance:
+    with capture_interrupts(), dg.DagsterInstance.from_ref(dg.deserialize_value(instance_ref, InstanceRef)) as instance:
         pool_for_run(instance)
         run = instance.get_run_by_id(run_id)
         if run is None or run.job_code_origin is None:
@@ -192,7 +201,7 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
             super().launch_run(context)
             return
         process = _forkserver().Process(target=run_worker, name=f"run-worker-{run.run_id[:8]}",
-                                        args=(serialize_value(self._instance.get_ref()), run.run_id))
+                                        args=(dg.serialize_value(self._instance.get_ref()), run.run_id))
         process.start()
         self._instance.add_run_tags(run.run_id, {WORKER_TAG: json.dumps({"host": socket.gethostname(),
                                                                          "pid": process.pid})})

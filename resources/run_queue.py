@@ -17,10 +17,8 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import dagster as dg
-from dagster._config import Field
-from dagster._core.run_coordinator.queued_run_coordinator import RunQueueConfig
-from dagster._serdes import ConfigurableClassData
 
+from resources.dagster_internals import ConfigurableClassData, RunQueueConfig
 from resources.run_launcher import in_daemon
 
 DEFAULT_INTERVAL_S = 0.5
@@ -40,7 +38,7 @@ class PromptRunQueue(dg.QueuedRunCoordinator):
     @classmethod
     def config_type(cls) -> dict[str, Any]:
         fields = dict(cast(Mapping[str, Any], super().config_type()))  # Dagster's fields, one replaced
-        fields["dequeue_interval_seconds"] = Field(
+        fields["dequeue_interval_seconds"] = dg.Field(
             float, is_required=False, default_value=DEFAULT_INTERVAL_S,
             description="Seconds between the daemon's looks at the run queue (fractions allowed; the "
                         "daemon waits in steps of half a second).")

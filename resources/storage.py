@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch import metrics as figures
+from batch import months
 from batch.faults import crash_point
 from resources.cells import sanitize_series
 from resources.export_filters import FILTER_COLUMNS, Filters, known_beyond_rows, landed_values
@@ -92,7 +93,6 @@ TEST_PAUSE_ENV = "BATCH_ADMIN_EXPORT_TEST_PAUSE_S"
 
 MAX_FILTER_LENGTH = 200
 XLSX_MAX_ROWS = 1_048_576
-_MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _VERSION_DIR = re.compile(r"^version=(\d+)$")
 
 
@@ -147,7 +147,7 @@ class ExportStore:
         found = []
         for entry in self.allocations_dir.iterdir():
             name = entry.name.removeprefix("month=")
-            if entry.name.startswith("month=") and _MONTH_PATTERN.match(name) and self.versions(name):
+            if entry.name.startswith("month=") and months.MONTH_RE.fullmatch(name) and self.versions(name):
                 found.append(name)
         return sorted(found)
 
@@ -526,9 +526,10 @@ def _nearest_existing(path: Path) -> Path:
 
 def _check_month(month: str) -> str:
     """The month, when it is YYYY-MM (it becomes part of paths, so nothing else may pass)."""
-    if not isinstance(month, str) or not _MONTH_PATTERN.match(month):
-        raise ExportError(f"Month {month!r} is not of the form YYYY-MM.")
-    return month
+    try:
+        return months.check_month(month)
+    except months.MonthError:
+        raise ExportError(f"Month {month!r} is not of the form YYYY-MM.") from None
 
 
 def _check_version(version: int) -> int:

@@ -1,8 +1,14 @@
 """Allocation solver of the monthly batch: instance building, CP-SAT model, validation (no Dagster)."""
 
-from solvers.eligibility import build_instance
-from solvers.model import InfeasibleError, NoSolutionError, solve
-from solvers.schema import AllocationInstance, Proposal, SolverParams
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from solvers.eligibility import build_instance
+    from solvers.model import InfeasibleError, NoSolutionError, solve
+    from solvers.schema import AllocationInstance, Proposal, SolverParams
 
 __all__ = [
     "AllocationInstance",
@@ -13,3 +19,19 @@ __all__ = [
     "build_instance",
     "solve",
 ]
+
+# Loaded on first use: `import solvers.schema` (the CLI, the control store) must not pay for OR-Tools
+# and numba (about 2 s), which only solving needs.
+_HOMES = {"build_instance": "solvers.eligibility", "InfeasibleError": "solvers.model",
+          "NoSolutionError": "solvers.model", "solve": "solvers.model", "AllocationInstance": "solvers.schema",
+          "Proposal": "solvers.schema", "SolverParams": "solvers.schema"}
+
+
+def __getattr__(name: str) -> Any:
+    """One of __all__, imported from its module when first asked for."""
+    if name not in _HOMES:
+        # An AttributeError lets `from solvers import tabu` fall through to importing the submodule.
+        raise AttributeError(f"module 'solvers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from assets.partitions import monthly_partitions
+from batch_cli.main import main
 from resources.settings import Settings
 
 POSTGRES_ADMIN_URL = os.environ.get("BATCH_ADMIN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -32,6 +39,43 @@ def use_home(monkeypatch, path) -> None:
     monkeypatch.setenv("BATCH_ADMIN_HOME", str(path))
     for name, value in Settings.from_env().environment().items():
         monkeypatch.setenv(name, value)
+
+
+@dataclass(frozen=True)
+class Materialized:
+    """A home whose month has landed demo data and one run (version 1), and that run's JSON outcome."""
+
+    home: Path
+    month: str
+    run: dict
+
+
+NEXT_MONTH = monthly_partitions.get_partition_keys()[-1]
+
+
+@pytest.fixture(scope="session")
+def _materialized_template(tmp_path_factory) -> Materialized:
+    """Next month landed (400 requests, 40 resources, seed 3), time_limit_s=2, run once by alice: built
+    once per test process, as the tests that read it used to build it each."""
+    path = tmp_path_factory.mktemp("materialized") / "home"
+    path.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        use_home(mp, path)
+        for args in (("demo-data", NEXT_MONTH, "--requests", "400", "--resources", "40", "--seed", "3"),
+                     ("params", NEXT_MONTH, "--actor", "alice", "--set", "time_limit_s=2"),
+                     ("run", NEXT_MONTH, "--actor", "alice", "--json")):
+            result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+            assert result.exit_code == 0, result.output + result.stderr
+    return Materialized(home=path, month=NEXT_MONTH, run=json.loads(result.stdout))
+
+
+@pytest.fixture
+def materialized_month(_materialized_template, tmp_path, monkeypatch) -> Materialized:
+    """A copy of the materialized month's home, the settings pointing at it: the test may change it."""
+    path = tmp_path / "home"
+    shutil.copytree(_materialized_template.home, path, symlinks=True)
+    use_home(monkeypatch, path)
+    return Materialized(home=path, month=_materialized_template.month, run=_materialized_template.run)
 
 
 def _postgres_or_skip() -> None:
@@ -79,3 +123,29 @@ def control_url(request, tmp_path) -> Iterator[str]:
     else:
         request.applymarker(pytest.mark.postgres)
         yield request.getfixturevalue("postgres_url")
+
+
+# `make test` runs the suite on pytest-xdist workers (-n auto --dist loadgroup): a test goes to any worker
+# unless it shares something with others, then its group goes to one worker, in one piece.
+# (A session-scoped fixture is built once per worker whatever the grouping.)
+SHARED_SCOPES = ("module", "package")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Group the tests that must run in one worker: the Celery tests (one RabbitMQ, and each starts a
+    deployment of several worker processes: two at once would overload 2 cores past their startup
+    timeouts), and those of a module sharing a module-scoped fixture (built once, not once per worker)."""
+    for item in items:
+        if "celery" in item.path.relative_to(config.rootpath).parts[1:-1]:
+            item.add_marker(pytest.mark.xdist_group("rabbitmq"))
+        elif _shares_a_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.path.relative_to(config.rootpath).as_posix()))
+
+
+def _shares_a_fixture(item) -> bool:
+    """True when the test uses a module- or package-scoped fixture."""
+    definitions = getattr(item, "_fixtureinfo", None)
+    if definitions is None:
+        return False
+    return any(fixture.scope in SHARED_SCOPES and fixture.baseid
+               for name in item.fixturenames for fixture in definitions.name2fixturedefs.get(name, ()))

@@ -102,8 +102,8 @@ def test_an_admin_plans_runs_adjusts_finalizes_and_unlocks_a_month(landed):
                                                                            ("unlock", "done", "dana")]
 
 
-def test_the_export_never_exceeds_a_capacity_or_uses_an_ineligible_pair(landed):
-    result = json.loads(cli("run", MONTH, "--actor", "alice", "--json").stdout)
+def test_the_export_never_exceeds_a_capacity_or_uses_an_ineligible_pair(materialized_month):
+    result, landed = materialized_month.run, materialized_month.home
     tables = load_landing(landed, MONTH)
     instance = build_instance(MONTH, tables.requests, tables.resources, availability=tables.availability)
     rows = duckdb.sql(
@@ -128,8 +128,8 @@ def test_a_temporary_lock_keeps_other_admins_and_unknown_identities_out(landed):
     assert status()["lock"] is None
 
 
-def test_a_missing_input_column_is_one_clear_error_and_keeps_earlier_versions(landed):
-    cli("run", MONTH, "--actor", "alice")
+def test_a_missing_input_column_is_one_clear_error_and_keeps_earlier_versions(materialized_month):
+    landed = materialized_month.home
     version_dir = landed / "exports" / "allocations" / f"month={MONTH}" / "version=1"
     before = {p.name: p.read_bytes() for p in version_dir.iterdir()}
     requests = landed / "landing" / MONTH / "requests.parquet"
@@ -156,10 +156,10 @@ def test_bad_arguments_are_refused_with_one_sentence(landed):
                                             "--out", str(landed / "control.db"), ok=False).stderr
 
 
-def test_exports_from_the_cli_open_in_their_tools_with_exactly_the_rows_asked_for(landed, tmp_path):
+def test_exports_from_the_cli_open_in_their_tools_with_exactly_the_rows_asked_for(materialized_month, tmp_path):
     import openpyxl
 
-    cli("run", MONTH, "--actor", "alice")
+    landed = materialized_month.home
     rows = pd.read_parquet(landed / "exports" / "allocations" / f"month={MONTH}" / "version=1" / "allocations.parquet")
     service = rows["service"].iloc[0]
     expected = rows[(rows["service"] == service) & (rows["status"] == "unallocated")]

@@ -34,11 +34,10 @@ def status(home: Path) -> dict:
 
 
 @pytest.fixture
-def proposed(home):
-    cli(home, "demo-data", MONTH, "--requests", "200", "--resources", "20", "--seed", "5")
-    cli(home, "params", MONTH, "--actor", "alice", "--set", "time_limit_s=1")
-    cli(home, "run", MONTH, "--actor", "alice")
-    return home
+def proposed(materialized_month):
+    """A home whose month has landed and has version 1 (a copy of the suite's materialized month)."""
+    assert materialized_month.month == MONTH
+    return materialized_month.home
 
 
 def _file_and_crash(home: Path, point: str) -> str:

@@ -130,7 +130,7 @@ def test_rows_breaking_the_contract_are_refused_with_a_clear_error(store, change
     assert store.next_version(MONTH) == 1  # nothing was reserved by a refused write
 
 
-@pytest.mark.parametrize("month", ["2025-13", "2025-3", "25-03", "../x", ""])
+@pytest.mark.parametrize("month", ["2025-13", "2025-3", "25-03", "../x", "", "2026-12\n", "２０２６-12"])
 def test_a_malformed_month_is_refused(store, month):
     with pytest.raises(ExportError, match="YYYY-MM"):
         store.versions(month)
