@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-from dagster._core.instance.ref import InstanceRef
 
 from batch.months import MonthError, check_planned_month, planned_months
+from resources.dagster_internals import InstanceRef
 
 # Dagster's tags for a run's partition, or for the range of partitions a run covers.
 PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
