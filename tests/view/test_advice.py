@@ -62,6 +62,7 @@ def test_the_month_page_shows_the_plans_advice_then_the_versions_top_places_and_
     row = page.split(f"<td>{top[0]['resource_id']}</td>", 1)[1].split("</tr>", 1)[0]
     assert format_figure("shadow_price", top[0]["shadow_price"]) in row
     assert format_count(top[0]["holds_for_units"]) in row and format_count(top[0]["value_over_range"]) in row
+    assert format_count(top[0]["expected_gain"]) in row
     assert idle, "the month should leave some capacity idle"
     spare = idle[0]
     assert spare["idle_units"] == resources.loc[spare["resource_id"], "idle_units"] > 0
