@@ -14,7 +14,7 @@ from solvers.schema import AllocationInstance, SolverParams
 ADVICE_KEY = "capacity_advice"
 # Columns of a place kept in a manifest (the full tables are the version's advice Parquet files).
 PLACE_FIELDS = ["resource_id", "service", "region", "capacity", "used_units", "shadow_price", "holds_for_units",
-                "value_over_range", "unallocated_requests", "unallocated_value"]
+                "value_over_range", "expected_gain", "unallocated_requests", "unallocated_value"]
 GROUP_FIELDS = ["service", "region", "capacity", "shadow_price", "best_resource_id", "unallocated_requests",
                 "unallocated_value"]
 # Groups named in the "most value waiting" line.

@@ -19,6 +19,7 @@ from batch.months import check_month, next_month
 from batch.params import PARAMS
 from batch.report import VersionView, audit_line, leading_changes
 from batch.roles import RoleError
+from batch_view.advice import advice_context
 from batch_view.dagster_reads import latest_input_validation, run_status
 from batch_view.memo import Memo, month_state
 from batch_view.sources import Sources
@@ -96,6 +97,7 @@ def month_context(src: Sources, month: str, memo: Memo | None = None) -> dict[st
                    "validation": input_validation(src, month)},
         "plan": plan["summary"] if plan else None,
         "plan_at": plan.get("created_at") if plan else None,
+        "advice": advice_context(src, month, health["version"], plan),  # batch_view/advice.py: read, not solved
         "params": [{"key": key, "value": set_params.get(key), "help": spec.help, "low": spec.low, "high": spec.high,
                     "kind": spec.kind.__name__} for key, spec in PARAMS.items()],
         "pins": [{"request_id": r, "resource_id": res} for r, res in sorted(pins.items())],

@@ -31,6 +31,7 @@ RESOURCE_ADVICE_SCHEMA = pa.schema([
     pa.field("capacity", pa.int64(), nullable=False), pa.field("used_units", pa.int64(), nullable=False),
     pa.field("idle_units", pa.int64(), nullable=False), pa.field("shadow_price", pa.float64(), nullable=False),
     pa.field("holds_for_units", pa.int64(), nullable=False), pa.field("value_over_range", pa.float64(), nullable=False),
+    pa.field("expected_gain", pa.float64(), nullable=False),
     pa.field("unallocated_requests", pa.int64(), nullable=False),
     pa.field("unallocated_value", pa.int64(), nullable=False), pa.field("rank", pa.int64(), nullable=False),
 ])

@@ -25,7 +25,7 @@ from solvers.schema import STATUS_ALLOCATED, STATUS_PINNED, AllocationInstance, 
 
 RESOURCE_ADVICE_COLUMNS = [
     "resource_id", "name", "service", "region", "capacity", "used_units", "idle_units", "shadow_price",
-    "holds_for_units", "value_over_range", "unallocated_requests", "unallocated_value", "rank",
+    "holds_for_units", "value_over_range", "expected_gain", "unallocated_requests", "unallocated_value", "rank",
 ]
 GROUP_ADVICE_COLUMNS = [
     "service", "region", "resources", "capacity", "used_units", "idle_units", "shadow_price", "best_resource_id",
@@ -88,6 +88,7 @@ def capacity_advice(
     resources = instance.resources.reset_index(drop=True)
     used = _used_units(c, allocations)
     unallocated = _unallocated_mask(c, allocations)
+    idle = np.maximum(c.capacity - used, 0).astype("int64")
     # Pairs of unallocated requests that would add value: what more capacity there could serve.
     open_pairs = unallocated[c.pair_request] & (c.pair_value > 0)
     unallocated_value = np.bincount(c.pair_resource[open_pairs], weights=c.pair_value[open_pairs],
@@ -100,10 +101,13 @@ def capacity_advice(
         "region": resources["region"].astype(str),
         "capacity": c.capacity.astype("int64"),
         "used_units": used,
-        "idle_units": np.maximum(c.capacity - used, 0).astype("int64"),
+        "idle_units": idle,
         "shadow_price": np.round(price, 4),
         "holds_for_units": holds_for.astype("int64"),
         "value_over_range": np.round(price * holds_for, 2),
+        # What the version itself would gain: a priced resource's idle units are leftovers no waiting request
+        # fits whole, which the LP already fills in fractions; with the advised units whole requests use them.
+        "expected_gain": np.round(np.where(price > PRICE_EPSILON, price * (holds_for + idle), 0.0), 2),
         "unallocated_requests": unallocated_requests.astype("int64"),
         "unallocated_value": unallocated_value.astype("int64"),
     })
