@@ -64,6 +64,8 @@ class ControlPort(Protocol):
 
     def decide_request(self, signed: Signed) -> Request: ...
 
+    def issue_ticket(self, signed: Signed) -> None: ...
+
 
 class VersionFiles(Protocol):
     """The export store's record of a month's written versions (`resources.storage.ExportStore`)."""

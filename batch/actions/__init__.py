@@ -18,6 +18,7 @@ MonthError) and changes nothing.
     approve(store, signed, *, ticket=None, now=None)    # "approve", details: approval_details(request, ticket);
                                                         #   ticket: make_ticket(..., ticket_job(request), request_id=)
     reject(store, signed, *, now=None) -> Outcome       # "reject", details: request_id, reason
+    reissue(store, signed, *, ticket) -> Outcome        # "ticket_issued": repair's new ticket of an approved request
     admit_run(store, ticket, *, month, note=None, home=None) -> Outcome   # a run ticket of execute_job or plan_job
     record_export(store, signed) -> Outcome             # "export", details: what was written, filters
     may(store, action, actor, month) -> str             # the role check alone, before a key is loaded
@@ -39,6 +40,7 @@ from batch.actions.requests import (
     approve,
     file_request,
     finalize_details,
+    reissue,
     reject,
     roles_details,
     ticket_job,
@@ -47,5 +49,5 @@ from batch.actions.requests import (
 from batch.actions.runs import RUN_JOBS, admit_run, may_run, record_export
 
 __all__ = ["REQUEST_JOBS", "RULES", "RUN_JOBS", "FollowUp", "Outcome", "admit_run", "approval_details", "approve",
-           "file_request", "finalize_details", "lock", "may", "may_run", "record_export", "reject", "release",
+           "file_request", "finalize_details", "lock", "may", "may_run", "record_export", "reissue", "reject", "release",
            "roles_details", "ticket_job", "unlock_details"]

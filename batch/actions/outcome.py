@@ -8,7 +8,7 @@ from typing import Any
 from batch.approvals import Request
 from batch.identity import TICKET_TAG, Signed
 from batch.ports import LockView
-from batch.roles import ACTOR_TAG, MONTH_TAG, NOTE_TAG
+from batch.roles import ACTOR_TAG, NOTE_TAG
 
 
 @dataclass(frozen=True)
@@ -23,12 +23,10 @@ class FollowUp:
     run_config: dict[str, Any] = field(default_factory=dict)
 
     def tags(self) -> dict[str, str]:
-        """The run's tags: who, why, the ticket, and the month (clients add Dagster's partition tag)."""
+        """The run's tags: who, why and the ticket (clients add the partition's tags)."""
         tags = {ACTOR_TAG: self.actor, TICKET_TAG: self.ticket.encode()}
         if self.note:
             tags[NOTE_TAG] = self.note
-        if self.month:
-            tags[MONTH_TAG] = self.month
         return tags
 
 

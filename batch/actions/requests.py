@@ -84,10 +84,7 @@ def approve(store: ControlPort, signed: Signed, *, ticket: Signed | None = None,
         raise ControlError(f"The {request.describe()} takes effect when approved; it issues no run ticket.")
     decided = store.decide_request(signed)
     who = signed.actor
-    follows = None
-    if job is not None and ticket is not None:
-        follows = FollowUp(job[0], decided.month if job[0] == FINALIZE_JOB else None, ticket, who,
-                           run_config={"ops": {job[1]: {"config": {"request_id": decided.id}}}})
+    follows = _carried_out_by(decided, ticket) if ticket is not None else None
     if decided.kind == approvals.KIND_FINALIZE:
         message = (f"{decided.month} finalized: version {decided.version}, requested by {decided.requested_by}, "
                    f"approved by {who}")
@@ -131,3 +128,25 @@ def _check_ticket(request: Request, signed: Signed, ticket: Signed | None, job: 
             or signed.details.get("ticket_nonce") != ticket.nonce):
         raise IdentityError(f"The run ticket given with the approval of {request.describe()} is not the one "
                             f"{signed.actor} signed for {job} of {request.month} with it: refused.")
+
+
+def reissue(store: ControlPort, signed: Signed, *, ticket: Signed) -> Outcome:
+    """Issue a new run ticket to an approved request whose run did not finish (`batch-admin repair`; details:
+    request_id, ticket_nonce); its job follows, as after the approval."""
+    expect(signed, approvals.TICKET_ISSUED_ACTION)
+    request = store.request(str(signed.details.get("request_id") or ""))
+    job = REQUEST_JOBS.get(request.kind)
+    if job is None:
+        raise ControlError(f"The {request.describe()} is carried out by no job; it needs no run ticket.")
+    _check_ticket(request, signed, ticket, job[0])
+    store.issue_ticket(signed)
+    return Outcome(approvals.TICKET_ISSUED_ACTION, signed.actor, request.month,
+                   f"the approved {request.describe()} was carried out, with a new run ticket issued by "
+                   f"{signed.actor}", follows=_carried_out_by(request, ticket), request=request)
+
+
+def _carried_out_by(request: Request, ticket: Signed) -> FollowUp:
+    """The run that carries out an approved finalize (of its month) or unlock (of no partition) request."""
+    job, op = REQUEST_JOBS[request.kind]
+    return FollowUp(job, request.month if job == FINALIZE_JOB else None, ticket, ticket.actor,
+                    run_config={"ops": {op: {"config": {"request_id": request.id}}}})
