@@ -16,10 +16,12 @@ import json
 import os
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from dagster_graphql import DagsterGraphQLClientError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -158,7 +160,12 @@ def carry_out(src: Sources, who: str, signed: list[Signed]) -> actions.Outcome:
     follows = outcome.follows
     if follows is not None:
         month_tags = {PARTITION_TAG: follows.month, MONTH_TAG: follows.month} if follows.month else {}
-        src.submit_run(follows.job, {**month_tags, **follows.tags()}, follows.run_config)
+        try:
+            src.submit_run(follows.job, {**month_tags, **follows.tags()}, follows.run_config)
+        except (DagsterGraphQLClientError, OSError) as exc:
+            # The approval stands (signed and recorded); only the run that carries it out was not queued.
+            return replace(outcome, message=f"{outcome.message}; its {follows.job} run was not queued ({exc}): "
+                                            f"`batch-admin repair {follows.month or ''}` carries it out.")
     return outcome
 
 

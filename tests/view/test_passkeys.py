@@ -11,11 +11,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from starlette.testclient import TestClient
 
 from batch.enrolment import make_token
 from batch.identity import DEMO_KEYS_DIR, Signed, canonical, load_private_key
 from batch.passkeys import Assertion, challenge_of
+from batch_cli.main import main
 from batch_view.app import create_app
 from batch_view.sources import Sources
 from resources.control_store import GENESIS_HASH, _entry_hash, audit, audit_head
@@ -230,3 +232,5 @@ def test_audit_verify_rechecks_passkey_signatures_offline_and_a_tampered_asserti
     result = view.store.verify_audit()
     assert not result.ok
     assert any("(lock) is not signed with alice's key" in problem for problem in result.problems)
+    refused = CliRunner().invoke(main, ["audit", "--verify"], catch_exceptions=False)
+    assert refused.exit_code != 0 and "is not signed with alice's key" in refused.output + refused.stderr
