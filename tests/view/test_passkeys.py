@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from batch.enrolment import make_token
 from batch.identity import DEMO_KEYS_DIR, Signed, canonical, load_private_key
-from batch.passkeys import Assertion, challenge_of
+from batch.passkeys import Assertion, PasskeyError, challenge_of, check_rp_id
 from batch_cli.main import main
 from batch_view.app import create_app
 from batch_view.sources import Sources
@@ -234,3 +234,24 @@ def test_audit_verify_rechecks_passkey_signatures_offline_and_a_tampered_asserti
     assert any("(lock) is not signed with alice's key" in problem for problem in result.problems)
     refused = CliRunner().invoke(main, ["audit", "--verify"], catch_exceptions=False)
     assert refused.exit_code != 0 and "is not signed with alice's key" in refused.output + refused.stderr
+
+
+@pytest.mark.parametrize("rp_id", ["127.0.0.1", "::1", "[::1]", "http://localhost", "localhost:3000", ""])
+def test_a_relying_party_id_is_a_domain_never_an_ip_address(rp_id):
+    with pytest.raises(PasskeyError):
+        check_rp_id(rp_id)
+    assert check_rp_id("admin.example.org") == "admin.example.org"
+
+
+def test_passkeys_are_refused_on_a_view_opened_at_an_ip_address_or_another_origin(landed, monkeypatch):
+    with TestClient(create_app(Sources.open(Settings.from_env(), DAGSTER_URL)), base_url="http://127.0.0.1:3000") as ip:
+        ip.csrf = csrf_of(ip.get("/").text)  # type: ignore[attr-defined]
+        post(ip, "/signin", person="alice", origin="http://127.0.0.1:3000")
+        refused = post(ip, "/passkey/challenge", origin="http://127.0.0.1:3000", action="release", month=landed.month)
+        assert refused.status_code == 403 and "Passkeys work at http://localhost:PORT" in refused.json()["error"]
+    monkeypatch.setenv("BATCH_ADMIN_ORIGIN", "https://admin.example.org")
+    with TestClient(create_app(Sources.open(Settings.from_env(), DAGSTER_URL)), base_url=ORIGIN) as other:
+        other.csrf = csrf_of(other.get("/").text)  # type: ignore[attr-defined]
+        post(other, "/signin", person="alice")
+        refused = post(other, "/passkey/challenge", action="release", month=landed.month)
+        assert refused.status_code == 403 and "Passkeys work at https://admin.example.org" in refused.json()["error"]
