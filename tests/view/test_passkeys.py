@@ -18,6 +18,7 @@ from batch.enrolment import make_token
 from batch.identity import DEMO_KEYS_DIR, Signed, canonical, load_private_key
 from batch.passkeys import Assertion, PasskeyError, challenge_of, check_rp_id
 from batch_cli.main import main
+from batch_cli.runs import run_job
 from batch_view.app import create_app
 from batch_view.sources import Sources
 from resources.control_store import GENESIS_HASH, _entry_hash, audit, audit_head
@@ -255,3 +256,19 @@ def test_passkeys_are_refused_on_a_view_opened_at_an_ip_address_or_another_origi
         post(other, "/signin", person="alice")
         refused = post(other, "/passkey/challenge", action="release", month=landed.month)
         assert refused.status_code == 403 and "Passkeys work at https://admin.example.org" in refused.json()["error"]
+
+
+@pytest.mark.slow
+def test_the_run_ticket_bobs_passkey_signed_carries_out_the_finalize(view, landed):
+    alice, bob = enrol(view, "alice"), enrol(view, "bob")
+    sign_in(view, "alice")
+    act(view, signed_parts(view, alice, action="finalize", month=landed.month, version="2", note="good"))
+    sign_in(view, "bob")
+    request = view.store.requests(landed.month)[0]
+    assert act(view, signed_parts(view, bob, action="approve", request_id=request.id)).status_code == 200
+    job, tags, run_config = view.submitted[0]
+    outcome = run_job(job, landed.month, tags, run_config)  # the run the Dagster queue would start
+    assert outcome.success, outcome.error
+    month = view.get(f"/month/{landed.month}.json").json()
+    assert (month["final"]["version"], month["final"]["approved_by"]) == (2, "bob")
+    assert view.store.verify_audit().ok  # the ticket's passkey signature too
