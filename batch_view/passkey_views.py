@@ -84,13 +84,13 @@ def _seal(guard: Guard, body: dict[str, Any]) -> dict[str, str]:
     """A prepared action's bytes, this server's MAC over them, and the WebAuthn challenge."""
     raw = canonical(body)
     text = _b64(raw)
-    return {"body": text, "mac": guard._mac("passkey", text), "challenge": _b64(challenge_of(raw))}
+    return {"body": text, "mac": guard.seal("passkey", text), "challenge": _b64(challenge_of(raw))}
 
 
 def _unseal(guard: Guard, part: dict[str, Any]) -> Signed:
     """A prepared action, back from the browser with its assertion, as a signed action."""
     text, mac = str(part.get("body") or ""), str(part.get("mac") or "")
-    if not secrets.compare_digest(mac, guard._mac("passkey", text)):
+    if not secrets.compare_digest(mac, guard.seal("passkey", text)):
         raise Refused("This signed action was not prepared by this view: refused.")
     body = json.loads(_unb64(text))
     credential = part.get("credential")
