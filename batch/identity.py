@@ -24,6 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from batch.passkeys import check_passkey_signature, is_passkey_signature
+
 KEY_VAR = "BATCH_ADMIN_KEY"
 KEY_PREFIX = "ed25519:"
 # A signed action is fresh for this long: it is made by the command that submits it.
@@ -110,6 +112,11 @@ def load_private_key(actor: str, explicit: str | None = None, demo: bool = False
                         f"(and have its public key added to the roles file) or point {KEY_VAR} at yours.")
 
 
+def canonical(value: Any) -> bytes:
+    """The bytes a signature covers."""
+    return _canonical(value)
+
+
 def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
 
@@ -176,7 +183,9 @@ def sign(key: Ed25519PrivateKey, actor: str, action: str, month: str | None,
 
 
 def check_signature(signed: Signed, public_key_texts: list[str]) -> bool:
-    """True when one of the actor's public keys verifies the signature."""
+    """True when one of the actor's public keys (Ed25519, or a registered passkey's) verifies the signature."""
+    if is_passkey_signature(signed.signature):
+        return check_passkey_signature(_canonical(signed.body()), signed.signature, public_key_texts)
     try:
         signature = base64.b64decode(signed.signature, validate=True)
     except (ValueError, binascii.Error):
@@ -194,11 +203,18 @@ def make_ticket(key: Ed25519PrivateKey, actor: str, job: str, months: list[str],
                 now: datetime | None = None, request_id: str | None = None) -> Signed:
     """A run ticket: `actor` lets one run of `job` per month in `months` write, for `minutes` (with
     `request_id`: the ticket an approval issues, which carries out that request only)."""
+    start = now or datetime.now(UTC)
+    return sign(key, actor, "ticket", None, ticket_details(job, months, minutes, start, request_id), start)
+
+
+def ticket_details(job: str, months: list[str], minutes: float, start: datetime,
+                   request_id: str | None = None) -> dict[str, Any]:
+    """What a run ticket signs (a passkey signs these details too: batch_view.passkey_views)."""
     if not 0 < minutes <= MAX_TICKET_MINUTES:
         raise IdentityError(f"A run ticket is valid for more than 0 and at most {MAX_TICKET_MINUTES} minutes, "
                             f"not {minutes}.")
-    start = now or datetime.now(UTC)
-    details = {"job": job, "months": sorted(months), "expires_at": (start + timedelta(minutes=minutes)).isoformat()}
+    details: dict[str, Any] = {"job": job, "months": sorted(months),
+                               "expires_at": (start + timedelta(minutes=minutes)).isoformat()}
     if request_id is not None:
         details["request_id"] = request_id
-    return sign(key, actor, "ticket", None, details, start)
+    return details

@@ -41,6 +41,7 @@ from batch.months import MonthError, check_month, check_planned_month
 from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles, actor_from
 from batch.times import json_default, local
 from batch_cli.advice import ADVICE_KEY, print_advice
+from batch_cli.passkey import passkey_command
 from batch_cli.status_view import print_settings
 from batch_cli.whatif import whatif_command
 from resources.execution import QUEUES
@@ -1311,6 +1312,7 @@ def worker(queues: str, concurrency: int | None) -> None:
 
 
 main.add_command(whatif_command(settings, exports, emit, out))
+main.add_command(passkey_command(signer, actor_from, emit, out))
 
 
 def entry() -> NoReturn:

@@ -1,6 +1,6 @@
 """The view's changes, for the embedded default's demo people: sign in and out, lock and release a month,
 run it, export a version. Each is a signed action, signed by the server with the shipped demo key of the person
-signed in, handed to the same control-store and export-store calls the CLI makes; their rules (roles,
+signed in, handed to the same action-layer functions the CLI calls (batch.actions); their rules (roles,
 locks, final locks, ttl, export targets) are theirs, and a refusal changes nothing.
 """
 
@@ -18,11 +18,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
+from batch import actions
 from batch.errors import ControlError
 from batch.identity import (
     DEFAULT_TICKET_MINUTES,
     DEMO_KEYS_DIR,
-    TICKET_TAG,
     IdentityError,
     Signed,
     load_private_key,
@@ -31,7 +31,7 @@ from batch.identity import (
 )
 from batch.lifecycle import EXECUTE_JOB
 from batch.months import MonthError, check_month, check_planned_month
-from batch.roles import ACTOR_TAG, MONTH_TAG, NOTE_TAG, RoleError
+from batch.roles import MONTH_TAG, RoleError
 from batch_view.session import Refused, form_of, set_session
 from batch_view.sources import PARTITION_TAG, Sources
 from resources.storage import ExportError
@@ -90,7 +90,7 @@ async def lock(request: Request) -> Response:
     def change(src: Sources, who: str, form: dict[str, str]) -> None:
         names = [name.strip() for name in form.get("admins", "").split(",") if name.strip()]
         hours = _number(form.get("ttl_hours") or str(DEFAULT_LOCK_HOURS), "ttl_hours")
-        src.store.take_lock(demo_signer(src, who)("lock", month, {"admins": names, "ttl_hours": hours}))
+        actions.lock(src.store, demo_signer(src, who)("lock", month, {"admins": names, "ttl_hours": hours}))
 
     return await _change(request, month, change)
 
@@ -100,26 +100,27 @@ async def release(request: Request) -> Response:
     month = check_month(request.path_params["month"])
 
     def change(src: Sources, who: str, form: dict[str, str]) -> None:
-        src.store.release_lock(demo_signer(src, who)("release", month, {}))
+        actions.release(src.store, demo_signer(src, who)("release", month, {}))
 
     return await _change(request, month, change)
 
 
 async def run(request: Request) -> Response:
-    """Run the month (as `batch-admin run`): the same checks (an admin, the month's locks, a note from version 2
-    on), then a run of execute_job for the month, with a run ticket signed by the person, submitted through the
-    Dagster webserver beside the view to the instance's queue, as a launch from the Dagster UI is."""
+    """Run the month (as `batch-admin run`): the action layer's admission (inputs landed, an admin, the month's
+    locks, a note from version 2 on), then a run of execute_job for the month, with a run ticket signed by the
+    person, submitted through the Dagster webserver beside the view to the instance's queue, as a launch from
+    the Dagster UI is."""
     month = check_planned_month(request.path_params["month"])
 
     def change(src: Sources, who: str, form: dict[str, str]) -> None:
         note = form.get("note", "").strip() or None
-        src.store.roles().require_admin(who, f"run {month}")
-        src.store.check_can_run(month, who, note)
-        key = load_private_key(who, str(DEMO_KEYS_DIR / f"{who}.key"))
+        actions.may_run(lambda: src.store, EXECUTE_JOB, who, month, home=src.settings.home)
         demo_signer(src, who)  # refused off the demo
-        tags = {PARTITION_TAG: month, MONTH_TAG: month, ACTOR_TAG: who, **({NOTE_TAG: note} if note else {}),
-                TICKET_TAG: make_ticket(key, who, EXECUTE_JOB, [month], DEFAULT_TICKET_MINUTES).encode()}
-        src.submit_run(EXECUTE_JOB, tags)
+        key = load_private_key(who, str(DEMO_KEYS_DIR / f"{who}.key"))
+        ticket = make_ticket(key, who, EXECUTE_JOB, [month], DEFAULT_TICKET_MINUTES)
+        follows = actions.admit_run(src.store, ticket, month=month, note=note).follows
+        assert follows is not None  # an admitted run names its run
+        src.submit_run(follows.job, {PARTITION_TAG: month, MONTH_TAG: month, **follows.tags()})
 
     return await _change(request, month, change)
 
@@ -153,12 +154,11 @@ async def export(request: Request) -> Response:
 def _export(src: Sources, who: str, month: str, fmt: str, folder: Path, version: int | None, final: bool,
             form: dict[str, str]) -> dict[str, Any]:
     signer = demo_signer(src, who)  # before writing anything: no key, no export
-    src.store.roles().require_known(who, f"export {month}")
+    actions.may(src.store, "export", who, month)
     filters = {name: form.get(name) or None for name in ("service", "resource", "status")}
     result = src.exports.export(month, fmt=fmt, out=folder / f"export.{fmt}", version=version, final=final,
                                 service=filters["service"], resource=filters["resource"], status=filters["status"])
-    # The same audit entry as `batch-admin export` records (batch_cli/main.py export).
-    src.store.record_signed(signer("export", month, {k: str(v) for k, v in result.items()} | {"filters": filters}))
+    actions.record_export(src.store, signer("export", month, {k: str(v) for k, v in result.items()} | {"filters": filters}))
     return result
 
 

@@ -24,7 +24,7 @@ from batch.metrics import format_change, format_count, format_figure
 from batch.months import MonthError, check_month
 from batch.report import VersionView, version_view
 from batch.roles import RoleError
-from batch_view import actions, context
+from batch_view import actions, context, passkey_views
 from batch_view.memo import Memo, month_state
 from batch_view.session import Guard, browser_of, remember_browser
 from batch_view.sources import Sources
@@ -101,7 +101,8 @@ def _render(request: Request, template: str, found: dict[str, Any], status: int 
     response = request.app.state.templates.TemplateResponse(request, template, {
         "c": found, "dagster_url": src.dagster.base, "demo": src.demo, "who": who,
         "csrf": guard.csrf_token(request, browser), "demo_people": _demo_people(request) if src.demo else [],
-        "here": request.url.path,
+        "here": request.url.path, "has_passkey": bool(who) and any(
+            p["person"] == who for p in src.store.passkeys()) if template == "month.html" else False,
         "json_url": request.url.path.rstrip("/") + (".json" if request.url.path != "/" else "index.json")},
         status_code=status)
     if new:
@@ -204,7 +205,11 @@ def routes() -> list[Route | Mount]:
               Route("/month/{month}/lock", actions.lock, methods=["POST"]),
               Route("/month/{month}/release", actions.release, methods=["POST"]),
               Route("/month/{month}/run", actions.run, methods=["POST"]),
-              Route("/month/{month}/export", actions.export, methods=["POST"])]
+              Route("/month/{month}/export", actions.export, methods=["POST"]),
+              Route("/passkey/enroll", passkey_views.enrol_page), Route("/passkey/enroll", passkey_views.enrol, methods=["POST"]),
+              Route("/passkey/demo-enroll", passkey_views.demo_enrol, methods=["POST"]),
+              Route("/passkey/challenge", passkey_views.challenge, methods=["POST"]),
+              Route("/passkey/act", passkey_views.act, methods=["POST"])]
     found.append(Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"))
     return found
 
@@ -222,4 +227,5 @@ def create_app(sources: Sources) -> Starlette:
     app.state.memo = Memo()
     app.state.guard = Guard.fresh()
     app.state.problem = _problem
+    app.state.render = _render
     return app

@@ -216,7 +216,8 @@ def approvals_context(src: Sources) -> dict[str, Any]:
             item["figures"] = headline(chosen["metrics"]) if chosen else []
             item["final_version"] = store.month(request.month)["final_version"]
         items.append(item)
-    return {"title": "Approvals", "requests": items}
+    approvers = sorted(store.roles(gate=False).approvers)
+    return {"title": "Approvals", "requests": items, "approvers": approvers}
 
 
 def people_context(src: Sources) -> dict[str, Any]:
@@ -232,7 +233,7 @@ def people_context(src: Sources) -> dict[str, Any]:
     people = [{"name": name, "admin": name in roles.admins, "approver": name in roles.approvers,
                "system": name in roles.system, "key": roles.keys.get(name)} for name in names]
     return {"title": "People", "people": people, "source": roles.source, "problem": problem,
-            "roles_file": status, "demo": src.demo}
+            "roles_file": status, "demo": src.demo, "passkeys": src.store.passkeys()}
 
 
 def plain(value: Any) -> Any:

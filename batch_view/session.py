@@ -42,6 +42,10 @@ class Guard:
     def _mac(self, *parts: str) -> str:
         return hmac.new(self.secret, "|".join(parts).encode(), hashlib.sha256).hexdigest()
 
+    def seal(self, purpose: str, value: str) -> str:
+        """This server's MAC of `value` for `purpose` (e.g. a signed action it prepared for a passkey)."""
+        return self._mac(purpose, value)
+
     def session_value(self, who: str) -> str:
         return f"{who}.{self._mac('session', who)}"
 

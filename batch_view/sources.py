@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import dagster as dg
@@ -74,13 +75,13 @@ class Sources:
             self._instance = dg.DagsterInstance.from_config(str(self.settings.dagster_home))
         return self._instance
 
-    def submit_run(self, job: str, tags: dict[str, str]) -> str:
+    def submit_run(self, job: str, tags: dict[str, str], run_config: dict[str, Any] | None = None) -> str:
         """Submit a run of the code location's job through the Dagster webserver (its GraphQL API), which
         queues it for the daemon; the run's id."""
         address = urlsplit(self.dagster.base)
         client = DagsterGraphQLClient(address.hostname or "localhost", port_number=address.port, timeout=60)
         return client.submit_job_execution(job, repository_location_name=LOCATION, repository_name=REPOSITORY,
-                                           tags=tags)
+                                           tags=tags, run_config=run_config or None)
 
     def close(self) -> None:
         self.store.dispose()

@@ -28,7 +28,9 @@ from batch.approvals import Request
 from batch.errors import ControlError
 from batch.identity import CLOCK_SKEW, MAX_ACTION_AGE, MAX_TICKET_MINUTES, IdentityError, Signed, check_signature
 from batch.lifecycle import PHASE_FINALIZED, PHASE_OPEN, PHASE_PLANNING, PHASE_PROPOSED
+from batch.passkeys import ENROL_ACTION, PasskeyKey
 from batch.roles import RoleError, Roles
+from resources import passkey_store
 from resources.migrations import HEAD_REVISION, current_revision, upgrade
 
 GENESIS_HASH = "0" * 64
@@ -475,6 +477,8 @@ class ControlStore:
                 keys.setdefault(who, [])
                 if key not in keys[who]:
                     keys[who].append(key)
+        for who, texts in passkey_store.passkey_keys(conn).items():
+            keys.setdefault(who, []).extend(texts)
         return keys
 
     def _verify(self, conn: Connection, roles: Roles, signed: Signed, action: str, month: str | None,
@@ -489,7 +493,7 @@ class ControlStore:
         if at > now + CLOCK_SKEW or (fresh and now - at > MAX_ACTION_AGE):
             raise IdentityError(f"The {action} signed by {signed.actor} at {signed.at} is not recent (a signed action "
                                 f"is valid for {int(MAX_ACTION_AGE.total_seconds() // 60)} minutes): sign it again.")
-        keys = roles.public_keys(signed.actor)
+        keys = roles.public_keys(signed.actor) + passkey_store.passkey_keys(conn, signed.actor).get(signed.actor, [])
         if not keys:
             raise IdentityError(f"{signed.actor!r} has no public key in the accepted roles ({roles.source}), so "
                                 f"nothing can be done in that name.")
@@ -498,6 +502,8 @@ class ControlStore:
                                 f"refused.")
         if fresh and conn.execute(sa.select(audit.c.id).where(audit.c.nonce == signed.nonce)).first() is not None:
             raise IdentityError(f"This {action} signed by {signed.actor} was used before (a replay): refused.")
+        if fresh:
+            passkey_store.advance_counter(conn, signed, now)
 
     @contextmanager
     def _signed(self, signed: Signed, action: str, month: str | None, gate: bool = True,
@@ -834,6 +840,18 @@ class ControlStore:
                 )
             conn.execute(locks.delete().where(locks.c.month == month))
             self._append_audit(conn, month, actor, "release", {"holder": existing.holder}, signed)
+
+    def register_passkey(self, token: Signed, key: PasskeyKey) -> None:
+        """Register a passkey for the signer of an enrolment token (signed by their key, fresh, used once); the
+        audit entry keeps the token and the credential's id and public key."""
+        with self._signed(token, ENROL_ACTION, None) as (conn, _roles):
+            passkey_store.insert(conn, token, key, utcnow())
+            self._append_audit(conn, None, token.actor, ENROL_ACTION, passkey_store.enrolment_details(token, key), token)
+
+    def passkeys(self) -> list[dict[str, Any]]:
+        """Every registered passkey (resources.passkey_store.listed)."""
+        with self.read() as conn:
+            return passkey_store.listed(conn)
 
     def record_signed(self, signed: Signed) -> None:
         """Audit a signed action that changes no state (an export) by anyone in the roles."""

@@ -15,7 +15,7 @@ HERE = Path(__file__).resolve().parent
 # Dagster's own PostgreSQL storage keeps `alembic_version` in the same database: ours is apart.
 VERSION_TABLE = "batch_admin_alembic_version"
 # The newest revision under versions/; a store at another one must be migrated.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 
 def current_revision(engine: Engine) -> str | None:

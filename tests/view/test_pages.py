@@ -142,7 +142,7 @@ def test_every_page_carries_the_csp_and_has_no_inline_or_external_script(landed,
     assert "'unsafe-inline'" not in CSP and "script-src 'self'" in CSP
     scripts = Scripts()
     scripts.feed(page.text)
-    assert scripts.sources == ["/static/htmx.min.js"]
+    assert scripts.sources == ["/static/htmx.min.js", "/static/passkey.js"]
     assert (scripts.inline, scripts.handlers) == ([], [])
 
 
