@@ -12,6 +12,7 @@ import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -22,6 +23,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from batch import actions
+from batch.actions import FollowUp, Outcome
 from batch.errors import ControlError
 from batch.identity import (
     DEFAULT_TICKET_MINUTES,
@@ -35,8 +38,7 @@ from batch.identity import (
     make_ticket,
     sign,
 )
-from batch.landing import require_inputs
-from batch.lifecycle import EXECUTE_JOB, FINALIZE_JOB, PLAN_JOB, UNLOCK_JOB
+from batch.lifecycle import EXECUTE_JOB, PLAN_JOB
 from batch.months import MonthError, check_month, check_planned_month
 from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles, actor_from
 from batch.times import json_default, local
@@ -51,11 +53,9 @@ from resources.settings import DEFAULT_ROLES_FILE, Settings, SettingsError
 # each command imports what it needs when it runs, and `--help` or a refusal answers without them.
 if TYPE_CHECKING:
     from batch_cli.runs import RunEvents
-    from resources.control_store import ControlStore
     from resources.storage import ExportStore
+    from resources.store_factory import Control
 
-# The job and step that carry out a request, by kind.
-REQUEST_JOBS = {"finalize": (FINALIZE_JOB, "final_allocation"), "unlock": (UNLOCK_JOB, "unlock_finalized_month")}
 SOLVE_STEP = re.compile(r"^allocation_parts\.solve_part\[part_(\d+)\]$")
 KNOWN_ERRORS = (ControlError, RoleError, MonthError, SettingsError, IdentityError)
 # Refusals of the modules imported on demand: (module, class), caught once that module is loaded.
@@ -380,17 +380,17 @@ def protected_paths() -> tuple[Path, ...]:
 
 
 # The control stores this process opened: one engine per URL and roles file.
-_STORES: dict[tuple[str, str], ControlStore] = {}
+_STORES: dict[tuple[str, str], Control] = {}
 
 
-def store() -> ControlStore:
+def store() -> Control:
     """The control store: one engine for this process (per URL)."""
     current = settings()
     key = (current.control_url, str(current.roles_file))
     if key not in _STORES:
-        from resources.control_store import ControlStore  # deferred: start-up speed (see the imports)
+        from resources.store_factory import open_control_store  # deferred: start-up speed (see the imports)
 
-        _STORES[key] = ControlStore(key[0], roles_file=key[1], embedded=current.embedded)
+        _STORES[key] = open_control_store(current)
     return _STORES[key]
 
 
@@ -399,15 +399,6 @@ def close_stores() -> None:
     sessions at once, rather than when it notices the process gone)."""
     while _STORES:
         _STORES.popitem()[1].dispose()
-
-
-def roles() -> Roles:
-    """The accepted roles (refused while the deployment's roles file differs from them)."""
-    return store().roles()
-
-
-def require_admin(actor: str | None, action: str) -> str:
-    return roles().require_admin(actor_from(actor), action)
 
 
 def signer(who: str) -> Any:
@@ -420,27 +411,22 @@ def signer(who: str) -> Any:
 
 def request_ticket(who: str, request: Any) -> Signed | None:
     """The single run ticket that carries out a finalize or unlock request (None for other kinds)."""
-    job = REQUEST_JOBS.get(request.kind)
+    job = actions.ticket_job(request)
     if job is None:
         return None
-    return make_ticket(signer(who), who, job[0], [str(request.month)], DEFAULT_TICKET_MINUTES, request_id=request.id)
+    return make_ticket(signer(who), who, job, [str(request.month)], DEFAULT_TICKET_MINUTES, request_id=request.id)
 
 
-def _carry_out(request: Any, who: str, issued: Signed) -> str:
-    """Run the job that carries out an approved finalize or unlock request, with its ticket."""
-    job, op = REQUEST_JOBS[request.kind]
-    return _run_or_fail(job, str(request.month) if job == FINALIZE_JOB else None, who, ticket=issued,
-                        run_config={"ops": {op: {"config": {"request_id": request.id}}}})
+def _follow(follows: FollowUp | None) -> str:
+    """Submit and follow the run an action says follows, with its ticket."""
+    assert follows is not None  # an approval, a repair or an admitted run names its run
+    return _run_or_fail(follows.job, follows.month, follows.actor, follows.note, follows.run_config or None,
+                        ticket=follows.ticket)
 
 
 def sign_as(who: str, action: str, month: str | None, details: dict[str, Any] | None = None) -> Signed:
     """An action signed with the acting person's key; the control store verifies it."""
     return sign(signer(who), who, action, month, details)
-
-
-def ticket_for(who: str, job: str, month: str) -> str:
-    """A run ticket for one run of `job` for `month`, valid for the default time."""
-    return make_ticket(signer(who), who, job, [month], DEFAULT_TICKET_MINUTES).encode()
 
 
 def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
@@ -479,15 +465,13 @@ def _progress(title: str) -> Iterator[RunEvents]:
 
 
 def _run_or_fail(job: str, month: str | None, actor: str | None, note: str | None = None,
-                 run_config: dict[str, Any] | None = None, ticket: bool | Signed = False) -> str:
-    """Run a job and follow it; `ticket`: a new run ticket of `actor`'s, or the one given."""
+                 run_config: dict[str, Any] | None = None, ticket: Signed | None = None) -> str:
+    """Run a job and follow it, with the run ticket given."""
     tags = {ACTOR_TAG: actor} if actor else {}
     if note:
         tags[NOTE_TAG] = note
-    if isinstance(ticket, Signed):
+    if ticket is not None:
         tags[TICKET_TAG] = ticket.encode()
-    elif ticket and actor and month:
-        tags[TICKET_TAG] = ticket_for(actor, job, month)
     from batch_cli.runs import run_job  # deferred: start-up speed (see the imports)
 
     with _progress(f"{job}{f' for {month}' if month else ''}") as events:
@@ -536,10 +520,7 @@ def demo_data(month: str, n_requests: int, n_resources: int, seed: int, as_json:
 @friendly
 def plan(month: str, actor: str | None, as_json: bool) -> None:
     """Preview a month: validate inputs, demand vs capacity, conflicts, expected allocation."""
-    check_planned_month(month)
-    require_inputs(settings().home, month)  # first: the refusal needs no database (well under a second)
-    who = require_admin(actor, f"plan {month}")
-    run_id = _run_or_fail(PLAN_JOB, month, who, ticket=True)
+    run_id = _follow(_admitted(PLAN_JOB, month, actor, None).follows)
     latest = store().latest_plan(month) or {}
     result = {"month": month, "run_id": run_id, "plan": latest.get("summary", {})}
 
@@ -558,13 +539,8 @@ def plan(month: str, actor: str | None, as_json: bool) -> None:
 @friendly
 def run(month: str, actor: str | None, note: str | None, as_json: bool) -> None:
     """Solve the month and write a new version (planning steps included)."""
-    check_planned_month(month)
-    require_inputs(settings().home, month)  # first: the refusal needs no database (well under a second)
-    who = require_admin(actor, f"run {month}")
-    control = store()
-    control.check_can_run(month, who, note)
-    run_id = _run_or_fail(EXECUTE_JOB, month, who, note, ticket=True)
-    version = control.versions(month)[-1]
+    run_id = _follow(_admitted(EXECUTE_JOB, month, actor, note).follows)
+    version = store().versions(month)[-1]
     result = {"month": month, "run_id": run_id, **_version_summary(version)}
 
     def human() -> None:
@@ -580,6 +556,18 @@ def run(month: str, actor: str | None, note: str | None, as_json: bool) -> None:
                       f"see `batch-admin report {month}`.", markup=False)
 
     emit(result, as_json, human)
+
+
+def _admitted(job: str, month: str, actor: str | None, note: str | None) -> Outcome:
+    """A run of `job` for `month`, admitted by the action layer with a new run ticket of the actor's."""
+    # The landing folder first, then the role, then the key: a refusal names what is missing.
+    who = actions.may_run(store, job, actor_from(actor), month, home=settings().home)
+    ticket = make_ticket(signer(who), who, job, [month], DEFAULT_TICKET_MINUTES)
+    return actions.admit_run(store(), ticket, month=month, note=note)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _version_summary(version: dict[str, Any]) -> dict[str, Any]:
@@ -627,7 +615,6 @@ def status(month: str | None, as_json: bool) -> None:
     from batch.health import month_health, months_overview
     from batch.lifecycle import final_mismatch
     from batch.params import param_settings
-    from resources.control_store import utcnow
 
     control = store()
     if month is None:
@@ -651,7 +638,7 @@ def status(month: str | None, as_json: bool) -> None:
         "plan": (control.latest_plan(month) or {}).get("summary"),
         "versions": [_version_summary(v) for v in control.versions(month)],
         "health": month_health(control, exports(), month),
-        "requests": [r.to_dict(utcnow()) for r in control.requests(month) if r.effective_status(utcnow())
+        "requests": [r.to_dict(_now()) for r in control.requests(month) if r.effective_status(_now())
                      in OPEN_STATUSES],
         "official_copy_problem": final_mismatch(row, exports()),
     }
@@ -774,17 +761,12 @@ def params(month: str, actor: str | None, assignments: tuple[str, ...], unsets: 
            as_json: bool) -> None:
     """Set or unset batch parameters of a month (validated, audited, snapshotted with every version)."""
     check_planned_month(month)
-    if not assignments and not unsets:
-        raise CliError("Give at least one --set KEY=VALUE or --unset KEY (`batch-admin params --help` lists them).")
-    who = require_admin(actor, f"change parameters of {month}")
-    from batch.params import check_key, parse_assignment  # deferred: start-up speed (see the imports)
+    who = actions.may(store(), "params", actor_from(actor), month)
+    from batch.actions.changes import params_details, set_params  # deferred: start-up speed (see the imports)
+    from batch.params import parse_assignment
 
-    changes: dict[str, Any] = dict(parse_assignment(a) for a in assignments)
-    for key in unsets:
-        if check_key(key) in changes:
-            raise CliError(f"Parameter {key!r} is both set and unset; give one of them.")
-        changes[key] = None
-    current = store().set_params(sign_as(who, "params", month, {"changes": changes}))
+    details = params_details(dict(parse_assignment(a) for a in assignments), list(unsets))
+    current = set_params(store(), sign_as(who, "params", month, details)).params or {}
     emit({"month": month, "params": current}, as_json,
          lambda: _print_mapping(f"Parameters of {month}", current))
 
@@ -803,23 +785,18 @@ def adjust(month: str, actor: str | None, pin: str | None, exclude: str | None, 
            include: str | None, clear: bool, note: str) -> None:
     """Pin a request to a resource or exclude it, or take that back; the next run honours it."""
     check_planned_month(month)
-    who = require_admin(actor, f"adjust {month}")
+    who = actions.may(store(), "adjust", actor_from(actor), month)
     given = {"pin": pin, "exclude": exclude, "unpin": unpin, "include": include, "clear": clear or None}
     if sum(v is not None for v in given.values()) != 1:
         raise CliError("Give exactly one of --pin REQ=RES, --exclude REQ, --unpin REQ, --include REQ or --clear.")
-    if pin and "=" not in pin:
-        raise CliError(f"--pin {pin!r} must look like REQUEST_ID=RESOURCE_ID.")
-    from batch.adjustment_log import describe  # deferred: start-up speed (see the imports)
-    from batch.adjustments import check_adjustment
+    # Deferred: start-up speed (see the imports).
+    from batch.actions.changes import adjust as adjust_month
+    from batch.actions.changes import adjust_details
 
     kind, value = next((k, str(v)) for k, v in given.items() if v is not None)
-    request_id, _, resource_id = (p.strip() for p in (value.partition("=") if pin else (value, "", "")))
-    if kind in ("pin", "exclude"):  # undoing names what is in force, not what landed
-        check_adjustment(settings().home, month, kind, request_id, resource_id or None)
-    details = {"kind": kind, "request_id": None if clear else request_id, "resource_id": resource_id or None,
-               "note": note}
-    store().add_adjustment(sign_as(who, "adjust", month, details))
-    out.print(f"{month}: {describe({**details, 'note': None})}; the next run honours it.", markup=False)
+    details = adjust_details(kind, value, note)
+    outcome = adjust_month(store(), sign_as(who, "adjust", month, details), home=settings().home)
+    out.print(outcome.message, markup=False)
 
 
 @main.command()
@@ -832,11 +809,11 @@ def adjust(month: str, actor: str | None, pin: str | None, exclude: str | None, 
 def lock(month: str, actor: str | None, admins: str, ttl_hours: float, as_json: bool) -> None:
     """Take the temporary lock of a month for a list of designated admins."""
     check_planned_month(month)
-    who = require_admin(actor, f"lock {month}")
+    who = actions.may(store(), "lock", actor_from(actor), month)
     names = [a.strip() for a in admins.split(",") if a.strip()]
-    info = store().take_lock(sign_as(who, "lock", month, {"admins": names, "ttl_hours": ttl_hours}))
-    emit({"month": month, "lock": info.to_dict()}, as_json,
-         lambda: out.print(f"{month} locked by {who} for {', '.join(info.admins)} until {local(info.expires_at)}."))
+    outcome = actions.lock(store(), sign_as(who, "lock", month, {"admins": names, "ttl_hours": ttl_hours}))
+    assert outcome.lock is not None
+    emit({"month": month, "lock": outcome.lock.to_dict()}, as_json, lambda: out.print(outcome.message))
 
 
 @main.command()
@@ -846,9 +823,8 @@ def lock(month: str, actor: str | None, admins: str, ttl_hours: float, as_json: 
 def release(month: str, actor: str | None) -> None:
     """Release the temporary lock of a month."""
     check_planned_month(month)
-    who = require_admin(actor, f"release the lock of {month}")
-    store().release_lock(sign_as(who, "release", month))
-    out.print(f"{month}: temporary lock released.")
+    who = actions.may(store(), "release", actor_from(actor), month)
+    out.print(actions.release(store(), sign_as(who, "release", month)).message)
 
 
 @main.command()
@@ -861,19 +837,9 @@ def release(month: str, actor: str | None) -> None:
 def finalize(month: str, version: int, actor: str | None, note: str, as_json: bool) -> None:
     """File a request to finalize a version; an approver carries it out with `batch-admin approve ID`."""
     check_planned_month(month)
-    who = require_admin(actor, f"finalize {month}")
-    from batch.approvals import KIND_FINALIZE, finalize_binding  # deferred: start-up speed (see the imports)
-
-    control = store()
-    rows = {v["version"]: v for v in control.versions(month)}
-    if version not in rows or version not in exports().versions(month):
-        raise CliError(f"Month {month} has no version {version} to finalize"
-                       f"{f' (versions: {min(rows)}..{max(rows)})' if rows else ''}.")
-    binding = finalize_binding(version, exports().manifest(month, version), rows[version]["input_fingerprint"],
-                               len(rows))
-    request = control.file_request(sign_as(who, "request", month, {"kind": KIND_FINALIZE, "text": note,
-                                                                    "binding": binding}))
-    _print_filed(request, as_json)
+    who = actions.may(store(), "finalize", actor_from(actor), month)
+    details = actions.finalize_details(store(), exports(), month, version, note)
+    _print_filed(actions.file_request(store(), sign_as(who, "request", month, details)), as_json)
 
 
 @main.command()
@@ -885,13 +851,9 @@ def finalize(month: str, version: int, actor: str | None, note: str, as_json: bo
 def unlock(month: str, actor: str | None, reason: str, as_json: bool) -> None:
     """File a request to unlock a finalized month; an approver carries it out (raises an alert)."""
     check_planned_month(month)
-    who = require_admin(actor, f"unlock {month}")
-    from batch.approvals import KIND_UNLOCK  # deferred: start-up speed (see the imports)
-
-    control = store()
-    request = control.file_request(sign_as(who, "request", month, {
-        "kind": KIND_UNLOCK, "text": reason, "binding": {"final_version": control.month(month)["final_version"]}}))
-    _print_filed(request, as_json)
+    who = actions.may(store(), "unlock", actor_from(actor), month)
+    details = actions.unlock_details(store(), month, reason)
+    _print_filed(actions.file_request(store(), sign_as(who, "request", month, details)), as_json)
 
 
 @main.command("accept-roles")
@@ -901,25 +863,14 @@ def unlock(month: str, actor: str | None, reason: str, as_json: bool) -> None:
 @friendly
 def accept_roles(actor: str | None, note: str, as_json: bool) -> None:
     """File a request to accept the changed roles file (BATCH_ADMIN_ROLES); an approver approves it."""
-    from batch.approvals import KIND_ROLES  # deferred: start-up speed (see the imports)
-
-    control = store()
-    accepted = control.roles(gate=False)
-    who = accepted.require_admin(actor_from(actor), "request a change of the roles")
-    proposed = Roles.load(settings().roles_file)
-    request = control.file_request(sign_as(who, "request", None, {
-        "kind": KIND_ROLES, "text": note, "binding": {"checksum": proposed.checksum, "source": proposed.source}}))
-    _print_filed(request, as_json)
+    who = actions.may(store(), "roles", actor_from(actor), None, gate=False)
+    details = actions.roles_details(Roles.load(settings().roles_file), note)
+    _print_filed(actions.file_request(store(), sign_as(who, "request", None, details)), as_json)
 
 
-def _print_filed(request: Any, as_json: bool) -> None:
-    from resources.control_store import utcnow  # deferred: start-up speed (see the imports)
-
-    data = request.to_dict(utcnow())
-    emit(data, as_json, lambda: out.print(
-        f"Request {request.id} filed: {request.what()}, by {request.requested_by}. It takes effect when "
-        f"another person with the approver role runs `batch-admin approve {request.id}` (or rejects it) before "
-        f"{local(request.expires_at)}.", markup=False))
+def _print_filed(outcome: Outcome, as_json: bool) -> None:
+    assert outcome.request is not None
+    emit(outcome.request.to_dict(_now()), as_json, lambda: out.print(outcome.message, markup=False))
 
 
 @main.command("requests")
@@ -932,9 +883,8 @@ def requests_(month: str | None, every: bool, as_json: bool) -> None:
     if month is not None:
         check_month(month)
     from batch.approvals import OPEN_STATUSES  # deferred: start-up speed (see the imports)
-    from resources.control_store import utcnow
 
-    now = utcnow()
+    now = _now()
     rows = [r.to_dict(now) for r in store().requests(month)]
     if not every:
         rows = [r for r in rows if r["status"] in OPEN_STATUSES]
@@ -960,7 +910,7 @@ def requests_(month: str | None, every: bool, as_json: bool) -> None:
 @friendly
 def approve(request_id: str, actor: str | None, as_json: bool) -> None:
     """Approve a request with your own key and carry it out (finalize: official copy + final lock)."""
-    from batch.approvals import KIND_FINALIZE, KIND_UNLOCK  # deferred: start-up speed (see the imports)
+    from batch.approvals import KIND_FINALIZE  # deferred: start-up speed (see the imports)
 
     control = store()
     request = control.request(request_id)
@@ -968,23 +918,17 @@ def approve(request_id: str, actor: str | None, as_json: bool) -> None:
     if not who:
         raise CliError("Who approves? Give --actor or BATCH_ADMIN_ACTOR.")
     issued = request_ticket(who, request)  # the approval issues its request's single run ticket
-    decided = control.decide_request(sign_as(who, "approve", request.month, {
-        "request_id": request.id, "binding": request.binding_public(),
-        **({"ticket_nonce": issued.nonce} if issued else {})}))
+    outcome = actions.approve(control, sign_as(who, "approve", request.month, actions.approval_details(request, issued)),
+                              ticket=issued)
+    decided, message = outcome.request, outcome.message
+    assert decided is not None
     result: dict[str, Any] = {"request": decided.id, "kind": decided.kind, "month": decided.month,
                               "approved_by": who}
-    if issued is not None:
-        result["run_id"] = _carry_out(decided, who, issued)
+    if outcome.follows is not None:
+        result["run_id"] = _follow(outcome.follows)
     if decided.kind == KIND_FINALIZE:
         result["final_path"] = str(settings().home / "exports" / "final" / f"month={decided.month}")
-        message = (f"{decided.month} finalized: version {decided.version}, requested by {decided.requested_by}, "
-                   f"approved by {who}; official copy {result['final_path']}")
-    elif decided.kind == KIND_UNLOCK:
-        message = (f"{decided.month} unlocked (requested by {decided.requested_by}, approved by {who}); back to "
-                   f"proposed, its official copy withdrawn.")
-    else:
-        message = f"The roles file {decided.binding.get('source')} is accepted (requested by " \
-                  f"{decided.requested_by}, approved by {who})."
+        message += f"; official copy {result['final_path']}"
     emit(result, as_json, lambda: out.print(message, markup=False))
 
 
@@ -1000,8 +944,9 @@ def reject(request_id: str, actor: str | None, reason: str) -> None:
     who = actor_from(actor)
     if not who:
         raise CliError("Who rejects? Give --actor or BATCH_ADMIN_ACTOR.")
-    control.decide_request(sign_as(who, "reject", request.month, {"request_id": request.id, "reason": reason}))
-    out.print(f"Request {request.id} rejected by {who}.", markup=False)
+    outcome = actions.reject(control, sign_as(who, "reject", request.month, {"request_id": request.id,
+                                                                          "reason": reason}))
+    out.print(outcome.message, markup=False)
 
 
 @main.command()
@@ -1042,7 +987,7 @@ def ticket(months: tuple[str, ...], job: str, actor: str | None, minutes: float,
     """A signed run ticket for a run launched in the UI or a backfill: one run per month listed."""
     for month in months:
         check_planned_month(month)
-    who = require_admin(actor, f"run {job} for {', '.join(months)}")
+    who = actions.may(store(), "run", actor_from(actor), f"{job} for {', '.join(months)}")  # "run JOB for MONTHS"
     signed = make_ticket(signer(who), who, job, list(months), minutes)
     value = signed.encode()
     data = {"tag": TICKET_TAG, "value": value, "job": job, "months": sorted(months),
@@ -1073,10 +1018,10 @@ def repair(month: str, actor: str | None, as_json: bool) -> None:
         who = actor_from(actor) or str(request.decided_by)
         issued = request_ticket(who, request)
         assert issued is not None  # repair_plan returns finalize and unlock requests only
-        control.issue_ticket(sign_as(who, TICKET_ISSUED_ACTION, month, {"request_id": request.id,
-                                                                         "ticket_nonce": issued.nonce}))
-        _carry_out(request, who, issued)
-        fixes.append(f"the approved {request.describe()} was carried out, with a new run ticket issued by {who}")
+        outcome = actions.reissue(control, sign_as(who, TICKET_ISSUED_ACTION, month, {
+            "request_id": request.id, "ticket_nonce": issued.nonce}), ticket=issued)
+        _follow(outcome.follows)
+        fixes.append(outcome.message)
     left = final_mismatch(control.month(month), exports())
     result = {"month": month, "fixes": fixes, "consistent": left is None, "problem": left}
     if left is not None:
@@ -1106,7 +1051,7 @@ def export(month: str, version: int | None, final: bool, fmt: str, service: str 
            as_json: bool) -> None:
     """Export a whole month, or a filtered part of it, as Parquet, CSV or XLSX."""
     check_month(month)
-    who = roles().require_known(actor_from(actor), f"export {month}")
+    who = actions.may(store(), "export", actor_from(actor), month)
     if final and version is not None:
         raise CliError("Give --version N or --final, not both.")
     key = signer(who)  # before writing anything: no key, no export
@@ -1116,7 +1061,7 @@ def export(month: str, version: int | None, final: bool, fmt: str, service: str 
                               service=service, region=region, resource=resource, status=status_, force=force,
                               standing=standing_of(store(), exports(), month, version, final))
     try:
-        store().record_signed(sign(key, who, "export", month, {k: str(v) for k, v in result.items()} | {
+        actions.record_export(store(), sign(key, who, "export", month, {k: str(v) for k, v in result.items()} | {
             "filters": {"service": service, "region": region, "resource": resource, "status": status_}}))
     except (IdentityError, RoleError):
         Path(result["path"]).unlink(missing_ok=True)  # an export nobody can be held to is not left behind
@@ -1273,9 +1218,9 @@ def report(month: str, version: int | None, out_path: Path | None, force: bool, 
 def migrate() -> None:
     """Apply the control store's schema migrations and Dagster's instance migrations."""
     from batch_cli import instance as dagster_instance  # deferred: start-up speed (see the imports)
-    from resources.control_store import ControlStore
+    from resources.store_factory import migrate_control_store
 
-    ControlStore(settings().control_url, migrate=True).dispose()
+    migrate_control_store(settings().control_url)
     dagster_instance.instance().upgrade()
     out.print("Control store and Dagster instance are up to date.")
 

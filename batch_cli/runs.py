@@ -24,7 +24,6 @@ from dagster import __version__ as dagster_version
 from assets.guards import fail_dead_run
 from batch.roles import MONTH_TAG
 from batch_cli.instance import WORKSPACE_YAML, daemon_running, instance
-from resources.control_store import ControlStore
 from resources.dagster_internals import (
     JobSubsetSelector,
     WorkspaceFileTarget,
@@ -32,6 +31,7 @@ from resources.dagster_internals import (
     WorkspaceRequestContext,
 )
 from resources.settings import Settings
+from resources.store_factory import open_control_store
 
 LOCATION_NAME = "monthly_batch_admin"
 PARTITION_TAG = "dagster/partition"
@@ -265,7 +265,7 @@ def fail_dead_holder(the_instance: dg.DagsterInstance, month: str, by: str) -> s
     run failed, so that the run queue starts the next run of the month and the pool slots of its
     steps are free; the next run takes the lease over (assets/guards.py). The sentence to say, if any."""
     settings = Settings.from_env()
-    store = ControlStore(settings.control_url, roles_file=settings.roles_file, embedded=settings.embedded)
+    store = open_control_store(settings)
     try:
         lease = store.lease(month)
     finally:

@@ -45,7 +45,7 @@ def roles_details(proposed: Roles, note: str) -> dict[str, Any]:
 def file_request(store: ControlPort, signed: Signed) -> Outcome:
     """File a finalize, unlock or roles request (details from the three functions above), signed by an admin."""
     kind = str(signed.details.get("kind") or "")
-    month = expect(signed, approvals.REQUEST_ACTION, month_required=kind == approvals.KIND_ROLES) or None
+    month = expect(signed, approvals.REQUEST_ACTION, month_required=kind != approvals.KIND_ROLES) or None
     rule = kind if kind in approvals.KINDS else approvals.KIND_FINALIZE
     who = may(store, rule, signed.actor, month, gate=kind != approvals.KIND_ROLES)
     if kind == approvals.KIND_FINALIZE and month:

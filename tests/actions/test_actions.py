@@ -13,9 +13,9 @@ from batch.approvals import APPROVED, PENDING
 from batch.errors import ControlError
 from batch.identity import IdentityError, Signed, make_ticket
 from batch.lifecycle import EXECUTE_JOB, FINALIZE_JOB, UNLOCK_JOB
-from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError
+from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError, Roles
 from resources.control_store import ControlStore
-from tests.signing import finalize_binding_of, finalize_in_store, key, open_store, signed
+from tests.signing import finalize_binding_of, finalize_in_store, key, open_store, roles_file, signed
 
 MONTH = "2026-12"
 
@@ -191,3 +191,12 @@ def test_lock_and_four_eyes_on_postgresql(postgres_url):
                             now=datetime.now(UTC) + timedelta(seconds=1))
     finally:
         store.dispose()
+
+
+def test_a_roles_request_names_no_month_and_is_checked_against_the_roles_file(store):
+    proposed = Roles.load(roles_file())
+    with pytest.raises(ControlError, match="is the accepted one; nothing to accept"):
+        actions.file_request(store, signed("alice", "request", None, actions.roles_details(proposed, "new key")))
+    with pytest.raises(RoleError, match="bob is not an admin .* may not request a change of the roles"):
+        actions.file_request(store, signed("bob", "request", None, actions.roles_details(proposed, "new key")))
+    assert store.requests() == []
