@@ -131,13 +131,13 @@ def test_a_temporary_lock_keeps_other_admins_and_unknown_identities_out(landed):
 def test_a_missing_input_column_is_one_clear_error_and_keeps_earlier_versions(materialized_month):
     landed = materialized_month.home
     version_dir = landed / "exports" / "allocations" / f"month={MONTH}" / "version=1"
-    before = {p.name: p.read_bytes() for p in version_dir.iterdir()}
+    before = {str(p.relative_to(version_dir)): p.read_bytes() for p in version_dir.rglob('*') if p.is_file()}
     requests = landed / "landing" / MONTH / "requests.parquet"
     pd.read_parquet(requests).drop(columns=["units"]).to_parquet(requests)
     refused = cli("run", MONTH, "--actor", "alice", "--note", "retry", ok=False)
     first_line = refused.stderr.strip().splitlines()[0]
     assert "requests" in first_line and "units" in first_line
-    assert {p.name: p.read_bytes() for p in version_dir.iterdir()} == before
+    assert {str(p.relative_to(version_dir)): p.read_bytes() for p in version_dir.rglob('*') if p.is_file()} == before
     assert [v["version"] for v in status()["versions"]] == [1]
 
 
