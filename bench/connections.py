@@ -318,6 +318,7 @@ def measure_backfill(env: dict[str, str], months: list[str]) -> dict:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    dagster_port = port + 1  # `batch-admin ui` serves the admin view on PORT and the Dagster UI on PORT + 1
     log = Path(env["BATCH_ADMIN_HOME"]) / "ui.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
@@ -327,7 +328,7 @@ def measure_backfill(env: dict[str, str], months: list[str]) -> dict:
         deadline = time.monotonic() + UI_READY_S
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+                urllib.request.urlopen(f"http://127.0.0.1:{dagster_port}/server_info", timeout=2)
                 break
             except OSError:
                 if ui.poll() is not None or time.monotonic() > deadline:
@@ -336,7 +337,7 @@ def measure_backfill(env: dict[str, str], months: list[str]) -> dict:
         with ConnectionSampler(url) as idle:
             time.sleep(10)
         with ConnectionSampler(url) as backfill:
-            launched = _graphql(port, LAUNCH_BACKFILL, {"params": {
+            launched = _graphql(dagster_port, LAUNCH_BACKFILL, {"params": {
                 "selector": {"partitionSetName": "execute_job_partition_set",
                              "repositorySelector": {"repositoryLocationName": "monthly_batch_admin",
                                                     "repositoryName": "__repository__"}},
@@ -349,7 +350,7 @@ def measure_backfill(env: dict[str, str], months: list[str]) -> dict:
             statuses: dict[str, str] = {}
             deadline = time.monotonic() + RUN_TIMEOUT_S
             while time.monotonic() < deadline:
-                runs = _graphql(port, BACKFILL_RUNS, {"id": launched["backfillId"]})["runsOrError"]["results"]
+                runs = _graphql(dagster_port, BACKFILL_RUNS, {"id": launched["backfillId"]})["runsOrError"]["results"]
                 statuses = {next(t["value"] for t in run["tags"] if t["key"] == "dagster/partition"): run["status"]
                             for run in runs}
                 if set(months) <= set(statuses) and set(statuses.values()) <= TERMINAL:

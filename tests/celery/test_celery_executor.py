@@ -136,6 +136,7 @@ def test_a_month_of_eight_parts_runs_on_two_workers_and_equals_the_in_process_al
     land(deployment, M3, 800, 60, *params, env=local_env)
     with pytest.MonkeyPatch.context() as mp:
         use_home(mp, local)
+        mp.setenv("BATCH_ADMIN_ROLES", local_env["BATCH_ADMIN_ROLES"])  # the roles `land` accepted (test keys)
         prepare()
         with dg.instance_for_test(temp_dir=str(local / "dagster")) as instance:
             result = dg.materialize([a for a in monthly_assets if a.key.to_user_string() != "final_allocation"],
