@@ -182,6 +182,11 @@ def dagster_services(home: Path, env: dict[str, str], log_dir: Path, daemon: boo
     env = {**env, "DAGSTER_HOME": str(home)}
     services = Services(home=home, port=free_port(), log_dir=log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
+    # One process creates the instance's storages first, as `batch-admin ui` and `dagster dev` do:
+    # a daemon and a webserver started together on a new SQLite home both create its event log's
+    # index shard, and Dagster's own race there can stamp two alembic revisions into it.
+    subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, cwd=REPO_ROOT, check=True,
+                   capture_output=True, timeout=STARTUP_TIMEOUT_S)
     try:
         if daemon:
             services.procs.append(_start([str(BIN / "dagster-daemon"), "run", "-w", WORKSPACE], env,
