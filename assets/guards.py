@@ -10,7 +10,7 @@ from batch.errors import ControlError
 from batch.identity import TICKET_TAG, IdentityError
 from batch.lifecycle import PLAN_JOB
 from batch.months import MonthError, check_planned_month
-from batch.roles import ACTOR_TAG, NOTE_TAG, RoleError
+from batch.roles import ACTOR_TAG, MONTH_TAG, NOTE_TAG, RoleError
 from batch.snapshot import RunSnapshot
 from resources.control_store import LEASE_STALE_AFTER_S, ControlStore, LeaseInfo
 
@@ -31,6 +31,14 @@ AWAIT_POLL_S = 1.0
 REEXECUTABLE = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 # The log line of the moment a run holds its month (after any wait for the previous holder).
 MONTH_HELD = "This run holds month "
+# A run releases its month in its last writing step and ends a moment later (that step's last events,
+# the run's end). The next holder waits for it to end, at most this long: a run stuck in progress in
+# Dagster (its process gone, no daemon to mark it failed) costs each later run this wait, said in its log.
+AWAIT_END_S = 10.0
+AWAIT_END_POLL_S = 0.1
+# The tags that name a run's month: the monthly assets' partition, and the month of an unlock run.
+MONTH_TAGS = ("dagster/partition", MONTH_TAG)
+IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
 def _holder_finished(context: Context, holder_run_id: str | None) -> bool:
@@ -92,7 +100,37 @@ def take_month(context: Context, store: ControlStore) -> None:
         message = fail_dead_run(context.instance, dead, f"run {run_id}")
         context.log.warning(message or f"Took month {month} over from run {dead.run_id}, whose lease was dead.")
     if holder != run_id:  # said once, by the step that took the month (later steps hold it already)
+        _await_end_of_earlier_holders(context, month)
         context.log.info(f"{MONTH_HELD}{month}: no other run writes to it until this run ends.")
+
+
+def _earlier_holders_in_progress(context: Context, month: str) -> list[str]:
+    """Other runs of the month still in progress in Dagster that held the month (they said so in their
+    log); a run that never held it (refused at its take of the month) is not waited for."""
+    ids = {record.dagster_run.run_id
+           for tag in MONTH_TAGS
+           for record in context.instance.get_run_records(
+               filters=dg.RunsFilter(tags={tag: month}, statuses=IN_PROGRESS))}
+    ids.discard(context.run.run_id)
+    return sorted(run_id for run_id in ids
+                  if any((event.user_message or "").startswith(MONTH_HELD) for event in context.instance.all_logs(run_id)))
+
+
+def _await_end_of_earlier_holders(context: Context, month: str) -> None:
+    """The month is this run's now; the run that held it before may still be ending (it released the
+    month in its last writing step, and its last events and its end follow). Wait until it ended, so
+    that two runs of a month never execute at the same time, not even their last events; at most
+    AWAIT_END_S."""
+    holders = _earlier_holders_in_progress(context, month)
+    deadline = time.monotonic() + AWAIT_END_S
+    while holders and time.monotonic() < deadline:
+        time.sleep(AWAIT_END_POLL_S)
+        holders = [run_id for run_id in holders if not _holder_finished(context, run_id)]
+    if holders:
+        context.log.warning(f"Run(s) {', '.join(holders)}, which held month {month} before, still show as in "
+                            f"progress in Dagster {AWAIT_END_S:.0f} s after this run took the month: going on "
+                            f"(the month is this run's; a run whose process is gone stays in progress until it is "
+                            f"marked failed).")
 
 
 def _await_sign_of_life(context: Context, store: ControlStore, month: str) -> None:
