@@ -56,6 +56,11 @@ def begin_write(context: Context, store: ControlStore, what: str) -> RunSnapshot
     note = tags.get(NOTE_TAG) or None
     try:
         check_planned_month(month)  # a launch for a month out of range leaves no trace in the store
+        # The run is the unit: a later step of an admitted run re-checks only what can change during a
+        # run (the final lock, the temporary lock) and that the run still holds its month, in one read.
+        admitted = store.resume_run(month, run_id, what)
+        if admitted is not None:
+            return RunSnapshot.from_dict(admitted)
         actor = store.claim_ticket(tags.get(TICKET_TAG), context.job_name, month, run_id,
                                    system_allowed=context.job_name == PLAN_JOB,
                                    reexecution_of=reexecution_of(context))

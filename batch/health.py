@@ -99,11 +99,12 @@ def month_health(store, exports, month: str) -> dict[str, Any]:
 def trend(store, month: str, months: int = TREND_MONTHS) -> list[dict[str, Any]]:
     """The month and the ones before it (oldest first): figures of each month's final or latest version."""
     rows = []
-    for key in [*reversed(trailing_months(month, months - 1)), month]:
-        versions = store.versions(key)
-        if not versions:
+    keys = [*reversed(trailing_months(month, months - 1)), month]
+    known = store.history(keys)
+    for key in keys:
+        if key not in known:
             continue
-        final_version = store.month(key).get("final_version")
+        versions, final_version = known[key]["versions"], known[key]["final_version"]
         chosen = next((v for v in versions if v["version"] == final_version), versions[-1])
         metrics = chosen["metrics"]
         rows.append({"month": key, "version": chosen["version"],

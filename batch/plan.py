@@ -184,9 +184,6 @@ def expected_allocation(instance: AllocationInstance, params) -> pd.DataFrame:
 
 def trailing_metrics(store, month: str, months_back: int = 6) -> list[dict[str, Any]]:
     """The latest version's metrics of each of the trailing months (for anomaly checks)."""
-    history = []
-    for previous in trailing_months(month, months_back):
-        found = store.versions(previous)
-        if found:
-            history.append({"month": previous, **found[-1]["metrics"]})
-    return history
+    known = store.history(trailing_months(month, months_back))
+    return [{"month": previous, **known[previous]["versions"][-1]["metrics"]}
+            for previous in trailing_months(month, months_back) if previous in known]

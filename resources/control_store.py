@@ -32,6 +32,7 @@ from batch.passkeys import ENROL_ACTION, PasskeyKey
 from batch.roles import RoleError, Roles
 from resources import passkey_store
 from resources.migrations import HEAD_REVISION, current_revision, upgrade
+from resources.store_trace import trace_transactions
 
 GENESIS_HASH = "0" * 64
 # Serializes writers on PostgreSQL, as BEGIN IMMEDIATE does on SQLite.
@@ -299,6 +300,14 @@ class LeaseInfo:
         }
 
 
+def _version_item(row: Any) -> dict[str, Any]:
+    item = dict(row)
+    item["params"] = json.loads(item.pop("params_json"))
+    item["metrics"] = json.loads(item.pop("metrics_json"))
+    item["created_at"] = _aware(item["created_at"])
+    return item
+
+
 def _lease_of(row: Any) -> LeaseInfo:
     return LeaseInfo(month=row["month"], run_id=row["run_id"], acquired_at=_aware(row["acquired_at"]),
                      expires_at=_aware(row["expires_at"]), heartbeat_at=_aware(row["heartbeat_at"]))
@@ -341,6 +350,10 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
 
 
+# The store URLs this process found at the head revision (a run's processes open the store several times).
+_AT_HEAD: set[str] = set()
+
+
 class ControlStore:
     """Months' lifecycle state with serialized, audited writes."""
 
@@ -356,10 +369,14 @@ class ControlStore:
         self.url = url
         self.roles_file = Path(roles_file) if roles_file else None
         self.engine = make_engine(url)
+        trace_transactions(self.engine)
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self.demo_keys = embedded and not self.is_postgres
+        if url in _AT_HEAD:  # checked by this process already: migrations only go forward
+            return
         revision = current_revision(self.engine)
         if revision == HEAD_REVISION:
+            _AT_HEAD.add(url)
             return
         # The embedded SQLite store migrates on use; a PostgreSQL one only by `batch-admin migrate`.
         if migrate or (migrate is None and not self.is_postgres):
@@ -599,13 +616,21 @@ class ControlStore:
         with self.read() as conn:
             rows = conn.execute(sa.select(versions).where(versions.c.month == month)
                                 .order_by(versions.c.version)).mappings().all()
-        out = []
+        return [_version_item(r) for r in rows]
+
+    def history(self, months_wanted: list[str]) -> dict[str, dict[str, Any]]:
+        """Each of these months' versions (as `versions` gives them) and final version, in one read;
+        months without a version are left out."""
+        with self.read() as conn:
+            rows = conn.execute(sa.select(versions).where(versions.c.month.in_(months_wanted))
+                                .order_by(versions.c.month, versions.c.version)).mappings().all()
+            finals = dict(conn.execute(sa.select(months.c.month, months.c.final_version)
+                                       .where(months.c.month.in_(months_wanted))).all())
+        out: dict[str, dict[str, Any]] = {}
         for r in rows:
-            item = dict(r)
-            item["params"] = json.loads(item.pop("params_json"))
-            item["metrics"] = json.loads(item.pop("metrics_json"))
-            item["created_at"] = _aware(item["created_at"])
-            out.append(item)
+            item = _version_item(r)
+            out.setdefault(item["month"], {"versions": [], "final_version": finals.get(item["month"])})
+            out[item["month"]]["versions"].append(item)
         return out
 
     def latest_plan(self, month: str) -> dict[str, Any] | None:
@@ -1233,6 +1258,24 @@ class ControlStore:
             conn.execute(run_snapshots.insert().values(run_id=run_id, month=month, taken_at=now,
                                                        snapshot_json=_dumps(snapshot)))
             return snapshot
+
+    def resume_run(self, month: str, run_id: str, what: str) -> dict[str, Any] | None:
+        """A later step of an admitted run, in one read: the run's snapshot when the run holds the
+        month's lease and took its snapshot (its first step was admitted: ticket, roles, lock, lease),
+        after checking what can change during a run (the final lock, the temporary lock); None when
+        the run was not admitted yet (its first step goes through the whole admission)."""
+        with self.read() as conn:
+            holder = conn.execute(sa.select(leases.c.run_id).where(leases.c.month == month)).scalar()
+            stored = conn.execute(sa.select(run_snapshots.c.snapshot_json)
+                                  .where(run_snapshots.c.run_id == run_id)).scalar()
+            if holder != run_id or stored is None:
+                return None
+            snapshot = json.loads(stored)
+            row = conn.execute(sa.select(months).where(months.c.month == month)).mappings().first()
+            if row is not None:
+                self._check_not_finalized(dict(row))
+            self._check_lock(conn, month, snapshot.get("actor"), what)
+        return snapshot
 
     def run_snapshots(self, month: str) -> list[dict[str, Any]]:
         """The snapshots of a month's runs, oldest first."""

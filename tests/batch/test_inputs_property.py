@@ -79,6 +79,18 @@ def _duplicate_request_id(tables: dict[str, pd.DataFrame]) -> bool:
     return True
 
 
+def _earliest_next_month(tables: dict[str, pd.DataFrame]) -> bool:
+    """The last request may start only next month; its latest date is cleared, so that no window
+    rule (earliest <= latest) breaks beside the one this mutation is about."""
+    requests = tables["requests"]
+    if requests.empty:
+        return False
+    requests["earliest_date"] = requests["earliest_date"].astype(object)
+    requests.loc[requests.index[-1], "earliest_date"] = pd.Timestamp("2027-03-01")
+    requests.loc[requests.index[-1], "latest_date"] = pd.NaT
+    return True
+
+
 def _invert_window(tables: dict[str, pd.DataFrame]) -> bool:
     requests = tables["requests"]
     requests.loc[0, "earliest_date"] = DAYS[20]
@@ -95,7 +107,7 @@ MUTATIONS = {
     "unknown service": (_set("requests", "service", "plumbing"), "requests", "service", "service exists in resources"),
     "unknown preferred": (_set("requests", "preferred_resource_id", "R99"), "requests", "preferred_resource_id",
                           "preferred_resource_id exists in resources"),
-    "earliest next month": (_set("requests", "earliest_date", pd.Timestamp("2027-03-01")), "requests", "earliest_date",
+    "earliest next month": (_earliest_next_month, "requests", "earliest_date",
                             f"earliest_date inside month {MONTH}"),
     "duplicate request_id": (_duplicate_request_id, "requests", "request_id", "request_id unique"),
     "inverted window": (_invert_window, "requests", "earliest_date, latest_date", "earliest_date <= latest_date"),
