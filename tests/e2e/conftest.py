@@ -70,6 +70,19 @@ def chromium() -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def browser(chromium):
+    """Playwright's chromium, Debian's binary (Playwright downloads no browser here); one for the session."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright is not installed (pip install -r requirements.lock)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
 @pytest.fixture(scope="module")
 def isolated_env() -> Iterator[pytest.MonkeyPatch]:
     """Module-wide environment changes, undone afterwards; no product variable leaks in."""
