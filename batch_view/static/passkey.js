@@ -39,7 +39,7 @@
       var got = await navigator.credentials.get({publicKey: {
         challenge: toBytes(part.challenge), rpId: ready.rp_id, userVerification: "required", timeout: 60000,
         allowCredentials: ready.allow.map(function (id) { return {type: "public-key", id: toBytes(id)}; })}});
-      signed.push({body: part.body, mac: part.mac, credential: {id: got.id, type: got.type, response: {
+      signed.push({body: part.body, mac: part.mac, extra: part.extra, credential: {id: got.id, type: got.type, response: {
         authenticatorData: toText(got.response.authenticatorData),
         clientDataJSON: toText(got.response.clientDataJSON), signature: toText(got.response.signature)}}});
     }

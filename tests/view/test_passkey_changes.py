@@ -87,7 +87,8 @@ def test_parameters_pins_and_a_run_are_passkey_signed_actions_verified_by_the_ac
     assert changes(view, month) == before and not view.submitted
 
     ran = act(view, signed_parts(view, alice, action="run", month=month, note="pinned one for its customer"))
-    assert ran.status_code == 200 and ran.json()["redirect"] == f"/month/{month}"
+    assert ran.status_code == 200, ran.text
+    assert ran.json()["redirect"] == f"/month/{month}"
     job, tags, _config = view.submitted[0]
     ticket = Signed.decode(tags[TICKET_TAG])
     assert (job, tags["dagster/partition"], tags["batch_admin/note"]) == ("execute_job", month,

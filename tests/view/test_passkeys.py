@@ -58,7 +58,7 @@ def signed_parts(client: TestClient, key: SoftKey, **fields: str) -> list[dict]:
     """The actions a change needs, prepared by the view and signed by `key`."""
     ready = post(client, "/passkey/challenge", **fields)
     assert ready.status_code == 200, ready.text
-    return [{"body": p["body"], "mac": p["mac"], "credential": key.assert_(unb64(p["challenge"]))}
+    return [{"body": p["body"], "mac": p["mac"], "extra": p["extra"], "credential": key.assert_(unb64(p["challenge"]))}
             for p in ready.json()["parts"]]
 
 
