@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from batch.passkeys import is_passkey_signature
+from batch_cli.instance import instance_yaml
 from resources.control_store import ControlStore
 from resources.settings import Settings
 from resources.storage import ExportStore
@@ -41,6 +43,9 @@ def story_home(isolated_env, tmp_path_factory) -> Path:
     for name, value in Settings.from_env().environment().items():
         isolated_env.setenv(name, value)
     cli("demo-data", MONTH, "--requests", "120", "--resources", "12", "--seed", "5")
+    settings = Settings.from_env()
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)  # the instance the Dagster services start on
+    shutil.copyfile(instance_yaml(settings), settings.dagster_home / "dagster.yaml")
     return home
 
 
@@ -181,7 +186,7 @@ def test_the_month_is_run_adjusted_finalized_and_unlocked_from_the_view_with_pas
         state = bob.locator("section.state").inner_text()
         assert "Final: version 2" in state and "approved by bob" in state
         assert bob.locator("h1 .phase").inner_text() == "finalized"
-        assert "approved" in bob.locator("#requests-table").inner_text()
+        assert "\tdone\tbob\t" in bob.locator("#requests-table").inner_text()  # approved by bob, carried out
         shoot(bob, "admin-month-final")
 
         dana = person(browser, url, "dana", problems)
