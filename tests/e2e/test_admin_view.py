@@ -98,15 +98,19 @@ def view(month_home) -> Iterator[str]:
         yield url
 
 
-def shoot(page, name: str) -> Path:
-    """A full-page screenshot kept as an artefact, and in docs/img/ when asked."""
+def shoot(page, name: str, selector: str | None = None) -> Path:
+    """A full-page screenshot (or of one element) kept as an artefact, and in docs/img/ when asked."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    paths = [ARTIFACTS / f"{name}.png"]
     if os.environ.get("BATCH_ADMIN_UPDATE_SCREENSHOTS") == "1":
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(DOCS_IMG / f"{name}.png"), full_page=True)
-    return path
+        paths.append(DOCS_IMG / f"{name}.png")
+    for path in paths:
+        if selector:
+            page.locator(selector).screenshot(path=str(path))
+        else:
+            page.screenshot(path=str(path), full_page=True)
+    return paths[0]
 
 
 def test_the_months_and_month_pages_of_a_materialized_month_render_in_chromium(view, browser):

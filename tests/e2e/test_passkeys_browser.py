@@ -76,6 +76,7 @@ def enrol(page, who: str) -> None:
 def sign_in_with_passkey(page, who: str) -> None:
     """Sign out, then in again with the passkey (a discoverable credential: no name typed)."""
     page.click("header button:has-text('Sign out')")
+    shoot(page, "admin-signin", "header")
     page.click("#passkey-signin")
     page.wait_for_function(f"() => document.querySelector('header').innerText.includes('signed in as {who}')",
                            timeout=WAIT_MS)
