@@ -70,9 +70,10 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium):
-    """Playwright's chromium, Debian's binary (Playwright downloads no browser here); one for the session."""
+    """Playwright's chromium, Debian's binary (Playwright downloads no browser here), one per module: Playwright's
+    sync API holds an event loop while it runs, which tests of other modules must not meet."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
