@@ -35,7 +35,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 
 from batch import actions
 from batch.actions import changes
-from batch.actions.signin import SIGN_IN_MINUTES, sign_in_body, signed_in
+from batch.actions.signin import SIGN_IN_MINUTES, check_passkey_signed, sign_in_body, signed_in
 from batch.enrolment import make_token
 from batch.identity import (
     DEFAULT_TICKET_MINUTES,
@@ -143,8 +143,7 @@ def prepare(src: Sources, downloads: Downloads, who: str, form: dict[str, str]) 
     month = check_month(form.get("month", ""))
     if what == "export":
         return _export(src, downloads, who, month, form, now)
-    rule = {"finalize": "finalize", "unlock": "unlock"}.get(what, what)
-    actions.may(src.store, rule, who, month)
+    actions.may(src.store, what, who, month)  # every other change's rule is named as its action
     if what == "finalize":
         version = int(_number(form.get("version", ""), "version"))
         details = actions.finalize_details(src.store, src.exports, month, version, form.get("note", ""))
@@ -221,6 +220,8 @@ def carry_out(src: Sources, downloads: Downloads, who: str, signed: list[Signed]
         months = list(last.details.get("months") or [])
         if last.details.get("job") != EXECUTE_JOB or len(months) != 1:
             raise Refused("The view runs one month's execute_job with a passkey-signed ticket.")
+        with src.store.read() as conn:
+            check_passkey_signed(last, passkey_store.credential(conn, Assertion.parse(last.signature).credential_id))
         outcome = actions.admit_run(src.store, last, month=months[0], note=extra.get("note") or None,
                                     home=src.settings.home)
     else:

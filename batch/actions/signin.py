@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from batch.identity import IdentityError, canonical
+from batch.identity import IdentityError, Signed, canonical
 from batch.passkeys import Assertion, Credential, PasskeyError, verify_assertion
 from batch.ports import ControlPort
 
@@ -44,3 +44,16 @@ def signed_in(store: ControlPort, body: bytes, signature: str, credential: Crede
     except PasskeyError as exc:
         raise IdentityError(f"The sign-in of {credential.person} does not verify: {exc}") from None
     return store.roles().require_known(credential.person, "sign in")
+
+
+def check_passkey_signed(signed: Signed, credential: Credential | None) -> None:
+    """Refuse a passkey-signed action whose assertion is not the actor's registered passkey's over its bytes:
+    for a run ticket, checked before the run is submitted (the run checks it again, and moves the counter,
+    as it claims the ticket)."""
+    if credential is None or credential.person != signed.actor:
+        raise IdentityError(f"The {signed.action} in the name of {signed.actor} is not signed with one of "
+                            f"{signed.actor}'s passkeys: refused.")
+    try:
+        verify_assertion(canonical(signed.body()), signed.signature, credential.key_text, credential.sign_count)
+    except PasskeyError as exc:
+        raise IdentityError(f"The {signed.action} in the name of {signed.actor} does not verify: {exc}") from None

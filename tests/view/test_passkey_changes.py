@@ -143,3 +143,16 @@ def test_a_parameter_change_without_alices_own_fresh_assertion_changes_nothing(v
     refused = act(view, parts)
     assert refused.status_code in (400, 403) and refused.json()["error"]
     assert changes(view, landed.month) + [view.store.params(landed.month)] == before
+
+
+def test_a_run_signed_with_bobs_passkey_in_alices_name_is_refused_before_anything_is_submitted(view, landed):
+    alice, bob = enrol(view, "alice"), enrol(view, "bob")
+    sign_in(view, "alice")
+    ready = post(view, "/passkey/challenge", action="run", month=landed.month, note="again").json()["parts"][0]
+    before = changes(view, landed.month)
+    refused = act(view, [{**ready, "credential": bob.assert_(unb64(ready["challenge"]))}])
+    assert refused.status_code == 403 and "not signed with one of alice's passkeys" in refused.json()["error"]
+    assert changes(view, landed.month) == before and not view.submitted
+    ran = act(view, [{**ready, "credential": alice.assert_(unb64(ready["challenge"]))}])
+    assert ran.status_code == 200, ran.text
+    assert len(view.submitted) == 1
