@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,31 @@ async def run(request: Request) -> Response:
     return await _change(request, month, change)
 
 
+@dataclass(frozen=True)
+class Written:
+    """An export the export store wrote: its result, the file name a browser saves, what its signature covers."""
+
+    result: dict[str, Any]
+    name: str
+    media_type: str
+    details: dict[str, Any]
+
+
+def write_export(src: Sources, month: str, form: dict[str, str], folder: Path) -> Written:
+    """A version (or the official copy, `version=final`), whole or filtered, written by the export store into
+    `folder` (outside the home, as an export must be), as `batch-admin export` writes it."""
+    fmt = form.get("format", "csv")
+    if fmt not in FORMATS:
+        raise ValueError(f"format is one of {', '.join(FORMATS)}, not {fmt!r}.")
+    final = form.get("version") == "final"
+    version = None if final or not form.get("version") else int(_number(form["version"], "version"))
+    filters = {name: form.get(name) or None for name in ("service", "resource", "status")}
+    result = src.exports.export(month, fmt=fmt, out=folder / f"export.{fmt}", version=version, final=final,
+                                service=filters["service"], resource=filters["resource"], status=filters["status"])
+    return Written(result, f"{month}_{'final' if final else 'v' + str(result['version'])}.{fmt}", FORMATS[fmt],
+                   {k: str(v) for k, v in result.items()} | {"filters": filters})
+
+
 async def export(request: Request) -> Response:
     """A version (or the official copy), whole or filtered, as CSV, XLSX or Parquet, through the export store;
     the export is recorded in the audit log, signed by the person signed in (as `batch-admin export`)."""
@@ -145,33 +171,24 @@ async def export(request: Request) -> Response:
 
     async def work(form: dict[str, str]) -> Response:
         who = _who(request)
-        fmt = form.get("format", "csv")
-        if fmt not in FORMATS:
-            raise ValueError(f"format is one of {', '.join(FORMATS)}, not {fmt!r}.")
-        final = form.get("version") == "final"
-        version = None if final or not form.get("version") else int(_number(form["version"], "version"))
-        folder = Path(tempfile.mkdtemp(prefix="batch_view_export_"))  # outside the home, as an export must be
+        folder = Path(tempfile.mkdtemp(prefix="batch_view_export_"))
         try:
-            result = await run_in_threadpool(_export, src, who, month, fmt, folder, version, final, form)
+            written = await run_in_threadpool(_export, src, who, month, form, folder)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        name = f"{month}_{'final' if final else 'v' + str(result['version'])}.{fmt}"
-        return FileResponse(result["path"], media_type=FORMATS[fmt], filename=name,
+        return FileResponse(written.result["path"], media_type=written.media_type, filename=written.name,
                             background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
 
     return await _posted(request, work)
 
 
-def _export(src: Sources, who: str, month: str, fmt: str, folder: Path, version: int | None, final: bool,
-            form: dict[str, str]) -> dict[str, Any]:
+def _export(src: Sources, who: str, month: str, form: dict[str, str], folder: Path) -> Written:
     signer = demo_signer(src, who)  # before writing anything: no key, no export
     actions.may(src.store, "export", who, month)
-    filters = {name: form.get(name) or None for name in ("service", "resource", "status")}
-    result = src.exports.export(month, fmt=fmt, out=folder / f"export.{fmt}", version=version, final=final,
-                                service=filters["service"], resource=filters["resource"], status=filters["status"])
-    actions.record_export(src.store, signer("export", month, {k: str(v) for k, v in result.items()} | {"filters": filters}))
-    return result
+    written = write_export(src, month, form, folder)
+    actions.record_export(src.store, signer("export", month, written.details))
+    return written
 
 
 async def _change(request: Request, month: str, change: Callable[[Sources, str, dict[str, str]], None]) -> Response:

@@ -58,7 +58,7 @@ from batch.passkeys import (
     verify_registration,
 )
 from batch.roles import MONTH_TAG
-from batch_view.actions import DEFAULT_LOCK_HOURS, FORMATS, _back, _number, _posted, _who, as_json, demo_key
+from batch_view.actions import DEFAULT_LOCK_HOURS, _back, _number, _posted, _who, as_json, demo_key, write_export
 from batch_view.downloads import Downloads
 from batch_view.session import Guard, Once, Refused, set_session
 from batch_view.sources import PARTITION_TAG, Sources
@@ -185,22 +185,14 @@ def _export(src: Sources, downloads: Downloads, who: str, month: str, form: dict
     """An export is written first (what it signs is what was written, as in the CLI), held for its person
     until their passkey signed it; then it is audited and downloaded once (`GET /passkey/download/ID`)."""
     actions.may(src.store, "export", who, month)
-    fmt, filters = form.get("format", "csv"), {name: form.get(name) or None for name in ("service", "resource", "status")}
-    if fmt not in FORMATS:
-        raise ValueError(f"format is one of {', '.join(FORMATS)}, not {fmt!r}.")
-    final = form.get("version") == "final"
-    version = None if final or not form.get("version") else int(_number(form["version"], "version"))
     held = downloads.hold(who)
     try:
-        result = src.exports.export(month, fmt=fmt, out=held.folder / f"export.{fmt}", version=version, final=final,
-                                    service=filters["service"], resource=filters["resource"], status=filters["status"])
+        written = write_export(src, month, form, held.folder)
     except BaseException:
         downloads.drop(held.id)
         raise
-    name = f"{month}_{'final' if final else 'v' + str(result['version'])}.{fmt}"
-    downloads.ready(held.id, Path(result["path"]), name, FORMATS[fmt])
-    details = {k: str(v) for k, v in result.items()} | {"filters": filters}
-    return Prepared([_body(who, "export", month, details, now)], {"download": held.id})
+    downloads.ready(held.id, Path(written.result["path"]), written.name, written.media_type)
+    return Prepared([_body(who, "export", month, written.details, now)], {"download": held.id})
 
 
 def carry_out(src: Sources, downloads: Downloads, who: str, signed: list[Signed],
