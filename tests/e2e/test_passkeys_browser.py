@@ -93,19 +93,21 @@ def versions(store: ControlStore) -> list[int]:
 
 
 def run_and_watch(page, url: str, store: ControlStore, note: str | None, services) -> bool:
-    """alice presses Run; the month's JSON is polled until the new version is written. Whether the run was seen
-    in progress (its lease, as the month page shows it)."""
+    """alice presses Run; the month's JSON is polled until the new version is written and the run is over.
+    Whether the run was seen in progress (its lease, as the month page shows it)."""
     expected = len(versions(store)) + 1
     if note:
         page.fill("#run-form input[name=note]", note)
     passkey_submit(page, "#run-form")
     seen = False
     deadline = time.monotonic() + RUN_WAIT_S
-    while len(versions(store)) < expected:
+    while True:
+        in_progress = page.request.get(f"{url}/month/{MONTH}.json").json()["run"] is not None
+        seen = seen or in_progress
+        if len(versions(store)) == expected and not in_progress:  # written, and the run let go of the month
+            return seen
         assert time.monotonic() < deadline, services.logs()
-        seen = seen or page.request.get(f"{url}/month/{MONTH}.json").json()["run"] is not None
         time.sleep(0.3)
-    return seen
 
 
 def wait_for(check, what: str, services) -> None:
