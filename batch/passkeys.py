@@ -96,6 +96,16 @@ class PasskeyKey:
 
 
 @dataclass(frozen=True)
+class Credential:
+    """A registered passkey as the control store keeps it: whose, its key text, its last sign count."""
+
+    credential_id: str
+    person: str
+    key_text: str
+    sign_count: int
+
+
+@dataclass(frozen=True)
 class Assertion:
     """One WebAuthn assertion, as kept in a signed action's signature."""
 

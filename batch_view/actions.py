@@ -1,7 +1,10 @@
-"""The view's changes, for the embedded default's demo people: sign in and out, lock and release a month,
-run it, export a version. Each is a signed action, signed by the server with the shipped demo key of the person
-signed in, handed to the same action-layer functions the CLI calls (batch.actions); their rules (roles,
-locks, final locks, ttl, export targets) are theirs, and a refusal changes nothing.
+"""The view's demo changes and the checks every POST shares.
+
+On the embedded default, a demo person without a passkey may sign in by name and lock, release, run and
+export: the server signs each action with the shipped demo key of the person signed in and hands it to the
+same action-layer functions the CLI calls (batch.actions); their rules (roles, locks, final locks, ttl,
+export targets) are theirs, and a refusal changes nothing. Once a person has a passkey, every change of
+theirs is signed with it (batch_view.passkey_views): the server signs nothing more in their name.
 """
 
 from __future__ import annotations
@@ -9,14 +12,16 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dagster_graphql import DagsterGraphQLClientError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from batch import actions
 from batch.errors import ControlError
@@ -31,12 +36,13 @@ from batch.identity import (
 )
 from batch.lifecycle import EXECUTE_JOB
 from batch.months import MonthError, check_month, check_planned_month
+from batch.passkeys import PasskeyError
 from batch.roles import MONTH_TAG, RoleError
 from batch_view.session import Refused, form_of, set_session
 from batch_view.sources import PARTITION_TAG, Sources
 from resources.storage import ExportError
 
-REFUSALS = (DagsterGraphQLClientError, Refused, ControlError, RoleError, IdentityError, MonthError, ExportError, LookupError, ValueError)
+REFUSALS = (DagsterGraphQLClientError, ControlError, RoleError, MonthError, ExportError, LookupError, ValueError)
 FORMATS = {"csv": "text/csv", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
            "parquet": "application/vnd.apache.parquet"}
 DEFAULT_LOCK_HOURS = 8.0
@@ -44,12 +50,20 @@ DEFAULT_LOCK_HOURS = 8.0
 Problem = Callable[[Request, int, str], Response]
 
 
-def demo_signer(src: Sources, who: str) -> Callable[[str, str | None, dict[str, Any]], Signed]:
-    """Signs `who`'s actions with their shipped demo key: the embedded default with the shipped roles only."""
+def demo_key(src: Sources, who: str) -> Ed25519PrivateKey:
+    """`who`'s shipped demo key: on the embedded default with the shipped roles only."""
     if not src.demo:
         raise Refused("Signing in with the demo keys works only on the embedded default with the shipped roles "
-                      "file; this deployment acts through the batch-admin CLI with each person's own key.")
-    key = load_private_key(who, str(DEMO_KEYS_DIR / f"{who}.key"))
+                      "file; here each person signs in and signs changes with their passkey (or the CLI).")
+    return load_private_key(who, str(DEMO_KEYS_DIR / f"{who}.key"))
+
+
+def demo_signer(src: Sources, who: str) -> Callable[[str, str | None, dict[str, Any]], Signed]:
+    """Signs `who`'s actions with their shipped demo key, for a demo person who has no passkey: a person
+    with one signs every change with it, and a session alone changes nothing in their name."""
+    key = demo_key(src, who)
+    if any(found["person"] == who for found in src.store.passkeys()):
+        raise Refused(f"{who} has a passkey: {who}'s changes are signed with it, never by the server.")
     return lambda action, month, details: sign(key, who, action, month, details)
 
 
@@ -65,8 +79,8 @@ async def sign_in(request: Request) -> Response:
 
     async def work(form: dict[str, str]) -> Response:
         who = form.get("person", "")
-        demo_signer(src, who)  # refused off the demo, and for a name without a demo key
         src.store.roles().require_known(who, "sign in")
+        demo_key(src, who)  # refused off the demo, and for a name without a demo key
         response = RedirectResponse(_back(form), status_code=303)
         set_session(response, request.app.state.guard, who)
         return response
@@ -115,14 +129,38 @@ async def run(request: Request) -> Response:
     def change(src: Sources, who: str, form: dict[str, str]) -> None:
         note = form.get("note", "").strip() or None
         actions.may_run(lambda: src.store, EXECUTE_JOB, who, month, home=src.settings.home)
-        demo_signer(src, who)  # refused off the demo
-        key = load_private_key(who, str(DEMO_KEYS_DIR / f"{who}.key"))
-        ticket = make_ticket(key, who, EXECUTE_JOB, [month], DEFAULT_TICKET_MINUTES)
+        demo_signer(src, who)  # refused off the demo, and for a person with a passkey
+        ticket = make_ticket(demo_key(src, who), who, EXECUTE_JOB, [month], DEFAULT_TICKET_MINUTES)
         follows = actions.admit_run(src.store, ticket, month=month, note=note).follows
         assert follows is not None  # an admitted run names its run
         src.submit_run(follows.job, {PARTITION_TAG: month, MONTH_TAG: month, **follows.tags()})
 
     return await _change(request, month, change)
+
+
+@dataclass(frozen=True)
+class Written:
+    """An export the export store wrote: its result, the file name a browser saves, what its signature covers."""
+
+    result: dict[str, Any]
+    name: str
+    media_type: str
+    details: dict[str, Any]
+
+
+def write_export(src: Sources, month: str, form: dict[str, str], folder: Path) -> Written:
+    """A version (or the official copy, `version=final`), whole or filtered, written by the export store into
+    `folder` (outside the home, as an export must be), as `batch-admin export` writes it."""
+    fmt = form.get("format", "csv")
+    if fmt not in FORMATS:
+        raise ValueError(f"format is one of {', '.join(FORMATS)}, not {fmt!r}.")
+    final = form.get("version") == "final"
+    version = None if final or not form.get("version") else int(_number(form["version"], "version"))
+    filters = {name: form.get(name) or None for name in ("service", "resource", "status")}
+    result = src.exports.export(month, fmt=fmt, out=folder / f"export.{fmt}", version=version, final=final,
+                                service=filters["service"], resource=filters["resource"], status=filters["status"])
+    return Written(result, f"{month}_{'final' if final else 'v' + str(result['version'])}.{fmt}", FORMATS[fmt],
+                   {k: str(v) for k, v in result.items()} | {"filters": filters})
 
 
 async def export(request: Request) -> Response:
@@ -133,33 +171,24 @@ async def export(request: Request) -> Response:
 
     async def work(form: dict[str, str]) -> Response:
         who = _who(request)
-        fmt = form.get("format", "csv")
-        if fmt not in FORMATS:
-            raise Refused(f"format is one of {', '.join(FORMATS)}, not {fmt!r}.")
-        final = form.get("version") == "final"
-        version = None if final or not form.get("version") else int(_number(form["version"], "version"))
-        folder = Path(tempfile.mkdtemp(prefix="batch_view_export_"))  # outside the home, as an export must be
+        folder = Path(tempfile.mkdtemp(prefix="batch_view_export_"))
         try:
-            result = await run_in_threadpool(_export, src, who, month, fmt, folder, version, final, form)
+            written = await run_in_threadpool(_export, src, who, month, form, folder)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        name = f"{month}_{'final' if final else 'v' + str(result['version'])}.{fmt}"
-        return FileResponse(result["path"], media_type=FORMATS[fmt], filename=name,
+        return FileResponse(written.result["path"], media_type=written.media_type, filename=written.name,
                             background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
 
     return await _posted(request, work)
 
 
-def _export(src: Sources, who: str, month: str, fmt: str, folder: Path, version: int | None, final: bool,
-            form: dict[str, str]) -> dict[str, Any]:
+def _export(src: Sources, who: str, month: str, form: dict[str, str], folder: Path) -> Written:
     signer = demo_signer(src, who)  # before writing anything: no key, no export
     actions.may(src.store, "export", who, month)
-    filters = {name: form.get(name) or None for name in ("service", "resource", "status")}
-    result = src.exports.export(month, fmt=fmt, out=folder / f"export.{fmt}", version=version, final=final,
-                                service=filters["service"], resource=filters["resource"], status=filters["status"])
-    actions.record_export(src.store, signer("export", month, {k: str(v) for k, v in result.items()} | {"filters": filters}))
-    return result
+    written = write_export(src, month, form, folder)
+    actions.record_export(src.store, signer("export", month, written.details))
+    return written
 
 
 async def _change(request: Request, month: str, change: Callable[[Sources, str, dict[str, str]], None]) -> Response:
@@ -172,21 +201,36 @@ async def _change(request: Request, month: str, change: Callable[[Sources, str, 
     return await _posted(request, work)
 
 
-async def _posted(request: Request, work: Callable[[dict[str, str]], Any], signed_in: bool = True) -> Response:
-    """Check origin, CSRF token and (unless signing in) the session, then do the work; a refusal is one
-    sentence on a page, with status 400 (403 for the origin, token or session)."""
+def as_page(request: Request, status: int, message: str) -> Response:
+    """A refusal as a page: one sentence."""
     problem: Problem = request.app.state.problem
+    return problem(request, status, message)
+
+
+def as_json(request: Request, status: int, message: str) -> Response:
+    """A refusal as JSON, for the page's script (passkey.js)."""
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _posted(request: Request, work: Callable[[dict[str, str]], Any], *, signed_in: bool = True,
+                  refuse: Problem = as_page) -> Response:
+    """The checks of every POST: origin, CSRF token and (unless signing in) the session; then the work. A
+    refusal is one sentence rendered by `refuse`: 403 for the origin, token, session or a signature that does
+    not stand, 400 for a rule."""
     try:
         form = await form_of(request)
         request.app.state.guard.check_post(request, form.get("csrf"))
         if signed_in:
             _who(request)
     except Refused as exc:
-        return problem(request, 403, str(exc))
+        return refuse(request, 403, str(exc))
     try:
-        return await work(form)
+        response: Response = await work(form)
+        return response
+    except (Refused, IdentityError, PasskeyError) as exc:
+        return refuse(request, 403, str(exc))
     except REFUSALS as exc:
-        return problem(request, 400, str(exc))
+        return refuse(request, 400, str(exc))
 
 
 def _who(request: Request) -> str:

@@ -25,8 +25,9 @@ from batch.months import MonthError, check_month
 from batch.report import VersionView, version_view
 from batch.roles import RoleError
 from batch_view import actions, context, passkey_views
+from batch_view.downloads import Downloads
 from batch_view.memo import Memo, month_state
-from batch_view.session import Guard, browser_of, remember_browser
+from batch_view.session import Guard, Once, browser_of, remember_browser
 from batch_view.sources import Sources
 from resources.storage import ExportError
 
@@ -209,7 +210,10 @@ def routes() -> list[Route | Mount]:
               Route("/passkey/enroll", passkey_views.enrol_page), Route("/passkey/enroll", passkey_views.enrol, methods=["POST"]),
               Route("/passkey/demo-enroll", passkey_views.demo_enrol, methods=["POST"]),
               Route("/passkey/challenge", passkey_views.challenge, methods=["POST"]),
-              Route("/passkey/act", passkey_views.act, methods=["POST"])]
+              Route("/passkey/act", passkey_views.act, methods=["POST"]),
+              Route("/passkey/download/{id}", passkey_views.download),
+              Route("/passkey/signin-challenge", passkey_views.sign_in_challenge, methods=["POST"]),
+              Route("/passkey/signin", passkey_views.sign_in, methods=["POST"])]
     found.append(Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"))
     return found
 
@@ -226,6 +230,8 @@ def create_app(sources: Sources) -> Starlette:
     app.state.templates = make_templates()
     app.state.memo = Memo()
     app.state.guard = Guard.fresh()
+    app.state.downloads = Downloads()
+    app.state.sign_ins = Once(passkey_views.SIGN_IN_KEEP_SECONDS)
     app.state.problem = _problem
     app.state.render = _render
     return app

@@ -1,10 +1,12 @@
-"""Demo sign-in, CSRF tokens and the Origin check of the view's forms.
+"""Sessions, CSRF tokens and the Origin check of the view's forms.
 
 A session cookie names who is signed in (HMAC-signed with a secret of this server process, so a
 restart signs everybody out); it is HttpOnly and SameSite=Strict. Every form carries a CSRF token
-bound to a per-browser cookie, and a POST must come from the view's own origin. Signing in is for
-the embedded default's demo people only: there the server signs their actions with the shipped demo
-keys (the only place those keys count); elsewhere it is refused.
+bound to a per-browser cookie, and a POST must come from the view's own origin. A session is opened
+by a passkey's sign-in assertion (batch_view.passkey_views), or on the embedded default by naming a
+demo person. It is for reading: it says who reads and whose passkeys to ask for, and never authorizes
+a change by itself; a change is a passkey assertion over its signed action, or, on the demo only and
+for a demo person without a passkey, signed by the server with the shipped demo key.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -101,3 +105,23 @@ def set_session(response: Response, guard: Guard, who: str | None) -> None:
     else:
         response.set_cookie(SESSION_COOKIE, guard.session_value(who), max_age=SESSION_HOURS * 3600, httponly=True,
                             samesite="strict", path="/")
+
+
+class Once:
+    """Nonces this server process accepted (a passkey sign-in's): each is accepted once, kept while it could
+    still be presented (a sealed challenge dies with the process's secret, so memory is enough)."""
+
+    def __init__(self, keep_seconds: float) -> None:
+        self.keep_seconds = keep_seconds
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first_use(self, nonce: str) -> bool:
+        """True the first time `nonce` is presented, False after."""
+        now = time.monotonic()
+        with self._lock:
+            self._seen = {key: at for key, at in self._seen.items() if now - at < self.keep_seconds}
+            if nonce in self._seen:
+                return False
+            self._seen[nonce] = now
+            return True

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from batch.identity import IdentityError, Signed
-from batch.passkeys import ENROL_ACTION, Assertion, PasskeyKey, is_passkey_signature
+from batch.passkeys import ENROL_ACTION, Assertion, Credential, PasskeyKey, is_passkey_signature
 
 metadata = sa.MetaData()
 passkeys = sa.Table(
@@ -83,3 +83,10 @@ def insert(conn: Connection, token: Signed, key: PasskeyKey, now: datetime) -> N
         raise IdentityError("This passkey is registered already.")
     conn.execute(passkeys.insert().values(credential_id=key.credential_id, person=token.actor, key_text=key.text(),
                                           sign_count=0, created_at=now))
+
+
+def credential(conn: Connection, credential_id: str) -> Credential | None:
+    """One registered passkey by its credential id (whose, its key text, its sign count), or None."""
+    row = conn.execute(sa.select(passkeys).where(passkeys.c.credential_id == credential_id)).mappings().first()
+    return None if row is None else Credential(row["credential_id"], row["person"], row["key_text"],
+                                               int(row["sign_count"]))

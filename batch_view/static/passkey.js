@@ -1,4 +1,6 @@
-// Passkeys: register one (an enrolment page) and sign changes with it (forms marked data-passkey).
+// Passkeys: register one (an enrolment page), sign in with one, and sign changes with it (forms marked
+// data-passkey: the form's fields go to its data-challenge URL, the authenticator signs each challenge,
+// and the signed parts go to its data-act URL).
 // Served from the view itself: the Content-Security-Policy allows no inline or external script.
 (function () {
   "use strict";
@@ -25,22 +27,24 @@
   }
   function finish(form, answer) {
     if (answer.error) { say(form, answer.error); return; }
+    say(form, answer.message || "");
     window.location.assign(answer.redirect || window.location.pathname);
   }
   async function sign(form) {
     var fields = Object.fromEntries(new FormData(form).entries());
-    var ready = await post("/passkey/challenge", fields);
+    var ready = await post(form.dataset.challenge || "/passkey/challenge", fields);
     if (ready.error) { say(form, ready.error); return; }
     var signed = [];
     for (var part of ready.parts) {
       var got = await navigator.credentials.get({publicKey: {
         challenge: toBytes(part.challenge), rpId: ready.rp_id, userVerification: "required", timeout: 60000,
         allowCredentials: ready.allow.map(function (id) { return {type: "public-key", id: toBytes(id)}; })}});
-      signed.push({body: part.body, mac: part.mac, credential: {id: got.id, type: got.type, response: {
+      signed.push({body: part.body, mac: part.mac, extra: part.extra, credential: {id: got.id, type: got.type, response: {
         authenticatorData: toText(got.response.authenticatorData),
         clientDataJSON: toText(got.response.clientDataJSON), signature: toText(got.response.signature)}}});
     }
-    finish(form, await post("/passkey/act", {csrf: fields.csrf, parts: JSON.stringify(signed)}));
+    finish(form, await post(form.dataset.act || "/passkey/act",
+                            {csrf: fields.csrf, back: fields.back || "", parts: JSON.stringify(signed)}));
   }
   async function enrol(form) {
     var o = JSON.parse(form.dataset.options);

@@ -71,6 +71,20 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
+def browser(chromium):
+    """Playwright's chromium, Debian's binary (Playwright downloads no browser here), one per module: Playwright's
+    sync API holds an event loop while it runs, which tests of other modules must not meet."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright is not installed (pip install -r requirements.lock)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
 def isolated_env() -> Iterator[pytest.MonkeyPatch]:
     """Module-wide environment changes, undone afterwards; no product variable leaks in."""
     with pytest.MonkeyPatch.context() as mp:

@@ -23,7 +23,7 @@ from batch_cli.main import main
 from resources.control_store import ControlStore
 from resources.settings import Settings
 from resources.storage import ExportStore
-from tests.e2e.conftest import dagster_services, free_port, missing
+from tests.e2e.conftest import dagster_services, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -98,28 +98,19 @@ def view(month_home) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser(chromium):
-    """Playwright's chromium, Debian's binary (Playwright downloads no browser here)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("playwright is not installed (pip install -r requirements.lock)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        yield launched
-        launched.close()
-
-
-def shoot(page, name: str) -> Path:
-    """A full-page screenshot kept as an artefact, and in docs/img/ when asked."""
+def shoot(page, name: str, selector: str | None = None) -> Path:
+    """A full-page screenshot (or of one element) kept as an artefact, and in docs/img/ when asked."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    paths = [ARTIFACTS / f"{name}.png"]
     if os.environ.get("BATCH_ADMIN_UPDATE_SCREENSHOTS") == "1":
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(DOCS_IMG / f"{name}.png"), full_page=True)
-    return path
+        paths.append(DOCS_IMG / f"{name}.png")
+    for path in paths:
+        if selector:
+            page.locator(selector).screenshot(path=str(path))
+        else:
+            page.screenshot(path=str(path), full_page=True)
+    return paths[0]
 
 
 def test_the_months_and_month_pages_of_a_materialized_month_render_in_chromium(view, browser):
@@ -135,7 +126,7 @@ def test_the_months_and_month_pages_of_a_materialized_month_render_in_chromium(v
     shoot(page, "admin-months")
 
     page.select_option("select[name=person]", "alice")  # the demo sign-in: a form, a cookie, no script
-    page.click("header button[type=submit]")
+    page.click("#demo-signin button")
     assert "signed in as alice" in page.locator("header").inner_text()
     page.click(f"a[href='/month/{MONTH}']")
     page.wait_for_selector("#charts img", timeout=60_000)  # htmx swapped the version's charts in
@@ -168,7 +159,7 @@ def test_alice_runs_the_month_from_the_view_through_the_dagster_queue(month_home
         page = browser.new_page(viewport=VIEWPORT)
         page.goto(f"{url}/month/{MONTH}")
         page.select_option("select[name=person]", "alice")
-        page.click("header button[type=submit]")
+        page.click("#demo-signin button")
         page.fill("form[action$='/run'] input[name=note]", "a third look from the view")
         page.click("form[action$='/run'] button")
         assert page.url.endswith(f"/month/{MONTH}")

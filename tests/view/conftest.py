@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,14 @@ from resources.settings import Settings
 from tests.cli.test_cli_views import MONTH, cli, write_version
 
 DAGSTER_URL = "http://localhost:3001"
+ORIGIN = "http://localhost:3000"
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF token of a page's forms."""
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
 
 
 @dataclass
@@ -41,3 +50,16 @@ def client(home) -> Iterator[TestClient]:
     """The view over the test's home, the Dagster UI said to be at DAGSTER_URL."""
     with TestClient(create_app(Sources.open(Settings.from_env(), DAGSTER_URL))) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def view(landed, monkeypatch):
+    """A browser on the view at ORIGIN; runs the view submits to Dagster are recorded in view.submitted."""
+    submitted: list[tuple[str, dict, dict | None]] = []
+    monkeypatch.setattr(Sources, "submit_run",
+                        lambda self, job, tags, run_config=None: submitted.append((job, tags, run_config)) or "run-1")
+    with TestClient(create_app(Sources.open(Settings.from_env(), DAGSTER_URL)), base_url=ORIGIN) as client:
+        client.csrf = csrf_of(client.get("/").text)  # type: ignore[attr-defined]
+        client.submitted = submitted  # type: ignore[attr-defined]
+        client.store = client.app.state.sources.store  # type: ignore[attr-defined]
+        yield client

@@ -14,9 +14,8 @@ from starlette.testclient import TestClient
 from batch_view.app import create_app
 from batch_view.sources import Sources
 from resources.settings import DEFAULT_ROLES_FILE, Settings
-from tests.view.conftest import DAGSTER_URL
+from tests.view.conftest import DAGSTER_URL, ORIGIN, csrf_of
 
-ORIGIN = "http://localhost:3000"
 PROBLEM = re.compile(r'class="problem">(.*?)<', re.S)
 
 
@@ -26,10 +25,6 @@ def browser(landed) -> TestClient:
     with TestClient(create_app(Sources.open(Settings.from_env(), DAGSTER_URL)), base_url=ORIGIN) as client:
         client.csrf = csrf_of(client.get("/").text)  # type: ignore[attr-defined]
         yield client
-
-
-def csrf_of(page: str) -> str:
-    return re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
 
 
 def post(client: TestClient, path: str, origin: str = ORIGIN, **fields: str):

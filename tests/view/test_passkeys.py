@@ -31,19 +31,6 @@ from tests.view.test_actions import ORIGIN, csrf_of, post
 CHANGES = ("request", "approve", "reject", "lock", "release", "passkey_enroll")
 
 
-@pytest.fixture
-def view(landed, monkeypatch):
-    """A browser on the view at ORIGIN; runs the view submits to Dagster are recorded in view.submitted."""
-    submitted: list[tuple[str, dict, dict | None]] = []
-    monkeypatch.setattr(Sources, "submit_run",
-                        lambda self, job, tags, run_config=None: submitted.append((job, tags, run_config)) or "run-1")
-    with TestClient(create_app(Sources.open(Settings.from_env(), DAGSTER_URL)), base_url=ORIGIN) as client:
-        client.csrf = csrf_of(client.get("/").text)  # type: ignore[attr-defined]
-        client.submitted = submitted  # type: ignore[attr-defined]
-        client.store = client.app.state.sources.store  # type: ignore[attr-defined]
-        yield client
-
-
 def sign_in(client: TestClient, who: str) -> None:
     assert post(client, "/signin", person=who).status_code == 303
 
@@ -71,7 +58,7 @@ def signed_parts(client: TestClient, key: SoftKey, **fields: str) -> list[dict]:
     """The actions a change needs, prepared by the view and signed by `key`."""
     ready = post(client, "/passkey/challenge", **fields)
     assert ready.status_code == 200, ready.text
-    return [{"body": p["body"], "mac": p["mac"], "credential": key.assert_(unb64(p["challenge"]))}
+    return [{"body": p["body"], "mac": p["mac"], "extra": p["extra"], "credential": key.assert_(unb64(p["challenge"]))}
             for p in ready.json()["parts"]]
 
 
