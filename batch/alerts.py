@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-SEVERITIES = ("warning", "error")
+SEVERITIES = ("info", "warning", "error")
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class Alert:
     """One alert: what rule fired, how bad, for which month, and a key that makes it fire once."""
 
     rule: str
-    severity: str  # "warning" | "error"
+    severity: str  # "info" | "warning" | "error"
     month: str | None  # None for alerts not tied to a month (too many run failures)
     message: str  # one sentence
     details: dict[str, Any] = field(default_factory=dict)

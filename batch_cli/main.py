@@ -47,7 +47,7 @@ from batch_cli.passkey import passkey_command
 from batch_cli.status_view import print_settings
 from batch_cli.whatif import whatif_command
 from resources.execution import QUEUES
-from resources.settings import DEFAULT_ROLES_FILE, Settings, SettingsError
+from resources.settings import DEFAULT_ROLES_FILE, Settings, SettingsError, view_origin
 
 # Start-up speed: pandas, DuckDB, SQLAlchemy, matplotlib and Dagster take ~4 s to import together, so
 # each command imports what it needs when it runs, and `--help` or a refusal answers without them.
@@ -839,7 +839,7 @@ def finalize(month: str, version: int, actor: str | None, note: str, as_json: bo
     check_planned_month(month)
     who = actions.may(store(), "finalize", actor_from(actor), month)
     details = actions.finalize_details(store(), exports(), month, version, note)
-    _print_filed(actions.file_request(store(), sign_as(who, "request", month, details)), as_json)
+    _print_filed(actions.file_request(store(), sign_as(who, "request", month, details), view_origin()), as_json)
 
 
 @main.command()
@@ -853,7 +853,7 @@ def unlock(month: str, actor: str | None, reason: str, as_json: bool) -> None:
     check_planned_month(month)
     who = actions.may(store(), "unlock", actor_from(actor), month)
     details = actions.unlock_details(store(), month, reason)
-    _print_filed(actions.file_request(store(), sign_as(who, "request", month, details)), as_json)
+    _print_filed(actions.file_request(store(), sign_as(who, "request", month, details), view_origin()), as_json)
 
 
 @main.command("accept-roles")
@@ -865,7 +865,7 @@ def accept_roles(actor: str | None, note: str, as_json: bool) -> None:
     """File a request to accept the changed roles file (BATCH_ADMIN_ROLES); an approver approves it."""
     who = actions.may(store(), "roles", actor_from(actor), None, gate=False)
     details = actions.roles_details(Roles.load(settings().roles_file), note)
-    _print_filed(actions.file_request(store(), sign_as(who, "request", None, details)), as_json)
+    _print_filed(actions.file_request(store(), sign_as(who, "request", None, details), view_origin()), as_json)
 
 
 def _print_filed(outcome: Outcome, as_json: bool) -> None:

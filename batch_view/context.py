@@ -7,10 +7,10 @@ Nothing here decides a rule; each figure comes from the function the CLI and the
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from batch.approvals import KIND_FINALIZE, OPEN_STATUSES
+from batch.approvals import EXPIRED, KIND_FINALIZE, OPEN_STATUSES, REQUEST_TTL, Request
 from batch.health import month_health, months_overview
 from batch.inputs import InputError, load_landing
 from batch.lifecycle import final_mismatch
@@ -201,7 +201,8 @@ def approvals_context(src: Sources) -> dict[str, Any]:
     store = src.store
     now = utcnow()
     items = []
-    for request in store.requests():
+    every = store.requests()
+    for request in every:
         status = request.effective_status(now)
         if status not in OPEN_STATUSES:
             continue
@@ -217,7 +218,27 @@ def approvals_context(src: Sources) -> dict[str, Any]:
             item["final_version"] = store.month(request.month)["final_version"]
         items.append(item)
     approvers = sorted(store.roles(gate=False).approvers)
-    return {"title": "Approvals", "requests": items, "approvers": approvers}
+    return {"title": "Approvals", "requests": items, "approvers": approvers,
+            "expired": expired_requests(every, now)}
+
+
+# How far back the approvals page shows requests that expired undecided.
+EXPIRED_SHOWN = timedelta(days=14)
+
+
+def expired_requests(requests: list[Request], now: datetime) -> list[dict[str, Any]]:
+    """Requests that expired without a decision in the last EXPIRED_SHOWN, newest first: when, and why."""
+    hours = REQUEST_TTL.total_seconds() / 3600
+    shown = []
+    for request in requests:
+        if request.effective_status(now) != EXPIRED or now - request.expires_at > EXPIRED_SHOWN:
+            continue
+        item = request.to_dict(now)
+        item["what"] = request.what()
+        item["why"] = (f"Nobody with the approver role approved or rejected it within {hours:g} hours of its "
+                       f"filing; file it again to have it decided.")
+        shown.append(item)
+    return sorted(shown, key=lambda item: item["expires_at"], reverse=True)
 
 
 def people_context(src: Sources) -> dict[str, Any]:

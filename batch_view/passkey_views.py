@@ -63,6 +63,7 @@ from batch_view.downloads import Downloads
 from batch_view.session import Guard, Once, Refused, set_session
 from batch_view.sources import PARTITION_TAG, Sources
 from resources import passkey_store
+from resources.settings import view_origin
 
 RP_ID_VAR = "BATCH_ADMIN_RP_ID"
 ORIGIN_VAR = "BATCH_ADMIN_ORIGIN"
@@ -218,7 +219,7 @@ def carry_out(src: Sources, downloads: Downloads, who: str, signed: list[Signed]
                                     home=src.settings.home)
     else:
         handlers: dict[str, Callable[[Signed], actions.Outcome]] = {
-            "request": lambda s: actions.file_request(src.store, s), "lock": lambda s: actions.lock(src.store, s),
+            "request": lambda s: actions.file_request(src.store, s, view_origin()), "lock": lambda s: actions.lock(src.store, s),
             "release": lambda s: actions.release(src.store, s),
             "params": lambda s: changes.set_params(src.store, s),
             "adjust": lambda s: changes.adjust(src.store, s, home=src.settings.home),

@@ -47,7 +47,7 @@ class LogSink:
         self.name = name
 
     def send(self, alert: Alert) -> DeliveryResult:
-        level = logging.ERROR if alert.severity == "error" else logging.WARNING
+        level = {"error": logging.ERROR, "info": logging.INFO}.get(alert.severity, logging.WARNING)
         self.logger.log(level, "alert %s [%s] %s: %s (dedup_key=%s)", alert.rule, alert.severity,
                         alert.month or "-", alert.message, alert.dedup_key)
         return DeliveryResult(sink=self.name, ok=True, attempts=1)

@@ -110,3 +110,17 @@ class Settings:
     def export(self) -> None:
         """Put environment() into this process's environment, for the Dagster processes it starts."""
         os.environ.update(self.environment())
+
+
+# Where people open the admin view (links in alerts and in Dagster metadata): the deployment's
+# BATCH_ADMIN_ORIGIN (the origin its passkeys are made for), else BATCH_ADMIN_VIEW_URL (`batch-admin ui`
+# sets it for the processes it starts), else the embedded default.
+ORIGIN_VAR = "BATCH_ADMIN_ORIGIN"
+VIEW_URL_VAR = "BATCH_ADMIN_VIEW_URL"
+DEFAULT_VIEW_URL = "http://localhost:3000"
+
+
+def view_origin(environ: Mapping[str, str] | None = None) -> str:
+    """The admin view's public origin, without a trailing slash."""
+    env = os.environ if environ is None else environ
+    return (env.get(ORIGIN_VAR) or env.get(VIEW_URL_VAR) or DEFAULT_VIEW_URL).rstrip("/")

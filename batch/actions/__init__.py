@@ -13,7 +13,7 @@ MonthError) and changes nothing.
 
     lock(store, signed) -> Outcome                      # "lock", details: admins, ttl_hours
     release(store, signed) -> Outcome                   # "release"
-    file_request(store, signed) -> Outcome              # "request", details: finalize_details(...),
+    file_request(store, signed, view_url) -> Outcome             # "request", details: finalize_details(...),
                                                         #   unlock_details(...) or roles_details(...)
     approve(store, signed, *, ticket=None, now=None)    # "approve", details: approval_details(request, ticket);
                                                         #   ticket: make_ticket(..., ticket_job(request), request_id=)
@@ -36,7 +36,10 @@ from batch.actions.locks import lock, release
 from batch.actions.outcome import FollowUp, Outcome
 from batch.actions.requests import (
     REQUEST_JOBS,
+    RULE_REQUEST_FILED,
+    announce,
     approval_details,
+    approval_link,
     approve,
     file_request,
     finalize_details,
@@ -48,6 +51,6 @@ from batch.actions.requests import (
 )
 from batch.actions.runs import RUN_JOBS, admit_run, may_run, record_export
 
-__all__ = ["REQUEST_JOBS", "RULES", "RUN_JOBS", "FollowUp", "Outcome", "admit_run", "approval_details", "approve",
+__all__ = ["REQUEST_JOBS", "RULES", "RULE_REQUEST_FILED", "announce", "approval_link", "RUN_JOBS", "FollowUp", "Outcome", "admit_run", "approval_details", "approve",
            "file_request", "finalize_details", "lock", "may", "may_run", "record_export", "reissue", "reject", "release",
            "roles_details", "ticket_job", "unlock_details"]

@@ -42,8 +42,30 @@ def roles_details(proposed: Roles, note: str) -> dict[str, Any]:
     return {"kind": approvals.KIND_ROLES, "text": note, "binding": {"checksum": proposed.checksum, "source": proposed.source}}
 
 
-def file_request(store: ControlPort, signed: Signed) -> Outcome:
-    """File a finalize, unlock or roles request (details from the three functions above), signed by an admin."""
+# The alert that announces a new request to its approvers (the alert outbox delivers it to the webhook).
+RULE_REQUEST_FILED = "request_filed"
+
+
+def approval_link(view_url: str, request: Request) -> str:
+    """The request's place on the admin view's approvals page."""
+    return f"{view_url.rstrip('/')}/approvals#request-{request.id}"
+
+
+def announce(store: ControlPort, request: Request, view_url: str) -> None:
+    """Tell the approvers: an alert with the link to the request's approval page, delivered through the
+    alert outbox (log and webhook) like every alert, once per request."""
+    link = approval_link(view_url, request)
+    message = (f"{request.what()} by {request.requested_by} awaits another person with the approver role until "
+               f"{local(request.expires_at)}: {link}")
+    store.add_alert(request.month, RULE_REQUEST_FILED, "info", message,
+                    {"request_id": request.id, "kind": request.kind, "requested_by": request.requested_by,
+                     "expires_at": request.expires_at.isoformat(), "approval_url": link},
+                    f"{RULE_REQUEST_FILED}:{request.id}")
+
+
+def file_request(store: ControlPort, signed: Signed, view_url: str) -> Outcome:
+    """File a finalize, unlock or roles request (details from the three functions above), signed by an admin,
+    and announce it to the approvers with the link to its approval page on the view at `view_url`."""
     kind = str(signed.details.get("kind") or "")
     month = expect(signed, approvals.REQUEST_ACTION, month_required=kind != approvals.KIND_ROLES) or None
     rule = kind if kind in approvals.KINDS else approvals.KIND_FINALIZE
@@ -51,6 +73,7 @@ def file_request(store: ControlPort, signed: Signed) -> Outcome:
     if kind == approvals.KIND_FINALIZE and month:
         store.guard_write(month, who, "finalize")  # the final lock and a lock for others, before anything is filed
     request = store.file_request(signed)
+    announce(store, request, view_url)
     return Outcome(approvals.REQUEST_ACTION, who, month, filed_message(request), request=request)
 
 

@@ -18,6 +18,7 @@ from resources.control_store import ControlStore
 from tests.signing import finalize_binding_of, finalize_in_store, key, open_store, roles_file, signed
 
 MONTH = "2026-12"
+VIEW = "https://batch.example.org"
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def _version(store: ControlStore, version: int = 1) -> None:
 
 def _finalize_request(store: ControlStore, by: str = "alice"):
     details = {"kind": "finalize", "text": "reviewed", "binding": finalize_binding_of(store, MONTH, 1)}
-    return actions.file_request(store, signed(by, "request", MONTH, details)).request
+    return actions.file_request(store, signed(by, "request", MONTH, details), VIEW).request
 
 
 def _approval(store: ControlStore, request_id: str, by: str = "bob", with_ticket: bool = True):
@@ -124,7 +125,7 @@ def test_unlock_is_carried_out_by_unlock_job_and_rejection_needs_a_reason(store)
     with pytest.raises(ControlError, match="is finalized"):
         actions.lock(store, signed("alice", "lock", MONTH, {"admins": [], "ttl_hours": 2}))
     filed = actions.file_request(store, signed("carol", "request", MONTH,
-                                               actions.unlock_details(store, MONTH, "wrong capacity")))
+                                               actions.unlock_details(store, MONTH, "wrong capacity")), VIEW)
     assert filed.message.startswith(f"Request {filed.request.id} filed: unlock {MONTH}, by carol.")
     with pytest.raises(ControlError, match="non-empty --reason"):
         actions.reject(store, signed("dana", "reject", MONTH, {"request_id": filed.request.id, "reason": " "}))
@@ -196,7 +197,23 @@ def test_lock_and_four_eyes_on_postgresql(postgres_url):
 def test_a_roles_request_names_no_month_and_is_checked_against_the_roles_file(store):
     proposed = Roles.load(roles_file())
     with pytest.raises(ControlError, match="is the accepted one; nothing to accept"):
-        actions.file_request(store, signed("alice", "request", None, actions.roles_details(proposed, "new key")))
+        actions.file_request(store, signed("alice", "request", None, actions.roles_details(proposed, "new key")), VIEW)
     with pytest.raises(RoleError, match="bob is not an admin .* may not request a change of the roles"):
-        actions.file_request(store, signed("bob", "request", None, actions.roles_details(proposed, "new key")))
+        actions.file_request(store, signed("bob", "request", None, actions.roles_details(proposed, "new key")), VIEW)
     assert store.requests() == []
+
+
+def test_a_new_request_is_announced_to_the_approvers_with_the_link_to_its_approval_page(store):
+    _version(store)
+    request = _finalize_request(store)
+    announced = [a for a in store.alerts(MONTH) if a["rule"] == actions.RULE_REQUEST_FILED]
+    assert len(announced) == 1, announced
+    link = f"{VIEW}/approvals#request-{request.id}"
+    assert announced[0]["details"]["approval_url"] == link and link in announced[0]["message"]
+    assert announced[0]["message"].startswith(f"finalize {MONTH} version 1 by alice awaits another person")
+    assert announced[0]["severity"] == "info" and announced[0]["delivered_at"] is None  # the outbox delivers it
+    # A refused request announces nothing.
+    with pytest.raises(RoleError):
+        actions.file_request(store, signed("bob", "request", MONTH, {"kind": "finalize", "text": "x",
+                                                                   "binding": finalize_binding_of(store, MONTH, 1)}), VIEW)
+    assert len([a for a in store.alerts(MONTH) if a["rule"] == actions.RULE_REQUEST_FILED]) == 1
