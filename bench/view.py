@@ -49,6 +49,7 @@ def first_fit(tables: dict[str, pd.DataFrame], month: str, version: int, seed: i
     rows = rows.sample(frac=1, random_state=seed).merge(
         biggest[["service", "region", "resource_id", "capacity"]], on=["service", "region"], how="left")
     fits = rows.groupby("resource_id")["units"].cumsum() <= rows["capacity"]
+    rows["requested_units"] = rows["units"]
     rows["resource_id"] = rows["resource_id"].where(fits, None)
     rows["units"] = rows["units"].where(fits, 0)
     rows["status"] = np.where(fits, "allocated", "unallocated")
@@ -83,6 +84,21 @@ def build_home(home: Path, months: int, requests: int, resources: int, versions:
             store.record_version(month, version, "alice", note, f"bench-{month}-{version}", str(info.path), {},
                                  metrics, "bench")
     store.dispose()
+    return keys
+
+
+def kept_or_built(home: Path, months: int, requests: int, resources: int, versions: int) -> list[str]:
+    """The months of a home built before with these sizes (its sizes.json says), else a new one built."""
+    sizes = {"months": months, "requests": requests, "resources": resources, "versions": versions}
+    stamp = home / "bench_sizes.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == sizes:
+        os.environ["BATCH_ADMIN_HOME"] = str(home)
+        Settings.from_env().export()
+        return sorted(path.name for path in (home / "landing").iterdir())
+    if home.exists() and any(home.iterdir()):
+        raise SystemExit(f"{home} holds something else than a bench home of these sizes: name an empty folder.")
+    keys = build_home(home, months, requests, resources, versions)
+    stamp.write_text(json.dumps(sizes))
     return keys
 
 
@@ -138,10 +154,13 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--json", type=Path, help="also write the result to this file")
+    parser.add_argument("--home", type=Path, help="build the home in this folder and keep it; a folder built before "
+                                                  "with the same sizes is measured again without building")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_view_") as folder:
+        home = args.home or Path(folder) / "home"
         started = time.perf_counter()
-        keys = build_home(Path(folder) / "home", args.months, args.requests, args.resources, args.versions)
+        keys = kept_or_built(home, args.months, args.requests, args.resources, args.versions)
         built = time.perf_counter() - started
         result = {"months": args.months, "requests": args.requests, "resources": args.resources,
                   "versions": args.versions, "build_seconds": round(built, 1), **measure(keys, args.repeat)}
