@@ -23,6 +23,7 @@ from batch_view.memo import Memo
 from batch_view.month_reads import landing_context, month_health
 from batch_view.sources import Sources
 from resources.control_store import utcnow
+from resources.event_log_anchors import event_log_anchors
 from resources.month_overview import MonthLine, month_lines
 
 # The figures a version row shows, in order (stored metrics of the control store's version row).
@@ -138,12 +139,13 @@ def audit_row(entry: dict[str, Any]) -> dict[str, Any]:
 def audit_check_context(src: Sources, month: str) -> dict[str, Any]:
     """The audit chain verified: its hashes, every signature, the manifests' anchors and the state tables."""
     month = check_month(month)
-    anchors = src.exports.audit_anchors()
+    instance = src.instance()  # the anchors in manifests and in the Dagster event log, as `audit --verify` reads
+    anchors = [*src.exports.audit_anchors(), *(event_log_anchors(instance) if instance is not None else [])]
     result = src.store.verify_audit(anchors)
     mismatch = final_mismatch(src.store.month(month), src.exports)
     problems = [*result.problems, *([mismatch] if mismatch else [])]
     return {"title": f"{month} audit", "month": month, "ok": not problems, "entries": result.entries,
-            "anchors": len(anchors), "problems": problems}
+            "anchors": len(anchors), "dagster": instance is not None, "problems": problems}
 
 
 def diff_context(src: Sources, month: str, from_version: int, to_version: int) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from batch_view.sources import Sources
 
 T = TypeVar("T")
 MEMO_SIZE = 64
-# Landed tables of this many months are kept (each a few MB at 20,000 requests).
-BIG_SIZE = 4
+# Landed tables of this many months are kept (3 MB each at 20,000 requests and 1,000 resources).
+BIG_SIZE = 12
 
 
 def landing_key(src: Sources, month: str) -> tuple[Hashable, ...]:

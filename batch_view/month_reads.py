@@ -57,10 +57,12 @@ def month_health(src: Sources, memo: Memo, month: str) -> dict[str, Any]:
         final = exports.final_path(month)
         copy = (final.resolve().name, final.stat().st_mtime_ns) if chosen[1] and final.exists() else None
 
-        def compute() -> dict[str, Any]:
+        def landed() -> LandedTables:
             tables = input_tables(src, memo, month, key)
-            landed = LandedTables(problem=str(tables)) if isinstance(tables, InputError) else landed_of(tables)
-            return planned_figures(chosen_rows(exports, month, chosen), landed)
+            return LandedTables(problem=str(tables)) if isinstance(tables, InputError) else landed_of(tables)
+
+        def compute() -> dict[str, Any]:
+            return planned_figures(chosen_rows(exports, month, chosen), memo.get(("landed", key), landed, big=True))
 
         figures = memo.get(("figures", key, chosen, copy), compute)
     return health_of(store, month, chosen, landing["error"], figures)

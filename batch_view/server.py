@@ -14,11 +14,11 @@ from pathlib import Path
 
 import uvicorn
 
+from assets.view_links import VIEW_URL_VAR
 from batch_view.app import create_app
 from batch_view.sources import Sources
 from resources.settings import Settings
 
-VIEW_URL_VAR = "BATCH_ADMIN_VIEW_URL"
 STOP_TIMEOUT_S = 20
 
 
