@@ -24,7 +24,7 @@ from batch_view.month_reads import landing_context, month_health
 from batch_view.sources import Sources
 from resources.control_store import utcnow
 from resources.event_log_anchors import event_log_anchors
-from resources.month_overview import MonthLine, month_lines
+from resources.month_overview import month_lines
 
 # The figures a version row shows, in order (stored metrics of the control store's version row).
 VERSION_FIGURES = ("requests", "allocated", "success_rate", "utilization", "objective", "bound", "gap",
@@ -34,17 +34,11 @@ MOVES_SHOWN = 200
 
 def months_context(src: Sources) -> dict[str, Any]:
     """One row per month the product knows, and the next month: phase, lock, versions, figures, requests,
-    alerts and a run in progress (resources.month_overview: two statements for every month)."""
+    alerts and a run in progress (resources.month_overview: three statements for every month)."""
     store = src.store
     now = utcnow()
-    lines = month_lines(store, src.exports.months())
     upcoming = next_month(f"{now.year}-{now.month:02d}")
-    if upcoming not in lines:
-        lines[upcoming] = MonthLine(
-            {"month": upcoming, "phase": store.month(upcoming)["phase"], "versions": 0, "latest_version": None,
-             "final_version": None, "lock": None, "alerts": 0, "errors": 0,
-             **dict.fromkeys(("requests", "allocated", "success_rate", "utilization", "gap"))},
-            store.lock_info(upcoming), store.lease(upcoming))
+    lines = month_lines(store, [*src.exports.months(), upcoming])
     open_requests: dict[str | None, int] = {}
     for request in store.requests():
         if request.effective_status(now) in OPEN_STATUSES:
