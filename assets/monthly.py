@@ -5,7 +5,6 @@ import math
 import time
 import warnings
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -13,6 +12,7 @@ import dagster as dg
 from assets.guards import begin_write, claim_request, end_write, refuse, take_month
 from assets.partitions import monthly_partitions
 from assets.parts import allocation_parts
+from assets.view_links import view_links
 from batch import plan as batch
 from batch.advice import ADVICE_KEY, advice_lines, advice_markdown, advice_record, month_advice
 from batch.alert_rules import AlertThresholds
@@ -90,7 +90,7 @@ def validated_inputs(context: dg.AssetExecutionContext, control: ControlStoreRes
     report = validate_inputs(landed_inputs, data_docs_dir=docs)
     metadata: dict[str, Any] = {"month": context.partition_key, "report": dg.MetadataValue.json(report.as_metadata()),
                 "checked_rules": report.checked_rules,
-                "validate_seconds": round(time.perf_counter() - started, 3)}
+                "validate_seconds": round(time.perf_counter() - started, 3), **view_links(context.partition_key)}
     if report.data_docs_path:
         metadata["data_docs"] = dg.MetadataValue.path(str(report.data_docs_path))
     if not report.success:
@@ -245,9 +245,9 @@ def version_metadata(view: VersionView) -> dict[str, Any]:
             metadata[f"{key} %"] = dg.MetadataValue.float(round(100 * float(view.figures[key]), digits))
     if view.figures.get("objective") is not None:
         metadata["objective"] = dg.MetadataValue.int(round(float(view.figures["objective"])))
-    for name, path in view.links.items():
-        metadata[name] = dg.MetadataValue.url(Path(path).as_uri()) if name == "report" else dg.MetadataValue.path(path)
-    return metadata
+    for name, path in view.links.items():  # files for data engineers; the links people follow go to the view
+        metadata[f"{name} file" if name == "report" else name] = dg.MetadataValue.path(path)
+    return {**metadata, **view_links(view.month, view.version)}
 
 
 class FinalizeConfig(dg.Config):

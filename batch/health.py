@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from batch.inputs import InputError, load_landing
+from batch.inputs import InputError, InputTables, load_landing
 from batch.lifecycle import PHASE_FINALIZED
 from batch.metrics import planned_vs_actual, utilization_table, version_metrics
 from batch.months import trailing_months
@@ -31,16 +31,27 @@ class PlannedRows:
     rows: pd.DataFrame
 
 
-def planned_rows(store, exports, month: str) -> PlannedRows | None:
-    """The official allocation of a finalized month, else its latest version; None without versions."""
+def planned_choice(store, exports, month: str) -> tuple[int, bool] | None:
+    """(version, final) of the rows planning is judged by: the official copy's version of a finalized month,
+    else the latest version; None without versions. Reads no rows."""
     # After an audited unlock the old official copy may remain on disk: the phase decides.
     final = exports.final_manifest(month) if store.month(month)["phase"] == PHASE_FINALIZED else None
     if final is not None:
-        return PlannedRows(month, int(final["version"]), True, exports.read_final(month))
+        return int(final["version"]), True
     latest = exports.latest_version(month)
-    if latest is None:
-        return None
-    return PlannedRows(month, latest, False, exports.read_version(month, latest))
+    return None if latest is None else (latest, False)
+
+
+def planned_rows(store, exports, month: str, chosen: tuple[int, bool] | None = None) -> PlannedRows | None:
+    """The official allocation of a finalized month, else its latest version; None without versions."""
+    chosen = chosen or planned_choice(store, exports, month)
+    return None if chosen is None else chosen_rows(exports, month, chosen)
+
+
+def chosen_rows(exports, month: str, chosen: tuple[int, bool]) -> PlannedRows:
+    """The rows of a planned_choice(): the official copy's, else the version's."""
+    version, final = chosen
+    return PlannedRows(month, version, final, exports.read_final(month) if final else exports.read_version(month, version))
 
 
 def actuals_summary(table: pd.DataFrame) -> dict[str, Any]:
@@ -63,36 +74,50 @@ def actuals_summary(table: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def month_health(store, exports, month: str) -> dict[str, Any]:
-    """JSON-able health of a month for `batch-admin status --json` (key "health")."""
-    state = store.month(month)
-    planned = planned_rows(store, exports, month)
-    landed = landed_tables(exports.home, month)
-    resources, actuals, problem = landed.resources, landed.actuals, landed.problem
+def month_health(store, exports, month: str, landed: LandedTables | None = None) -> dict[str, Any]:
+    """JSON-able health of a month for `batch-admin status --json` (key "health"); `landed`: the month's
+    landed tables when the caller has read them already (landed_of)."""
+    chosen = planned_choice(store, exports, month)
+    landed = landed if landed is not None else landed_tables(exports.home, month)
+    figures = planned_figures(chosen_rows(exports, month, chosen), landed) if chosen else None
+    return health_of(store, month, chosen, landed.problem, figures)
+
+
+def planned_figures(planned: PlannedRows, landed: LandedTables) -> dict[str, Any]:
+    """What a month's health computes from its planned rows and landed tables (the figures, utilization by
+    service and region, planned vs actual): the same for the same version and the same landed files."""
+    found: dict[str, Any] = {"figures": {}, "utilization_by_service_region": [], "planned_vs_actual": None}
+    if landed.resources is None:
+        return found
+    found["figures"] = version_metrics(planned.rows, landed.resources, landed.requests)
+    found["utilization_by_service_region"] = _records(utilization_table(planned.rows, landed.resources,
+                                                                        by="service_region"))
+    if landed.actuals is not None:
+        table = planned_vs_actual(planned.rows, landed.resources, landed.actuals)
+        found["planned_vs_actual"] = {**actuals_summary(table), "by_resource": _records(table)}
+    return found
+
+
+def health_of(store, month: str, chosen: tuple[int, bool] | None, problem: str | None,
+              figures: dict[str, Any] | None) -> dict[str, Any]:
+    """A month's health from its planned (version, final), the landing problem and planned_figures()."""
     health: dict[str, Any] = {
         "month": month,
-        "phase": state["phase"],
-        "version": planned.version if planned else None,
-        "final": planned.final if planned else False,
+        "phase": store.month(month)["phase"],
+        "version": chosen[0] if chosen else None,
+        "final": chosen[1] if chosen else False,
         "metrics": None,
         "utilization_by_service_region": [],
         "planned_vs_actual": None,
         "trend": trend(store, month),
         "problems": [problem] if problem else [],
     }
-    if planned is None:
+    if chosen is None or figures is None:
         return health
-    stored = _stored_metrics(store, month, planned.version)
-    if resources is not None:
-        figures = {**stored, **version_metrics(planned.rows, resources, landed.requests)}
-        health["utilization_by_service_region"] = _records(
-            utilization_table(planned.rows, resources, by="service_region"))
-        if actuals is not None:
-            table = planned_vs_actual(planned.rows, resources, actuals)
-            health["planned_vs_actual"] = {**actuals_summary(table), "by_resource": _records(table)}
-    else:
-        figures = stored
-    health["metrics"] = {key: _plain(figures.get(key)) for key in HEADLINE_FIELDS if key in figures}
+    merged = {**_stored_metrics(store, month, chosen[0]), **figures["figures"]}
+    health["utilization_by_service_region"] = figures["utilization_by_service_region"]
+    health["planned_vs_actual"] = figures["planned_vs_actual"]
+    health["metrics"] = {key: _plain(merged.get(key)) for key in HEADLINE_FIELDS if key in merged}
     return health
 
 
@@ -126,9 +151,13 @@ class LandedTables:
 def landed_tables(home, month: str) -> LandedTables:
     """The month's landed tables, for figures that need capacity or requested units."""
     try:
-        tables = load_landing(home, month)
+        return landed_of(load_landing(home, month))
     except InputError as exc:
         return LandedTables(problem=str(exc))
+
+
+def landed_of(tables: InputTables) -> LandedTables:
+    """LandedTables of tables read by load_landing."""
     # Utilization is judged against the monthly capacity the solver used: availability when present.
     resources = tables.resources.copy()
     resources["capacity"] = monthly_capacity(resources, tables.availability).reindex(
@@ -164,26 +193,28 @@ def _number(value: float | None) -> int | float | None:
 
 def months_overview(store, exports) -> list[dict[str, Any]]:
     """One line per month known to the control store or the exports: phase, versions, final, lock, alerts,
-    and the headline figures of the month's final (else latest) version."""
+    and the headline figures of the month's final (else latest) version (overview_line)."""
     rows = {row["month"]: row for row in store.months()}
     lines = []
     for month in sorted(set(rows) | set(exports.months())):
-        row = rows.get(month) or store.month(month)
-        versions = store.versions(month)
-        final_version = row.get("final_version") if row["phase"] == PHASE_FINALIZED else None
-        chosen = next((v for v in versions if v["version"] == final_version), versions[-1] if versions else None)
-        metrics = chosen["metrics"] if chosen else {}
         lock = store.lock_info(month)
         alerts = store.alerts(month)
-        lines.append({
-            "month": month, "phase": row["phase"], "versions": len(versions),
-            "latest_version": versions[-1]["version"] if versions else None,
-            "final_version": final_version,
-            "lock": lock.holder if lock is not None else None,
-            "alerts": len(alerts),
-            "errors": sum(1 for alert in alerts if alert["severity"] == "error"),
-            **{key: _plain(metrics.get(key)) for key in ("requests", "allocated", "success_rate", "utilization",
-                                                         "gap")},
-        })
+        lines.append(overview_line(rows.get(month) or store.month(month), store.versions(month),
+                                   lock.holder if lock is not None else None, len(alerts),
+                                   sum(1 for alert in alerts if alert["severity"] == "error")))
     return lines
 
+
+def overview_line(row: dict[str, Any], versions: list[dict[str, Any]], lock_holder: str | None, alerts: int,
+                  errors: int) -> dict[str, Any]:
+    """A month's line of the overview from its control-store row, its versions (oldest first, each with its
+    stored metrics), its lock's holder and its alert counts."""
+    final_version = row.get("final_version") if row["phase"] == PHASE_FINALIZED else None
+    chosen = next((v for v in versions if v["version"] == final_version), versions[-1] if versions else None)
+    metrics = chosen["metrics"] if chosen else {}
+    return {
+        "month": row["month"], "phase": row["phase"], "versions": len(versions),
+        "latest_version": versions[-1]["version"] if versions else None,
+        "final_version": final_version, "lock": lock_holder, "alerts": alerts, "errors": errors,
+        **{key: _plain(metrics.get(key)) for key in ("requests", "allocated", "success_rate", "utilization", "gap")},
+    }

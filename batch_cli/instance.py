@@ -9,8 +9,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from batch.audit import ANCHOR_METADATA, ANCHORED_ASSETS, parse_anchor_text
 from resources.dagster_internals import QueuedRunCoordinatorDaemon, get_daemon_statuses
+from resources.event_log_anchors import LIMIT
+from resources.event_log_anchors import event_log_anchors as anchors_in
 from resources.execution import SOLVER_POOL
 from resources.settings import Settings
 from solvers.schema import SolverParams
@@ -75,20 +76,6 @@ def daemon_running(the_instance: dg.DagsterInstance) -> bool:
     return bool(status and status.healthy)
 
 
-def event_log_anchors(limit: int = 10_000) -> list[dict]:
-    """The audit anchors that materializations of the monthly assets wrote into Dagster's event log."""
-    current = instance()
-    found = []
-    for asset in ANCHORED_ASSETS:
-        records = current.fetch_materializations(dg.AssetKey(asset), limit=limit).records
-        for record in records:
-            materialization = record.asset_materialization
-            if materialization is None:
-                continue
-            text = getattr(materialization.metadata.get(ANCHOR_METADATA), "text", None)
-            if text:
-                where = f"the Dagster event log ({asset} {materialization.partition or ''}, run {record.run_id[:8]})"
-                anchor = parse_anchor_text(text, where)
-                if anchor is not None:
-                    found.append(anchor)
-    return found
+def event_log_anchors(limit: int = LIMIT) -> list[dict]:
+    """The audit anchors in the event log of the CLI's instance (resources/event_log_anchors.py)."""
+    return anchors_in(instance(), limit)

@@ -10,8 +10,7 @@ from rich.console import Console
 
 from batch.enrolment import make_token
 from batch.passkeys import ENROL_MINUTES
-
-DEFAULT_VIEW_URL = "http://localhost:3000"
+from resources.settings import DEFAULT_VIEW_URL
 
 
 def passkey_command(signer: Callable[[str], Any], actor_from: Callable[[str | None], str | None],

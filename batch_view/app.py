@@ -139,7 +139,7 @@ def _int(request: Request, name: str) -> int:
 
 
 def _months(src: Sources, request: Request) -> dict[str, Any]:
-    return context.months_context(src, request.app.state.memo)
+    return context.months_context(src)
 
 
 def _diff(src: Sources, request: Request) -> dict[str, Any]:

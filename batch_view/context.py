@@ -11,8 +11,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from batch.approvals import EXPIRED, KIND_FINALIZE, OPEN_STATUSES, REQUEST_TTL, Request
-from batch.health import month_health, months_overview
-from batch.inputs import InputError, load_landing
 from batch.lifecycle import final_mismatch
 from batch.metrics import headline
 from batch.months import check_month, next_month
@@ -21,9 +19,12 @@ from batch.report import VersionView, audit_line, leading_changes
 from batch.roles import RoleError
 from batch_view.advice import advice_context
 from batch_view.dagster_reads import latest_input_validation, run_status
-from batch_view.memo import Memo, month_state
+from batch_view.memo import Memo
+from batch_view.month_reads import landing_context, month_health
 from batch_view.sources import Sources
 from resources.control_store import utcnow
+from resources.event_log_anchors import event_log_anchors
+from resources.month_overview import month_lines
 
 # The figures a version row shows, in order (stored metrics of the control store's version row).
 VERSION_FIGURES = ("requests", "allocated", "success_rate", "utilization", "objective", "bound", "gap",
@@ -31,31 +32,21 @@ VERSION_FIGURES = ("requests", "allocated", "success_rate", "utilization", "obje
 MOVES_SHOWN = 200
 
 
-def months_context(src: Sources, memo: Memo | None = None) -> dict[str, Any]:
+def months_context(src: Sources) -> dict[str, Any]:
     """One row per month the product knows, and the next month: phase, lock, versions, figures, requests,
-    alerts and a run in progress. The overview's figures are kept while the audit chain's head and the
-    exported months stay the same (every version, phase change and alert appends an entry); locks, runs
-    and requests, which time changes, are read on every view."""
+    alerts and a run in progress (resources.month_overview: three statements for every month)."""
     store = src.store
     now = utcnow()
-    state = ("overview", store.audit_anchor()["last_hash"], tuple(src.exports.months()))
-    overview = (memo or Memo()).get(state, lambda: months_overview(store, src.exports))
-    lines = {line["month"]: dict(line) for line in overview}
     upcoming = next_month(f"{now.year}-{now.month:02d}")
-    for month in [upcoming]:
-        if month not in lines:
-            lines[month] = {"month": month, "phase": store.month(month)["phase"], "versions": 0,
-                            "latest_version": None, "final_version": None, "lock": None, "alerts": 0, "errors": 0,
-                            **dict.fromkeys(("requests", "allocated", "success_rate", "utilization", "gap"))}
+    lines = month_lines(store, [*src.exports.months(), upcoming])
     open_requests: dict[str | None, int] = {}
     for request in store.requests():
         if request.effective_status(now) in OPEN_STATUSES:
             open_requests[request.month] = open_requests.get(request.month, 0) + 1
     rows = []
     for month in sorted(lines, reverse=True):
-        line = dict(lines[month])
-        lock = store.lock_info(month)
-        lease = store.lease(month)
+        found = lines[month]
+        line, lock, lease = dict(found.line), found.lock, found.lease
         line["lock"] = {**lock.to_dict(), "until": lock.expires_at} if lock else None
         line["run"] = {**lease.to_dict(now), "elapsed_s": round((now - lease.acquired_at).total_seconds()),
                        "dagster": src.dagster.run(lease.run_id)} if lease else None
@@ -68,10 +59,10 @@ def months_context(src: Sources, memo: Memo | None = None) -> dict[str, Any]:
 
 def month_context(src: Sources, month: str, memo: Memo | None = None) -> dict[str, Any]:
     """Everything about one month: state, inputs, plan, parameters, adjustments, versions, requests, audit, alerts.
-    With a memo, the health and the landed inputs are computed once per state of the month."""
+    With a memo, the landed inputs and the version's figures are computed once per state of their files
+    (batch_view/month_reads.py)."""
     month = check_month(month)
     memo = memo or Memo()
-    state = month_state(src, month)
     store, exports = src.store, src.exports
     now = utcnow()
     row = store.month(month)
@@ -80,7 +71,7 @@ def month_context(src: Sources, month: str, memo: Memo | None = None) -> dict[st
     pins, exclusions = store.pins_and_exclusions(month)
     versions = store.versions(month)
     plan = store.latest_plan(month)
-    health = memo.get(("health", state), lambda: month_health(store, exports, month))
+    health = month_health(src, memo, month)
     set_params = store.params(month)
     return {
         "title": month, "month": month, "phase": row["phase"],
@@ -93,7 +84,7 @@ def month_context(src: Sources, month: str, memo: Memo | None = None) -> dict[st
                   "approved_by": row["approved_by"], "finalized_at": row["finalized_at"]}
         if row["final_version"] else None,
         "official_copy_problem": final_mismatch(row, exports),
-        "inputs": {**memo.get(("inputs", state), lambda: landing_context(src, month)),
+        "inputs": {**landing_context(src, memo, month),
                    "validation": input_validation(src, month)},
         "plan": plan["summary"] if plan else None,
         "plan_at": plan.get("created_at") if plan else None,
@@ -111,18 +102,6 @@ def month_context(src: Sources, month: str, memo: Memo | None = None) -> dict[st
         "alerts": store.alerts(month),
         "dagster": src.dagster.month(month),
     }
-
-
-def landing_context(src: Sources, month: str) -> dict[str, Any]:
-    """The landed tables with their row counts, or why they break the landing contract (table, column, rule, rows)."""
-    try:
-        tables = load_landing(src.exports.home, month)
-    except InputError as exc:
-        return {"ok": False, "error": str(exc), "table": exc.table, "column": exc.column, "rule": exc.rule,
-                "count": exc.count, "rows": exc.rows, "tables": []}
-    return {"ok": True, "error": None, "fingerprint": tables.fingerprint,
-            "tables": [{"table": name, "rows": len(frame), "file": tables.files.get(name)}
-                       for name, frame in tables.present().items()]}
 
 
 def input_validation(src: Sources, month: str) -> dict[str, Any] | None:
@@ -154,12 +133,13 @@ def audit_row(entry: dict[str, Any]) -> dict[str, Any]:
 def audit_check_context(src: Sources, month: str) -> dict[str, Any]:
     """The audit chain verified: its hashes, every signature, the manifests' anchors and the state tables."""
     month = check_month(month)
-    anchors = src.exports.audit_anchors()
+    instance = src.instance()  # the anchors in manifests and in the Dagster event log, as `audit --verify` reads
+    anchors = [*src.exports.audit_anchors(), *(event_log_anchors(instance) if instance is not None else [])]
     result = src.store.verify_audit(anchors)
     mismatch = final_mismatch(src.store.month(month), src.exports)
     problems = [*result.problems, *([mismatch] if mismatch else [])]
     return {"title": f"{month} audit", "month": month, "ok": not problems, "entries": result.entries,
-            "anchors": len(anchors), "problems": problems}
+            "anchors": len(anchors), "dagster": instance is not None, "problems": problems}
 
 
 def diff_context(src: Sources, month: str, from_version: int, to_version: int) -> dict[str, Any]:

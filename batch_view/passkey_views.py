@@ -63,10 +63,9 @@ from batch_view.downloads import Downloads
 from batch_view.session import Guard, Once, Refused, set_session
 from batch_view.sources import PARTITION_TAG, Sources
 from resources import passkey_store
-from resources.settings import view_origin
+from resources.settings import ORIGIN_VAR, view_origin
 
 RP_ID_VAR = "BATCH_ADMIN_RP_ID"
-ORIGIN_VAR = "BATCH_ADMIN_ORIGIN"
 # A sign-in's nonce is remembered while its challenge could still be presented (and a little longer).
 SIGN_IN_KEEP_SECONDS = 2 * 60 * SIGN_IN_MINUTES
 SIGNED_ACTIONS = ("approve", "reject", "finalize", "unlock", "lock", "release", "run", "params", "adjust", "export")

@@ -16,9 +16,8 @@ import uvicorn
 
 from batch_view.app import create_app
 from batch_view.sources import Sources
-from resources.settings import Settings
+from resources.settings import VIEW_URL_VAR, Settings
 
-VIEW_URL_VAR = "BATCH_ADMIN_VIEW_URL"
 STOP_TIMEOUT_S = 20
 
 
