@@ -17,7 +17,7 @@ from batch.demo_data import generate_month
 from bench.baselines import greedy_only, plain_cpsat
 from solvers import SolverParams, build_instance, solve, validation
 from solvers.compiled import compile_instance
-from solvers.model import relative_gap
+from solvers.optimality import relative_gap
 
 MONTH = "2025-03"  # the month of the figures in docs/performance.md; `make demo` writes next month, seed 7
 

@@ -25,7 +25,7 @@ from solvers import SolverParams, build_instance, solve, validation
 from solvers.bound import lagrangian_bound, lp_relaxation
 from solvers.compiled import compile_instance
 from solvers.greedy import greedy_fill, initial_assignment
-from solvers.model import relative_gap
+from solvers.optimality import relative_gap
 
 GROUP_SIZE = 50
 OPTIONS = 10
