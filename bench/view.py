@@ -12,6 +12,7 @@ computed), "warm" the views after it (batch_view/memo.py keeps them while the mo
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -29,7 +30,6 @@ from batch.months import next_month
 from batch_view.app import create_app
 from batch_view.memo import Memo
 from batch_view.sources import Sources
-from bench.cli import emit_json
 from resources.control_store import ControlStore
 from resources.settings import Settings
 from resources.storage import ExportStore
@@ -145,7 +145,10 @@ def main() -> None:
         built = time.perf_counter() - started
         result = {"months": args.months, "requests": args.requests, "resources": args.resources,
                   "versions": args.versions, "build_seconds": round(built, 1), **measure(keys, args.repeat)}
-    emit_json(result, args.json)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
 
 
 if __name__ == "__main__":
