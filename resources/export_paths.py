@@ -68,6 +68,10 @@ class ExportPaths:
         """File a comparison of two versions is written to."""
         return self.month_dir(self.diffs_dir, month) / f"v{from_version}_to_v{to_version}.json"
 
+    def manifest_path(self, month: str, version: int) -> Path:
+        """The manifest of a version (there once the version is complete)."""
+        return self.version_path(month, version) / MANIFEST_FILE
+
     def report_path(self, month: str, version: int) -> Path:
         """The HTML report of a version, beside its manifest."""
         return self.version_path(month, version) / REPORT_FILE
