@@ -17,20 +17,20 @@ from solvers.schema import SolverParams
 FEASIBILITY_SAFETY = 2.0
 
 
-class InfeasibleError(RuntimeError):
-    """must_allocate requests that no allocation can serve (proven by CP-SAT); request_ids names them."""
+class UnservedError(RuntimeError):
+    """must_allocate requests left without a resource; request_ids names them."""
 
     def __init__(self, message: str, request_ids: list[str]):
         super().__init__(message)
         self.request_ids = request_ids
 
 
-class NoSolutionError(RuntimeError):
+class InfeasibleError(UnservedError):
+    """must_allocate requests that no allocation can serve (proven by CP-SAT)."""
+
+
+class NoSolutionError(UnservedError):
     """No allocation serving every must_allocate request found in time (not proven infeasible)."""
-
-    def __init__(self, message: str, request_ids: list[str]):
-        super().__init__(message)
-        self.request_ids = request_ids
 
 
 def require_pairs_for_must_allocate(c: CompiledInstance) -> None:
