@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from batch.landing import landing_folder
 from batch.months import check_data_month
 
 SERVICES = ["consulting", "installation", "maintenance", "repair", "training"]
@@ -267,7 +268,7 @@ def write_landing(home: Path, month: str, tables: dict[str, pd.DataFrame]) -> Pa
     Every table is written to a temporary file first and only then renamed over its target (in
     TABLE_ORDER, actuals last), so a failed write (a full disk) leaves the landed files as they
     were, and a folder this call created is removed again."""
-    folder = Path(home) / "landing" / month
+    folder = landing_folder(home, month)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     written: list[tuple[str, Path]] = []

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from batch import months
-from batch.landing import EXTENSIONS, REQUIRED_TABLES, TABLES
+from batch.landing import EXTENSIONS, REQUIRED_TABLES, TABLES, landing_folder
 
 # Contract columns per table, in order; the required ones must be present in the file.
 COLUMNS: dict[str, list[str]] = {
@@ -357,7 +357,7 @@ def fingerprint_files(paths: list[Path]) -> str:
 
 def _landed_files(home: Path, month: str) -> dict[str, Path]:
     """table -> landed file, checking folder, duplicates and unknown table files."""
-    folder = Path(home) / "landing" / month
+    folder = landing_folder(home, month)
     where = f"landing/{month}"
     if not folder.is_dir():
         raise InputError(

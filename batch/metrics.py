@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from solvers.model import relative_gap as solver_relative_gap
+from solvers.optimality import relative_gap as solver_relative_gap
 from solvers.schema import STATUS_ALLOCATED, STATUS_EXCLUDED, STATUS_PINNED, STATUS_UNALLOCATED
 
 try:  # `resource` is Unix-only; without it CPU of children and peak memory are unknown.

@@ -329,7 +329,7 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def _links(exports, month: str, version: int, diff: dict[str, Any] | None) -> dict[str, str]:
     folder = exports.version_path(month, version)
-    links = {"version folder": str(folder), "manifest": str(folder / "manifest.json"),
+    links = {"version folder": str(folder), "manifest": str(exports.manifest_path(month, version)),
              "report": str(exports.report_path(month, version))}
     if diff and diff.get("path"):
         links["diff"] = diff["path"]

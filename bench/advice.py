@@ -17,8 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from batch.demo_data import generate_month
 from bench import scale
+from bench.cli import DEMO_MONTH, demo_tables, month_options
 from solvers import SolverParams, build_instance, solve
 from solvers.advice import capacity_advice, sentence
 from solvers.decompose import split_instance
@@ -26,8 +26,8 @@ from solvers.decompose import split_instance
 
 def demo_top(params: SolverParams, count: int = 3) -> list[str]:
     """The demo month's top places as sentences (docs/model.md's example)."""
-    tables = generate_month("2026-12", requests=2000, resources=120, seed=7)
-    month = build_instance("2026-12", tables["requests"], tables["resources"], availability=tables["availability"],
+    tables = demo_tables()
+    month = build_instance(DEMO_MONTH, tables["requests"], tables["resources"], availability=tables["availability"],
                            params=params)
     advice = capacity_advice(month, params, solve(month, params).allocations)
     return [sentence(row) for row in advice.top(count).to_dict("records")]
@@ -70,9 +70,7 @@ def truth(requests: int, resources: int, params: SolverParams, places: int = 5) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument("--resources", type=int, default=1_000)
-    parser.add_argument("--time-limit", type=float, default=30.0)
+    month_options(parser, requests=20_000, resources=1_000, time_limit=30.0, seed=None)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     params = SolverParams(time_limit_s=args.time_limit, seed=7)

@@ -14,7 +14,6 @@ pool's size (N: as many solves at a time on both executors).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from pathlib import Path
 import dagster as dg
 import psycopg2
 
+from bench.cli import emit_json
 from resources.settings import psycopg2_url
 
 BIN = Path(sys.executable).parent
@@ -158,10 +158,7 @@ def main() -> None:
               "time_limit_s": args.time_limit, "max_parts": args.max_parts, "cpu_count": os.cpu_count(),
               "load_average_1m": round(os.getloadavg()[0], 2), **figures,
               "celery_over_multiprocess": round(figures["celery"]["run_s"] / figures["multiprocess"]["run_s"], 2)}
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    emit_json(result, args.json)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench.baselines import greedy_only, plain_cpsat
+from bench.cli import month_options
 from bench.scale import generate_month
 from solvers import SolverParams, build_instance, solve, validation
 from solvers.churn import churn
@@ -56,10 +57,7 @@ def assignment_table(c, assign) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument("--resources", type=int, default=1_000)
-    parser.add_argument("--time-limit", type=float, default=20.0)
-    parser.add_argument("--seed", type=int, default=0)
+    month_options(parser, requests=20_000, resources=1_000, time_limit=20.0)
     parser.add_argument("--baselines", default="greedy,plain_cpsat")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)

@@ -41,6 +41,7 @@ import psycopg2
 
 from batch.identity import KEY_VAR, generate_key, write_private_key
 from batch.months import planned_months
+from bench.cli import emit_json
 
 BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -302,11 +303,12 @@ def measure_runs(env: dict[str, str], one: str, many: list[str]) -> dict:
             "concurrent_runs": {"runs": len(many), **together.figures()}, "after_runs": after.figures()}
 
 
-def _graphql(port: int, query: str, variables: dict) -> dict:
+def graphql(port: int, query: str, variables: dict, timeout: float = 120) -> dict:
+    """The data of a GraphQL query to the Dagster webserver on `port`."""
     request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", method="POST",
                                      data=json.dumps({"query": query, "variables": variables}).encode(),
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.load(response)["data"]
 
 
@@ -337,7 +339,7 @@ def measure_backfill(env: dict[str, str], months: list[str]) -> dict:
         with ConnectionSampler(url) as idle:
             time.sleep(10)
         with ConnectionSampler(url) as backfill:
-            launched = _graphql(dagster_port, LAUNCH_BACKFILL, {"params": {
+            launched = graphql(dagster_port, LAUNCH_BACKFILL, {"params": {
                 "selector": {"partitionSetName": "execute_job_partition_set",
                              "repositorySelector": {"repositoryLocationName": "monthly_batch_admin",
                                                     "repositoryName": "__repository__"}},
@@ -350,7 +352,7 @@ def measure_backfill(env: dict[str, str], months: list[str]) -> dict:
             statuses: dict[str, str] = {}
             deadline = time.monotonic() + RUN_TIMEOUT_S
             while time.monotonic() < deadline:
-                runs = _graphql(dagster_port, BACKFILL_RUNS, {"id": launched["backfillId"]})["runsOrError"]["results"]
+                runs = graphql(dagster_port, BACKFILL_RUNS, {"id": launched["backfillId"]})["runsOrError"]["results"]
                 statuses = {next(t["value"] for t in run["tags"] if t["key"] == "dagster/partition"): run["status"]
                             for run in runs}
                 if set(months) <= set(statuses) and set(statuses.values()) <= TERMINAL:
@@ -397,10 +399,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     result = measure(args.postgres, args.runs, args.requests, args.resources, args.time_limit, args.backfill)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit_json(result, args.json)
 
 
 if __name__ == "__main__":

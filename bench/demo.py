@@ -15,19 +15,17 @@ from pathlib import Path
 
 from batch.demo_data import generate_month
 from bench.baselines import greedy_only, plain_cpsat
+from bench.cli import month_options
 from solvers import SolverParams, build_instance, solve, validation
 from solvers.compiled import compile_instance
-from solvers.model import relative_gap
+from solvers.optimality import relative_gap
 
 MONTH = "2025-03"  # the month of the figures in docs/performance.md; `make demo` writes next month, seed 7
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--resources", type=int, default=120)
-    parser.add_argument("--time-limit", type=float, default=30.0)
-    parser.add_argument("--seed", type=int, default=0)
+    month_options(parser, requests=2000, resources=120, time_limit=30.0)
     parser.add_argument("--month", default=MONTH, help="YYYY-MM: the month generated (availability and dates depend on it)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of ours with the default tolerance")
     parser.add_argument("--json", type=Path)

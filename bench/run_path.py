@@ -29,7 +29,8 @@ from pathlib import Path
 import dagster as dg
 
 from batch.months import planned_months
-from bench.connections import throwaway_deployment
+from bench.cli import emit_json
+from bench.connections import graphql, throwaway_deployment
 from resources.control_store import ControlStore
 from resources.settings import Settings, psycopg2_url
 
@@ -43,14 +44,6 @@ mutation Launch($month: String!, $ticket: String!) {
   }) { __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } }
 }"""
 STATUS = 'query Status($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }'
-
-
-def graphql(port: int, query: str, variables: dict) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", method="POST",
-                                     data=json.dumps({"query": query, "variables": variables}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.load(response)["data"]
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -110,10 +103,7 @@ def main() -> None:
         for name in ("BATCH_ADMIN_POSTGRES_URL", "BATCH_ADMIN_CONTROL_URL", "BATCH_ADMIN_IO_BASE", "DAGSTER_HOME"):
             env.pop(name, None)
         result = measure(env, args)
-    text = json.dumps({"instance": "postgres" if args.postgres else "sqlite", **result}, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit_json({"instance": "postgres" if args.postgres else "sqlite", **result}, args.json)
 
 
 def measure(env: dict[str, str], args: argparse.Namespace) -> dict:
@@ -148,11 +138,11 @@ def measure(env: dict[str, str], args: argparse.Namespace) -> dict:
         for month in (ui_first_month, *ui_months):
             ticket = json.loads(cli(env, "ticket", month, "--job", "execute_job", "--actor", "alice", "--json").stdout)
             started = time.perf_counter()
-            run_id = graphql(port, LAUNCH, {"month": month, "ticket": ticket["value"]})["launchRun"]["run"]["runId"]
+            run_id = graphql(port, LAUNCH, {"month": month, "ticket": ticket["value"]}, timeout=60)["launchRun"]["run"]["runId"]
             status = ""
             while status not in ("SUCCESS", "FAILURE", "CANCELED") and time.perf_counter() - started < 900:
                 time.sleep(0.1)
-                status = graphql(port, STATUS, {"id": run_id})["runOrError"]["status"]
+                status = graphql(port, STATUS, {"id": run_id}, timeout=60)["runOrError"]["status"]
             walls[month] = time.perf_counter() - started
             statuses.append(status)
         started = time.perf_counter()

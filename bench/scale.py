@@ -12,7 +12,6 @@ in the next group, so the month is one component instead of one per group.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import time
 from pathlib import Path
@@ -21,11 +20,12 @@ import numpy as np
 import pandas as pd
 
 from bench.baselines import greedy_only, plain_cpsat
+from bench.cli import emit_json, month_options
 from solvers import SolverParams, build_instance, solve, validation
 from solvers.bound import lagrangian_bound, lp_relaxation
 from solvers.compiled import compile_instance
 from solvers.greedy import greedy_fill, initial_assignment
-from solvers.model import relative_gap
+from solvers.optimality import relative_gap
 
 GROUP_SIZE = 50
 OPTIONS = 10
@@ -97,10 +97,7 @@ def reference_bound(c, lp_max_pairs: int, seconds: float) -> tuple[float, str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument("--resources", type=int, default=1_000)
-    parser.add_argument("--time-limit", type=float, default=60.0)
-    parser.add_argument("--seed", type=int, default=0)
+    month_options(parser, requests=20_000, resources=1_000, time_limit=60.0)
     parser.add_argument("--baselines", default="greedy,plain_cpsat", help="comma list, or empty")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--cross-region", type=float, default=0.0, help="share of requests with options in two groups")
@@ -154,9 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         report["peak_memory_mb"] = round(peak_memory_mb(), 1)
     report["phases"] = {k: round(v, 2) for k, v in phase.items()}
     report["peak_memory_mb"] = round(peak_memory_mb(), 1)
-    print(json.dumps(report, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+    emit_json(report, args.json, indent=1)
 
 
 if __name__ == "__main__":

@@ -19,17 +19,18 @@ from typing import Any
 
 import pandas as pd
 
-from batch.demo_data import generate_month, write_landing
+from batch.demo_data import write_landing
 from batch.inputs import load_landing
 from batch.params import params_snapshot
 from batch.plan import allocation_rows
 from batch.whatif import Change, what_if
 from bench import scale
+from bench.cli import DEMO_MONTH, demo_tables, month_options
 from resources.storage import ExportStore
 from solvers import SolverParams, build_instance, solve
 from solvers.advice import capacity_advice
 
-MONTH = "2026-12"
+MONTH = DEMO_MONTH
 
 
 def month_with_version(home: Path, month: str, tables: dict[str, pd.DataFrame], params: SolverParams) -> ExportStore:
@@ -100,13 +101,11 @@ def _changed(instance, change: Change):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale-requests", type=int, default=20_000)
-    parser.add_argument("--scale-resources", type=int, default=1_000)
-    parser.add_argument("--time-limit", type=float, default=30.0)
+    month_options(parser, requests=20_000, resources=1_000, time_limit=30.0, seed=None, prefix="scale-")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     params = SolverParams(time_limit_s=args.time_limit, seed=7)
-    report = [bench_month("demo 2000 x 120", generate_month(MONTH, requests=2000, resources=120, seed=7), params)]
+    report = [bench_month("demo 2000 x 120", demo_tables(MONTH), params)]
     if args.scale_requests:
         report.append(bench_month(f"scale {args.scale_requests:,} x {args.scale_resources:,}",
                                   scale.generate_month(args.scale_requests, args.scale_resources, seed=0), params))

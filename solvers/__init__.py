@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from solvers.eligibility import build_instance
-    from solvers.model import InfeasibleError, NoSolutionError, solve
+    from solvers.feasibility import InfeasibleError, NoSolutionError
+    from solvers.model import solve
     from solvers.schema import AllocationInstance, Proposal, SolverParams
 
 __all__ = [
@@ -22,8 +23,8 @@ __all__ = [
 
 # Loaded on first use: `import solvers.schema` (the CLI, the control store) must not pay for OR-Tools
 # and numba (about 2 s), which only solving needs.
-_HOMES = {"build_instance": "solvers.eligibility", "InfeasibleError": "solvers.model",
-          "NoSolutionError": "solvers.model", "solve": "solvers.model", "AllocationInstance": "solvers.schema",
+_HOMES = {"build_instance": "solvers.eligibility", "InfeasibleError": "solvers.feasibility",
+          "NoSolutionError": "solvers.feasibility", "solve": "solvers.model", "AllocationInstance": "solvers.schema",
           "Proposal": "solvers.schema", "SolverParams": "solvers.schema"}
 
 

@@ -78,6 +78,11 @@ class CompiledInstance:
         ).astype(np.int64)
 
 
+def chosen_pairs(assign: np.ndarray) -> np.ndarray:
+    """The pairs of an assignment (or a slice of one), without NO_PAIR."""
+    return assign[assign != NO_PAIR]
+
+
 def compile_instance(instance: AllocationInstance, params: SolverParams) -> CompiledInstance:
     """Index the instance, drop excluded requests' pairs, check pins (dropping impossible ones)."""
     requests = instance.requests

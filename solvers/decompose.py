@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from solvers.components import component_labels
-from solvers.model import relative_gap
+from solvers.optimality import relative_gap
 from solvers.schema import (
     STOP_OPTIMAL,
     STOP_TIME_LIMIT,

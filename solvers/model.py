@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 from ortools.sat.python import cp_model
 
 from solvers import ejection, tabu
-from solvers.bound import (
-    BoundError,
-    LagrangianBound,
-    LpRelaxation,
-    lagrangian_bound,
-    lp_relaxation,
-)
+from solvers.budget import Budget, Progress, Throttle
 from solvers.churn import churn
-from solvers.compiled import NO_PAIR, CompiledInstance, compile_instance
+from solvers.compiled import NO_PAIR, CompiledInstance, chosen_pairs, compile_instance
 from solvers.components import component_labels
-from solvers.cpsat import SOLVED, SearchLimits, SubSolve, solve_part, sub_pairs
+from solvers.cpsat import sub_pairs
 from solvers.explain import allocation_table
+from solvers.feasibility import InfeasibleError, NoSolutionError, require_pairs_for_must_allocate, solve_or_explain
 from solvers.greedy import greedy_fill
 from solvers.lns import improve
+from solvers.optimality import magnitude_floor, relative_gap, within
+from solvers.relaxation import Relaxation, relax, rounding
 from solvers.schema import (
     BOUND_CPSAT,
     BOUND_LAGRANGIAN,
@@ -45,9 +41,6 @@ FULL_MODEL_MAX_PAIRS = 150_000
 # The wall clock stops a deterministic run only past this multiple of the time limit (a loaded
 # machine); before that, deterministic limits alone decide, so runs repeat exactly.
 WALL_SAFETY = 1.2
-# A month where no allocation serving every must_allocate request is found within the time
-# limit keeps searching for a first one up to this multiple of the limit before giving up.
-FEASIBILITY_SAFETY = 2.0
 # Wall time kept back for the allocation table and explanations, per request.
 EXPLAIN_SECONDS_PER_REQUEST = 2e-5
 # Components without must_allocate requests get CP-SAT's first look only up to this many pairs;
@@ -94,88 +87,6 @@ PHASE2_ROUNDS = 4
 PHASE2_MIN_LEFT = 0.02
 # A component's gap limit in CP-SAT's first look, as a multiple of its share of the slack left.
 PHASE1_SLACK_FACTOR = 2.0
-# Deterministic work charged for the LP relaxation, per pair (deterministic mode only).
-LP_WORK_PER_PAIR = 5e-6
-# The LP relaxation (bound and rounding) gets at most this share of the time left; past it, or
-# above LP_MAX_PAIRS usable pairs, the capacity-relaxed Lagrangian bound stands in (at most
-# LAGRANGIAN_SHARE of the time left), with the greedy at its prices as rounding. Measured: at
-# 1,000,000 pairs HiGHS took 19.8 s, 300 subgradient steps 1.4 s and came within 0.0014 % of the
-# LP; on the 20,000-request month at 20 s the search ended 0.27 % below the LP from the
-# Lagrangian prices and 0.40 % from the LP rounding (one run each, under load).
-LP_SHARE = 0.3
-LP_MAX_PAIRS = 150_000
-LAGRANGIAN_SHARE = 0.1
-
-Progress = Callable[[float, float, float], None]
-
-
-class InfeasibleError(RuntimeError):
-    """must_allocate requests that no allocation can serve (proven by CP-SAT); request_ids names them."""
-
-    def __init__(self, message: str, request_ids: list[str]):
-        super().__init__(message)
-        self.request_ids = request_ids
-
-
-class NoSolutionError(RuntimeError):
-    """No allocation serving every must_allocate request found in time (not proven infeasible)."""
-
-    def __init__(self, message: str, request_ids: list[str]):
-        super().__init__(message)
-        self.request_ids = request_ids
-
-
-@dataclass
-class Budget:
-    """The time left for the search: deterministic work (exact repeats) or the wall clock."""
-
-    deterministic: bool
-    started: float
-    wall_end: float  # when the search should be over (wall mode), before explanations
-    safety_end: float  # the wall clock's hard stop
-    work: float = math.inf  # deterministic mode: work units left
-
-    def left(self) -> float:
-        if self.deterministic:
-            return max(self.work, 0.0)
-        return max(self.wall_end - time.perf_counter(), 0.0)
-
-    def limits(self, share: float, params: SolverParams, gap_limit: float = 0.0) -> SearchLimits:
-        # Deterministic mode runs one CP-SAT worker (solvers/cpsat.py), which gets the whole share.
-        return SearchLimits(
-            deterministic_time=max(share, 0.01),
-            wall_seconds=max(share if not self.deterministic else self.safety_end - time.perf_counter(), 0.01),
-            seed=params.seed,
-            workers=params.workers,
-            deterministic=self.deterministic,
-            gap_limit=gap_limit,
-        )
-
-    def charge(self, work: float) -> None:
-        self.work -= work
-
-
-# Progress is reported at most once per PROGRESS_INTERVAL_S of the solve (the final report always):
-# in a run each report is a line of the run's event log, a database write, and the LNS improves
-# a small month hundreds of times a second (the demo month of `make demo` wrote 35 progress lines in its 2.6 s solve; throttled, 7).
-PROGRESS_INTERVAL_S = 0.5
-
-
-class _Throttle:
-    """The caller's progress callback, called at most once per PROGRESS_INTERVAL_S (thread-safe enough:
-    the LNS's threads report under its lock, the other searches from the solving thread)."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.next_at = -math.inf
-
-    def __call__(self, seconds: float, objective: float, bound: float) -> None:
-        if seconds >= self.next_at:
-            self.next_at = seconds + PROGRESS_INTERVAL_S
-            self.progress(seconds, objective, bound)
-
-    def final(self, seconds: float, objective: float, bound: float) -> None:
-        self.progress(seconds, objective, bound)
 
 
 def solve(instance: AllocationInstance, params: SolverParams, progress: Progress | None = None) -> Proposal:
@@ -188,7 +99,7 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
     """
     started = time.perf_counter()
     c = compile_instance(instance, params)
-    throttled = _Throttle(progress) if progress is not None else None
+    throttled = Throttle(progress) if progress is not None else None
     try:
         return _solve(instance, c, params, throttled, started)
     except (InfeasibleError, NoSolutionError):
@@ -203,39 +114,13 @@ def solve(instance: AllocationInstance, params: SolverParams, progress: Progress
     return proposal
 
 
-@dataclass
-class _Relaxation:
-    """The month's relaxation, computed once when first needed: LP, else Lagrangian."""
-
-    kind: str  # BOUND_LP or BOUND_LAGRANGIAN
-    lp: LpRelaxation | None
-    lagrangian: LagrangianBound | None
-    note: str
-    seconds: float
-
-    @property
-    def price(self) -> np.ndarray:
-        """Capacity prices: the LP's duals or the Lagrangian multipliers."""
-        if self.lp is not None:
-            return self.lp.resource_dual
-        assert self.lagrangian is not None  # one of the two is always set
-        return self.lagrangian.price
-
-    def part_bound(self, c: CompiledInstance, part: np.ndarray, pairs: np.ndarray, room: np.ndarray) -> float:
-        """The bound of one component (`part`, its usable `pairs`)."""
-        if self.lp is not None:
-            return float(c.pair_value[pairs] @ self.lp.x[pairs])
-        assert self.lagrangian is not None
-        return self.lagrangian.value(room, part, np.unique(c.pair_resource[pairs]))
-
-
 def _solve(
-    instance: AllocationInstance, c: CompiledInstance, params: SolverParams, progress: _Throttle | None,
+    instance: AllocationInstance, c: CompiledInstance, params: SolverParams, progress: Throttle | None,
     started: float,
 ) -> Proposal:
     """solve() on a compiled month."""
     phases = {"compile": time.perf_counter() - started}
-    _require_pairs_for_must_allocate(c)
+    require_pairs_for_must_allocate(c)
     deterministic = params.deterministic_work is not None
     tolerance = max(float(params.gap_tolerance), 0.0)
     budget = Budget(
@@ -263,18 +148,18 @@ def _solve(
     bound_kind = [BOUND_TRIVIAL] * len(parts)
     done = [False] * len(parts)  # proven within the tolerance (or optimal): no more search
     model_size = {"variables": 0, "constraints": 0, "pairs": c.num_pairs, "components": len(parts)}
-    relaxation: _Relaxation | None = None
+    relaxation: Relaxation | None = None
     build_seconds = 0.0
     # The tolerance as objective units for the whole month, shared out among the components as
     # they come (in proportion to what they can add); what a component proven closer than its
     # share leaves goes to the ones after it. Measured on the demo month (15 components): a
     # relative tolerance per component took 3.2-6.7 s, most of it closing gaps of 10 units on
     # the last components, which the month's tolerance (127 units) allows at once.
-    slack = tolerance * _magnitude_floor(float(c.objective(assign)), pinned_value + float(trivial[free].sum()))
+    slack = tolerance * magnitude_floor(float(c.objective(assign)), pinned_value + float(trivial[free].sum()))
     weight = [max(b, 0.0) + 1.0 for b in part_bound]
 
     def gap_of(k: int) -> float:
-        return max(part_bound[k] - float(c.pair_value[_chosen(assign[parts[k]])].sum()), 0.0)
+        return max(part_bound[k] - float(c.pair_value[chosen_pairs(assign[parts[k]])].sum()), 0.0)
 
     # Phase 1: CP-SAT takes a first look at every component small enough for one model, with
     # its share of the slack as gap limit. must_allocate makes a component tight: CP-SAT's
@@ -284,7 +169,7 @@ def _solve(
     # The month's relaxation first (LP, else Lagrangian): it bounds every component, so a
     # search stops as soon as it is within the slack of that bound, not only of CP-SAT's own.
     if parts:
-        relaxation = _relax(c, assign, fixed, room, usable, budget)
+        relaxation = relax(c, assign, fixed, room, usable, budget)
         phases["bound"] = relaxation.seconds
         for k, part in enumerate(parts):
             # Pair values are integers, so is every component's value: its bound rounds down (after
@@ -304,7 +189,7 @@ def _solve(
             # The relaxation's rounding hints CP-SAT when it is worth more than the greedy; a
             # component already within its slack needs no search (measured on the demo month: 9
             # of 15 components, 4.8 s -> 2.6 s under load).
-            rounded = _rounding(c, assign, part, _usable_pairs(c, part, usable), relaxation)
+            rounded = rounding(c, assign, part, _usable_pairs(c, part, usable), relaxation)
             if (c.objective(rounded) > c.objective(assign)
                     and not (c.must_allocate[part] & (rounded[part] == NO_PAIR)).any()):
                 assign = rounded
@@ -313,13 +198,13 @@ def _solve(
                 left -= gap_of(k)
                 continue
         if part_pairs[k] <= (FULL_MODEL_MAX_PAIRS if len(must) else FIRST_LOOK_MAX_PAIRS):
-            offset = float(c.objective(assign)) - float(c.pair_value[_chosen(assign[part])].sum())
+            offset = float(c.objective(assign)) - float(c.pair_value[chosen_pairs(assign[part])].sum())
             bound_offset = pinned_value + sum(part_bound) - part_bound[k]
             cp_share = share * (CPSAT_SHARE_WITH_MUST if len(must) else CPSAT_SHARE_WITHOUT_MUST)
             if tolerance > 0:
                 # A quick look only: the month check after this phase may already be satisfied.
                 cp_share = min(cp_share, FIRST_LOOK_SECONDS)
-            result = _solve_or_explain(c, part, room, budget, cp_share, params, assign,
+            result = solve_or_explain(c, part, room, budget, cp_share, params, assign,
                                        progress, offset, bound_offset, gap_limit=part_slack,
                                        stop_at=part_bound[k] - part_slack)
             build_seconds += result.build_seconds
@@ -332,7 +217,7 @@ def _solve(
             model_size["variables"] += result.num_variables
             model_size["constraints"] += result.num_constraints
         elif (assign[must] == NO_PAIR).any():
-            result = _solve_or_explain(c, must, room, budget, share * MUST_SHARE, params, assign)
+            result = solve_or_explain(c, must, room, budget, share * MUST_SHARE, params, assign)
             build_seconds += result.build_seconds
             assign[must] = result.chosen
             assign = greedy_fill(c, assign, requests=part)
@@ -356,7 +241,7 @@ def _solve(
             # 330 units from its bound had its turn: 9.9 s; largest gaps first: 2.2 s.
             rest.sort(key=lambda k: -gaps[k])
         left = slack - sum(gaps[k] for k in range(len(parts)) if done[k])
-        month_within = _within(float(c.objective(assign)), pinned_value + float(sum(part_bound)), tolerance)
+        month_within = within(float(c.objective(assign)), pinned_value + float(sum(part_bound)), tolerance)
         if (not rest or relaxation is None or (tolerance > 0 and month_within)
                 or budget.left() <= PHASE2_MIN_LEFT * (params.time_limit_s if not deterministic else 1.0)):
             break
@@ -382,7 +267,7 @@ def _solve(
             # 0.44 % below the LP on a 936 x 50 component in 3 s). The better of the two is kept.
             # Later rounds go on from where the search left the component.
             fallback = assign
-            rounded = _rounding(c, assign, part, pairs, relaxation) if round_number == 0 else assign
+            rounded = rounding(c, assign, part, pairs, relaxation) if round_number == 0 else assign
             if not (c.must_allocate[part] & (rounded[part] == NO_PAIR)).any():
                 assign = rounded
             if deterministic:
@@ -391,7 +276,7 @@ def _solve(
                 work, deadline = math.inf, part_started + share
             # The search of this component stops once it is within its share of the slack.
             target = part_bound[k] - part_slack
-            outside = float(c.objective(assign)) - float(c.pair_value[_chosen(assign[part])].sum())
+            outside = float(c.objective(assign)) - float(c.pair_value[chosen_pairs(assign[part])].sum())
             if _tight(part, must):
                 bound_now = pinned_value + sum(part_bound)
                 report = None
@@ -431,7 +316,7 @@ def _solve(
         bound, status, stop = objective, "OPTIMAL", STOP_OPTIMAL
     else:
         status = "FEASIBLE"
-        if _within(objective, bound, tolerance) or (tolerance > 0 and all(done)):
+        if within(objective, bound, tolerance) or (tolerance > 0 and all(done)):
             stop = STOP_TOLERANCE
         else:
             stop = STOP_WORK_BUDGET if deterministic else STOP_TIME_LIMIT
@@ -463,20 +348,6 @@ def _solve(
     )
 
 
-def _magnitude_floor(objective: float, upper: float) -> float:
-    """A number at most |bound| for any bound between `objective` (achieved) and `upper` (a bound)."""
-    if objective > 0:
-        return objective
-    if upper < 0:
-        return -upper
-    return 1.0
-
-
-def _within(value: float, bound: float, tolerance: float) -> bool:
-    """Whether `value` is proven within `tolerance` (relative) of `bound`."""
-    return value >= bound or relative_gap(value, bound) <= tolerance
-
-
 def _warm_start(c: CompiledInstance, pinned: np.ndarray) -> np.ndarray:
     """The better of the greedy from the pins and the greedy from the previous version's kept pairs."""
     fresh = greedy_fill(c, pinned)
@@ -484,33 +355,6 @@ def _warm_start(c: CompiledInstance, pinned: np.ndarray) -> np.ndarray:
         return fresh
     warm = greedy_fill(c, np.where(pinned != NO_PAIR, pinned, c.kept_pair))
     return warm if c.objective(warm) >= c.objective(fresh) else fresh
-
-
-def _relax(
-    c: CompiledInstance, assign: np.ndarray, fixed: np.ndarray, room: np.ndarray, usable: np.ndarray,
-    budget: Budget,
-) -> _Relaxation:
-    """The month's LP relaxation when it solves in its share of the time, else the Lagrangian bound."""
-    t = time.perf_counter()
-    n_usable = int(usable.sum())
-    if n_usable <= LP_MAX_PAIRS:
-        try:
-            limit = max(LP_SHARE * budget.left() if not budget.deterministic
-                        else budget.safety_end - time.perf_counter(), 1.0)
-            lp = lp_relaxation(c, limit, usable=usable)
-            budget.charge(LP_WORK_PER_PAIR * c.num_pairs)
-            return _Relaxation(BOUND_LP, lp, None, "", time.perf_counter() - t)
-        except BoundError as error:
-            note = f"LP relaxation not solved in {limit:.0f} s ({error}); Lagrangian bound instead"
-    else:
-        note = f"LP relaxation skipped ({n_usable:,} pairs > {LP_MAX_PAIRS:,}); Lagrangian bound instead"
-    pairs = np.flatnonzero(usable)
-    lower = float(c.pair_value[_chosen(np.where(fixed == NO_PAIR, assign, NO_PAIR))].sum())
-    left = budget.left() if not budget.deterministic else budget.safety_end - time.perf_counter()
-    lagrangian = lagrangian_bound(c, pairs, room, lower, time.perf_counter() + max(LAGRANGIAN_SHARE * left, 1.0))
-    budget.charge(LP_WORK_PER_PAIR * c.num_pairs)
-    return _Relaxation(BOUND_LAGRANGIAN, None, lagrangian,
-                       f"{note} ({lagrangian.iterations} subgradient iterations)", time.perf_counter() - t)
 
 
 def _usable_pairs(c: CompiledInstance, part: np.ndarray, usable: np.ndarray) -> np.ndarray:
@@ -553,18 +397,6 @@ def components(c: CompiledInstance, requests: np.ndarray, usable: np.ndarray | N
     return [parts[k] for k in ranked]
 
 
-def relative_gap(objective: float, bound: float) -> float:
-    """(bound - objective) / max(1, |bound|); inf when there is no bound."""
-    if math.isinf(bound):
-        return math.inf
-    return max(bound - objective, 0.0) / max(1.0, abs(bound))
-
-
-def _chosen(assigned: np.ndarray) -> np.ndarray:
-    """The pairs of an assignment slice, without NO_PAIR."""
-    return assigned[assigned != NO_PAIR]
-
-
 def _trivial_bound(c: CompiledInstance, usable: np.ndarray) -> np.ndarray:
     """Per request, the most it can add: its best usable pair (must_allocate), or that or nothing."""
     value = np.where(usable, c.pair_value, np.iinfo(np.int64).min // 2)
@@ -575,89 +407,3 @@ def _trivial_bound(c: CompiledInstance, usable: np.ndarray) -> np.ndarray:
         best[has] = np.maximum.reduceat(value, starts[has])
     best = np.where(best < np.iinfo(np.int64).min // 4, 0.0, best)  # no usable pair: it adds nothing
     return np.where(c.must_allocate, best, np.maximum(best, 0.0))
-
-
-def _rounding(
-    c: CompiledInstance, assign: np.ndarray, part: np.ndarray, pairs: np.ndarray, relaxation: _Relaxation
-) -> np.ndarray:
-    """The LP's integral pairs of `part` (they fit together), the rest filled greedily at the relaxation's prices."""
-    rounded = assign.copy()
-    rounded[part] = NO_PAIR
-    if relaxation.lp is not None:
-        integral = pairs[relaxation.lp.x[pairs] > 1 - 1e-6]
-        rounded[c.pair_request[integral]] = integral
-    return greedy_fill(c, rounded, requests=part, resource_price=relaxation.price)
-
-
-def _require_pairs_for_must_allocate(c: CompiledInstance) -> None:
-    """Raise when a must_allocate request has no eligible resource at all."""
-    stranded = c.must_allocate & ~c.excluded & ~c.pin_dropped & (np.diff(c.pair_request_start) == 0)
-    if stranded.any():
-        ids = sorted(c.request_ids[stranded].tolist())
-        raise InfeasibleError(
-            f"{len(ids)} must_allocate request(s) have no eligible resource: {', '.join(ids[:20])}",
-            ids,
-        )
-
-
-def _solve_or_explain(
-    c: CompiledInstance,
-    requests: np.ndarray,
-    room: np.ndarray,
-    budget: Budget,
-    share: float,
-    params: SolverParams,
-    hint: np.ndarray,
-    progress: Progress | None = None,
-    offset: float = 0.0,
-    bound_offset: float = 0.0,
-    gap_limit: float = 0.0,
-    stop_at: float | None = None,
-) -> SubSolve:
-    """CP-SAT on `requests`; InfeasibleError only when CP-SAT proves must_allocate cannot be met."""
-    result = solve_part(c, requests, room, budget.limits(share, params, gap_limit), hint=hint, progress=progress,
-                        progress_offset=offset, progress_start=budget.started,
-                        progress_bound_offset=bound_offset, stop_at=stop_at)
-    budget.charge(result.deterministic_time)
-    unserved = requests[c.must_allocate[requests] & (hint[requests] == NO_PAIR)]
-    if result.status not in SOLVED and result.status != cp_model.INFEASIBLE and len(unserved):
-        # No allocation serving every must_allocate request yet: search on for a first one (past
-        # the time limit, up to FEASIBILITY_SAFETY times it) rather than fail a feasible month.
-        extra = budget.started + params.time_limit_s * FEASIBILITY_SAFETY - time.perf_counter()
-        if extra > 0:
-            retry = SearchLimits(deterministic_time=max(share, 0.01) * 4, wall_seconds=extra, seed=params.seed,
-                                 workers=params.workers, deterministic=budget.deterministic,
-                                 first_solution=True)
-            result = solve_part(c, requests, room, retry, hint=hint, progress=progress,
-                                progress_offset=offset, progress_start=budget.started,
-                                progress_bound_offset=bound_offset)
-            budget.charge(result.deterministic_time)
-    if result.status in SOLVED:
-        return result
-    if result.status == cp_model.INFEASIBLE:
-        relaxed = solve_part(c, requests, room, budget.limits(max(share, 1.0), params), hint=hint,
-                             maximise_served_must=True)
-        served = np.zeros(c.num_requests, dtype=bool)
-        served[requests[relaxed.chosen != NO_PAIR]] = True
-        must = requests[c.must_allocate[requests] & ~served[requests]]
-        ids = sorted(c.request_ids[must].tolist())
-        raise InfeasibleError(
-            "must_allocate requests cannot all be served within capacity; "
-            f"at least these {len(ids)} cannot: {', '.join(ids[:20])}",
-            ids,
-        )
-    if len(unserved):
-        ids = sorted(c.request_ids[unserved].tolist())
-        raise NoSolutionError(
-            f"no allocation serving every must_allocate request found within "
-            f"{params.time_limit_s * FEASIBILITY_SAFETY:g} s (not proven infeasible; raise time_limit_s); "
-            f"unplaced by the greedy start: {', '.join(ids[:20])}",
-            ids,
-        )
-    # No solution within the limits, but the greedy start serves every must_allocate request.
-    return SubSolve(
-        status=cp_model.FEASIBLE, requests=requests, chosen=hint[requests], objective=0.0,
-        bound=result.bound,
-        deterministic_time=result.deterministic_time, wall_seconds=result.wall_seconds,
-        num_variables=result.num_variables, num_constraints=result.num_constraints,
-    )

@@ -64,34 +64,34 @@ def exclusion_violation_rows(instance: AllocationInstance, allocations: pd.DataF
     return rows[rows["resource_id"].notna() | (rows["status"] != STATUS_EXCLUDED)].reset_index(drop=True)
 
 
+def _assert_none(bad: pd.DataFrame, what: str) -> None:
+    """AssertionError naming `what` and listing the rows, unless there are none."""
+    assert bad.empty, f"{what}:\n{bad}"
+
+
 def assert_no_resource_over_capacity(instance: AllocationInstance, allocations: pd.DataFrame) -> None:
     """No resource's allocated pair units exceed its capacity."""
-    bad = over_capacity_rows(instance, allocations)
-    assert bad.empty, f"resources over capacity:\n{bad}"
+    _assert_none(over_capacity_rows(instance, allocations), "resources over capacity")
 
 
 def assert_only_eligible_pairs(instance: AllocationInstance, allocations: pd.DataFrame) -> None:
     """Every allocation is an eligible pair."""
-    bad = ineligible_rows(instance, allocations)
-    assert bad.empty, f"ineligible allocations:\n{bad}"
+    _assert_none(ineligible_rows(instance, allocations), "ineligible allocations")
 
 
 def assert_must_allocate_served(instance: AllocationInstance, allocations: pd.DataFrame) -> None:
     """Every must_allocate request (not excluded, no pin conflict) has a resource."""
-    bad = unserved_must_allocate(instance, allocations)
-    assert bad.empty, f"unserved must_allocate requests:\n{bad}"
+    _assert_none(unserved_must_allocate(instance, allocations), "unserved must_allocate requests")
 
 
 def assert_pins_honoured(instance: AllocationInstance, allocations: pd.DataFrame) -> None:
     """Every pin holds, or is reported as a pin_conflict."""
-    bad = pin_violation_rows(instance, allocations)
-    assert bad.empty, f"pins not honoured:\n{bad}"
+    _assert_none(pin_violation_rows(instance, allocations), "pins not honoured")
 
 
 def assert_exclusions_respected(instance: AllocationInstance, allocations: pd.DataFrame) -> None:
     """Excluded requests hold no resource and carry status excluded."""
-    bad = exclusion_violation_rows(instance, allocations)
-    assert bad.empty, f"exclusions not respected:\n{bad}"
+    _assert_none(exclusion_violation_rows(instance, allocations), "exclusions not respected")
 
 
 def assert_one_row_per_request(instance: AllocationInstance, allocations: pd.DataFrame) -> None:

@@ -13,7 +13,8 @@ from batch.approvals import data_checksum
 from batch.lifecycle import carry_out_finalize, carry_out_unlock
 from batch.report import refresh_standing, standing_of, version_view
 from pipelines.jobs import withdrawn_final_materialization
-from resources.storage import MANIFEST_FILE, ExportStore
+from resources.export_paths import MANIFEST_FILE
+from resources.storage import ExportStore
 from tests.resources.builders import allocation_rows, caller_manifest
 from tests.signing import approve, file_finalize, file_unlock, open_store
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from resources.export_paths import DATA_FILE
 from resources.safe_write import UnsafeTarget, write_export
-from resources.storage import DATA_FILE, ExportError
+from resources.storage import ExportError
 from tests.resources.builders import MONTH, allocation_rows, caller_manifest
 
 

@@ -11,7 +11,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from resources.storage import ALLOCATION_SCHEMA, DATA_FILE
+from resources.allocation_rows import ALLOCATION_SCHEMA
+from resources.export_paths import DATA_FILE
 from tests.resources.builders import MONTH, allocation_rows, caller_manifest
 
 EXPECTED = [(1, "r1", None), (1, "r2", None), (2, "r1", 10), (2, "r2", 11)]

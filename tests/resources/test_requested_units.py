@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.plan import allocation_rows as export_rows
-from resources.storage import ALLOCATION_SCHEMA, DATA_FILE, MANIFEST_FILE, SCHEMA_VERSION
+from resources.allocation_rows import ALLOCATION_SCHEMA, SCHEMA_VERSION
+from resources.export_paths import DATA_FILE, MANIFEST_FILE
 from solvers import solve
 from tests.resources.builders import MONTH, allocation_rows, caller_manifest
 from tests.solvers.builders import FAST, instance

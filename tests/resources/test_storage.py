@@ -18,15 +18,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from resources.storage import (
-    ALLOCATION_SCHEMA,
-    DATA_FILE,
-    MANIFEST_FILE,
-    SCHEMA_VERSION,
-    TEST_PAUSE_ENV,
-    ExportError,
-    ExportStore,
-)
+from resources.allocation_rows import ALLOCATION_SCHEMA, SCHEMA_VERSION
+from resources.export_paths import DATA_FILE, MANIFEST_FILE
+from resources.storage import ExportError, ExportStore
+from resources.version_store import TEST_PAUSE_ENV
 from tests.resources.builders import MONTH, allocation_rows, caller_manifest
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 import solvers.model
+import solvers.relaxation
 from solvers import SolverParams, solve
 from solvers.bound import BoundError, lagrangian_bound, lp_bound, lp_relaxation
 from solvers.compiled import compile_instance
@@ -55,7 +56,7 @@ def test_when_the_lp_cannot_be_solved_the_solve_still_returns_its_allocation_and
     def out_of_time(*args, **kwargs):
         raise BoundError("time limit reached")
 
-    monkeypatch.setattr(solvers.model, "lp_relaxation", out_of_time)
+    monkeypatch.setattr(solvers.relaxation, "lp_relaxation", out_of_time)
     monkeypatch.setattr(solvers.model, "FULL_MODEL_MAX_PAIRS", 0)  # no CP-SAT bound either
     monkeypatch.setattr(solvers.model, "FIRST_LOOK_MAX_PAIRS", 0)
     requests, resources, eligibility = contested_month(seed=4)

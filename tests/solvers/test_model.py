@@ -4,7 +4,7 @@
 import pytest
 
 from solvers import InfeasibleError, SolverParams, solve, validation
-from solvers.model import PROGRESS_INTERVAL_S
+from solvers.budget import PROGRESS_INTERVAL_S
 from tests.solvers.builders import FAST, assert_valid, eligibility_table, instance, row
 from tests.solvers.test_determinism_and_stability import contested_month
 
