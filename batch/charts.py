@@ -22,6 +22,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 DPI = 80
+# The admin view's address, which `batch-admin ui` gives the Dagster processes it starts: the view serves
+# every chart of a version at chart_path(), so Dagster's Markdown can show it inline by URL.
+VIEW_URL_VAR = "BATCH_ADMIN_VIEW_URL"
 MAX_PNG_BYTES = 100_000
 BLUE = "#1F4E78"
 RED = "#C0504D"
@@ -43,9 +46,16 @@ class Chart:
     def data_uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
-    def markdown(self) -> str:
-        """The chart as a Markdown image with its title as alt text."""
-        return f"![{self.title}]({self.data_uri()})"
+    def markdown(self, url: str | None = None) -> str:
+        """The chart as a Markdown image with its title as alt text: embedded (a data URI), or at `url`
+        where the same image is served (short enough for the Dagster UI to show inline; an embedded PNG
+        makes the Markdown long, and the UI folds it behind "Show Markdown")."""
+        return f"![{self.title}]({url or self.data_uri()})"
+
+
+def chart_path(month: str, version: int, name: str) -> str:
+    """Where the admin view serves a version's chart (batch_view/app.py routes)."""
+    return f"/month/{month}/chart/{version}/{name}.png"
 
 
 def utilization_heatmap(table: pd.DataFrame) -> Chart | None:
