@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 
 from assets.guards import begin_write, claim_request, end_write, refuse, take_month
 from assets.partitions import monthly_partitions
 from assets.parts import allocation_parts
 from batch import plan as batch
-from batch.advice import ADVICE_KEY, advice_lines, advice_markdown, advice_record, month_advice
+from batch.advice import ADVICE_KEY, advice_lines, advice_record, month_advice
 from batch.alert_rules import AlertThresholds
 from batch.audit import ANCHOR_METADATA, anchor_text
 from batch.charts import VIEW_URL_VAR, chart_path
@@ -148,7 +149,7 @@ def capacity_plan(context: dg.AssetExecutionContext, control: ControlStoreResour
     end_write(context, store, "capacity_plan")
     return dg.Output(plan, metadata={
         **{key: value for key, value in summary.items() if key != ADVICE_KEY},
-        ADVICE_KEY: dg.MetadataValue.md("\n".join(f"- {line}" for line in summary[ADVICE_KEY]) or "none"),
+        ADVICE_KEY: advice_metadata(summary[ADVICE_KEY]),
         "demand_vs_capacity": table_metadata(plan.by_group.rename(columns=DEMAND_COLUMNS)),
         "conflicts_preview": table_metadata(plan.conflicts) if len(plan.conflicts) else "none",
     })
@@ -166,7 +167,7 @@ def allocation_proposal(context: dg.AssetExecutionContext, control: ControlStore
     end_write(context, store, "allocation_proposal")
     gap = relative_gap(proposal.objective, proposal.bound)
     yield dg.Output(replace(allocation_parts, advice=advice), metadata={
-        ADVICE_KEY: dg.MetadataValue.md(advice_markdown(advice_record(advice))),
+        ADVICE_KEY: advice_metadata(advice_lines(advice_record(advice))),
         "status": proposal.status, "objective": round(proposal.objective),
         **({"bound": round(proposal.bound)} if math.isfinite(proposal.bound) else {}),
         **({"gap_pct": round(100 * gap, 3)} if gap is not None else {}),
@@ -255,6 +256,8 @@ def version_metadata(view: VersionView, view_url: str | None = None) -> dict[str
         metadata["utilization by service and region"] = table_metadata(view.service_table())
     if view.reasons:  # the report's reasons table: counts, shares, units asked and an example
         metadata["not allocated, by reason"] = table_metadata(view.reason_table())
+    if "capacity advice" in metadata:  # the same lines as the report, where Markdown would be folded
+        metadata["capacity advice"] = advice_metadata(advice_lines((view.manifest.get("metrics") or {}).get(ADVICE_KEY)))
     for chart in view.charts():
         url = f"{view_url}{chart_path(view.month, view.version, chart.name)}" if view_url else None
         metadata[f"chart: {chart.title}"] = dg.MetadataValue.md(f"**{chart.title}**\n\n{chart.markdown(url)}")
@@ -266,6 +269,14 @@ def version_metadata(view: VersionView, view_url: str | None = None) -> dict[str
     for name, path in view.links.items():
         metadata[name] = dg.MetadataValue.url(Path(path).as_uri()) if name == "report" else dg.MetadataValue.path(path)
     return metadata
+
+
+def advice_metadata(lines: list[str]) -> dg.MetadataValue:
+    """The capacity advice's lines (batch.advice.advice_lines) as a one-column table, which the UI shows
+    inline and wraps: as Markdown, the advice is over 1,000 characters and folded behind "Show Markdown"."""
+    if not lines:
+        return dg.MetadataValue.md("no capacity advice (its LP was not solved)")
+    return table_metadata(pd.DataFrame({"where more capacity serves most": lines}))
 
 
 class FinalizeConfig(dg.Config):

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from assets.monthly import version_metadata
+from assets.monthly import advice_metadata, version_metadata
+from batch.advice import ADVICE_KEY, advice_lines
 from batch.charts import VIEW_URL_VAR
 from batch.standing import Standing, Withdrawal
 from checks import names
@@ -96,3 +97,19 @@ def test_row_checks_carry_the_number_allowed_beside_the_count_and_the_month():
         figures = {k: getattr(v, "value", v) for k, v in result.metadata.items() if k != "first_rows"}
         assert figures == {"month": "2025-03", "offending": count, "allowed": 0}
         assert result.description.startswith("2025-03: ")
+
+
+def test_the_capacity_advice_is_an_inline_table_of_the_reports_lines():
+    record = {"available": True, "top": [{"sentence": f"Repair North: one more unit serves {v} value, for {n} units"}
+                                         for v, n in ((120, 4), (80, 2), (40, 9))],
+              "groups": [{"service": "repair", "region": "north", "unallocated_requests": 12, "unallocated_value": 900}],
+              "idle": [{"resource_id": "R7", "idle_units": 5, "capacity": 20}]}
+    view = a_view(manifest={**a_view().manifest, "metrics": {ADVICE_KEY: record}})
+
+    metadata = version_metadata(view, view_url="")
+
+    advice = metadata["capacity advice"]
+    assert isinstance(advice, dg.TableMetadataValue)
+    assert [r.data["where more capacity serves most"] for r in advice.records] == advice_lines(record)
+    assert advice.records[-1].data["where more capacity serves most"] == "idle: R7 (5 of 20 units)"
+    assert advice_metadata([]).value == "no capacity advice (its LP was not solved)"
