@@ -6,7 +6,7 @@ Dagster checks a run's partition key only when it creates the run: a malformed k
 `../x`) raised a ValueError deep in the instance, which the webserver answers with HTTP 500, and an
 out-of-range month (`2099-01`) made a run, and a month, that can never be planned. Here every run's
 partition tags are checked against the monthly partitions first (batch.months), whoever creates it:
-a GraphQL `launchRun`, a re-execution, a backfill's runs, the CLI.
+a GraphQL `launchRun`, a re-execution, a backfill's runs, the CLI, an in-process run (`dg.materialize`).
 
 A run that executes `landed_inputs` for a month without its required inputs is refused too, with the
 sentence `batch-admin run` says (batch.landing): Dagster 1.13 marks every check a run planned
@@ -110,17 +110,17 @@ class BatchInstance(dg.DagsterInstance):
             raise graphql_refusal(exc) from None
         return super().create_run(**kwargs)
 
-    def create_run_for_job(self, job_def: Any, execution_plan: Any = None, **kwargs: Any) -> dg.DagsterRun:
+    def create_run_for_job(self, job_def: Any, *args: Any, **kwargs: Any) -> dg.DagsterRun:
         """The same checks for a run created in-process (`dg.materialize`, `execute_in_process`, `dagster job
         execute`): Dagster creates those runs without calling create_run on the instance."""
-        steps = (list(execution_plan.step_keys_to_execute) if execution_plan is not None
-                 else [node.name for node in job_def.nodes])
+        plan = args[0] if args else kwargs.get("execution_plan")
+        steps = list(plan.step_keys_to_execute) if plan is not None else [node.name for node in job_def.nodes]
         try:
             check_partition_tags(kwargs.get("tags"))
             check_inputs_landed(kwargs.get("tags"), steps)
         except (PartitionKeyError, ControlError) as exc:
             raise graphql_refusal(exc) from None
-        return super().create_run_for_job(job_def, execution_plan, **kwargs)
+        return super().create_run_for_job(job_def, *args, **kwargs)
 
 
 def executed_steps(create_run_kwargs: Mapping[str, Any]) -> Sequence[str] | None:
