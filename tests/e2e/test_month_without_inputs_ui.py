@@ -6,7 +6,6 @@ exists, with the sentence `batch-admin run` says; no run, no planned check, so n
 from __future__ import annotations
 
 import os
-import subprocess
 
 import dagster as dg
 import pytest
@@ -17,13 +16,16 @@ from batch.landing import require_inputs
 from batch.lifecycle import EXECUTE_JOB, PLAN_JOB
 from batch.months import previous_month
 from batch.roles import ACTOR_TAG, MONTH_TAG
-from tests.e2e.conftest import BIN, dagster_services
+from batch_cli.instance import prepare
+from resources.settings import Settings
+from tests.e2e.conftest import dagster_services
 from tests.e2e.test_anonymous_launches import (
     LAUNCH_RUN,
     LOCATION,
     MONTH,
     PARTITION_TAG,
     REPOSITORY,
+    cli,
     graphql,
     runs_tagged,
 )
@@ -42,15 +44,11 @@ CHECKS = {"validated_inputs": ["inputs_meet_expectations"],
 @pytest.fixture(scope="module")
 def ui(isolated_env, tmp_path_factory):
     """A home with one month of inputs (MONTH) and one without (EMPTY); the webserver of its instance."""
-    from batch_cli.instance import prepare
-    from resources.settings import Settings
-
     home = tmp_path_factory.mktemp("e2e_empty_month")
-    isolated_env.setenv("BATCH_ADMIN_HOME", str(home))
-    isolated_env.setenv("DAGSTER_HOME", str(home / "dagster"))
+    for name, value in (("BATCH_ADMIN_HOME", home), ("DAGSTER_HOME", home / "dagster")):
+        isolated_env.setenv(name, str(value))
     dagster_home = prepare(Settings.from_env()).dagster_home
-    subprocess.run([str(BIN / "batch-admin"), "demo-data", MONTH, "--requests", "60", "--resources", "8"],
-                   check=True, capture_output=True, env=os.environ)
+    cli("demo-data", MONTH, "--requests", "60", "--resources", "8")
     with dagster_services(dagster_home, dict(os.environ), home / "logs", daemon=False) as services:
         yield services.url, home, dagster_home
 
