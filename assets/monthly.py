@@ -2,21 +2,24 @@
 
 
 import math
+import os
 import time
 import warnings
 from dataclasses import replace
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 
 from assets.guards import begin_write, claim_request, end_write, refuse, take_month
 from assets.partitions import monthly_partitions
 from assets.parts import allocation_parts
 from assets.view_links import view_links
 from batch import plan as batch
-from batch.advice import ADVICE_KEY, advice_lines, advice_markdown, advice_record, month_advice
+from batch.advice import ADVICE_KEY, advice_lines, advice_record, month_advice
 from batch.alert_rules import AlertThresholds
 from batch.audit import ANCHOR_METADATA, anchor_text
+from batch.charts import chart_path
 from batch.errors import ControlError
 from batch.identity import IdentityError
 from batch.inputs import InputError, InputTables, load_landing
@@ -30,10 +33,13 @@ from checks import asset_checks, names
 from checks.table_metadata import table_metadata
 from resources.advice_files import write_advice_files
 from resources.dagster_resources import ControlStoreResource, StorageResource
+from resources.settings import VIEW_URL_VAR
 from resources.storage import ALLOCATION_SCHEMA
 from solvers import build_instance
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
+# A check spec's partitions_def is a preview in Dagster 1.13: it lets the UI show a check's status per month.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 GROUP = "monthly_batch"
 ALLOCATION_TABLE_SCHEMA = dg.TableSchema(columns=[
@@ -74,8 +80,8 @@ def landed_inputs(context: dg.AssetExecutionContext, control: ControlStoreResour
     })
 
 
-@_asset(check_specs=[dg.AssetCheckSpec(INPUTS_MEET_EXPECTATIONS, asset="validated_inputs", blocking=True,
-                                       description="Every input rule of SPEC §2 holds (great-expectations suites).")])
+@_asset(check_specs=asset_checks.specs("validated_inputs", {
+    INPUTS_MEET_EXPECTATIONS: "Every input rule of SPEC §2 holds (great-expectations suites)."}, True, monthly_partitions))
 def validated_inputs(context: dg.AssetExecutionContext, control: ControlStoreResource,
                      storage: StorageResource, landed_inputs: InputTables):
     """The landed tables after every input rule held."""
@@ -144,13 +150,13 @@ def capacity_plan(context: dg.AssetExecutionContext, control: ControlStoreResour
     end_write(context, store, "capacity_plan")
     return dg.Output(plan, metadata={
         **{key: value for key, value in summary.items() if key != ADVICE_KEY},
-        ADVICE_KEY: dg.MetadataValue.md("\n".join(f"- {line}" for line in summary[ADVICE_KEY]) or "none"),
+        ADVICE_KEY: advice_metadata(summary[ADVICE_KEY]),
         "demand_vs_capacity": table_metadata(plan.by_group.rename(columns=DEMAND_COLUMNS)),
         "conflicts_preview": table_metadata(plan.conflicts) if len(plan.conflicts) else "none",
     })
 
 
-@_asset(check_specs=asset_checks.specs("allocation_proposal", asset_checks.PROPOSAL_CHECKS, blocking=True))
+@_asset(check_specs=asset_checks.specs("allocation_proposal", asset_checks.PROPOSAL_CHECKS, True, monthly_partitions))
 def allocation_proposal(context: dg.AssetExecutionContext, control: ControlStoreResource,
                         allocation_parts: batch.ProposalResult):
     """The solver's proposal for the month, checked before it becomes a version."""
@@ -162,7 +168,7 @@ def allocation_proposal(context: dg.AssetExecutionContext, control: ControlStore
     end_write(context, store, "allocation_proposal")
     gap = relative_gap(proposal.objective, proposal.bound)
     yield dg.Output(replace(allocation_parts, advice=advice), metadata={
-        ADVICE_KEY: dg.MetadataValue.md(advice_markdown(advice_record(advice))),
+        ADVICE_KEY: advice_metadata(advice_lines(advice_record(advice))),
         "status": proposal.status, "objective": round(proposal.objective),
         **({"bound": round(proposal.bound)} if math.isfinite(proposal.bound) else {}),
         **({"gap_pct": round(100 * gap, 3)} if gap is not None else {}),
@@ -177,7 +183,7 @@ def allocation_proposal(context: dg.AssetExecutionContext, control: ControlStore
 # Dagster shows it skipped (a plain @asset requires every check result and would show it passed).
 @dg.multi_asset(specs=[dg.AssetSpec("allocation_export", deps=[allocation_proposal], description="A new immutable version of the month's "
                                     "allocation: Parquet rows, manifest and HTML report.")],
-                check_specs=asset_checks.specs("allocation_export", asset_checks.TREND_CHECKS, blocking=False),
+                check_specs=asset_checks.specs("allocation_export", asset_checks.TREND_CHECKS, False, monthly_partitions),
                 partitions_def=monthly_partitions, group_name=GROUP, can_subset=True)
 def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreResource,
                       storage: StorageResource, allocation_proposal: batch.ProposalResult):
@@ -232,14 +238,30 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
     yield from (result for result in checks if result.check_name in selected)
 
 
-def version_metadata(view: VersionView) -> dict[str, Any]:
-    """A version as Dagster metadata: the story in short Markdown (charts one click away), a few rounded
-    figures the UI plots across partitions, row count, column schema and links to the files."""
+def version_metadata(view: VersionView, view_url: str | None = None) -> dict[str, Any]:
+    """A version as Dagster metadata, readable without a click: the story in short Markdown, the report's
+    tables as tables, its charts as images, a few rounded figures the UI plots across partitions, row
+    count, column schema and links to the files.
+
+    The Dagster UI shows Markdown under 1,000 characters and every table inline; an embedded PNG is far
+    longer, so a chart is inline only as a link to the admin view's copy of the same image (`view_url`,
+    default: BATCH_ADMIN_VIEW_URL, which `batch-admin ui` sets); without a view it stays embedded and
+    folded behind "Show Markdown"."""
+    view_url = (view_url if view_url is not None else os.environ.get(VIEW_URL_VAR, "")).rstrip("/")
     metadata: dict[str, Any] = {"dagster/row_count": len(view.rows), "dagster/column_schema": ALLOCATION_TABLE_SCHEMA,
                                 "version": view.version}
+    if view.standing:
+        metadata["state"] = dg.MetadataValue.text(view.standing.state)
     metadata.update({name: dg.MetadataValue.md(text) for name, text in view.markdown_sections().items()})
-    if not view.utilization.empty:  # the heat map's figures, inline where its image is folded away
+    if not view.utilization.empty:  # the heat map's figures as a table
         metadata["utilization by service and region"] = table_metadata(view.service_table())
+    if view.reasons:  # the report's reasons table: counts, shares, units asked and an example
+        metadata["not allocated, by reason"] = table_metadata(view.reason_table())
+    if "capacity advice" in metadata:  # the same lines as the report, where Markdown would be folded
+        metadata["capacity advice"] = advice_metadata(advice_lines((view.manifest.get("metrics") or {}).get(ADVICE_KEY)))
+    for chart in view.charts():
+        url = f"{view_url}{chart_path(view.month, view.version, chart.name)}" if view_url else None
+        metadata[f"chart: {chart.title}"] = dg.MetadataValue.md(f"**{chart.title}**\n\n{chart.markdown(url)}")
     for key, digits in (("success_rate", 1), ("utilization", 1), ("gap", 3)):
         if view.figures.get(key) is not None:
             metadata[f"{key} %"] = dg.MetadataValue.float(round(100 * float(view.figures[key]), digits))
@@ -248,6 +270,14 @@ def version_metadata(view: VersionView) -> dict[str, Any]:
     for name, path in view.links.items():  # files for data engineers; the links people follow go to the view
         metadata[f"{name} file" if name == "report" else name] = dg.MetadataValue.path(path)
     return {**metadata, **view_links(view.month, view.version)}
+
+
+def advice_metadata(lines: list[str]) -> dg.MetadataValue:
+    """The capacity advice's lines (batch.advice.advice_lines) as a one-column table, which the UI shows
+    inline and wraps: as Markdown, the advice is over 1,000 characters and folded behind "Show Markdown"."""
+    if not lines:
+        return dg.MetadataValue.md("no capacity advice (its LP was not solved)")
+    return table_metadata(pd.DataFrame({"where more capacity serves most": lines}))
 
 
 class FinalizeConfig(dg.Config):
@@ -261,9 +291,9 @@ def anchor_metadata(anchor: dict[str, Any]) -> dict[str, Any]:
     return {ANCHOR_METADATA: dg.MetadataValue.text(anchor_text(anchor))}
 
 
-@_asset(deps=[allocation_export], check_specs=[dg.AssetCheckSpec(
-    names.FINAL_ALLOCATION_MATCHES_APPROVED_VERSION, asset="final_allocation", blocking=True,
-    description="The official export holds exactly the rows of the approved version.")])
+@_asset(deps=[allocation_export], check_specs=asset_checks.specs("final_allocation", {
+    names.FINAL_ALLOCATION_MATCHES_APPROVED_VERSION: "The official export holds exactly the rows of the approved "
+                                                     "version."}, True, monthly_partitions))
 def final_allocation(context: dg.AssetExecutionContext, config: FinalizeConfig,
                      control: ControlStoreResource, storage: StorageResource):
     """The official allocation of a finalized month: written only by finalization."""

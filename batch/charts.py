@@ -43,9 +43,16 @@ class Chart:
     def data_uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
-    def markdown(self) -> str:
-        """The chart as a Markdown image with its title as alt text."""
-        return f"![{self.title}]({self.data_uri()})"
+    def markdown(self, url: str | None = None) -> str:
+        """The chart as a Markdown image with its title as alt text: embedded (a data URI), or at `url`
+        where the same image is served (short enough for the Dagster UI to show inline; an embedded PNG
+        makes the Markdown long, and the UI folds it behind "Show Markdown")."""
+        return f"![{self.title}]({url or self.data_uri()})"
+
+
+def chart_path(month: str, version: int, name: str) -> str:
+    """Where the admin view serves a version's chart (batch_view/app.py routes)."""
+    return f"/month/{month}/chart/{version}/{name}.png"
 
 
 def utilization_heatmap(table: pd.DataFrame) -> Chart | None:

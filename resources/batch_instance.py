@@ -1,25 +1,42 @@
 """The Dagster instance of the product (dagster.yaml `instance_class`): runs of a month that is not
-a monthly partition are refused before anything is written.
+a monthly partition, or that would load a month whose inputs have not landed, are refused before
+anything is written.
 
 Dagster checks a run's partition key only when it creates the run: a malformed key (`2026-13`,
 `../x`) raised a ValueError deep in the instance, which the webserver answers with HTTP 500, and an
 out-of-range month (`2099-01`) made a run, and a month, that can never be planned. Here every run's
 partition tags are checked against the monthly partitions first (batch.months), whoever creates it:
-a GraphQL `launchRun`, a re-execution, a backfill's runs, the CLI.
+a GraphQL `launchRun`, a re-execution, a backfill's runs, the CLI, an in-process run (`dg.materialize`).
+
+A run that executes `landed_inputs` for a month without its required inputs is refused too, with the
+sentence `batch-admin run` says (batch.landing): Dagster 1.13 marks every check a run planned
+"Execution failed" once that run fails (AssetCheckExecutionRecord.resolve_status, and per partition
+asset_check_state: a planned check of a FAILURE run is EXECUTION_FAILED, of any other finished run
+SKIPPED), so a run created for such a month would paint the month's blocking checks red although no
+check ever ran. Refused before it exists, the launch answers with the sentence and nothing turns red.
+A backfill's run is the exception: one month without inputs must not stop the backfill's other months
+(the backfill daemon fails a whole backfill on a refusal), so it is created and fails at its first step
+with the same sentence.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 
+from batch.errors import ControlError
+from batch.landing import require_inputs
 from batch.months import MonthError, check_planned_month, planned_months
 from resources.dagster_internals import InstanceRef
+from resources.settings import Settings, SettingsError
 
 # Dagster's tags for a run's partition, or for the range of partitions a run covers.
 PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+BACKFILL_TAG = "dagster/backfill"
+# The step that loads a month's input files (assets/monthly.py landed_inputs).
+LOADING_STEP = "landed_inputs"
 
 
 class PartitionKeyError(MonthError):
@@ -41,7 +58,22 @@ def check_partition_tags(tags: Mapping[str, Any] | None) -> None:
                                     "created.") from None
 
 
-def graphql_refusal(exc: PartitionKeyError) -> Exception:
+def check_inputs_landed(tags: Mapping[str, Any] | None, step_keys: Sequence[str] | None) -> None:
+    """A run of one month that executes the loading step needs that month's inputs (batch.landing's
+    ControlError otherwise). A backfill's run, a run that does not load inputs (finalize, unlock, a
+    re-execution of later steps) and a run whose steps are not known yet pass; so does a process
+    that cannot tell the home (its settings are incomplete: the run's first step says so)."""
+    month = (tags or {}).get("dagster/partition")
+    if month is None or BACKFILL_TAG in (tags or {}) or step_keys is None or LOADING_STEP not in step_keys:
+        return
+    try:
+        home = Settings.from_env().home
+    except SettingsError:
+        return
+    require_inputs(home, str(month))
+
+
+def graphql_refusal(exc: Exception) -> Exception:
     """The refusal as the webserver's GraphQL layer answers a user's error: a PythonError result
     naming the key and the rule, HTTP 200 (any other exception makes its answer HTTP 500)."""
     # Imported here, on a refusal only: dagster_graphql takes seconds to import, and only the
@@ -69,9 +101,32 @@ class BatchInstance(dg.DagsterInstance):
         return dict(InstanceRef.config_defaults(base_dir))
 
     def create_run(self, **kwargs: Any) -> dg.DagsterRun:
-        """Dagster's create_run, after the partition tags are checked."""
+        """Dagster's create_run, after the partition tags are checked and a run that loads a month's
+        inputs has them."""
         try:
             check_partition_tags(kwargs.get("tags"))
-        except PartitionKeyError as exc:
+            check_inputs_landed(kwargs.get("tags"), executed_steps(kwargs))
+        except (PartitionKeyError, ControlError) as exc:
             raise graphql_refusal(exc) from None
         return super().create_run(**kwargs)
+
+    def create_run_for_job(self, job_def: Any, *args: Any, **kwargs: Any) -> dg.DagsterRun:
+        """The same checks for a run created in-process (`dg.materialize`, `execute_in_process`, `dagster job
+        execute`): Dagster creates those runs without calling create_run on the instance."""
+        plan = args[0] if args else kwargs.get("execution_plan")
+        steps = list(plan.step_keys_to_execute) if plan is not None else [node.name for node in job_def.nodes]
+        try:
+            check_partition_tags(kwargs.get("tags"))
+            check_inputs_landed(kwargs.get("tags"), steps)
+        except (PartitionKeyError, ControlError) as exc:
+            raise graphql_refusal(exc) from None
+        return super().create_run_for_job(job_def, *args, **kwargs)
+
+
+def executed_steps(create_run_kwargs: Mapping[str, Any]) -> Sequence[str] | None:
+    """The step keys a run to be created will execute: its execution plan's (every caller that creates a
+    run to execute passes one), else the explicit selection; None when neither is given."""
+    plan = create_run_kwargs.get("execution_plan_snapshot")
+    if plan is not None:
+        return list(plan.step_keys_to_execute)
+    return create_run_kwargs.get("step_keys_to_execute")

@@ -229,15 +229,21 @@ def test_a_launch_for_a_month_out_of_range_leaves_no_phantom_month(ui):
 
 def test_a_failed_run_is_re_executed_once_from_the_ui_and_that_re_execution_writes(ui):
     """As the UI's re-execute: launchRun with the parent's tags (its ticket) and parentRunId = rootRunId."""
-    url, _, _ = ui
-    month = previous_month(MONTH)  # no inputs landed yet: the first run fails
+    url, home, _ = ui
+    month = previous_month(MONTH)
     cli("params", month, "--actor", "alice", "--set", "time_limit_s=1")
+    # Inputs that cannot be read: the first run fails at its first step. (A month without any inputs is
+    # refused before a run exists: tests/e2e/test_month_without_inputs_ui.py.)
+    landing = home / "landing" / month
+    landing.mkdir(parents=True)
+    for table in ("resources", "requests"):
+        (landing / f"{table}.parquet").write_bytes(b"not parquet")
     key = load_private_key("alice", str(DEMO_KEYS_DIR / "alice.key"))
     tags = {PARTITION_TAG: month, MONTH_TAG: month, ACTOR_TAG: "alice",
             TICKET_TAG: make_ticket(key, "alice", EXECUTE_JOB, [month], DEFAULT_TICKET_MINUTES).encode()}
     failed = launched(url, EXECUTE_JOB, tags)
     assert finish(url, failed)[0] == "FAILURE"
-    assert f"No inputs have landed for {month}" in said(url, failed)
+    assert "Input table resources cannot be read from" in said(url, failed)
     assert status(month)["versions"] == []
     cli("demo-data", month, "--requests", "120", "--resources", "12")
     again = launched(url, EXECUTE_JOB, tags, parent=failed)
