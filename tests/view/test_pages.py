@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -125,6 +126,20 @@ def test_an_open_finalize_request_shows_what_the_approver_signs(landed, client):
     assert f"finalize {landed.month} version 2" in page and "good enough" in page
     months = client.get("/index.json").json()["months"]
     assert next(m for m in months if m["month"] == landed.month)["open_requests"] == 1
+
+
+def test_a_request_that_expired_undecided_shows_as_expired_with_when_and_why(landed, client):
+    cli("finalize", landed.month, "--version", "2", "--actor", "alice", "--note", "good enough")
+    store = ControlStore(Settings.from_env().control_url)
+    (request,) = store.requests(landed.month)
+    (expired,) = store.expire_requests(now=request.expires_at + timedelta(minutes=1))
+    data = client.get("/approvals.json").json()
+    assert data["requests"] == []  # no longer open: no Approve button
+    (shown,) = data["expired"]
+    assert (shown["id"], shown["status"], shown["what"]) == (expired.id, "expired", f"finalize {landed.month} version 2")
+    assert "within 72 hours" in shown["why"]
+    page = client.get("/approvals").text
+    assert f'id="request-{expired.id}"' in page and "Expired without a decision" in page and "within 72 hours" in page
 
 
 def test_the_people_page_lists_roles_and_public_keys(home, client):
