@@ -38,10 +38,12 @@ def serve(host: str, port: int, workspace: Path, dagster: bool = True, dagster_u
     dagster_url, started elsewhere)."""
     settings = Settings.from_env()
     view_url, dagster_url = address(host, port), dagster_url or address(host, port + 1)
+    # This process (links in the alerts of the requests filed here) and the Dagster processes (links of a
+    # month's metadata) learn the view's address; a deployment's BATCH_ADMIN_ORIGIN comes first in both.
+    os.environ[VIEW_URL_VAR] = view_url
     child = None
     if dagster:
-        # The Dagster processes learn the view's address, for the links of a month's metadata.
-        env = {**os.environ, VIEW_URL_VAR: view_url}
+        env = dict(os.environ)
         # SIGINT as by default in the child even when this process was started with it ignored (in the
         # background, under nohup): `dagster dev` stops its webserver, daemon and code servers on SIGINT only.
         child = subprocess.Popen(dagster_command(workspace, host, port + 1), cwd=settings.dagster_home, env=env,
