@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from solvers.model import relative_gap as solver_relative_gap
+from solvers.gap import relative_gap as solver_relative_gap
 from solvers.schema import STATUS_ALLOCATED, STATUS_EXCLUDED, STATUS_PINNED, STATUS_UNALLOCATED
 
 try:  # `resource` is Unix-only; without it CPU of children and peak memory are unknown.

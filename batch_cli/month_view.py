@@ -67,10 +67,12 @@ def print_status(result: dict[str, Any]) -> None:
                   format_figure("solve_seconds", v["solve_seconds"]), STOP_WORDS.get(v["stop_reason"] or "", "–"),
                   _moved(v["churn"]), v["note"] or "") for v in result["versions"]))
     _print_health(result.get("health") or {})
-    # Deferred: start-up speed; batch.advice imports the solver's advice (pandas), needed only here.
-    from batch.advice import advice_lines
+    if result.get(ADVICE_KEY):
+        # Deferred: batch.advice loads HiGHS with the solver's advice (0.04-0.08 s), which only a month
+        # with advice needs.
+        from batch.advice import advice_lines
 
-    print_advice(advice_lines(result.get(ADVICE_KEY), count=3))
+        print_advice(advice_lines(result[ADVICE_KEY], count=3))
 
 
 def _print_health(health: dict[str, Any]) -> None:

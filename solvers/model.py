@@ -23,6 +23,7 @@ from solvers.compiled import NO_PAIR, CompiledInstance, compile_instance
 from solvers.components import component_labels
 from solvers.cpsat import SOLVED, SearchLimits, SubSolve, solve_part, sub_pairs
 from solvers.explain import allocation_table
+from solvers.gap import relative_gap
 from solvers.greedy import greedy_fill
 from solvers.lns import improve
 from solvers.schema import (
@@ -551,13 +552,6 @@ def components(c: CompiledInstance, requests: np.ndarray, usable: np.ndarray | N
     sizes = [int(np.diff(c.pair_request_start)[part].sum()) for part in parts]
     ranked = sorted(range(len(parts)), key=lambda k: (sizes[k], int(parts[k][0])))
     return [parts[k] for k in ranked]
-
-
-def relative_gap(objective: float, bound: float) -> float:
-    """(bound - objective) / max(1, |bound|); inf when there is no bound."""
-    if math.isinf(bound):
-        return math.inf
-    return max(bound - objective, 0.0) / max(1.0, abs(bound))
 
 
 def _chosen(assigned: np.ndarray) -> np.ndarray:

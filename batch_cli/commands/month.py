@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from batch import actions
-from batch.lifecycle import PLAN_JOB
+from batch.approvals import OPEN_STATUSES
+from batch.lifecycle import PLAN_JOB, final_mismatch
 from batch.months import check_month, check_planned_month
 from batch.roles import actor_from
 from batch_cli.context import exports, now, settings, sign_as, store
@@ -59,10 +60,8 @@ def status(month: str | None, as_json: bool) -> None:
     """Phase, locks, versions with their metrics, finalization and approvals of a month; every month without one."""
     if month is not None:
         check_month(month)  # before the imports below: a refusal answers at once
-    # Deferred: start-up speed (pandas and the export store load only for status).
-    from batch.approvals import OPEN_STATUSES
+    # Deferred: start-up speed; pandas (the landed tables, the figures) loads only for the commands that read them.
     from batch.health import month_health, months_overview
-    from batch.lifecycle import final_mismatch
     from batch.params import param_settings
     from batch_cli.month_view import print_overview, print_status
 
@@ -109,7 +108,7 @@ def params(month: str, actor: str | None, assignments: tuple[str, ...], unsets: 
     """Set or unset batch parameters of a month (validated, audited, snapshotted with every version)."""
     check_planned_month(month)
     who = actions.may(store(), "params", actor_from(actor), month)
-    from batch.actions.changes import params_details, set_params  # deferred: start-up speed (see status)
+    from batch.actions.changes import params_details, set_params  # deferred: start-up speed (pandas, see status)
     from batch.params import parse_assignment
 
     details = params_details(dict(parse_assignment(a) for a in assignments), list(unsets))
@@ -136,7 +135,7 @@ def adjust(month: str, actor: str | None, pin: str | None, exclude: str | None, 
     given = {"pin": pin, "exclude": exclude, "unpin": unpin, "include": include, "clear": clear or None}
     if sum(v is not None for v in given.values()) != 1:
         raise CliError("Give exactly one of --pin REQ=RES, --exclude REQ, --unpin REQ, --include REQ or --clear.")
-    # Deferred: start-up speed (see status).
+    # Deferred: start-up speed (pandas, see status).
     from batch.actions.changes import adjust as adjust_month
     from batch.actions.changes import adjust_details
 
