@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,9 @@ from batch_cli.context import exports, now, request_ticket, settings, sign_as, s
 from batch_cli.failures import CliError, friendly
 from batch_cli.output import emit, out, print_filed, print_table
 from batch_cli.submit import follow
+
+if TYPE_CHECKING:
+    from resources.store_factory import Control
 
 
 @click.command()
@@ -102,6 +105,16 @@ def requests_(month: str | None, every: bool, as_json: bool) -> None:
     emit(rows, as_json, human)
 
 
+def _decision(request_id: str, actor: str | None, verb: str) -> tuple[Control, Any, str]:
+    """The store, the request decided on and who decides (the request is read first: an unknown id is the refusal)."""
+    control = store()
+    request = control.request(request_id)
+    who = actor_from(actor)
+    if not who:
+        raise CliError(f"Who {verb}? Give --actor or BATCH_ADMIN_ACTOR.")
+    return control, request, who
+
+
 @click.command()
 @click.argument("request_id")
 @click.option("--actor", help="The approver (else BATCH_ADMIN_ACTOR); never the request's filer.")
@@ -109,11 +122,7 @@ def requests_(month: str | None, every: bool, as_json: bool) -> None:
 @friendly
 def approve(request_id: str, actor: str | None, as_json: bool) -> None:
     """Approve a request with your own key and carry it out (finalize: official copy + final lock)."""
-    control = store()
-    request = control.request(request_id)
-    who = actor_from(actor)
-    if not who:
-        raise CliError("Who approves? Give --actor or BATCH_ADMIN_ACTOR.")
+    control, request, who = _decision(request_id, actor, "approves")
     issued = request_ticket(who, request)  # the approval issues its request's single run ticket
     outcome = actions.approve(control, sign_as(who, "approve", request.month, actions.approval_details(request, issued)),
                               ticket=issued)
@@ -136,11 +145,7 @@ def approve(request_id: str, actor: str | None, as_json: bool) -> None:
 @friendly
 def reject(request_id: str, actor: str | None, reason: str) -> None:
     """Reject a request with your own key (raises an alert)."""
-    control = store()
-    request = control.request(request_id)
-    who = actor_from(actor)
-    if not who:
-        raise CliError("Who rejects? Give --actor or BATCH_ADMIN_ACTOR.")
+    control, request, who = _decision(request_id, actor, "rejects")
     outcome = actions.reject(control, sign_as(who, "reject", request.month, {"request_id": request.id,
                                                                           "reason": reason}))
     out.print(outcome.message, markup=False)
