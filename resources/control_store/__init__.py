@@ -7,7 +7,8 @@ processes see exactly one winner and no audit entry is lost.
 
 The store is kept in rooms, one module each: `tables` (the schema and its constants), `plumbing`
 (engine, transactions, audit append, month row), and the rooms `alert_room`, `key_room`,
-`ticket_room`, `lock_room`, `version_room`, `param_room`, `request_room` and `audit_room`;
+`ticket_room`, `lock_room`, `version_room`, `param_room`, `request_room` and `audit_room` (with
+`passkey_store`, the passkeys' table that the keys room reads);
 `store` assembles `ControlStore` from them. This package re-exports what its callers use.
 """
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from batch.identity import CLOCK_SKEW, MAX_ACTION_AGE, IdentityError, Signed, check_signature
 from batch.passkeys import ENROL_ACTION, PasskeyKey
 from batch.roles import RoleError, Roles
-from resources import passkey_store
+from resources.control_store import passkey_store
 from resources.control_store.alert_room import AlertRoom
 from resources.control_store.plumbing import _aware, utcnow
 from resources.control_store.tables import (
@@ -144,6 +144,6 @@ class KeyRoom(AlertRoom):
             self._append_audit(conn, None, token.actor, ENROL_ACTION, passkey_store.enrolment_details(token, key), token)
 
     def passkeys(self) -> list[dict[str, Any]]:
-        """Every registered passkey (resources.passkey_store.listed)."""
+        """Every registered passkey (resources.control_store.passkey_store.listed)."""
         with self.read() as conn:
             return passkey_store.listed(conn)
