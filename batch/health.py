@@ -12,7 +12,7 @@ from batch.inputs import InputError, load_landing
 from batch.lifecycle import PHASE_FINALIZED
 from batch.metrics import planned_vs_actual, utilization_table, version_metrics
 from batch.months import trailing_months
-from batch.ports import HistoryPort, MonthPort, OverviewPort, VersionPort
+from batch.ports import ExportReads, HistoryPort, MonthPort, OverviewPort, VersionPort
 from solvers.eligibility import monthly_capacity
 
 TREND_MONTHS = 6
@@ -32,7 +32,7 @@ class PlannedRows:
     rows: pd.DataFrame
 
 
-def planned_rows(store: MonthPort, exports, month: str) -> PlannedRows | None:
+def planned_rows(store: MonthPort, exports: ExportReads, month: str) -> PlannedRows | None:
     """The official allocation of a finalized month, else its latest version; None without versions."""
     # After an audited unlock the old official copy may remain on disk: the phase decides.
     final = exports.final_manifest(month) if store.month(month)["phase"] == PHASE_FINALIZED else None
@@ -64,7 +64,7 @@ def actuals_summary(table: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def month_health(store: HistoryPort, exports, month: str) -> dict[str, Any]:
+def month_health(store: HistoryPort, exports: ExportReads, month: str) -> dict[str, Any]:
     """JSON-able health of a month for `batch-admin status --json` (key "health")."""
     state = store.month(month)
     planned = planned_rows(store, exports, month)
@@ -162,7 +162,7 @@ def _number(value: float | None) -> int | float | None:
     return int(value) if float(value).is_integer() else value
 
 
-def months_overview(store: OverviewPort, exports) -> list[dict[str, Any]]:
+def months_overview(store: OverviewPort, exports: ExportReads) -> list[dict[str, Any]]:
     """One line per month known to the control store or the exports: phase, versions, final, lock, alerts,
     and the headline figures of the month's final (else latest) version."""
     rows = {row["month"]: row for row in store.months()}

@@ -1,5 +1,6 @@
 """What the domain core needs of the stores: `typing.Protocol` ports, one per room of the control store
-(`resources/control_store/`), that `ControlStore` satisfies (mypy checks it in `resources/store_factory.py`).
+(`resources/control_store/`), that `ControlStore` satisfies (mypy checks it in `resources/store_factory.py`),
+and the export store's reads and report writes (`resources.storage.ExportStore`).
 
 The store keeps and verifies records inside its write transactions (signature, freshness, replay, and
 again the role, phase and lock, so a change can never pass a check that no longer holds); the
@@ -10,11 +11,15 @@ the core takes the narrowest port it needs: a room's port, or one of the combina
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from batch.approvals import Request
 from batch.identity import Signed
 from batch.roles import Roles
+
+if TYPE_CHECKING:  # annotations only: pandas takes 1.4 s to import (-X importtime), and batch.actions imports this module
+    import pandas as pd
 
 
 class LockView(Protocol):
@@ -139,3 +144,34 @@ class VersionFiles(Protocol):
     def versions(self, month: str) -> list[int]: ...
 
     def manifest(self, month: str, version: int) -> dict[str, Any]: ...
+
+
+class ExportReads(VersionFiles, Protocol):
+    """What the core reads of the export store: the home, its months, a version's rows, the official copy."""
+
+    @property
+    def home(self) -> Path: ...
+
+    def months(self) -> list[str]: ...
+
+    def latest_version(self, month: str) -> int | None: ...
+
+    def read_version(self, month: str, version: int) -> pd.DataFrame: ...
+
+    def final_manifest(self, month: str) -> dict[str, Any] | None: ...
+
+    def read_final(self, month: str) -> pd.DataFrame: ...
+
+
+class ExportReports(ExportReads, Protocol):
+    """What a version's report and standing read and write of the export store."""
+
+    def diff(self, month: str, from_version: int, to_version: int, write: bool = True) -> dict[str, Any]: ...
+
+    def version_path(self, month: str, version: int) -> Path: ...
+
+    def report_path(self, month: str, version: int) -> Path: ...
+
+    def write_standing(self, month: str, version: int, standing: dict[str, Any]) -> dict[str, Any]: ...
+
+    def write_report(self, month: str, version: int, html: str) -> Path: ...
