@@ -12,6 +12,7 @@ from batch.inputs import InputError, InputTables, load_landing
 from batch.lifecycle import PHASE_FINALIZED
 from batch.metrics import planned_vs_actual, utilization_table, version_metrics
 from batch.months import trailing_months
+from batch.ports import ExportReads, HistoryPort, MonthPort, OverviewPort, VersionPort
 from solvers.eligibility import monthly_capacity
 
 TREND_MONTHS = 6
@@ -31,7 +32,7 @@ class PlannedRows:
     rows: pd.DataFrame
 
 
-def planned_choice(store, exports, month: str) -> tuple[int, bool] | None:
+def planned_choice(store: MonthPort, exports: ExportReads, month: str) -> tuple[int, bool] | None:
     """(version, final) of the rows planning is judged by: the official copy's version of a finalized month,
     else the latest version; None without versions. Reads no rows."""
     # After an audited unlock the old official copy may remain on disk: the phase decides.
@@ -42,13 +43,13 @@ def planned_choice(store, exports, month: str) -> tuple[int, bool] | None:
     return None if latest is None else (latest, False)
 
 
-def planned_rows(store, exports, month: str, chosen: tuple[int, bool] | None = None) -> PlannedRows | None:
+def planned_rows(store: MonthPort, exports: ExportReads, month: str, chosen: tuple[int, bool] | None = None) -> PlannedRows | None:
     """The official allocation of a finalized month, else its latest version; None without versions."""
     chosen = chosen or planned_choice(store, exports, month)
     return None if chosen is None else chosen_rows(exports, month, chosen)
 
 
-def chosen_rows(exports, month: str, chosen: tuple[int, bool]) -> PlannedRows:
+def chosen_rows(exports: ExportReads, month: str, chosen: tuple[int, bool]) -> PlannedRows:
     """The rows of a planned_choice(): the official copy's, else the version's."""
     version, final = chosen
     return PlannedRows(month, version, final, exports.read_final(month) if final else exports.read_version(month, version))
@@ -74,7 +75,7 @@ def actuals_summary(table: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def month_health(store, exports, month: str, landed: LandedTables | None = None) -> dict[str, Any]:
+def month_health(store: HistoryPort, exports: ExportReads, month: str, landed: LandedTables | None = None) -> dict[str, Any]:
     """JSON-able health of a month for `batch-admin status --json` (key "health"); `landed`: the month's
     landed tables when the caller has read them already (landed_of)."""
     chosen = planned_choice(store, exports, month)
@@ -98,7 +99,7 @@ def planned_figures(planned: PlannedRows, landed: LandedTables) -> dict[str, Any
     return found
 
 
-def health_of(store, month: str, chosen: tuple[int, bool] | None, problem: str | None,
+def health_of(store: HistoryPort, month: str, chosen: tuple[int, bool] | None, problem: str | None,
               figures: dict[str, Any] | None) -> dict[str, Any]:
     """A month's health from its planned (version, final), the landing problem and planned_figures()."""
     health: dict[str, Any] = {
@@ -121,7 +122,7 @@ def health_of(store, month: str, chosen: tuple[int, bool] | None, problem: str |
     return health
 
 
-def trend(store, month: str, months: int = TREND_MONTHS) -> list[dict[str, Any]]:
+def trend(store: HistoryPort, month: str, months: int = TREND_MONTHS) -> list[dict[str, Any]]:
     """The month and the ones before it (oldest first): figures of each month's final or latest version."""
     rows = []
     keys = [*reversed(trailing_months(month, months - 1)), month]
@@ -165,7 +166,7 @@ def landed_of(tables: InputTables) -> LandedTables:
     return LandedTables(resources, tables.requests, tables.actuals)
 
 
-def _stored_metrics(store, month: str, version: int) -> dict[str, Any]:
+def _stored_metrics(store: VersionPort, month: str, version: int) -> dict[str, Any]:
     for item in store.versions(month):
         if item["version"] == version:
             return dict(item["metrics"])
@@ -191,7 +192,7 @@ def _number(value: float | None) -> int | float | None:
     return int(value) if float(value).is_integer() else value
 
 
-def months_overview(store, exports) -> list[dict[str, Any]]:
+def months_overview(store: OverviewPort, exports: ExportReads) -> list[dict[str, Any]]:
     """One line per month known to the control store or the exports: phase, versions, final, lock, alerts,
     and the headline figures of the month's final (else latest) version (overview_line)."""
     rows = {row["month"]: row for row in store.months()}

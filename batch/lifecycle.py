@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from batch.approvals import APPROVED, KIND_FINALIZE, KIND_UNLOCK, data_checksum
+from batch.approvals import APPROVED, KIND_FINALIZE, KIND_UNLOCK, Request, data_checksum
 from batch.errors import ControlError
 from batch.faults import crash_point
+from batch.ports import RecordsPort
 from batch.standing import withdrawals
 
 # Phases of a month (SPEC §4): open -> planning -> proposed -> finalized (-> proposed by unlock).
@@ -42,10 +43,11 @@ class Exports(Protocol):
     def withdraw_final(self, month: str) -> bool: ...
 
 
-def carry_out_finalize(store: Any, exports: Exports, request_id: str, month: str, run_id: str) -> dict[str, Any]:
+def carry_out_finalize(store: RecordsPort, exports: Exports, request_id: str, month: str, run_id: str) -> dict[str, Any]:
     """Finalize as approved: verify, publish and verify the official copy, then commit the final lock."""
     request = store.approved_request(request_id, KIND_FINALIZE, month)  # refuses a done or overtaken one
-    version = int(request.version)
+    version = request.version
+    assert version is not None  # the store files a finalize request with its version (file_request)
     try:
         store.check_finalize_binding(request)
         if not exports.verify(month, version):
@@ -55,15 +57,15 @@ def carry_out_finalize(store: Any, exports: Exports, request_id: str, month: str
     except ControlError as exc:
         store.mark_stale(request.id, str(exc))
         raise
-    _publish(store, exports, request, month, run_id)
+    _publish(store, exports, request, version, month, run_id)
     crash_point("final_commit")
     store.complete_finalize(request.id, run_id)
     return dict(exports.final_manifest(month) or {})
 
 
-def _publish(store: Any, exports: Exports, request: Any, month: str, run_id: str) -> None:
+def _publish(store: RecordsPort, exports: Exports, request: Request, version: int, month: str, run_id: str) -> None:
     # run_id stays the run that computed the version; the finalize run is finalize_run_id.
-    exports.write_final(month, int(request.version), {
+    exports.write_final(month, version, {
         "finalized_by": request.requested_by, "approved_by": request.decided_by, "request_id": request.id,
         "finalize_run_id": run_id, "final_audit_anchor": store.audit_anchor(),
         "withdrawn_finals": [w.as_json() for w in withdrawals(store.requests(month))]})
@@ -71,7 +73,7 @@ def _publish(store: Any, exports: Exports, request: Any, month: str, run_id: str
         raise ControlError(f"The official copy of {month} fails its checksums right after it was written.")
 
 
-def carry_out_unlock(store: Any, exports: Exports, request_id: str, month: str, run_id: str) -> Any:
+def carry_out_unlock(store: RecordsPort, exports: Exports, request_id: str, month: str, run_id: str) -> Request:
     """Unlock as approved: the month back to proposed, and its official copy withdrawn (a done or
     overtaken request is refused before anything is withdrawn)."""
     request = store.approved_request(request_id, KIND_UNLOCK, month)
@@ -99,7 +101,7 @@ def final_mismatch(row: dict[str, Any], exports: Exports) -> str | None:
     return None
 
 
-def repair_plan(store: Any, exports: Exports, month: str) -> tuple[list[str], list[Any]]:
+def repair_plan(store: RecordsPort, exports: Exports, month: str) -> tuple[list[str], list[Request]]:
     """What `repair` does for a month: file fixes (done here) and approved requests to carry out
     (by their jobs, returned). Returns the fixes made, in sentences, and the requests."""
     approved = [r for r in store.requests(month) if r.status == APPROVED and r.kind in (KIND_FINALIZE, KIND_UNLOCK)]

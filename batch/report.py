@@ -31,6 +31,7 @@ from batch.metrics import (
     utilization_table,
     version_metrics,
 )
+from batch.ports import ExportReads, ExportReports, RecordsPort
 from batch.standing import STATE_WITHDRAWN, Standing, ever_final, version_standing
 
 TOP_REASONS = 8
@@ -177,7 +178,7 @@ class VersionView:
                              .map(format_percent)})
 
 
-def version_view(store, exports, month: str, version: int | None = None, *,
+def version_view(store: RecordsPort, exports: ExportReports, month: str, version: int | None = None, *,
                  resources: pd.DataFrame | None = None, requests: pd.DataFrame | None = None) -> VersionView:
     """The view of a version (default: the final one of a finalized month, else the latest).
 
@@ -215,7 +216,7 @@ def version_view(store, exports, month: str, version: int | None = None, *,
     return view
 
 
-def refresh_standing(store, exports, month: str) -> list[int]:
+def refresh_standing(store: RecordsPort, exports: ExportReports, month: str) -> list[int]:
     """After a finalize or an unlock: every version's manifest records its standing, and the report of every
     version that is or was final is written again (a withdrawn final says so, and which version is final now).
     Returns the versions whose reports were rewritten."""
@@ -230,7 +231,7 @@ def refresh_standing(store, exports, month: str) -> list[int]:
     return rewritten
 
 
-def standing_of(store, exports, month: str, version: int | None = None, final: bool = False) -> dict[str, Any] | None:
+def standing_of(store: RecordsPort, exports: ExportReads, month: str, version: int | None = None, final: bool = False) -> dict[str, Any] | None:
     """The standing of the version an export reads (a given one, the final copy's, or the latest), as JSON."""
     if final:
         manifest = exports.final_manifest(month)
@@ -327,7 +328,7 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _links(exports, month: str, version: int, diff: dict[str, Any] | None) -> dict[str, str]:
+def _links(exports: ExportReports, month: str, version: int, diff: dict[str, Any] | None) -> dict[str, str]:
     folder = exports.version_path(month, version)
     links = {"version folder": str(folder), "manifest": str(exports.manifest_path(month, version)),
              "report": str(exports.report_path(month, version))}

@@ -62,7 +62,7 @@ from batch_view.actions import DEFAULT_LOCK_HOURS, _back, _number, _posted, _who
 from batch_view.downloads import Downloads
 from batch_view.session import Guard, Once, Refused, set_session
 from batch_view.sources import PARTITION_TAG, Sources
-from resources import passkey_store
+from resources.control_store import passkey_store
 from resources.settings import ORIGIN_VAR, view_origin
 
 RP_ID_VAR = "BATCH_ADMIN_RP_ID"

@@ -11,7 +11,7 @@ instance, sends the steps to `batch-admin worker` processes through dagster-cele
 
 Either way the run worker beats the run's month leases while the executor runs the plan
 (`LeaseHeartbeat`): when the run's processes die (killed, their machine lost), the beats stop and
-the next run of the month takes the month over within a minute (resources/control_store.py).
+the next run of the month takes the month over within a minute (resources/control_store/lock_room.py).
 """
 
 from __future__ import annotations

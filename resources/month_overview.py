@@ -15,14 +15,14 @@ from resources.control_store import (
     ControlStore,
     LeaseInfo,
     LockInfo,
-    _aware,
-    _lease_of,
     alerts,
     leases,
     locks,
     months,
     versions,
 )
+from resources.control_store.lock_room import _lease_of
+from resources.control_store.plumbing import _aware
 
 
 @dataclass(frozen=True)

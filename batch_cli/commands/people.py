@@ -18,7 +18,6 @@ from batch_cli.output import emit, err, out, print_filed
 from resources.settings import DEFAULT_VIEW_URL, view_origin
 
 
-
 @click.command()
 @click.argument("name")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from batch.identity import TICKET_TAG, Signed, check_signature
-from resources import passkey_store
+from resources.control_store import passkey_store
 from tests.view.softkey import SoftKey, unb64
 from tests.view.test_actions import csrf_of, post, replace_cookie
 from tests.view.test_passkeys import act, changes, enrol, sign_in, signed_parts
