@@ -34,7 +34,6 @@ from batch.identity import (
     make_ticket,
     sign,
 )
-from batch.lifecycle import EXECUTE_JOB
 from batch.months import MonthError, check_month, check_planned_month
 from batch.passkeys import PasskeyError
 from batch.roles import MONTH_TAG, RoleError
@@ -128,9 +127,10 @@ async def run(request: Request) -> Response:
 
     def change(src: Sources, who: str, form: dict[str, str]) -> None:
         note = form.get("note", "").strip() or None
-        actions.may_run(lambda: src.store, EXECUTE_JOB, who, month, home=src.settings.home)
+        job = actions.run_job_named(form.get("job"))  # execute_job, or plan_job for a preview
+        actions.may_run(lambda: src.store, job, who, month, home=src.settings.home)
         demo_signer(src, who)  # refused off the demo, and for a person with a passkey
-        ticket = make_ticket(demo_key(src, who), who, EXECUTE_JOB, [month], DEFAULT_TICKET_MINUTES)
+        ticket = make_ticket(demo_key(src, who), who, job, [month], DEFAULT_TICKET_MINUTES)
         follows = actions.admit_run(src.store, ticket, month=month, note=note).follows
         assert follows is not None  # an admitted run names its run
         src.submit_run(follows.job, {PARTITION_TAG: month, MONTH_TAG: month, **follows.tags()})

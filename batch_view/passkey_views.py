@@ -44,7 +44,6 @@ from batch.identity import (
     canonical,
     ticket_details,
 )
-from batch.lifecycle import EXECUTE_JOB
 from batch.months import check_month, check_planned_month
 from batch.passkeys import (
     DEFAULT_RP_ID,
@@ -135,7 +134,8 @@ def prepare(src: Sources, downloads: Downloads, who: str, form: dict[str, str]) 
         return Prepared(_decision(src, who, what, form, now))
     if what == "run":
         month = check_planned_month(form.get("month", ""))
-        ticket = _body(who, "ticket", None, ticket_details(EXECUTE_JOB, [month], DEFAULT_TICKET_MINUTES, now), now)
+        job = actions.run_job_named(form.get("job"))  # execute_job, or plan_job for a preview
+        ticket = _body(who, "ticket", None, ticket_details(job, [month], DEFAULT_TICKET_MINUTES, now), now)
         note = form.get("note", "").strip()
         actions.admit_run(src.store, Signed.from_dict({**ticket, "signature": ""}), month=month, note=note or None,
                           home=src.settings.home)  # the CLI's checks; the run verifies the signature as it claims it
@@ -210,8 +210,8 @@ def carry_out(src: Sources, downloads: Downloads, who: str, signed: list[Signed]
         outcome = actions.reject(src.store, last)
     elif last.action == "ticket":
         months = list(last.details.get("months") or [])
-        if last.details.get("job") != EXECUTE_JOB or len(months) != 1:
-            raise Refused("The view runs one month's execute_job with a passkey-signed ticket.")
+        if last.details.get("job") not in actions.RUN_JOBS or len(months) != 1:
+            raise Refused("The view runs one month's execute_job or plan_job with a passkey-signed ticket.")
         with src.store.read() as conn:
             check_passkey_signed(last, passkey_store.credential(conn, Assertion.parse(last.signature).credential_id))
         outcome = actions.admit_run(src.store, last, month=months[0], note=extra.get("note") or None,

@@ -49,8 +49,8 @@ from batch.actions.requests import (
     ticket_job,
     unlock_details,
 )
-from batch.actions.runs import RUN_JOBS, admit_run, may_run, record_export
+from batch.actions.runs import RUN_JOBS, admit_run, may_run, record_export, run_job_named
 
 __all__ = ["REQUEST_JOBS", "RULES", "RULE_REQUEST_FILED", "announce", "approval_link", "RUN_JOBS", "FollowUp", "Outcome", "admit_run", "approval_details", "approve",
            "file_request", "finalize_details", "lock", "may", "may_run", "record_export", "reissue", "reject", "release",
-           "roles_details", "ticket_job", "unlock_details"]
+           "roles_details", "run_job_named", "ticket_job", "unlock_details"]

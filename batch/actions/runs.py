@@ -18,6 +18,14 @@ from batch.ports import ControlPort
 RUN_JOBS = {EXECUTE_JOB: "run", PLAN_JOB: "plan"}
 
 
+def run_job_named(name: str | None) -> str:
+    """The job a run button asks for (none: execute_job), one of RUN_JOBS."""
+    job = (name or "").strip() or EXECUTE_JOB
+    if job not in RUN_JOBS:
+        raise ControlError(f"A run is one of {', '.join(RUN_JOBS)}, not {job!r}.")
+    return job
+
+
 def may_run(open_store: Callable[[], ControlPort], job: str, actor: str | None, month: str, *,
             home: Path | None = None) -> str:
     """The admin who may run `job` for `month`, asked before their key signs the ticket: the inputs landed

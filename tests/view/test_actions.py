@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
+from batch.identity import TICKET_TAG, Signed
 from batch_view.app import create_app
 from batch_view.sources import Sources
 from resources.settings import DEFAULT_ROLES_FILE, Settings
@@ -138,3 +139,16 @@ def test_a_run_is_refused_by_the_clis_checks_before_anything_is_submitted(landed
     locked = post(browser, f"/month/{landed.month}/run", note="mine")
     assert locked.status_code == 400 and "alice" in PROBLEM.search(locked.text).group(1)
     assert [v["version"] for v in browser.get(f"/month/{landed.month}.json").json()["versions"]] == [2, 1]
+
+
+def test_plan_from_the_view_submits_the_preview_job_with_the_persons_ticket(landed, view):
+    post(view, "/signin", person="alice")
+    planned = post(view, f"/month/{landed.month}/run", job="plan_job")
+    assert planned.status_code in (200, 303), planned.text
+    ((job, tags, _config),) = view.submitted
+    assert (job, tags["dagster/partition"]) == ("plan_job", landed.month)
+    assert Signed.decode(tags[TICKET_TAG]).details["job"] == "plan_job"
+    unknown = post(view, f"/month/{landed.month}/run", job="unlock_job")
+    assert unknown.status_code == 400 and len(view.submitted) == 1
+    assert "A run is one of execute_job, plan_job, not &#39;unlock_job&#39;." in unknown.text
+    assert 'value="plan_job"' in view.get(f"/month/{landed.month}").text  # the Plan button

@@ -98,6 +98,15 @@ def test_parameters_pins_and_a_run_are_passkey_signed_actions_verified_by_the_ac
         key_text = passkey_store.credential(conn, alice.id).key_text
     assert check_signature(ticket, [key_text])  # what the run verifies as it claims the ticket
 
+    # Plan: a preview of the month (plan_job), with no note, signed the same way; an unknown job is refused.
+    planned = act(view, signed_parts(view, alice, action="run", month=month, job="plan_job"))
+    assert planned.status_code == 200, planned.text
+    job, tags, _config = view.submitted[1]
+    assert (job, Signed.decode(tags[TICKET_TAG]).details["job"]) == ("plan_job", "plan_job")
+    unknown = post(view, "/passkey/challenge", action="run", month=month, job="finalize_job")
+    assert unknown.status_code == 400 and "execute_job, plan_job, not 'finalize_job'" in unknown.json()["error"]
+    assert len(view.submitted) == 2
+
     assert [e["actor"] for e in webauthn_entries(view, "params") + webauthn_entries(view, "adjust")] == ["alice"] * 2
     assert view.store.verify_audit().ok
 
