@@ -124,7 +124,7 @@ class Prepared:
 
 
 def prepare(src: Sources, downloads: Downloads, who: str, form: dict[str, str]) -> Prepared:
-    """The signed actions a change needs, unsigned, as the CLI would sign them (batch_cli/main.py), after the
+    """The signed actions a change needs, unsigned, as the CLI would sign them (batch_cli/commands/), after the
     action layer's checks that need no signature (role, inputs, locks), so a refusal comes before the prompt."""
     what = form.get("action", "")
     now = datetime.now(UTC)
