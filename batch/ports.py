@@ -58,6 +58,9 @@ class AlertPort(Protocol):
 
     def alerts(self, month: str | None = None, pending: bool = False) -> list[dict[str, Any]]: ...
 
+    def add_alert(self, month: str | None, rule: str, severity: str, message: str,
+                  details: dict[str, Any], dedup_key: str) -> int | None: ...
+
 
 class VersionPort(Protocol):
     """The versions room: a month's versions, and whether a run may make another."""
@@ -97,9 +100,6 @@ class RequestPort(Protocol):
     def requests(self, month: str | None = None) -> list[Request]: ...
 
     def file_request(self, signed: Signed) -> Request: ...
-
-    def add_alert(self, month: str | None, rule: str, severity: str, message: str,
-                  details: dict[str, Any], dedup_key: str) -> int | None: ...
 
     def decide_request(self, signed: Signed) -> Request: ...
 

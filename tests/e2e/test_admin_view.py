@@ -160,8 +160,8 @@ def test_alice_runs_the_month_from_the_view_through_the_dagster_queue(month_home
         page.goto(f"{url}/month/{MONTH}")
         page.select_option("select[name=person]", "alice")
         page.click("#demo-signin button")
-        page.fill("form[action$='/run'] input[name=note]", "a third look from the view")
-        page.click("form[action$='/run'] button")
+        page.fill("#run-form input[name=note]", "a third look from the view")
+        page.click("#run-form button")
         assert page.url.endswith(f"/month/{MONTH}")
         store = ControlStore(Settings.from_env().control_url)
         deadline = time.monotonic() + 240
