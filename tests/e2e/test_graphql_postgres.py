@@ -309,16 +309,19 @@ def test_the_daemon_starts_runs_in_warm_workers_that_can_be_terminated_and_whose
 
     from resources.run_launcher import WORKER_TAG
 
-    # Every run the daemon launched so far (the queued ones: the earlier tests' UI launches, backfill runs
-    # and CLI runs while it served the queue), its first after the start included, started in a warm worker.
-    with dg.DagsterInstance.get() as instance:
-        queued = [r for r in instance.get_runs()
-                  if instance.all_logs(r.run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED)]
-    assert queued and [r.run_id for r in queued if WORKER_TAG not in r.tags] == []
     run_id = plan(M2)
     assert _wait_worker(client, run_id) is not None
     assert wait_run(client, run_id) == "SUCCESS", step_failures(run_id)
     assert any("forked from the daemon's warm server" in m for m in _engine_messages(run_id))
+
+    # Every run the daemon launched so far (the queued ones: this plan run, and the earlier tests' UI
+    # launches, backfill runs and CLI runs while it served the queue when they ran before this one), its
+    # first after the start included, started in a warm worker.
+    with dg.DagsterInstance.get() as instance:
+        queued = [r for r in instance.get_runs()
+                  if instance.all_logs(r.run_id, of_type=dg.DagsterEventType.RUN_ENQUEUED)]
+    assert run_id in [r.run_id for r in queued]
+    assert [r.run_id for r in queued if WORKER_TAG not in r.tags] == []
 
     # Terminate (the UI's button) as soon as the run started: its worker is interrupted, the run cancelled.
     run_id = plan(M2)
