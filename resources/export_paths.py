@@ -122,13 +122,17 @@ def check_target(home: Path, out: Path | str, force: bool, protected: tuple[Path
         raise ExportError(f"{out} is a symbolic link; give the real path of the file to write.")
     out = out.absolute()
     home = Path(home).resolve()
-    if out.resolve() == home or home in out.resolve().parents:
+    try:  # once: a link in the path that vanishes while it is read makes realpath raise
+        real = out.resolve()
+    except OSError as exc:
+        raise ExportError(f"{out} changed while it was checked ({exc.strerror}); nothing was written.") from None
+    if real == home or home in real.parents:
         raise ExportError(f"{out} is inside the home folder {home}, where the product keeps its versions, "
                           f"official exports and control store; write the file elsewhere.")
     for kept in protected:
         kept = Path(kept).expanduser().resolve()
-        if out.resolve() == kept or kept in out.resolve().parents:
-            raise ExportError(f"{out} is {'inside ' if out.resolve() != kept else ''}{kept}, which the product "
+        if real == kept or kept in real.parents:
+            raise ExportError(f"{out} is {'inside ' if real != kept else ''}{kept}, which the product "
                               f"keeps (keys, roles file, control store or run data); write the file elsewhere.")
     if out.exists() and not out.is_file():
         raise ExportError(f"{out} exists and is not a regular file (a folder or a device); give a file path.")
