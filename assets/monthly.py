@@ -21,6 +21,7 @@ from batch.alert_rules import AlertThresholds
 from batch.audit import ANCHOR_METADATA, anchor_text
 from batch.charts import chart_path
 from batch.errors import ControlError
+from batch.health import keep_figures
 from batch.identity import IdentityError
 from batch.inputs import InputError, InputTables, load_landing
 from batch.landing import require_inputs
@@ -222,6 +223,7 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
                              allocation_proposal.fingerprint)
     except ControlError as exc:
         raise refuse(str(exc)) from None
+    keep_figures(exports, who.month, (version, False))  # what the admin view and `status` read of it first
     view = version_view(store, exports, who.month, version, resources=instance.resources, requests=instance.requests)
     exports.write_report(who.month, version, view.to_html())
     checks, skipped = asset_checks.trend_results(

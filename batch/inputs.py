@@ -355,6 +355,28 @@ def fingerprint_files(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def landed_fingerprint(home: Path, month: str) -> str | None:
+    """load_landing's fingerprint of the month's landed files, from their bytes alone (0.5 ms at 20,000
+    requests, against 30-120 ms to read them as tables); None when the landing breaks the contract before a
+    file is read (no folder, an unknown, doubled or missing table: load_landing says which, at once)."""
+    try:
+        check_month(month)
+        return fingerprint_files(list(_landed_files(home, month).values()))
+    except InputError:
+        return None
+
+
+def landing_summary(tables: InputTables | InputError) -> dict[str, Any]:
+    """JSON-able summary of a month's landing: each table with its rows and file, or why the landing breaks
+    the contract (table, column, rule, count, rows)."""
+    if isinstance(tables, InputError):
+        return {"ok": False, "error": str(tables), "table": tables.table, "column": tables.column,
+                "rule": tables.rule, "count": tables.count, "rows": tables.rows, "tables": []}
+    return {"ok": True, "error": None, "fingerprint": tables.fingerprint,
+            "tables": [{"table": name, "rows": len(frame), "file": tables.files.get(name)}
+                       for name, frame in tables.present().items()]}
+
+
 def _landed_files(home: Path, month: str) -> dict[str, Path]:
     """table -> landed file, checking folder, duplicates and unknown table files."""
     folder = landing_folder(home, month)

@@ -140,6 +140,15 @@ class VersionStore(ExportPaths):
         path = self.complete_version_path(month, version)
         return verify_dir(path, read_manifest(path))
 
+    def rows_digest(self, month: str, version: int, final: bool = False) -> str | None:
+        """The sha256 of a version's rows file (or the official copy's), as its manifest records it; None
+        when there is no such version or copy."""
+        try:
+            manifest = self.final_manifest(month) if final else self.manifest(month, version)
+        except ExportError:
+            return None
+        return ((manifest or {}).get("files") or {}).get(DATA_FILE)
+
     def complete_version_path(self, month: str, version: int) -> Path:
         """The folder of a complete version, else ExportError."""
         path = self.version_path(month, version)
