@@ -2,7 +2,8 @@
 (ctap2, internal, user verification), the Dagster webserver and daemon running the month's jobs. alice and bob
 register passkeys; alice signs in with hers, sets a parameter, runs the demo month from the view and watches its
 progress, pins one request, runs again and sees the diff, requests finalize; alice has no Approve button and her
-forged approval is refused; bob approves with his passkey; the month shows final and locked; dana (an approver)
+forged approval is refused; bob approves with his passkey, and the assertion his browser sent, sent again from
+his session or from another origin, is refused; the month shows final and locked; dana (an approver)
 may not request an unlock, alice does and bob approves it; `batch-admin audit --verify` re-verifies every
 passkey assertion. In CI (CI=true) this never skips."""
 
@@ -182,9 +183,18 @@ def test_the_month_is_run_adjusted_finalized_and_unlocked_from_the_view_with_pas
         bob.goto(f"{url}/approvals")
         assert f"finalize {MONTH} version 2" in bob.locator("main").inner_text()
         shoot(bob, "admin-approvals-passkey")
+        sent: list[str] = []  # what bob's browser posts: the assertion its virtual authenticator made
+        bob.on("request", lambda r: sent.append(r.post_data or "") if r.url.endswith("/passkey/act") else None)
         bob.click("button.approve")
         bob.wait_for_function("() => document.querySelector('button.approve') === null", timeout=WAIT_MS)
         wait_for(lambda: store.month(MONTH)["final_version"] == 2, "the finalize run did not finish", services)
+        # The same signed approval sent again from bob's session, and from another origin: both refused.
+        approvals = sum(1 for entry in store.audit_entries() if entry["action"] == "approve")
+        for origin in (url, "http://evil.example"):
+            again = bob.request.post(f"{url}/passkey/act", data=sent[-1], headers={
+                "content-type": "application/x-www-form-urlencoded", "origin": origin})
+            assert again.status in (400, 403) and again.json()["error"], again.text()
+        assert sum(1 for entry in store.audit_entries() if entry["action"] == "approve") == approvals
         bob.goto(f"{url}/month/{MONTH}")
         state = bob.locator("section.state").inner_text()
         assert "Final: version 2" in state and "approved by bob" in state
