@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from batch.errors import ControlError
+from batch.names import LANDING_DIR
 
 TABLES = ["resources", "availability", "requests", "eligibility", "actuals"]
 REQUIRED_TABLES = ["resources", "requests"]
@@ -15,7 +16,7 @@ EXTENSIONS = [".parquet", ".csv"]
 
 def landing_folder(home: Path, month: str) -> Path:
     """Where a month's input files land."""
-    return Path(home) / "landing" / month
+    return Path(home) / LANDING_DIR / month
 
 
 def require_inputs(home: Path, month: str) -> None:

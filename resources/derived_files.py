@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from batch.names import CACHE_DIR
 from resources.manifests import write_json_atomic
 
-CACHE_DIR = "cache"
 # Files kept per folder (one folder per month and kind); the oldest go first.
 KEEP_PER_FOLDER = 32
 KEY_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from batch import months
+from batch.names import EXPORTS_DIR
 
 DATA_FILE = "allocations.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -41,7 +42,7 @@ class ExportPaths:
         """protected: files and folders outside the home that no export may write (keys, roles file...)."""
         self.home = Path(home)
         self.protected = protected
-        self.root = self.home / "exports"
+        self.root = self.home / EXPORTS_DIR
         self.allocations_dir = self.root / "allocations"
         self.final_dir = self.root / "final"
         self.final_store_dir = self.root / ".final_store"

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from batch.faults import crash_point
+from batch.names import EXPORT_PAUSE_VAR
 from resources.allocation_rows import SCHEMA_VERSION, allocation_table, read_rows
 from resources.export_paths import (
     DATA_FILE,
@@ -47,7 +48,6 @@ from resources.manifests import (
 
 # Test hook: seconds to sleep after the data files are written and before the manifest,
 # so that a test can SIGKILL a writer mid-version.
-TEST_PAUSE_ENV = "BATCH_ADMIN_EXPORT_TEST_PAUSE_S"
 
 
 @dataclass
@@ -264,6 +264,6 @@ class VersionStore(ExportPaths):
 
 def _pause_for_tests() -> None:
     """Sleep when the test hook asks for it, so a test can kill a writer mid-version."""
-    pause = os.environ.get(TEST_PAUSE_ENV)
+    pause = os.environ.get(EXPORT_PAUSE_VAR)
     if pause:
         time.sleep(float(pause))

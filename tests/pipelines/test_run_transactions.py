@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from resources.store_trace import TRACE_ENV
+from batch.names import TRACE_VAR
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -38,7 +38,7 @@ def test_a_run_is_admitted_once_and_each_later_step_reads_once(home):
     cli("demo-data", MONTH, "--requests", "200", "--resources", "20", "--seed", "4", env=env)
     cli("params", MONTH, "--actor", "alice", "--set", "time_limit_s=2", env=env)
     trace = home / "transactions.tsv"
-    cli("run", MONTH, "--actor", "alice", "--note", "counted", env={**env, TRACE_ENV: str(trace)})
+    cli("run", MONTH, "--actor", "alice", "--note", "counted", env={**env, TRACE_VAR: str(trace)})
 
     lines = [line.split("\t")[1:] for line in trace.read_text().splitlines()]
     # (store method, its caller), by function name: the rooms the store is kept in may move.
