@@ -2,7 +2,6 @@
 
 
 import math
-import os
 import time
 import warnings
 from dataclasses import replace
@@ -34,7 +33,7 @@ from checks import asset_checks, names
 from checks.table_metadata import table_metadata
 from resources.advice_files import write_advice_files
 from resources.dagster_resources import ControlStoreResource, StorageResource
-from resources.settings import VIEW_URL_VAR
+from resources.settings import known_view_origin
 from resources.storage import ALLOCATION_SCHEMA
 from solvers import build_instance
 
@@ -247,9 +246,10 @@ def version_metadata(view: VersionView, view_url: str | None = None) -> dict[str
 
     The Dagster UI shows Markdown under 1,000 characters and every table inline; an embedded PNG is far
     longer, so a chart is inline only as a link to the admin view's copy of the same image (`view_url`,
-    default: BATCH_ADMIN_VIEW_URL, which `batch-admin ui` sets); without a view it stays embedded and
+    default: resources.settings.known_view_origin, BATCH_ADMIN_ORIGIN or the BATCH_ADMIN_VIEW_URL `batch-admin ui`
+    sets, as the metadata's links to the view); without a view it stays embedded and
     folded behind "Show Markdown"."""
-    view_url = (view_url if view_url is not None else os.environ.get(VIEW_URL_VAR, "")).rstrip("/")
+    view_url = (view_url if view_url is not None else known_view_origin() or "").rstrip("/")
     metadata: dict[str, Any] = {"dagster/row_count": len(view.rows), "dagster/column_schema": ALLOCATION_TABLE_SCHEMA,
                                 "version": view.version}
     if view.standing:

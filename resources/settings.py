@@ -129,5 +129,11 @@ DEFAULT_VIEW_URL = "http://localhost:3000"
 
 def view_origin(environ: Mapping[str, str] | None = None) -> str:
     """The admin view's public origin, without a trailing slash."""
+    return known_view_origin(environ) or DEFAULT_VIEW_URL
+
+
+def known_view_origin(environ: Mapping[str, str] | None = None) -> str | None:
+    """The admin view's origin when the deployment or `batch-admin ui` said it, else None (nothing serves
+    the view's images for sure: Dagster metadata then embeds its charts)."""
     env = os.environ if environ is None else environ
-    return (env.get(ORIGIN_VAR) or env.get(VIEW_URL_VAR) or DEFAULT_VIEW_URL).rstrip("/")
+    return (env.get(ORIGIN_VAR) or env.get(VIEW_URL_VAR) or "").strip().rstrip("/") or None
