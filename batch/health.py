@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from batch.inputs import InputError, InputTables, load_landing
+from batch.landing import landed_fingerprint
 from batch.lifecycle import PHASE_FINALIZED
-from batch.metrics import planned_vs_actual, utilization_table, version_metrics
 from batch.months import trailing_months
 from batch.ports import ExportReads, HistoryPort, MonthPort, OverviewPort, VersionPort
-from solvers.eligibility import monthly_capacity
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from batch.inputs import InputTables
+
+# What planned_figures() returns; a version's stored figures (ExportReads.figures) hold these and the
+# input_fingerprint of the landed files they were computed from.
+FIGURE_KEYS = ("figures", "utilization_by_service_region", "planned_vs_actual")
 TREND_MONTHS = 6
 TREND_FIELDS = ("success_rate", "unallocated_ratio", "utilization", "objective", "gap")
 HEADLINE_FIELDS = ("requests", "allocated", "pinned", "unallocated", "excluded", "success_rate",
@@ -79,14 +83,37 @@ def month_health(store: HistoryPort, exports: ExportReads, month: str, landed: L
     """JSON-able health of a month for `batch-admin status --json` (key "health"); `landed`: the month's
     landed tables when the caller has read them already (landed_of)."""
     chosen = planned_choice(store, exports, month)
+    stored = stored_figures(exports, month, chosen) if chosen and landed is None else None
+    if stored is not None:  # the landed files are those the version was made from: they met the contract
+        return health_of(store, month, chosen, None, stored)
     landed = landed if landed is not None else landed_tables(exports.home, month)
     figures = planned_figures(chosen_rows(exports, month, chosen), landed) if chosen else None
     return health_of(store, month, chosen, landed.problem, figures)
 
 
+def stored_figures(exports: ExportReads, month: str, chosen: tuple[int, bool]) -> dict[str, Any] | None:
+    """planned_figures() of a planned_choice(), as stored beside its version when the version was written, while
+    they still hold: the month's landed files are the ones they were computed from (same fingerprint) and an
+    official copy holds the version's own rows, intact. None otherwise: the caller computes them."""
+    version, final = chosen
+    stored = exports.figures(month, version)
+    if (stored is None or any(key not in stored for key in FIGURE_KEYS)
+            or stored.get("input_fingerprint") != landed_fingerprint(exports.home, month)):
+        return None
+    if final:
+        copy = exports.final_manifest(month) or {}
+        if copy.get("files") != exports.manifest(month, version).get("files") or not exports.verify_final(month):
+            return None
+    return {key: stored[key] for key in FIGURE_KEYS}
+
+
 def planned_figures(planned: PlannedRows, landed: LandedTables) -> dict[str, Any]:
     """What a month's health computes from its planned rows and landed tables (the figures, utilization by
     service and region, planned vs actual): the same for the same version and the same landed files."""
+    # Deferred, as in landed_tables: the figures need pandas (0.4-0.6 s to import), which a month whose
+    # version has its figures stored (stored_figures) does not.
+    from batch.metrics import planned_vs_actual, utilization_table, version_metrics
+
     found: dict[str, Any] = {"figures": {}, "utilization_by_service_region": [], "planned_vs_actual": None}
     if landed.resources is None:
         return found
@@ -151,6 +178,9 @@ class LandedTables:
 
 def landed_tables(home, month: str) -> LandedTables:
     """The month's landed tables, for figures that need capacity or requested units."""
+    # Deferred: pandas (0.4-0.6 s of `batch-admin status`, measured with -X importtime) loads only when tables are read.
+    from batch.inputs import InputError, load_landing
+
     try:
         return landed_of(load_landing(home, month))
     except InputError as exc:
@@ -159,6 +189,8 @@ def landed_tables(home, month: str) -> LandedTables:
 
 def landed_of(tables: InputTables) -> LandedTables:
     """LandedTables of tables read by load_landing."""
+    from solvers.eligibility import monthly_capacity  # deferred: see landed_tables
+
     # Utilization is judged against the monthly capacity the solver used: availability when present.
     resources = tables.resources.copy()
     resources["capacity"] = monthly_capacity(resources, tables.availability).reindex(

@@ -167,6 +167,10 @@ class ExportReads(VersionFiles, Protocol):
 
     def read_final(self, month: str) -> pd.DataFrame: ...
 
+    def verify_final(self, month: str) -> bool: ...
+
+    def figures(self, month: str, version: int) -> dict[str, Any] | None: ...
+
 
 class ExportReports(ExportReads, Protocol):
     """What a version's report and standing read and write of the export store."""

@@ -13,11 +13,10 @@ nothing from Dagster.
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from pathlib import Path
-
-import numpy as np
 
 from batch import months
 
@@ -25,7 +24,10 @@ DATA_FILE = "allocations.parquet"
 MANIFEST_FILE = "manifest.json"
 # The version's HTML report: a view rebuilt from the data, beside the manifest and outside its checksums.
 REPORT_FILE = "report.html"
-SIDECAR_FILES = frozenset({MANIFEST_FILE, REPORT_FILE})
+# A version's figures against the landed files (batch.health.planned_figures and the input_fingerprint
+# they were computed from), stored once so that readers need not compute them from the rows again.
+FIGURES_FILE = "figures.json"
+SIDECAR_FILES = frozenset({MANIFEST_FILE, REPORT_FILE, FIGURES_FILE})
 
 _VERSION_DIR = re.compile(r"^version=(\d+)$")
 
@@ -106,7 +108,7 @@ def check_month(month: str) -> str:
 
 def check_version(version: int) -> int:
     """The version as a plain int, when it is a positive integer."""
-    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, numbers.Integral) or version < 1:
         raise ExportError(f"Version {version!r} is not a positive integer.")
     return int(version)
 

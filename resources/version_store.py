@@ -9,20 +9,19 @@ This module imports nothing from Dagster.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from batch.faults import crash_point
-from resources.allocation_rows import SCHEMA_VERSION, allocation_table, read_rows
 from resources.export_paths import (
     DATA_FILE,
+    FIGURES_FILE,
     MANIFEST_FILE,
     REPORT_FILE,
     ExportError,
@@ -44,6 +43,9 @@ from resources.manifests import (
     write_json_atomic,
     write_text_atomic,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Test hook: seconds to sleep after the data files are written and before the manifest,
 # so that a test can SIGKILL a writer mid-version.
@@ -86,6 +88,12 @@ class VersionStore(ExportPaths):
 
     def write_version(self, month: str, version: int, rows: pd.DataFrame, manifest: dict) -> VersionInfo:
         """Write an immutable version atomically: data, then manifest, then one directory rename."""
+        # Deferred (as in read_version): the row contract's pandas and pyarrow, which readers of versions'
+        # manifests and folders (`batch-admin status`: 0.5 s of its 2 s) do not need.
+        import pyarrow.parquet as pq
+
+        from resources.allocation_rows import SCHEMA_VERSION, allocation_table
+
         month, version = check_month(month), check_version(version)
         fields = caller_fields(manifest)
         table = allocation_table(rows, month, version)
@@ -132,8 +140,18 @@ class VersionStore(ExportPaths):
 
     def read_version(self, month: str, version: int) -> pd.DataFrame:
         """Allocation rows of a complete version, typed by ALLOCATION_SCHEMA."""
+        from resources.allocation_rows import read_rows  # deferred: see write_version
+
         path = self.complete_version_path(month, version)
         return read_rows(path / DATA_FILE)
+
+    def figures(self, month: str, version: int) -> dict | None:
+        """The figures stored beside a complete version (FIGURES_FILE), or None when it has none readable."""
+        try:
+            stored = json.loads((self.complete_version_path(month, version) / FIGURES_FILE).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return stored if isinstance(stored, dict) else None
 
     def verify(self, month: str, version: int) -> bool:
         """True when every file of the version matches its sha256 in the manifest and none is extra."""
@@ -201,6 +219,8 @@ class VersionStore(ExportPaths):
         """Allocation rows of the month's official copy."""
         if self.final_manifest(month) is None:
             raise ExportError(f"Month {month} has no final allocation.")
+        from resources.allocation_rows import read_rows  # deferred: see write_version
+
         return read_rows(self.final_path(month) / DATA_FILE)
 
     def verify_final(self, month: str) -> bool:

@@ -4,8 +4,11 @@ import json
 
 import pytest
 
-from batch.health import month_health, trend
+from batch.health import PlannedRows, landed_tables, month_health, planned_figures, trend
+from batch.inputs import load_landing
 from resources.control_store import ControlStore
+from resources.export_paths import FIGURES_FILE
+from resources.manifests import write_json_atomic
 from resources.storage import ExportStore
 from tests.pipelines.test_sensors import MONTH, land, write_version
 
@@ -87,3 +90,49 @@ def test_bad_landing_is_reported_as_a_problem_not_raised(home, store):
 
     assert health["metrics"] == {"success_rate": 0.5}
     assert "No inputs have landed" in health["problems"][0]
+
+
+def store_figures(home, month: str = MONTH, version: int = 1, **changed) -> dict:
+    """The figures of a version stored beside it, as the export step keeps them (planned_figures of the version's
+    rows and the landed tables, with the landed files' fingerprint); `changed` replaces some headline figures,
+    so that a test sees whether the stored ones were read."""
+    exports = ExportStore(home)
+    found = planned_figures(PlannedRows(month, version, False, exports.read_version(month, version)),
+                            landed_tables(home, month))
+    found["figures"] = {**found["figures"], **changed}
+    write_json_atomic(exports.version_path(month, version) / FIGURES_FILE,
+                      {"input_fingerprint": load_landing(home, month).fingerprint, **found})
+    return found
+
+
+def test_a_versions_stored_figures_are_read_while_the_landed_files_are_the_ones_they_came_from(home, store):
+    land(home, actuals=False)
+    write_version(home)
+    record(store, MONTH, 1)
+    computed = month_health(store, ExportStore(home), MONTH)
+    store_figures(home, success_rate=0.125)
+
+    stored = month_health(store, ExportStore(home), MONTH)
+
+    assert stored["metrics"]["success_rate"] == 0.125  # read, not computed
+    assert {**stored["metrics"], "success_rate": computed["metrics"]["success_rate"]} == computed["metrics"]
+    assert stored["utilization_by_service_region"] == computed["utilization_by_service_region"]
+    land(home, actuals=True)  # actuals land after the version: the stored figures no longer hold
+
+    later = month_health(store, ExportStore(home), MONTH)
+
+    assert later["metrics"]["success_rate"] == computed["metrics"]["success_rate"]
+    assert later["planned_vs_actual"]["actuals_landed"] is True
+
+
+def test_stored_figures_without_their_fingerprint_or_their_keys_are_not_read(home, store):
+    land(home, actuals=False)
+    write_version(home)
+    record(store, MONTH, 1)
+    computed = month_health(store, ExportStore(home), MONTH)
+    path = ExportStore(home).version_path(MONTH, 1) / FIGURES_FILE
+    found = store_figures(home, success_rate=0.125)
+    for stored in ({**found}, {"input_fingerprint": load_landing(home, MONTH).fingerprint, "figures": {}}):
+        write_json_atomic(path, stored)
+
+        assert month_health(store, ExportStore(home), MONTH)["metrics"] == computed["metrics"]
