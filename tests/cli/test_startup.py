@@ -9,19 +9,11 @@ import sys
 
 from resources.control_store import ControlStore
 from tests.batch.test_health import record, store_figures
+from tests.cli.test_failures import PROBE
 from tests.pipelines.test_sensors import MONTH, land, write_version
 
 # pandas, pyarrow, DuckDB, Dagster and the solver's engines: each takes 0.1 s to seconds to import.
 HEAVY = ("pandas", "numpy", "pyarrow", "duckdb", "dagster", "ortools", "numba", "xlsxwriter")
-PROBE = """
-import sys
-from batch_cli.main import main
-try:
-    main(sys.argv[1:], standalone_mode=True)
-except SystemExit as exc:
-    code = exc.code
-print("EXIT", code, sorted(name for name in {heavy!r} if name in sys.modules))
-"""
 
 
 def loaded(home, *args: str) -> str:
@@ -35,12 +27,17 @@ def test_help_imports_neither_the_tables_nor_the_store(tmp_path):
     assert loaded(tmp_path, "--help") == "EXIT 0 []"
 
 
-def test_status_of_a_version_with_stored_figures_reads_no_table(tmp_path):
-    land(tmp_path, actuals=False)
-    write_version(tmp_path)
-    store = ControlStore(f"sqlite:///{tmp_path.resolve()}/control.db")
+def month_with_a_version(home) -> None:
+    """The month landed (without actuals) and its version 1 written and recorded."""
+    land(home, actuals=False)
+    write_version(home)
+    store = ControlStore(f"sqlite:///{home.resolve()}/control.db")
     record(store, MONTH, 1)
     store.dispose()
+
+
+def test_status_of_a_version_with_stored_figures_reads_no_table(tmp_path):
+    month_with_a_version(tmp_path)
     store_figures(tmp_path)
 
     assert loaded(tmp_path, "status", MONTH) == "EXIT 0 ['sqlalchemy']"  # the control store's
@@ -48,10 +45,6 @@ def test_status_of_a_version_with_stored_figures_reads_no_table(tmp_path):
 
 
 def test_status_computes_the_figures_when_none_are_stored(tmp_path):
-    land(tmp_path, actuals=False)
-    write_version(tmp_path)
-    store = ControlStore(f"sqlite:///{tmp_path.resolve()}/control.db")
-    record(store, MONTH, 1)
-    store.dispose()
+    month_with_a_version(tmp_path)
 
     assert "pandas" in loaded(tmp_path, "status", MONTH)
