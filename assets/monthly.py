@@ -15,7 +15,8 @@ from assets.partitions import monthly_partitions
 from assets.parts import allocation_parts
 from assets.view_links import view_links
 from batch import plan as batch
-from batch.advice import ADVICE_KEY, advice_lines, advice_record, month_advice
+from batch.advice import advice_record, month_advice
+from batch.advice_text import ADVICE_KEY, advice_lines
 from batch.alert_rules import AlertThresholds
 from batch.audit import ANCHOR_METADATA, anchor_text
 from batch.charts import chart_path

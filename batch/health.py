@@ -6,16 +6,17 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from batch.inputs import InputError, InputTables, landed_fingerprint, landing_summary, load_landing
+from batch.landing import landed_fingerprint
 from batch.lifecycle import PHASE_FINALIZED
-from batch.metrics import planned_vs_actual, utilization_table, version_metrics
 from batch.months import trailing_months
 from batch.ports import ExportReads, HistoryPort, MonthPort, OverviewPort, VersionPort
-from solvers.eligibility import monthly_capacity
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from batch.inputs import InputError, InputTables
 
 TREND_MONTHS = 6
 TREND_FIELDS = ("success_rate", "unallocated_ratio", "utilization", "objective", "gap")
@@ -105,6 +106,10 @@ def landing_once(home, month: str) -> Callable[[], InputTables | InputError]:
 
 def read_landing(home, month: str) -> InputTables | InputError:
     """The month's landed tables as load_landing reads them, or why they break the landing contract."""
+    # Deferred, as every table reader of this module: pandas (0.4-0.6 s of `batch-admin status`, measured
+    # with -X importtime) loads only when tables are read, never when the kept figures serve.
+    from batch.inputs import InputError, load_landing
+
     try:
         return load_landing(home, month)
     except InputError as exc:
@@ -114,9 +119,15 @@ def read_landing(home, month: str) -> InputTables | InputError:
 def kept_landing(exports: ExportReads, month: str, fingerprint: str | None,
                  read: Callable[[], InputTables | InputError]) -> dict[str, Any]:
     """landing_summary of the month's landed files, kept under their fingerprint (landed_fingerprint)."""
-    if fingerprint is None:  # the landing breaks the contract before a file is read: cheap to say again
+
+    def summary() -> dict[str, Any]:
+        from batch.inputs import landing_summary  # deferred: see read_landing
+
         return landing_summary(read())
-    return exports.kept(f"landing/{month}/{fingerprint}", lambda: landing_summary(read()))
+
+    if fingerprint is None:  # the landing breaks the contract before a file is read: cheap to say again
+        return summary()
+    return exports.kept(f"landing/{month}/{fingerprint}", summary)
 
 
 def version_figures(exports: ExportReads, month: str, chosen: tuple[int, bool], fingerprint: str | None,
@@ -137,6 +148,8 @@ def version_figures(exports: ExportReads, month: str, chosen: tuple[int, bool], 
 def planned_figures(planned: PlannedRows, landed: LandedTables) -> dict[str, Any]:
     """What a month's health computes from its planned rows and landed tables (the figures, utilization by
     service and region, planned vs actual): the same for the same version and the same landed files."""
+    from batch.metrics import planned_vs_actual, utilization_table, version_metrics  # deferred: see read_landing
+
     found: dict[str, Any] = {"figures": {}, "utilization_by_service_region": [], "planned_vs_actual": None}
     if landed.resources is None:
         return found
@@ -206,11 +219,15 @@ def landed_tables(home, month: str) -> LandedTables:
 
 def landed_or_problem(tables: InputTables | InputError) -> LandedTables:
     """LandedTables of what read_landing read: the tables, or the sentence saying why they cannot be read."""
+    from batch.inputs import InputError  # deferred: see read_landing
+
     return LandedTables(problem=str(tables)) if isinstance(tables, InputError) else landed_of(tables)
 
 
 def landed_of(tables: InputTables) -> LandedTables:
     """LandedTables of tables read by load_landing."""
+    from solvers.eligibility import monthly_capacity  # deferred: see read_landing
+
     # Utilization is judged against the monthly capacity the solver used: availability when present.
     resources = tables.resources.copy()
     resources["capacity"] = monthly_capacity(resources, tables.availability).reindex(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from batch import months
-from batch.landing import EXTENSIONS, REQUIRED_TABLES, TABLES, landing_folder
+from batch.landing import EXTENSIONS, REQUIRED_TABLES, TABLES, fingerprint_files, landing_folder
 
 # Contract columns per table, in order; the required ones must be present in the file.
 COLUMNS: dict[str, list[str]] = {
@@ -340,30 +339,6 @@ def _default_column(table: str, column: str, rows: int) -> pd.Series:
     if column in INTEGER_COLUMNS:
         return pd.Series(pd.NA, index=range(rows), dtype="Int64")
     return pd.Series(np.nan, index=range(rows), dtype="str")
-
-
-def fingerprint_files(paths: list[Path]) -> str:
-    """sha256 over the files' names and bytes, sorted by name."""
-    digest = hashlib.sha256()
-    for path in sorted(paths, key=lambda p: p.name):
-        digest.update(path.name.encode())
-        digest.update(b"\0")
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def landed_fingerprint(home: Path, month: str) -> str | None:
-    """load_landing's fingerprint of the month's landed files, from their bytes alone (0.5 ms at 20,000
-    requests, against 30-120 ms to read them as tables); None when the landing breaks the contract before a
-    file is read (no folder, an unknown, doubled or missing table: load_landing says which, at once)."""
-    try:
-        check_month(month)
-        return fingerprint_files(list(_landed_files(home, month).values()))
-    except InputError:
-        return None
 
 
 def landing_summary(tables: InputTables | InputError) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from batch.health import (
     read_landing,
     version_figures,
 )
-from batch.inputs import InputError, InputTables, landed_fingerprint
+from batch.inputs import InputError, InputTables
+from batch.landing import landed_fingerprint
 from batch_view.memo import Memo, landing_key
 from batch_view.sources import Sources
 

@@ -13,11 +13,10 @@ nothing from Dagster.
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from pathlib import Path
-
-import numpy as np
 
 from batch import months
 from batch.names import EXPORTS_DIR
@@ -107,7 +106,7 @@ def check_month(month: str) -> str:
 
 def check_version(version: int) -> int:
     """The version as a plain int, when it is a positive integer."""
-    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, numbers.Integral) or version < 1:
         raise ExportError(f"Version {version!r} is not a positive integer.")
     return int(version)
 

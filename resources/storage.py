@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 
 from resources.allocation_rows import ALLOCATION_SCHEMA, STATUSES, current_schema
 from resources.cells import sanitize_series
-from resources.derived_files import DerivedFiles
 from resources.export_filters import FILTER_COLUMNS, Filters, known_beyond_rows, landed_values
 from resources.export_paths import DATA_FILE, ExportError, check_month, check_target
 from resources.manifests import read_manifest, verify_dir, write_json_atomic
@@ -32,7 +31,7 @@ MAX_FILTER_LENGTH = 200
 XLSX_MAX_ROWS = 1_048_576
 
 
-class ExportStore(VersionStore, DerivedFiles):
+class ExportStore(VersionStore):
     """Versioned allocation exports under ``home/exports``, written to files on request and compared, and the
     figures derived from them kept under ``home/cache`` (resources/derived_files.py); no Dagster."""
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from assets.monthly import advice_metadata, version_metadata
-from batch.advice import ADVICE_KEY, advice_lines
+from batch.advice_text import ADVICE_KEY, advice_lines
 from batch.standing import Standing, Withdrawal
 from checks import names
 from checks.asset_checks import rows_result

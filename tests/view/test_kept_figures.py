@@ -8,9 +8,9 @@ import json
 import pandas as pd
 import pytest
 
-from batch import health
+from batch import health, inputs
 from batch.health import keep_figures, landed_tables, planned_figures, planned_rows, version_figures
-from batch.inputs import landed_fingerprint
+from batch.landing import landed_fingerprint
 from batch_view import month_reads
 from batch_view.memo import Memo
 from batch_view.sources import Sources
@@ -22,8 +22,8 @@ from resources.storage import ExportStore
 def reads_of(monkeypatch) -> list[str]:
     """Months whose landed tables are read as tables from now on."""
     reads: list[str] = []
-    real = health.load_landing
-    monkeypatch.setattr(health, "load_landing", lambda home, month: reads.append(month) or real(home, month))
+    real = inputs.load_landing
+    monkeypatch.setattr(inputs, "load_landing", lambda home, month: reads.append(month) or real(home, month))
     return reads
 
 
