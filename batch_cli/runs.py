@@ -4,14 +4,21 @@ A run started here has the code location's origin (the UI can re-execute it), go
 instance's run queue when a daemon serves it, and executes with the job's own executor in its
 own run worker. Without a daemon (the embedded default) the run is launched directly, which
 skips the queue and leaves sensors unevaluated; the CLI says so.
+
+While `batch-admin ui` runs (its ui.json in DAGSTER_HOME names its webserver, batch_view/server.py),
+the run is created and queued by that webserver's GraphQL `launchRun`, with its warm code location:
+this process then starts no code server of its own, and only follows the run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +30,7 @@ from dagster import __version__ as dagster_version
 
 from assets.guards import fail_dead_run
 from batch.roles import MONTH_TAG
+from batch_cli.failures import _debug as debugging
 from batch_cli.instance import WORKSPACE_YAML, daemon_running, instance
 from resources.dagster_internals import (
     JobSubsetSelector,
@@ -48,6 +56,25 @@ STALL_SECONDS = 600.0
 # What Dagster says of a run marked failed by someone else than its executor (its code server,
 # when the run worker died).
 GENERIC_RUN_FAILURE = "This run has been marked as failed from outside the execution context."
+# Written in DAGSTER_HOME by `batch-admin ui` while it runs (batch_view/server.py UI_FILE): its webserver's URL and pid.
+UI_FILE = "ui.json"
+REPOSITORY_NAME = "__repository__"  # the name Dagster gives the repository of a Definitions
+# A webserver that does not answer this fast is not there (the CLI then starts its own code server).
+PROBE_TIMEOUT_S = 1.0
+# launchRun creates the run (an execution plan from the warm code location) and queues it.
+LAUNCH_TIMEOUT_S = 120.0
+LAUNCH_RUN = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message stack }
+    ... on Error { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { stepKey invalidOutputName }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
 
 
 class RunError(Exception):
@@ -284,12 +311,75 @@ def first_time(marker: Path) -> bool:
     return True
 
 
+def warm_webserver(the_instance: dg.DagsterInstance, events: RunEvents) -> str | None:
+    """The URL of the Dagster webserver of a running `batch-admin ui` on this instance, if it answers;
+    else None (said only with --debug: the CLI then starts its own code server, as without a ui)."""
+    path = Path(the_instance.root_directory) / UI_FILE
+    if not path.exists():
+        return None
+    why = None
+    try:
+        found = json.loads(path.read_text())
+        url, pid = str(found["url"]).rstrip("/"), int(found["pid"])
+        os.kill(pid, 0)
+        with urllib.request.urlopen(f"{url}/server_info", timeout=PROBE_TIMEOUT_S) as answer:
+            if answer.status == 200:
+                return url
+            why = f"{url}/server_info answered HTTP {answer.status}"
+    except ProcessLookupError:
+        why = f"its process {found.get('pid')} is gone"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        why = f"{type(exc).__name__}: {exc}"
+    if debugging():
+        events.on_notice(f"{path} names no webserver that answers ({why}): this command starts its own code server.")
+    return None
+
+
+def _launch_through(url: str, job_name: str, tags: Mapping[str, str], run_config: Mapping[str, Any]) -> str:
+    """Create and queue a run with the webserver's GraphQL launchRun; its run id. Any error answer
+    is one RunError sentence (a refusal of the instance, resources/batch_instance.py, as it said it)."""
+    body = json.dumps({"query": LAUNCH_RUN, "variables": {"params": {
+        "selector": {"repositoryLocationName": LOCATION_NAME, "repositoryName": REPOSITORY_NAME, "jobName": job_name},
+        "runConfigData": dict(run_config),
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]}}}}).encode()
+    request = urllib.request.Request(f"{url}/graphql", data=body, headers={"Content-Type": "application/json"})
+    where = f"{job_name} was not launched by the Dagster webserver at {url}"
+    try:
+        with urllib.request.urlopen(request, timeout=LAUNCH_TIMEOUT_S) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise RunError(f"{where}: HTTP {exc.code} {exc.read().decode(errors='replace').strip()[:300]}") from None
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{where}: {exc}") from None
+    result = (answer.get("data") or {}).get("launchRun") or {}
+    kind = result.get("__typename")
+    if kind == "LaunchRunSuccess":
+        return str(result["run"]["runId"])
+    if kind == "PythonError" and not result.get("stack"):
+        # The instance's refusal (graphql_refusal: a PythonError without a stack) is the sentence itself.
+        raise RunError(str(result.get("message", "")).strip())
+    said = [e.get("message", "") for e in answer.get("errors") or []]
+    said += [e.get("message", "") for e in result.get("errors") or []]
+    said += [str(result[k]) for k in ("message", "invalidStepKey", "invalidOutputName") if result.get(k)]
+    message = "; ".join(m.strip() for m in said if m and m.strip()) or kind or "no answer"
+    raise RunError(f"{where}: {message.splitlines()[0]}")
+
+
 def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
             run_config: Mapping[str, Any] | None = None, events: RunEvents | None = None) -> RunOutcome:
-    """Submit a job of the code location for a month (or none) and follow it to its end."""
+    """Submit a job of the code location for a month (or none) and follow it to its end: through the
+    warm code location of a running `batch-admin ui` when its daemon serves the queue, else with a code
+    server of its own."""
     events = events or RunEvents()
     the_instance = instance()
     all_tags = {**({PARTITION_TAG: month, MONTH_TAG: month} if month else {}), **tags}
+    url = warm_webserver(the_instance, events)
+    if url is not None and daemon_running(the_instance):
+        run_id = _launch_through(url, job_name, all_tags, run_config or {})
+        failed = fail_dead_holder(the_instance, month, f"run {run_id}") if month else None
+        if failed:
+            events.on_notice(failed)
+        return _follow_to_end(the_instance, run_id, events, None)
     with workspace(the_instance) as context:
         run = _create_run(the_instance, context, job_name, all_tags, dict(run_config or {}))
         notes = []
@@ -306,10 +396,15 @@ def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
             if first_time(Path(the_instance.root_directory) / NO_DAEMON_NOTED):
                 notes.append(NO_DAEMON)
             launch()
-        try:
-            outcome = follow(the_instance, run.run_id, events, launch)
-        except KeyboardInterrupt:
-            raise RunError(f"Stopped following run {run.run_id}; the run itself goes on: see it in the Dagster UI "
-                           f"(or stop it there).") from None
+        outcome = _follow_to_end(the_instance, run.run_id, events, launch)
     outcome.notes.extend(notes)
     return outcome
+
+
+def _follow_to_end(the_instance: dg.DagsterInstance, run_id: str, events: RunEvents,
+                   launch: Callable[[], None] | None) -> RunOutcome:
+    try:
+        return follow(the_instance, run_id, events, launch)
+    except KeyboardInterrupt:
+        raise RunError(f"Stopped following run {run_id}; the run itself goes on: see it in the Dagster UI "
+                       f"(or stop it there).") from None
