@@ -38,7 +38,7 @@ from resources.dagster_internals import (
     WorkspaceProcessContext,
     WorkspaceRequestContext,
 )
-from resources.settings import Settings
+from resources.settings import UI_FILE, Settings
 from resources.store_factory import open_control_store
 
 LOCATION_NAME = "monthly_batch_admin"
@@ -56,8 +56,6 @@ STALL_SECONDS = 600.0
 # What Dagster says of a run marked failed by someone else than its executor (its code server,
 # when the run worker died).
 GENERIC_RUN_FAILURE = "This run has been marked as failed from outside the execution context."
-# Written in DAGSTER_HOME by `batch-admin ui` while it runs (batch_view/server.py UI_FILE): its webserver's URL and pid.
-UI_FILE = "ui.json"
 REPOSITORY_NAME = "__repository__"  # the name Dagster gives the repository of a Definitions
 # A webserver that does not answer this fast is not there (the CLI then starts its own code server).
 PROBE_TIMEOUT_S = 1.0

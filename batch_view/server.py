@@ -18,12 +18,11 @@ import uvicorn
 
 from batch_view.app import create_app
 from batch_view.sources import Sources
-from resources.settings import VIEW_URL_VAR, Settings
+from resources.settings import UI_FILE, VIEW_URL_VAR, Settings
 
 STOP_TIMEOUT_S = 20
 # In DAGSTER_HOME while this server runs: where its Dagster webserver answers, so that a CLI run is submitted
 # to its warm code location (batch_cli/runs.py reads it under the same name).
-UI_FILE = "ui.json"
 
 
 def dagster_command(workspace: Path, host: str, port: int) -> list[str]:

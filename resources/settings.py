@@ -124,3 +124,8 @@ def view_origin(environ: Mapping[str, str] | None = None) -> str:
     """The admin view's public origin, without a trailing slash."""
     env = os.environ if environ is None else environ
     return (env.get(ORIGIN_VAR) or env.get(VIEW_URL_VAR) or DEFAULT_VIEW_URL).rstrip("/")
+
+
+# Written in DAGSTER_HOME by `batch-admin ui` while it runs (batch_view/server.py): its Dagster webserver's
+# URL and pid; `batch-admin run` submits through that webserver's warm code location (batch_cli/runs.py).
+UI_FILE = "ui.json"
