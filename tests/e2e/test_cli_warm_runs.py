@@ -38,23 +38,31 @@ def versions() -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def ui(isolated_env, tmp_path_factory) -> Iterator[tuple[subprocess.Popen, Path]]:
-    """A demo month and `batch-admin ui` on its home, ready (webserver answering, daemon serving the queue)."""
+def home(isolated_env, tmp_path_factory) -> Path:
+    """A home with a small demo month (its DAGSTER_HOME), shared by the module's tests."""
     home = tmp_path_factory.mktemp("warm_home")
     isolated_env.setenv("BATCH_ADMIN_HOME", str(home))
     isolated_env.setenv("DAGSTER_HOME", str(home / "dagster"))
     dagster_home = prepare(Settings.from_env()).dagster_home
     cli("demo-data", MONTH, "--requests", "120", "--resources", "12")
     cli("params", MONTH, "--actor", "alice", "--set", "time_limit_s=1")
+    return dagster_home
+
+
+@pytest.fixture
+def ui(home) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """`batch-admin ui` on the home, ready (webserver answering, daemon serving the queue); its own per test,
+    since a test may kill it."""
     port = free_port()
-    with (home / "ui.log").open("wb") as out:
+    log = home.parent / f"ui-{port}.log"
+    with log.open("wb") as out:
         proc = subprocess.Popen([str(BIN / "batch-admin"), "ui", "--port", str(port)], env=dict(os.environ),
                                 cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    services = Services(home=dagster_home, port=port + 1, procs=[proc], log_dir=home)
+    services = Services(home=home, port=port + 1, procs=[proc], log_dir=home.parent)
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
-            assert proc.poll() is None, (home / "ui.log").read_text()
+            assert proc.poll() is None, log.read_text()
             try:
                 with urllib.request.urlopen(f"{services.url}/server_info", timeout=2):
                     pass
@@ -62,9 +70,9 @@ def ui(isolated_env, tmp_path_factory) -> Iterator[tuple[subprocess.Popen, Path]
                     break
             except OSError:
                 pass
-            assert time.monotonic() < deadline, f"batch-admin ui is not ready:\n{(home / 'ui.log').read_text()}"
+            assert time.monotonic() < deadline, f"batch-admin ui is not ready:\n{log.read_text()}"
             time.sleep(1)
-        yield proc, dagster_home
+        yield proc, home
     finally:
         stop(services)
         assert not services.survivors()
@@ -78,9 +86,10 @@ def test_a_cli_run_goes_to_the_running_uis_webserver(ui):
     # whenever the CLI starts one, even when the code server says nothing.
     own_code_server = dagster_home / "logs" / "cli-code-server.log"
     own_code_server.unlink(missing_ok=True)
+    before = versions()
     result = json.loads(cli("run", MONTH, "--actor", "alice", "--note", "x", "--json").stdout)
-    assert result["month"] == MONTH and result["version"] == 1
-    assert versions() == [1]
+    assert result["month"] == MONTH and result["version"] == len(before) + 1
+    assert versions() == [*before, len(before) + 1]
     run = instance().get_run_by_id(result["run_id"])
     assert run is not None and run.status.value == "SUCCESS"
     assert run.tags["batch_admin/actor"] == "alice" and run.tags["dagster/partition"] == MONTH
@@ -95,6 +104,8 @@ def test_a_ui_killed_hard_leaves_a_stale_file_and_the_cli_runs_on_its_own(ui):
     assert (dagster_home / "ui.json").exists()  # nobody removed it: the CLI must see that its pid is gone
     own_code_server = dagster_home / "logs" / "cli-code-server.log"
     own_code_server.unlink(missing_ok=True)
+    # Whatever ran before (the module's other test, or nothing when this test runs alone): one version more.
+    before = versions()
     result = json.loads(cli("run", MONTH, "--actor", "alice", "--note", "again", "--json").stdout)
-    assert result["version"] == 2 and versions() == [1, 2]
+    assert result["version"] == len(before) + 1 and versions() == [*before, len(before) + 1]
     assert own_code_server.exists()
