@@ -5,23 +5,17 @@ instance's run queue when a daemon serves it, and executes with the job's own ex
 own run worker. Without a daemon (the embedded default) the run is launched directly, which
 skips the queue and leaves sensors unevaluated; the CLI says so.
 
-While `batch-admin ui` runs (its ui.json in DAGSTER_HOME names its webserver, batch_view/server.py),
-the run is created and queued by that webserver's GraphQL `launchRun`, with its warm code location:
-this process then starts no code server of its own, and only follows the run.
+While `batch-admin ui` runs, a command hands its run to that ui's webserver instead (batch_cli/ui_runs.py):
+this module, and Dagster, are then not even imported.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,76 +23,34 @@ import dagster as dg
 from dagster import __version__ as dagster_version
 
 from assets.guards import fail_dead_run
-from batch.roles import MONTH_TAG
-from batch_cli.failures import _debug as debugging
 from batch_cli.instance import WORKSPACE_YAML, daemon_running, instance
+from batch_cli.ui_runs import (
+    LOCATION_NAME,
+    POLL_SECONDS,
+    STALL_SECONDS,
+    RunError,
+    RunEvents,
+    RunOutcome,
+    month_tags,
+    stalled,
+    stopped_following,
+)
 from resources.dagster_internals import (
     JobSubsetSelector,
     WorkspaceFileTarget,
     WorkspaceProcessContext,
     WorkspaceRequestContext,
 )
-from resources.settings import UI_FILE, Settings
+from resources.settings import Settings
 from resources.store_factory import open_control_store
 
-LOCATION_NAME = "monthly_batch_admin"
-PARTITION_TAG = "dagster/partition"
 NO_DAEMON = ("no Dagster daemon serves this instance: runs are launched directly (no run queue), "
              "and alerts are evaluated only while a daemon runs (`make ui`); said once per home.")
 # Beside the instance: the no-daemon note was said in this home (a note on every run is noise).
 NO_DAEMON_NOTED = ".no_daemon_noted"
-# "part 2/3 solve    4.0s of 6.5s objective ..." (assets/parts.py): one progress bar per part.
-PART_PROGRESS = re.compile(r"^part (\d+)/(\d+) solve\s+([\d.]+)s of ([\d.]+)s")
-POLL_SECONDS = 0.5
-# A run that logs nothing for this long is gone or hung: a solve logs its progress every few seconds,
-# and a run worker that died says nothing more.
-STALL_SECONDS = 600.0
 # What Dagster says of a run marked failed by someone else than its executor (its code server,
 # when the run worker died).
 GENERIC_RUN_FAILURE = "This run has been marked as failed from outside the execution context."
-REPOSITORY_NAME = "__repository__"  # the name Dagster gives the repository of a Definitions
-# A webserver that does not answer this fast is not there (the CLI then starts its own code server).
-PROBE_TIMEOUT_S = 1.0
-# launchRun creates the run (an execution plan from the warm code location) and queues it.
-LAUNCH_TIMEOUT_S = 120.0
-LAUNCH_RUN = """
-mutation Launch($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message stack }
-    ... on Error { message }
-    ... on InvalidStepError { invalidStepKey }
-    ... on InvalidOutputError { stepKey invalidOutputName }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}"""
-
-
-class RunError(Exception):
-    """A run that could not start or did not succeed; str() is one clear sentence."""
-
-
-@dataclass
-class RunOutcome:
-    """What a job run did."""
-
-    run_id: str
-    success: bool
-    error: str | None = None
-    # Said once the run is over (the first line of a refusal stays the refusal itself).
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RunEvents:
-    """What a follower reports while a run executes: step starts, log lines, part progress."""
-
-    on_step: Callable[[str, str], None] = lambda step, status: None
-    on_log: Callable[[str, str], None] = lambda step, text: None
-    on_part: Callable[[int, int, float, float], None] = lambda index, count, done, total: None
-    on_notice: Callable[[str], None] = lambda text: None
-    steps: dict[str, str] = field(default_factory=dict)
 
 
 @contextmanager
@@ -247,9 +199,7 @@ def follow(the_instance: dg.DagsterInstance, run_id: str, events: RunEvents,
             if not page.has_more:
                 break
         if not finished and time.monotonic() - last_sign > STALL_SECONDS:
-            raise RunError(f"Run {run_id} has not been updated for {STALL_SECONDS:.0f} s (status {run.status.value}): "
-                           f"its run worker is gone or hung; this command stops following it (see it in the "
-                           f"Dagster UI, and `batch-admin status`).")
+            raise stalled(run_id, run.status.value, STALL_SECONDS)
         if run is not None and run.status == dg.DagsterRunStatus.QUEUED:
             if not queued_said:
                 events.on_notice(f"run {run_id} is queued (one run per month; the queue starts it when it may).")
@@ -273,16 +223,9 @@ def _report(entry: Any, events: RunEvents) -> None:
                   dg.DagsterEventType.STEP_FAILURE: "failed", dg.DagsterEventType.STEP_SKIPPED: "skipped"}.get(
             event.event_type)
         if status and step:
-            events.steps[step] = status
-            events.on_step(step, status)
+            events.step(step, status)
         return
-    text = entry.user_message or ""
-    match = PART_PROGRESS.match(text)
-    if match:
-        index, count, done, total = match.groups()
-        events.on_part(int(index), int(count), float(done), float(total))
-    elif text:
-        events.on_log(step, text)
+    events.log(step, entry.user_message or "")
 
 
 def fail_dead_holder(the_instance: dg.DagsterInstance, month: str, by: str) -> str | None:
@@ -309,77 +252,19 @@ def first_time(marker: Path) -> bool:
     return True
 
 
-def warm_webserver(the_instance: dg.DagsterInstance, events: RunEvents) -> str | None:
-    """The URL of the Dagster webserver of a running `batch-admin ui` on this instance, if it answers;
-    else None (said only with --debug: the CLI then starts its own code server, as without a ui)."""
-    path = Path(the_instance.root_directory) / UI_FILE
-    if not path.exists():
-        return None
-    why = None
-    try:
-        found = json.loads(path.read_text())
-        url, pid = str(found["url"]).rstrip("/"), int(found["pid"])
-        os.kill(pid, 0)
-        with urllib.request.urlopen(f"{url}/server_info", timeout=PROBE_TIMEOUT_S) as answer:
-            if answer.status == 200:
-                return url
-            why = f"{url}/server_info answered HTTP {answer.status}"
-    except ProcessLookupError:
-        why = f"its process {found.get('pid')} is gone"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        why = f"{type(exc).__name__}: {exc}"
-    if debugging():
-        events.on_notice(f"{path} names no webserver that answers ({why}): this command starts its own code server.")
-    return None
-
-
-def _launch_through(url: str, job_name: str, tags: Mapping[str, str], run_config: Mapping[str, Any]) -> str:
-    """Create and queue a run with the webserver's GraphQL launchRun; its run id. Any error answer
-    is one RunError sentence (a refusal of the instance, resources/batch_instance.py, as it said it)."""
-    body = json.dumps({"query": LAUNCH_RUN, "variables": {"params": {
-        "selector": {"repositoryLocationName": LOCATION_NAME, "repositoryName": REPOSITORY_NAME, "jobName": job_name},
-        "runConfigData": dict(run_config),
-        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]}}}}).encode()
-    request = urllib.request.Request(f"{url}/graphql", data=body, headers={"Content-Type": "application/json"})
-    where = f"{job_name} was not launched by the Dagster webserver at {url}"
-    try:
-        with urllib.request.urlopen(request, timeout=LAUNCH_TIMEOUT_S) as response:
-            answer = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        raise RunError(f"{where}: HTTP {exc.code} {exc.read().decode(errors='replace').strip()[:300]}") from None
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{where}: {exc}") from None
-    result = (answer.get("data") or {}).get("launchRun") or {}
-    kind = result.get("__typename")
-    if kind == "LaunchRunSuccess":
-        return str(result["run"]["runId"])
-    if kind == "PythonError" and not result.get("stack"):
-        # The instance's refusal (graphql_refusal: a PythonError without a stack) is the sentence itself.
-        raise RunError(str(result.get("message", "")).strip())
-    said = [e.get("message", "") for e in answer.get("errors") or []]
-    said += [e.get("message", "") for e in result.get("errors") or []]
-    said += [str(result[k]) for k in ("message", "invalidStepKey", "invalidOutputName") if result.get(k)]
-    message = "; ".join(m.strip() for m in said if m and m.strip()) or kind or "no answer"
-    raise RunError(f"{where}: {message.splitlines()[0]}")
+def failure_message(run_id: str) -> str:
+    """Why a run of this instance failed, as a CLI run says it."""
+    return _failure_message(instance(), run_id)
 
 
 def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
             run_config: Mapping[str, Any] | None = None, events: RunEvents | None = None) -> RunOutcome:
-    """Submit a job of the code location for a month (or none) and follow it to its end: through the
-    warm code location of a running `batch-admin ui` when its daemon serves the queue, else with a code
-    server of its own."""
+    """Submit a job of the code location for a month (or none) with a code server of this process's own,
+    and follow it to its end."""
     events = events or RunEvents()
     the_instance = instance()
-    all_tags = {**({PARTITION_TAG: month, MONTH_TAG: month} if month else {}), **tags}
-    url = warm_webserver(the_instance, events)
-    if url is not None and daemon_running(the_instance):
-        run_id = _launch_through(url, job_name, all_tags, run_config or {})
-        failed = fail_dead_holder(the_instance, month, f"run {run_id}") if month else None
-        if failed:
-            events.on_notice(failed)
-        return _follow_to_end(the_instance, run_id, events, None)
     with workspace(the_instance) as context:
-        run = _create_run(the_instance, context, job_name, all_tags, dict(run_config or {}))
+        run = _create_run(the_instance, context, job_name, month_tags(month, tags), dict(run_config or {}))
         notes = []
         failed = fail_dead_holder(the_instance, month, f"run {run.run_id}") if month else None
         if failed:
@@ -394,15 +279,9 @@ def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
             if first_time(Path(the_instance.root_directory) / NO_DAEMON_NOTED):
                 notes.append(NO_DAEMON)
             launch()
-        outcome = _follow_to_end(the_instance, run.run_id, events, launch)
+        try:
+            outcome = follow(the_instance, run.run_id, events, launch)
+        except KeyboardInterrupt:
+            raise stopped_following(run.run_id) from None
     outcome.notes.extend(notes)
     return outcome
-
-
-def _follow_to_end(the_instance: dg.DagsterInstance, run_id: str, events: RunEvents,
-                   launch: Callable[[], None] | None) -> RunOutcome:
-    try:
-        return follow(the_instance, run_id, events, launch)
-    except KeyboardInterrupt:
-        raise RunError(f"Stopped following run {run_id}; the run itself goes on: see it in the Dagster UI "
-                       f"(or stop it there).") from None
