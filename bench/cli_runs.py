@@ -11,8 +11,9 @@ and, after one round of warm-up (its daemon's first launch waits for the warm ru
 ui, which is the code before runs went to the ui's webserver (the "before" of docs/performance.md).
 
 Prints one JSON object: every command's wall seconds, for a run its solve seconds (the version's metrics)
-and overhead (wall minus solve), the one-minute load average before each command, and per command and
-setting the median wall (and the median overhead of runs).
+and overhead (wall minus solve), the one-minute load average before each command, where the command's
+seconds went (from its start: its run created, its run worker started, its run ended in the event log,
+the command's exit), and per command and setting the median wall (and the median overhead of runs).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
+
 from bench.cli import DEMO_MONTH, DEMO_REQUESTS, DEMO_RESOURCES, DEMO_SEED, emit_json
 
 BIN = Path(sys.executable).parent
@@ -44,13 +47,32 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return done
 
 
+def timeline(env: dict[str, str], run_id: str, since: float) -> dict[str, float]:
+    """Seconds from `since` (the command's start, epoch) to its run's creation, its run worker's start
+    (RUN_START) and its end (RUN_SUCCESS or RUN_FAILURE)."""
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as the_instance:
+        record = the_instance.get_run_record_by_id(run_id)
+        assert record is not None
+        marks = {"run created": record.create_timestamp.timestamp() - since}
+        for event in the_instance.get_records_for_run(run_id, of_type={
+                dg.DagsterEventType.RUN_START, dg.DagsterEventType.RUN_SUCCESS,
+                dg.DagsterEventType.RUN_FAILURE}).records:
+            kind = event.event_log_entry.dagster_event_type
+            name = "run worker started" if kind == dg.DagsterEventType.RUN_START else "run ended"
+            marks[name] = event.event_log_entry.timestamp - since
+        return {name: round(at, 2) for name, at in marks.items()}
+
+
 def timed(env: dict[str, str], record: list[dict[str, Any]], setting: str, what: str, *args: str) -> dict:
     load = os.getloadavg()[0]
+    since = time.time()
     started = time.perf_counter()
     done = cli(env, *args, "--json")
     wall = time.perf_counter() - started
     answer = json.loads(done.stdout)
     entry: dict[str, Any] = {"setting": setting, "command": what, "wall_s": round(wall, 2), "load": round(load, 2)}
+    if answer.get("run_id"):
+        entry["timeline"] = {**timeline(env, answer["run_id"], since), "command ended": round(wall, 2)}
     if what == "run":
         solve = float((answer.get("metrics") or {}).get("solve_seconds") or 0.0)
         entry.update(solve_s=round(solve, 2), overhead_s=round(wall - solve, 2), version=answer.get("version"))
