@@ -15,9 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from batch_cli.instance import REPO_ROOT, daemon_running, instance, prepare
-from resources.settings import Settings
-from tests.e2e.conftest import BIN, Services, free_port, stop
+from batch_cli.instance import REPO_ROOT, daemon_running, instance
+from tests.e2e.conftest import BIN, Services, free_port, small_demo_home, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -40,13 +39,7 @@ def versions() -> list[int]:
 @pytest.fixture(scope="module")
 def home(isolated_env, tmp_path_factory) -> Path:
     """A home with a small demo month (its DAGSTER_HOME), shared by the module's tests."""
-    home = tmp_path_factory.mktemp("warm_home")
-    isolated_env.setenv("BATCH_ADMIN_HOME", str(home))
-    isolated_env.setenv("DAGSTER_HOME", str(home / "dagster"))
-    dagster_home = prepare(Settings.from_env()).dagster_home
-    cli("demo-data", MONTH, "--requests", "120", "--resources", "12")
-    cli("params", MONTH, "--actor", "alice", "--set", "time_limit_s=1")
-    return dagster_home
+    return small_demo_home(isolated_env, tmp_path_factory, "warm_home", MONTH, cli)
 
 
 @pytest.fixture
