@@ -22,7 +22,7 @@ from resources.settings import UI_FILE, VIEW_URL_VAR, Settings
 
 STOP_TIMEOUT_S = 20
 # In DAGSTER_HOME while this server runs: where its Dagster webserver answers, so that a CLI run is submitted
-# to its warm code location (batch_cli/runs.py reads it under the same name).
+# to its warm code location (batch_cli/ui_runs.py reads it).
 
 
 def dagster_command(workspace: Path, host: str, port: int) -> list[str]:

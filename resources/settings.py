@@ -127,7 +127,7 @@ def view_origin(environ: Mapping[str, str] | None = None) -> str:
 
 
 # Written in DAGSTER_HOME by `batch-admin ui` while it runs (batch_view/server.py): its Dagster webserver's
-# URL and pid; `batch-admin run` submits through that webserver's warm code location (batch_cli/runs.py).
+# URL and pid; `batch-admin run`, `plan` and `approve` submit through that webserver (batch_cli/ui_runs.py).
 UI_FILE = "ui.json"
 # A daemon beats every 30 s; Dagster tolerates 30 minutes of silence before it calls one unhealthy,
 # which would leave a CLI run queued for half an hour after `make ui` stopped. Two missed beats do.
