@@ -19,6 +19,10 @@ MONTH_TAG = "batch_admin/month"
 TICKET_TAG = "batch_admin/ticket"
 WORKER_TAG = "batch_admin/run_worker"
 
+# The code location of workspace.yaml, as the CLI and the view name it to the Dagster webserver.
+CODE_LOCATION = "monthly_batch_admin"
+REPOSITORY = "__repository__"  # the name Dagster gives the repository of a Definitions object
+
 # ---------------------------------------------------------------- environment variables (docs/deploy.md)
 HOME_VAR = "BATCH_ADMIN_HOME"
 POSTGRES_VAR = "BATCH_ADMIN_POSTGRES_URL"

@@ -28,7 +28,7 @@ from resources.settings import SettingsError
 
 KNOWN_ERRORS = (ControlError, RoleError, MonthError, SettingsError, IdentityError)
 # Refusals of the modules imported on demand: (module, class), caught once that module is loaded.
-DEFERRED_ERRORS = (("batch.params", "ParamError"), ("batch_cli.runs", "RunError"), ("batch.inputs", "InputError"),
+DEFERRED_ERRORS = (("batch.params", "ParamError"), ("batch_cli.ui_runs", "RunError"), ("batch.inputs", "InputError"),
                    ("resources.storage", "ExportError"), ("batch.whatif", "WhatIfError"))
 
 

@@ -13,7 +13,7 @@ from resources.dagster_internals import QueuedRunCoordinatorDaemon, get_daemon_s
 from resources.event_log_anchors import LIMIT
 from resources.event_log_anchors import event_log_anchors as anchors_in
 from resources.execution import SOLVER_POOL
-from resources.settings import Settings
+from resources.settings import DAEMON_SILENCE_S, Settings
 from solvers.schema import SolverParams
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,10 +62,6 @@ def size_solver_pool(the_instance: dg.DagsterInstance) -> None:
     if SOLVER_POOL not in storage.get_concurrency_keys():
         storage.set_concurrency_slots(SOLVER_POOL, max(1, (os.cpu_count() or 1) // SolverParams().workers))
 
-
-# A daemon beats every 30 s; Dagster tolerates 30 minutes of silence before it calls one unhealthy,
-# which would leave a CLI run queued for half an hour after `make ui` stopped. Two missed beats do.
-DAEMON_SILENCE_S = 30
 
 
 def daemon_running(the_instance: dg.DagsterInstance) -> bool:

@@ -4,17 +4,18 @@ A run started here has the code location's origin (the UI can re-execute it), go
 instance's run queue when a daemon serves it, and executes with the job's own executor in its
 own run worker. Without a daemon (the embedded default) the run is launched directly, which
 skips the queue and leaves sensors unevaluated; the CLI says so.
+
+While `batch-admin ui` runs, a command hands its run to that ui's webserver instead (batch_cli/ui_runs.py):
+this module, and Dagster, are then not even imported.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,18 @@ import dagster as dg
 from dagster import __version__ as dagster_version
 
 from assets.guards import fail_dead_run
-from batch.names import PARTITION_TAG
-from batch.roles import MONTH_TAG
 from batch_cli.instance import WORKSPACE_YAML, daemon_running, instance
+from batch_cli.ui_runs import (
+    LOCATION_NAME,
+    POLL_SECONDS,
+    STALL_SECONDS,
+    RunError,
+    RunEvents,
+    RunOutcome,
+    month_tags,
+    stalled,
+    stopped_following,
+)
 from resources.dagster_internals import (
     JobSubsetSelector,
     WorkspaceFileTarget,
@@ -34,46 +44,13 @@ from resources.dagster_internals import (
 from resources.settings import Settings
 from resources.store_factory import open_control_store
 
-LOCATION_NAME = "monthly_batch_admin"
 NO_DAEMON = ("no Dagster daemon serves this instance: runs are launched directly (no run queue), "
              "and alerts are evaluated only while a daemon runs (`make ui`); said once per home.")
 # Beside the instance: the no-daemon note was said in this home (a note on every run is noise).
 NO_DAEMON_NOTED = ".no_daemon_noted"
-# "part 2/3 solve    4.0s of 6.5s objective ..." (assets/parts.py): one progress bar per part.
-PART_PROGRESS = re.compile(r"^part (\d+)/(\d+) solve\s+([\d.]+)s of ([\d.]+)s")
-POLL_SECONDS = 0.5
-# A run that logs nothing for this long is gone or hung: a solve logs its progress every few seconds,
-# and a run worker that died says nothing more.
-STALL_SECONDS = 600.0
 # What Dagster says of a run marked failed by someone else than its executor (its code server,
 # when the run worker died).
 GENERIC_RUN_FAILURE = "This run has been marked as failed from outside the execution context."
-
-
-class RunError(Exception):
-    """A run that could not start or did not succeed; str() is one clear sentence."""
-
-
-@dataclass
-class RunOutcome:
-    """What a job run did."""
-
-    run_id: str
-    success: bool
-    error: str | None = None
-    # Said once the run is over (the first line of a refusal stays the refusal itself).
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RunEvents:
-    """What a follower reports while a run executes: step starts, log lines, part progress."""
-
-    on_step: Callable[[str, str], None] = lambda step, status: None
-    on_log: Callable[[str, str], None] = lambda step, text: None
-    on_part: Callable[[int, int, float, float], None] = lambda index, count, done, total: None
-    on_notice: Callable[[str], None] = lambda text: None
-    steps: dict[str, str] = field(default_factory=dict)
 
 
 @contextmanager
@@ -222,9 +199,7 @@ def follow(the_instance: dg.DagsterInstance, run_id: str, events: RunEvents,
             if not page.has_more:
                 break
         if not finished and time.monotonic() - last_sign > STALL_SECONDS:
-            raise RunError(f"Run {run_id} has not been updated for {STALL_SECONDS:.0f} s (status {run.status.value}): "
-                           f"its run worker is gone or hung; this command stops following it (see it in the "
-                           f"Dagster UI, and `batch-admin status`).")
+            raise stalled(run_id, run.status.value, STALL_SECONDS)
         if run is not None and run.status == dg.DagsterRunStatus.QUEUED:
             if not queued_said:
                 events.on_notice(f"run {run_id} is queued (one run per month; the queue starts it when it may).")
@@ -248,16 +223,9 @@ def _report(entry: Any, events: RunEvents) -> None:
                   dg.DagsterEventType.STEP_FAILURE: "failed", dg.DagsterEventType.STEP_SKIPPED: "skipped"}.get(
             event.event_type)
         if status and step:
-            events.steps[step] = status
-            events.on_step(step, status)
+            events.step(step, status)
         return
-    text = entry.user_message or ""
-    match = PART_PROGRESS.match(text)
-    if match:
-        index, count, done, total = match.groups()
-        events.on_part(int(index), int(count), float(done), float(total))
-    elif text:
-        events.on_log(step, text)
+    events.log(step, entry.user_message or "")
 
 
 def fail_dead_holder(the_instance: dg.DagsterInstance, month: str, by: str) -> str | None:
@@ -284,14 +252,19 @@ def first_time(marker: Path) -> bool:
     return True
 
 
+def failure_message(run_id: str) -> str:
+    """Why a run of this instance failed, as a CLI run says it."""
+    return _failure_message(instance(), run_id)
+
+
 def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
             run_config: Mapping[str, Any] | None = None, events: RunEvents | None = None) -> RunOutcome:
-    """Submit a job of the code location for a month (or none) and follow it to its end."""
+    """Submit a job of the code location for a month (or none) with a code server of this process's own,
+    and follow it to its end."""
     events = events or RunEvents()
     the_instance = instance()
-    all_tags = {**({PARTITION_TAG: month, MONTH_TAG: month} if month else {}), **tags}
     with workspace(the_instance) as context:
-        run = _create_run(the_instance, context, job_name, all_tags, dict(run_config or {}))
+        run = _create_run(the_instance, context, job_name, month_tags(month, tags), dict(run_config or {}))
         notes = []
         failed = fail_dead_holder(the_instance, month, f"run {run.run_id}") if month else None
         if failed:
@@ -309,7 +282,6 @@ def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
         try:
             outcome = follow(the_instance, run.run_id, events, launch)
         except KeyboardInterrupt:
-            raise RunError(f"Stopped following run {run.run_id}; the run itself goes on: see it in the Dagster UI "
-                           f"(or stop it there).") from None
+            raise stopped_following(run.run_id) from None
     outcome.notes.extend(notes)
     return outcome

@@ -19,7 +19,7 @@ from batch_cli.failures import CliError
 from batch_cli.output import err
 
 if TYPE_CHECKING:
-    from batch_cli.runs import RunEvents
+    from batch_cli.ui_runs import RunEvents
 
 SOLVE_STEP = re.compile(r"^allocation_parts\.solve_part\[part_(\d+)\]$")
 
@@ -42,8 +42,8 @@ def follow(follows: FollowUp | None) -> str:
 @contextmanager
 def _progress(title: str) -> Iterator[RunEvents]:
     """Live view of a run on stderr: the current step, and one bar per solve part."""
-    # Deferred: start-up speed; Dagster loads only for the commands that run a job.
-    from batch_cli.runs import RunEvents
+    # Deferred: start-up speed (urllib); Dagster loads only for a run that no running ui takes (run_or_fail).
+    from batch_cli.ui_runs import RunEvents
 
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                         console=err, transient=not err.is_terminal)
@@ -76,10 +76,15 @@ def run_or_fail(job: str, month: str | None, actor: str | None, note: str | None
         tags[NOTE_TAG] = note
     if ticket is not None:
         tags[TICKET_TAG] = ticket.encode()
-    from batch_cli.runs import run_job  # deferred: start-up speed (see _progress)
+    from batch_cli.ui_runs import run_through_ui  # deferred: start-up speed (see _progress)
 
     with _progress(f"{job}{f' for {month}' if month else ''}") as events:
-        outcome = run_job(job, month, tags, run_config, events)
+        outcome = run_through_ui(job, month, tags, run_config, events, settings().dagster_home)
+        if outcome is None:
+            # Deferred: Dagster's import (2-3 s), paid only when this process starts its own code server.
+            from batch_cli.runs import run_job
+
+            outcome = run_job(job, month, tags, run_config, events)
     notes = "\n".join(f"note: {note}" for note in outcome.notes) or None
     if not outcome.success:
         raise CliError(outcome.error or f"{job} failed (run {outcome.run_id}).", notes)

@@ -6,19 +6,23 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import uvicorn
 
 from batch_view.app import create_app
 from batch_view.sources import Sources
-from resources.settings import VIEW_URL_VAR, Settings
+from resources.settings import UI_FILE, VIEW_URL_VAR, Settings
 
 STOP_TIMEOUT_S = 20
+# In DAGSTER_HOME while this server runs: where its Dagster webserver answers, so that a CLI run is submitted
+# to its warm code location (batch_cli/ui_runs.py reads it).
 
 
 def dagster_command(workspace: Path, host: str, port: int) -> list[str]:
@@ -37,6 +41,8 @@ def serve(host: str, port: int, workspace: Path, dagster: bool = True, dagster_u
     """The view in this process, `dagster dev` beside it as a child ended with it (or the Dagster UI at
     dagster_url, started elsewhere)."""
     settings = Settings.from_env()
+    # How this host's processes reach the webserver (a CLI run on this host submits its runs there).
+    webserver = dagster_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', 'localhost') else host}:{port + 1}"
     view_url, dagster_url = address(host, port), dagster_url or address(host, port + 1)
     # This process (links in the alerts of the requests filed here) and the Dagster processes (links of a
     # month's metadata) learn the view's address; a deployment's BATCH_ADMIN_ORIGIN comes first in both.
@@ -50,9 +56,12 @@ def serve(host: str, port: int, workspace: Path, dagster: bool = True, dagster_u
                                  preexec_fn=_default_sigint)
     print(f"Monthly batch admin view on {view_url} ; the Dagster UI on {dagster_url} "
           f"(DAGSTER_HOME={settings.dagster_home}). Ctrl-C stops both.", file=sys.stderr, flush=True)
+    found = settings.dagster_home / UI_FILE
+    found.write_text(json.dumps({"url": webserver, "pid": os.getpid(), "started": time.time()}))
     try:
         uvicorn.run(create_app(Sources.open(settings, dagster_url)), host=host, port=port, log_level="warning")
     finally:
+        found.unlink(missing_ok=True)
         if child is not None and child.poll() is None:
             child.send_signal(signal.SIGINT)
             try:

@@ -137,3 +137,11 @@ def known_view_origin(environ: Mapping[str, str] | None = None) -> str | None:
     the view's images for sure: Dagster metadata then embeds its charts)."""
     env = os.environ if environ is None else environ
     return (env.get(ORIGIN_VAR) or env.get(VIEW_URL_VAR) or "").strip().rstrip("/") or None
+
+
+# Written in DAGSTER_HOME by `batch-admin ui` while it runs (batch_view/server.py): its Dagster webserver's
+# URL and pid; `batch-admin run`, `plan` and `approve` submit through that webserver (batch_cli/ui_runs.py).
+UI_FILE = "ui.json"
+# A daemon beats every 30 s; Dagster tolerates 30 minutes of silence before it calls one unhealthy,
+# which would leave a CLI run queued for half an hour after `make ui` stopped. Two missed beats do.
+DAEMON_SILENCE_S = 30

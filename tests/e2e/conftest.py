@@ -10,14 +10,16 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from batch_cli.instance import REPO_ROOT
+from batch_cli.instance import REPO_ROOT, prepare
+from resources.settings import Settings
 from tests.conftest import POSTGRES_ADMIN_URL as ADMIN_URL
 from tests.conftest import throwaway_database
 
@@ -213,3 +215,16 @@ def dagster_services(home: Path, env: dict[str, str], log_dir: Path, daemon: boo
         stop(services)
         survivors = services.survivors()
         assert not survivors, f"processes survived the stop: {survivors}"
+
+
+def small_demo_home(isolated_env: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, name: str,
+                    month: str, cli: Callable[..., Any]) -> Path:
+    """A new home (the module's environment points at it) with a small demo month (120 requests, 12 resources,
+    a 1-s solve limit), its instance prepared; its DAGSTER_HOME. `cli` runs batch-admin as the module does."""
+    home = tmp_path_factory.mktemp(name)
+    isolated_env.setenv("BATCH_ADMIN_HOME", str(home))
+    isolated_env.setenv("DAGSTER_HOME", str(home / "dagster"))
+    dagster_home = prepare(Settings.from_env()).dagster_home
+    cli("demo-data", month, "--requests", "120", "--resources", "12")
+    cli("params", month, "--actor", "alice", "--set", "time_limit_s=1")
+    return dagster_home

@@ -17,7 +17,7 @@ from batch.identity import DEFAULT_TICKET_MINUTES, DEMO_KEYS_DIR, TICKET_TAG, lo
 from batch.lifecycle import EXECUTE_JOB
 from batch.months import previous_month
 from batch.roles import ACTOR_TAG, MONTH_TAG
-from tests.e2e.conftest import BIN, dagster_services
+from tests.e2e.conftest import BIN, dagster_services, small_demo_home
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -137,15 +137,8 @@ def runs_tagged(url: str, key: str, value: str) -> list[str]:
 @pytest.fixture(scope="module")
 def ui(isolated_env, tmp_path_factory):
     """A month with version 1, and the daemon and webserver of its embedded default instance."""
-    from batch_cli.instance import prepare
-    from resources.settings import Settings
-
-    home = tmp_path_factory.mktemp("e2e_anon_home")
-    isolated_env.setenv("BATCH_ADMIN_HOME", str(home))
-    isolated_env.setenv("DAGSTER_HOME", str(home / "dagster"))
-    dagster_home = prepare(Settings.from_env()).dagster_home
-    cli("demo-data", MONTH, "--requests", "120", "--resources", "12")
-    cli("params", MONTH, "--actor", "alice", "--set", "time_limit_s=1")
+    dagster_home = small_demo_home(isolated_env, tmp_path_factory, "e2e_anon_home", MONTH, cli)
+    home = dagster_home.parent
     with dagster_services(dagster_home, dict(os.environ), home / "logs") as services:
         first = json.loads(cli("run", MONTH, "--actor", "alice", "--json").stdout)["run_id"]
         yield services.url, home, first

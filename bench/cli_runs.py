@@ -1,0 +1,166 @@
+"""What the admin waits for at the command line: `batch-admin run`, `plan` and `approve` of the demo month,
+without any server and while `batch-admin ui` runs beside them (issue 26 item 5).
+
+    python -m bench.cli_runs [--repeats 3] [--without-ui-file] [--json FILE]
+
+One throw-away home with the demo month (2,000 requests, 120 resources, seed 7). Each round: `plan`, `run`
+(a new version), a finalize request approved (`approve`, the finalize job) and an unlock request approved
+(`approve`, the unlock job). First `--repeats` rounds without a server, then `batch-admin ui` is started
+and, after one round of warm-up (its daemon's first launch waits for the warm run workers), as many again.
+--without-ui-file removes the ui's ui.json once it is up: the CLI then takes its own path beside a running
+ui, which is the code before runs went to the ui's webserver (the "before" of docs/performance.md).
+
+Prints one JSON object: every command's wall seconds, for a run its solve seconds (the version's metrics)
+and overhead (wall minus solve), the one-minute load average before each command, where the command's
+seconds went (from its start: its run created, its run worker started, its run ended in the event log,
+the command's exit), and per command and setting the median wall (and the median overhead of runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from bench.cli import DEMO_MONTH, DEMO_REQUESTS, DEMO_RESOURCES, DEMO_SEED, emit_json
+
+BIN = Path(sys.executable).parent
+READY_TIMEOUT_S = 240
+ADMIN, APPROVER = "alice", "bob"
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(BIN / "batch-admin"), *args], env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"batch-admin {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done
+
+
+def timeline(env: dict[str, str], run_id: str, since: float) -> dict[str, float]:
+    """Seconds from `since` (the command's start, epoch) to its run's creation, its run worker's start
+    (RUN_START) and its end (RUN_SUCCESS or RUN_FAILURE)."""
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as the_instance:
+        record = the_instance.get_run_record_by_id(run_id)
+        assert record is not None
+        marks = {"run created": record.create_timestamp.timestamp() - since}
+        for event in the_instance.get_records_for_run(run_id, of_type={
+                dg.DagsterEventType.RUN_START, dg.DagsterEventType.RUN_SUCCESS,
+                dg.DagsterEventType.RUN_FAILURE}).records:
+            kind = event.event_log_entry.dagster_event_type
+            name = "run worker started" if kind == dg.DagsterEventType.RUN_START else "run ended"
+            marks[name] = event.event_log_entry.timestamp - since
+        return {name: round(at, 2) for name, at in marks.items()}
+
+
+def timed(env: dict[str, str], record: list[dict[str, Any]], setting: str, what: str, *args: str) -> dict:
+    load = os.getloadavg()[0]
+    since = time.time()
+    started = time.perf_counter()
+    done = cli(env, *args, "--json")
+    wall = time.perf_counter() - started
+    answer = json.loads(done.stdout)
+    entry: dict[str, Any] = {"setting": setting, "command": what, "wall_s": round(wall, 2), "load": round(load, 2)}
+    if answer.get("run_id"):
+        entry["timeline"] = {**timeline(env, answer["run_id"], since), "command ended": round(wall, 2)}
+    if what == "run":
+        solve = float((answer.get("metrics") or {}).get("solve_seconds") or 0.0)
+        entry.update(solve_s=round(solve, 2), overhead_s=round(wall - solve, 2), version=answer.get("version"))
+    record.append(entry)
+    return answer
+
+
+def one_round(env: dict[str, str], record: list[dict[str, Any]], setting: str, note: str) -> None:
+    month = DEMO_MONTH
+    timed(env, record, setting, "plan", "plan", month, "--actor", ADMIN)
+    version = timed(env, record, setting, "run", "run", month, "--actor", ADMIN, "--note", note)["version"]
+    filed = json.loads(cli(env, "finalize", month, "--version", str(version), "--actor", ADMIN,
+                           "--note", note, "--json").stdout)
+    timed(env, record, setting, "approve finalize", "approve", filed["id"], "--actor", APPROVER)
+    filed = json.loads(cli(env, "unlock", month, "--actor", ADMIN, "--reason", note, "--json").stdout)
+    timed(env, record, setting, "approve unlock", "approve", filed["id"], "--actor", APPROVER)
+
+
+def start_ui(env: dict[str, str], home: Path) -> tuple[subprocess.Popen, int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = (home / "ui.log").open("wb")
+    ui = subprocess.Popen([str(BIN / "batch-admin"), "ui", "--port", str(port)], env=env, start_new_session=True,
+                          stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port + 1}/server_info", timeout=2)
+            if (Path(env["DAGSTER_HOME"]) / "ui.json").exists():
+                return ui, port
+        except OSError:
+            pass
+        time.sleep(1)
+    raise SystemExit(f"batch-admin ui did not answer within {READY_TIMEOUT_S} s (see {home / 'ui.log'})")
+
+
+def summary(record: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for entry in record:
+        if entry["setting"] == "ui warm-up":
+            continue
+        key = f"{entry['setting']}: {entry['command']}"
+        out.setdefault(key, {"walls": []})["walls"].append(entry["wall_s"])  # type: ignore[attr-defined]
+        if "overhead_s" in entry:
+            out[key].setdefault("overheads", []).append(entry["overhead_s"])  # type: ignore[attr-defined]
+    for figures in out.values():
+        figures["median_wall_s"] = round(statistics.median(figures["walls"]), 2)  # type: ignore[arg-type]
+        if "overheads" in figures:
+            figures["median_overhead_s"] = round(statistics.median(figures["overheads"]), 2)  # type: ignore[arg-type]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--without-ui-file", action="store_true",
+                        help="remove the ui's ui.json: the CLI's own path beside a running ui (the code before)")
+    parser.add_argument("--skip-no-server", action="store_true", help="measure only with the ui running")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="bench_cli_runs_"))
+    env = {**os.environ, "BATCH_ADMIN_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "COLUMNS": "200"}
+    for name in ("BATCH_ADMIN_POSTGRES_URL", "BATCH_ADMIN_CONTROL_URL", "BATCH_ADMIN_IO_BASE"):
+        env.pop(name, None)
+    cli(env, "demo-data", DEMO_MONTH, "--requests", str(DEMO_REQUESTS), "--resources", str(DEMO_RESOURCES),
+        "--seed", str(DEMO_SEED))
+    record: list[dict[str, Any]] = []
+    rounds = 0
+    if not args.skip_no_server:
+        for _ in range(args.repeats):
+            rounds += 1
+            one_round(env, record, "no server", f"round {rounds}")
+    ui, _ = start_ui(env, home)
+    setting = "ui, CLI's own path" if args.without_ui_file else "ui running"
+    try:
+        if args.without_ui_file:
+            (home / "dagster" / "ui.json").unlink()
+        rounds += 1
+        one_round(env, record, "ui warm-up", f"round {rounds}")
+        for _ in range(args.repeats):
+            rounds += 1
+            one_round(env, record, setting, f"round {rounds}")
+    finally:
+        os.killpg(ui.pid, 2)
+        ui.wait(timeout=60)
+    emit_json({"home": str(home), "commands": record, "summary": summary(record)}, args.json)
+
+
+if __name__ == "__main__":
+    main()
