@@ -12,7 +12,7 @@ from batch.inputs import InputError, InputTables, load_landing
 from batch.lifecycle import PHASE_FINALIZED
 from batch.metrics import planned_vs_actual, utilization_table, version_metrics
 from batch.months import trailing_months
-from batch.ports import ExportReads, HistoryPort, MonthPort, OverviewPort, VersionPort
+from batch.ports import ExportReads, HistoryPort, HistoryReads, MonthPort, OverviewPort, VersionPort
 from solvers.eligibility import monthly_capacity
 
 TREND_MONTHS = 6
@@ -122,7 +122,7 @@ def health_of(store: HistoryPort, month: str, chosen: tuple[int, bool] | None, p
     return health
 
 
-def trend(store: HistoryPort, month: str, months: int = TREND_MONTHS) -> list[dict[str, Any]]:
+def trend(store: HistoryReads, month: str, months: int = TREND_MONTHS) -> list[dict[str, Any]]:
     """The month and the ones before it (oldest first): figures of each month's final or latest version."""
     rows = []
     keys = [*reversed(trailing_months(month, months - 1)), month]

@@ -28,7 +28,7 @@ def _record(path: str) -> None:
     names: list[str] = []
     while frame is not None and len(names) < 3:
         module = frame.f_globals.get("__name__", "")
-        if not module.startswith(_PLUMBING) and frame.f_code.co_name not in ("write", "read", "__enter__"):
+        if not module.startswith(_PLUMBING) and frame.f_code.co_name not in ("write", "read", "unit", "__enter__"):
             names.append(f"{module}.{frame.f_code.co_name}")
         frame = frame.f_back  # type: ignore[assignment]
     line = f"{os.getpid()}\t" + "\t".join(names) + "\n"
