@@ -12,7 +12,8 @@ from batch.errors import ControlError
 from batch.identity import TICKET_TAG, IdentityError
 from batch.lifecycle import PLAN_JOB
 from batch.months import MonthError, check_planned_month
-from batch.roles import ACTOR_TAG, MONTH_TAG, NOTE_TAG, RoleError
+from batch.names import ACTOR_TAG, MONTH_TAG, NOTE_TAG, PARTITION_TAG
+from batch.roles import RoleError
 from batch.snapshot import RunSnapshot
 from resources.control_store import LEASE_STALE_AFTER_S, ControlStore, LeaseInfo
 
@@ -39,7 +40,7 @@ MONTH_HELD = "This run holds month "
 AWAIT_END_S = 10.0
 AWAIT_END_POLL_S = 0.1
 # The tags that name a run's month: the monthly assets' partition, and the month of an unlock run.
-MONTH_TAGS = ("dagster/partition", MONTH_TAG)
+MONTH_TAGS = (PARTITION_TAG, MONTH_TAG)
 IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 

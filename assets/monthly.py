@@ -2,7 +2,6 @@
 
 
 import math
-import os
 import time
 import warnings
 from dataclasses import replace
@@ -16,11 +15,13 @@ from assets.partitions import monthly_partitions
 from assets.parts import allocation_parts
 from assets.view_links import view_links
 from batch import plan as batch
-from batch.advice import ADVICE_KEY, advice_lines, advice_record, month_advice
+from batch.advice import advice_record, month_advice
+from batch.advice_text import ADVICE_KEY, advice_lines
 from batch.alert_rules import AlertThresholds
 from batch.audit import ANCHOR_METADATA, anchor_text
 from batch.charts import chart_path
 from batch.errors import ControlError
+from batch.health import keep_figures
 from batch.identity import IdentityError
 from batch.inputs import InputError, InputTables, load_landing
 from batch.landing import require_inputs
@@ -34,7 +35,7 @@ from checks import asset_checks, names
 from checks.table_metadata import table_metadata
 from resources.advice_files import write_advice_files
 from resources.dagster_resources import ControlStoreResource, StorageResource
-from resources.settings import VIEW_URL_VAR
+from resources.settings import known_view_origin
 from resources.storage import ALLOCATION_SCHEMA
 from solvers import build_instance
 
@@ -227,6 +228,7 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
             records = MonthRecords.read(store, who.month)
     except ControlError as exc:
         raise refuse(str(exc)) from None
+    keep_figures(exports, who.month, (version, False))  # what the admin view and `status` read of it first
     view = version_view(records, exports, who.month, version, resources=instance.resources, requests=instance.requests)
     exports.write_report(who.month, version, view.to_html())
     checks, skipped = asset_checks.trend_results(
@@ -250,9 +252,10 @@ def version_metadata(view: VersionView, view_url: str | None = None) -> dict[str
 
     The Dagster UI shows Markdown under 1,000 characters and every table inline; an embedded PNG is far
     longer, so a chart is inline only as a link to the admin view's copy of the same image (`view_url`,
-    default: BATCH_ADMIN_VIEW_URL, which `batch-admin ui` sets); without a view it stays embedded and
+    default: resources.settings.known_view_origin, BATCH_ADMIN_ORIGIN or the BATCH_ADMIN_VIEW_URL `batch-admin ui`
+    sets, as the metadata's links to the view); without a view it stays embedded and
     folded behind "Show Markdown"."""
-    view_url = (view_url if view_url is not None else os.environ.get(VIEW_URL_VAR, "")).rstrip("/")
+    view_url = (view_url if view_url is not None else known_view_origin() or "").rstrip("/")
     metadata: dict[str, Any] = {"dagster/row_count": len(view.rows), "dagster/column_schema": ALLOCATION_TABLE_SCHEMA,
                                 "version": view.version}
     if view.standing:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import signal
 
-CRASH_ENV = "BATCH_ADMIN_TEST_CRASH_AT"
+from batch.names import CRASH_VAR
+
 # version_write: data written, manifest not; final_copy: official copy staged, not published;
 # final_commit: official copy published, final lock not committed.
 POINTS = ("version_write", "final_copy", "final_commit")
@@ -17,5 +18,5 @@ POINTS = ("version_write", "final_copy", "final_commit")
 
 def crash_point(name: str) -> None:
     """SIGKILL this process when the test hook names this point."""
-    if os.environ.get(CRASH_ENV) == name:
+    if os.environ.get(CRASH_VAR) == name:
         os.kill(os.getpid(), signal.SIGKILL)

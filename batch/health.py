@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from batch.inputs import InputError, InputTables, load_landing
+from batch.landing import landed_fingerprint
 from batch.lifecycle import PHASE_FINALIZED
-from batch.metrics import planned_vs_actual, utilization_table, version_metrics
 from batch.months import trailing_months
 from batch.ports import ExportReads, HistoryPort, HistoryReads, MonthPort, OverviewPort, VersionPort
-from solvers.eligibility import monthly_capacity
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from batch.inputs import InputError, InputTables
 
 TREND_MONTHS = 6
 TREND_FIELDS = ("success_rate", "unallocated_ratio", "utilization", "objective", "gap")
@@ -75,18 +78,78 @@ def actuals_summary(table: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def month_health(store: HistoryPort, exports: ExportReads, month: str, landed: LandedTables | None = None) -> dict[str, Any]:
-    """JSON-able health of a month for `batch-admin status --json` (key "health"); `landed`: the month's
-    landed tables when the caller has read them already (landed_of)."""
+def month_health(store: HistoryPort, exports: ExportReads, month: str) -> dict[str, Any]:
+    """JSON-able health of a month for `batch-admin status --json` (key "health"). The landing's summary and
+    the version's figures are read where the run kept them (kept_landing, version_figures), else computed."""
     chosen = planned_choice(store, exports, month)
-    landed = landed if landed is not None else landed_tables(exports.home, month)
-    figures = planned_figures(chosen_rows(exports, month, chosen), landed) if chosen else None
-    return health_of(store, month, chosen, landed.problem, figures)
+    fingerprint = landed_fingerprint(exports.home, month)
+    tables = landing_once(exports.home, month)
+    landing = kept_landing(exports, month, fingerprint, tables)
+    figures = (version_figures(exports, month, chosen, fingerprint, lambda: landed_or_problem(tables()))
+               if chosen else None)
+    return health_of(store, month, chosen, landing["error"], figures)
+
+
+def keep_figures(exports: ExportReads, month: str, chosen: tuple[int, bool]) -> None:
+    """Compute and keep what readers of a new version ask first (the landing's summary, the version's figures),
+    reading the landed tables once: the run's export step calls it when it writes the version."""
+    fingerprint = landed_fingerprint(exports.home, month)
+    tables = landing_once(exports.home, month)
+    kept_landing(exports, month, fingerprint, tables)
+    version_figures(exports, month, chosen, fingerprint, lambda: landed_or_problem(tables()))
+
+
+def landing_once(home, month: str) -> Callable[[], InputTables | InputError]:
+    """read_landing of the month, read on the first call only: the summary and the figures share one read."""
+    return functools.cache(lambda: read_landing(home, month))
+
+
+def read_landing(home, month: str) -> InputTables | InputError:
+    """The month's landed tables as load_landing reads them, or why they break the landing contract."""
+    # Deferred, as every table reader of this module: pandas (0.4-0.6 s of `batch-admin status`, measured
+    # with -X importtime) loads only when tables are read, never when the kept figures serve.
+    from batch.inputs import InputError, load_landing
+
+    try:
+        return load_landing(home, month)
+    except InputError as exc:
+        return exc
+
+
+def kept_landing(exports: ExportReads, month: str, fingerprint: str | None,
+                 read: Callable[[], InputTables | InputError]) -> dict[str, Any]:
+    """landing_summary of the month's landed files, kept under their fingerprint (landed_fingerprint)."""
+
+    def summary() -> dict[str, Any]:
+        from batch.inputs import landing_summary  # deferred: see read_landing
+
+        return landing_summary(read())
+
+    if fingerprint is None:  # the landing breaks the contract before a file is read: cheap to say again
+        return summary()
+    return exports.kept(f"landing/{month}/{fingerprint}", summary)
+
+
+def version_figures(exports: ExportReads, month: str, chosen: tuple[int, bool], fingerprint: str | None,
+                    landed: Callable[[], LandedTables]) -> dict[str, Any]:
+    """planned_figures of the chosen rows against the landed tables, kept under the sha256 of the rows' file
+    and the landed files' fingerprint: the run's export step computes them when it writes the version, and
+    readers (the admin view, `status`) read them instead of 20,000 rows (60-120 ms)."""
+
+    def compute() -> dict[str, Any]:
+        return planned_figures(chosen_rows(exports, month, chosen), landed())
+
+    digest = exports.rows_digest(month, chosen[0], chosen[1])
+    if fingerprint is None or digest is None:
+        return compute()
+    return exports.kept(f"figures/{month}/{digest}-{fingerprint}", compute)
 
 
 def planned_figures(planned: PlannedRows, landed: LandedTables) -> dict[str, Any]:
     """What a month's health computes from its planned rows and landed tables (the figures, utilization by
     service and region, planned vs actual): the same for the same version and the same landed files."""
+    from batch.metrics import planned_vs_actual, utilization_table, version_metrics  # deferred: see read_landing
+
     found: dict[str, Any] = {"figures": {}, "utilization_by_service_region": [], "planned_vs_actual": None}
     if landed.resources is None:
         return found
@@ -151,14 +214,20 @@ class LandedTables:
 
 def landed_tables(home, month: str) -> LandedTables:
     """The month's landed tables, for figures that need capacity or requested units."""
-    try:
-        return landed_of(load_landing(home, month))
-    except InputError as exc:
-        return LandedTables(problem=str(exc))
+    return landed_or_problem(read_landing(home, month))
+
+
+def landed_or_problem(tables: InputTables | InputError) -> LandedTables:
+    """LandedTables of what read_landing read: the tables, or the sentence saying why they cannot be read."""
+    from batch.inputs import InputError  # deferred: see read_landing
+
+    return LandedTables(problem=str(tables)) if isinstance(tables, InputError) else landed_of(tables)
 
 
 def landed_of(tables: InputTables) -> LandedTables:
     """LandedTables of tables read by load_landing."""
+    from solvers.eligibility import monthly_capacity  # deferred: see read_landing
+
     # Utilization is judged against the monthly capacity the solver used: availability when present.
     resources = tables.resources.copy()
     resources["capacity"] = monthly_capacity(resources, tables.availability).reindex(

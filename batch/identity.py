@@ -24,9 +24,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from batch.names import KEY_VAR, TICKET_TAG  # noqa: F401  (importers take them from here too)
 from batch.passkeys import check_passkey_signature, is_passkey_signature
 
-KEY_VAR = "BATCH_ADMIN_KEY"
 KEY_PREFIX = "ed25519:"
 # A signed action is fresh for this long: it is made by the command that submits it.
 MAX_ACTION_AGE = timedelta(minutes=10)
@@ -35,7 +35,6 @@ CLOCK_SKEW = timedelta(minutes=2)
 # Run tickets: short-lived, for one run per month.
 DEFAULT_TICKET_MINUTES = 15
 MAX_TICKET_MINUTES = 24 * 60
-TICKET_TAG = "batch_admin/ticket"
 # Keys shipped for the embedded demo only (docs/lifecycle.md says so).
 DEMO_KEYS_DIR = Path(__file__).resolve().parent.parent / "pipelines" / "demo_keys"
 # Their public keys, known without reading that folder: any other control store refuses them.

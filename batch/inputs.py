@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from batch import months
-from batch.landing import EXTENSIONS, REQUIRED_TABLES, TABLES, landing_folder
+from batch.landing import EXTENSIONS, REQUIRED_TABLES, TABLES, fingerprint_files, landing_folder
 
 # Contract columns per table, in order; the required ones must be present in the file.
 COLUMNS: dict[str, list[str]] = {
@@ -342,17 +341,15 @@ def _default_column(table: str, column: str, rows: int) -> pd.Series:
     return pd.Series(np.nan, index=range(rows), dtype="str")
 
 
-def fingerprint_files(paths: list[Path]) -> str:
-    """sha256 over the files' names and bytes, sorted by name."""
-    digest = hashlib.sha256()
-    for path in sorted(paths, key=lambda p: p.name):
-        digest.update(path.name.encode())
-        digest.update(b"\0")
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()
+def landing_summary(tables: InputTables | InputError) -> dict[str, Any]:
+    """JSON-able summary of a month's landing: each table with its rows and file, or why the landing breaks
+    the contract (table, column, rule, count, rows)."""
+    if isinstance(tables, InputError):
+        return {"ok": False, "error": str(tables), "table": tables.table, "column": tables.column,
+                "rule": tables.rule, "count": tables.count, "rows": tables.rows, "tables": []}
+    return {"ok": True, "error": None, "fingerprint": tables.fingerprint,
+            "tables": [{"table": name, "rows": len(frame), "file": tables.files.get(name)}
+                       for name, frame in tables.present().items()]}
 
 
 def _landed_files(home: Path, month: str) -> dict[str, Path]:

@@ -10,6 +10,7 @@ the core takes the narrowest port it needs: a room's port, or one of the combina
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -188,6 +189,10 @@ class ExportReads(VersionFiles, Protocol):
     def final_manifest(self, month: str) -> dict[str, Any] | None: ...
 
     def read_final(self, month: str) -> pd.DataFrame: ...
+
+    def rows_digest(self, month: str, version: int, final: bool = False) -> str | None: ...
+
+    def kept(self, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]: ...
 
 
 class ExportReports(ExportReads, Protocol):

@@ -17,15 +17,12 @@ from typing import Any
 import pandas as pd
 
 from batch import adjustment_log, charts
-from batch.advice import ADVICE_KEY, advice_html, advice_markdown
+from batch.advice_text import ADVICE_KEY, advice_html, advice_markdown
+from batch.formats import format_count, format_figure, format_percent, headline
 from batch.health import landed_tables, trend
 from batch.lifecycle import PHASE_FINALIZED
 from batch.metrics import (
     counts_by_reason,
-    format_count,
-    format_figure,
-    format_percent,
-    headline,
     planned_vs_actual,
     relative_gap,
     utilization_table,

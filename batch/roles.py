@@ -15,10 +15,7 @@ from pathlib import Path
 import yaml
 
 from batch.identity import DEMO_PUBLIC_KEYS
-
-ACTOR_TAG = "batch_admin/actor"
-NOTE_TAG = "batch_admin/note"
-MONTH_TAG = "batch_admin/month"
+from batch.names import ACTOR_TAG, ACTOR_VAR, MONTH_TAG, NOTE_TAG  # noqa: F401  (importers take them from here too)
 
 
 class RoleError(PermissionError):
@@ -112,4 +109,4 @@ class Roles:
 
 def actor_from(cli_value: str | None = None) -> str | None:
     """Whose key signs: --actor, then BATCH_ADMIN_ACTOR (the key proves who it is)."""
-    return cli_value or os.environ.get("BATCH_ADMIN_ACTOR") or None
+    return cli_value or os.environ.get(ACTOR_VAR) or None

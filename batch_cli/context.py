@@ -18,6 +18,7 @@ from batch.identity import (
     sign,
 )
 from resources.settings import DEFAULT_ROLES_FILE, Settings
+from resources.version_store import VersionStore
 
 if TYPE_CHECKING:
     from resources.storage import ExportStore
@@ -38,6 +39,12 @@ def exports() -> ExportStore:
     from resources.storage import ExportStore
 
     return ExportStore(settings().home, protected=protected_paths())
+
+
+def versions() -> VersionStore:
+    """The versions and official copies under the home folder, as the export store keeps them (no pandas,
+    pyarrow or DuckDB: what `status` reads)."""
+    return VersionStore(settings().home, protected=protected_paths())
 
 
 def protected_paths() -> tuple[Path, ...]:

@@ -20,6 +20,7 @@ import click
 from batch.errors import ControlError
 from batch.identity import IdentityError
 from batch.months import MonthError
+from batch.names import DEBUG_VAR
 from batch.roles import RoleError
 from batch_cli.context import settings
 from batch_cli.output import err
@@ -63,7 +64,6 @@ def _refusals() -> tuple[type[Exception], ...]:
 
 EXIT_REFUSED = 1  # the product refused: a rule, a value it checks, an export it cannot write
 EXIT_FAILED = 2  # the command could not complete (disk, permissions, database, a bug); click's usage errors too
-DEBUG_VAR = "BATCH_ADMIN_DEBUG"
 # Below this much free space a file system counts as full (SQLite then says only "disk I/O error").
 FULL_BYTES = 1 << 20
 # What to do about a failed system call, by errno.

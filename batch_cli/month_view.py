@@ -6,9 +6,10 @@ from typing import Any
 
 from rich.markup import escape
 
-from batch.metrics import format_count, format_figure
+from batch.advice_text import ADVICE_KEY, advice_lines
+from batch.formats import format_count, format_figure
 from batch.times import local
-from batch_cli.output import ADVICE_KEY, out, pct, print_advice, print_table
+from batch_cli.output import out, pct, print_advice, print_table
 
 # Why a version's solve stopped (solvers' Proposal.stop_reason), as the status table says it.
 STOP_WORDS = {"optimal": "optimal", "gap_tolerance": "tolerance", "time_limit": "time limit",
@@ -68,10 +69,6 @@ def print_status(result: dict[str, Any]) -> None:
                   _moved(v["churn"]), v["note"] or "") for v in result["versions"]))
     _print_health(result.get("health") or {})
     if result.get(ADVICE_KEY):
-        # Deferred: batch.advice loads HiGHS with the solver's advice (0.04-0.08 s), which only a month
-        # with advice needs.
-        from batch.advice import advice_lines
-
         print_advice(advice_lines(result[ADVICE_KEY], count=3))
 
 

@@ -21,9 +21,6 @@ if TYPE_CHECKING:
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-# batch.advice.ADVICE_KEY, named here so that the CLI starts without importing the solver.
-ADVICE_KEY = "capacity_advice"
-
 
 def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
     """`data` as indented, sorted JSON on stdout with --json; else the command's human output."""

@@ -22,6 +22,7 @@ import dagster as dg
 from dagster import __version__ as dagster_version
 
 from assets.guards import fail_dead_run
+from batch.names import PARTITION_TAG
 from batch.roles import MONTH_TAG
 from batch_cli.instance import WORKSPACE_YAML, daemon_running, instance
 from resources.dagster_internals import (
@@ -34,7 +35,6 @@ from resources.settings import Settings
 from resources.store_factory import open_control_store
 
 LOCATION_NAME = "monthly_batch_admin"
-PARTITION_TAG = "dagster/partition"
 NO_DAEMON = ("no Dagster daemon serves this instance: runs are launched directly (no run queue), "
              "and alerts are evaluated only while a daemon runs (`make ui`); said once per home.")
 # Beside the instance: the no-daemon note was said in this home (a note on every run is noise).

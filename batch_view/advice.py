@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from batch.advice import ADVICE_KEY, advice_lines
+from batch.advice_text import ADVICE_KEY, advice_lines
 from batch_view.sources import Sources
 
 

@@ -19,8 +19,8 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from batch.errors import ControlError
+from batch.formats import format_change, format_count, format_figure
 from batch.inputs import InputError
-from batch.metrics import format_change, format_count, format_figure
 from batch.months import MonthError, check_month
 from batch.report import VersionView, version_view
 from batch.roles import RoleError

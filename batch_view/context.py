@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from batch.approvals import EXPIRED, KIND_FINALIZE, OPEN_STATUSES, REQUEST_TTL, Request
+from batch.formats import headline
 from batch.lifecycle import final_mismatch
-from batch.metrics import headline
 from batch.months import check_month, next_month
 from batch.params import PARAMS
 from batch.report import VersionView, audit_line, leading_changes

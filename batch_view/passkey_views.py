@@ -45,6 +45,7 @@ from batch.identity import (
     ticket_details,
 )
 from batch.months import check_month, check_planned_month
+from batch.names import RP_ID_VAR
 from batch.passkeys import (
     DEFAULT_RP_ID,
     ENROL_ACTION,
@@ -64,7 +65,6 @@ from batch_view.sources import PARTITION_TAG, Sources
 from resources.control_store import passkey_store
 from resources.settings import ORIGIN_VAR, view_origin
 
-RP_ID_VAR = "BATCH_ADMIN_RP_ID"
 # A sign-in's nonce is remembered while its challenge could still be presented (and a little longer).
 SIGN_IN_KEEP_SECONDS = 2 * 60 * SIGN_IN_MINUTES
 SIGNED_ACTIONS = ("approve", "reject", "finalize", "unlock", "lock", "release", "run", "params", "adjust", "export")

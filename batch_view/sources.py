@@ -10,6 +10,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import dagster as dg
 from dagster_graphql import DagsterGraphQLClient
 
+from batch.names import PARTITION_TAG  # noqa: F401  (the view's modules take it from here)
 from resources.control_store import ControlStore
 from resources.settings import DEFAULT_ROLES_FILE, Settings
 from resources.storage import ExportStore
@@ -17,7 +18,6 @@ from resources.storage import ExportStore
 # The Dagster asset keys a month page links to (assets/monthly.py).
 MONTH_ASSETS = ("landed_inputs", "validated_inputs", "capacity_plan", "allocation_proposal", "allocation_export",
                 "final_allocation")
-PARTITION_TAG = "dagster/partition"
 # The code location of workspace.yaml, and the repository name Dagster gives a Definitions object.
 LOCATION = "monthly_batch_admin"
 REPOSITORY = "__repository__"

@@ -6,8 +6,10 @@ The home holds `--months` months of demo inputs with `--versions` versions each 
 here by a first-fit pass, not the solver: the view's time does not depend on how they were made).
 Each page is requested in-process (Starlette's TestClient), so the time is the server's: context,
 template and response. A page is timed on its first view after a change of its month that leaves the
-files as they are (an alert), after a new version of the month (its figures are computed), in a process
-that keeps nothing yet (landed tables read), and shown again; and an approval's round trip (bob approves
+files as they are (an alert), after a new version of the month (written as a run writes one, with its figures
+kept beside it: batch.health.keep_figures), in a process that keeps nothing yet (what the runs kept on disk
+read), in one without the kept files either (a home written before they were kept: landed tables and rows
+read, figures computed), and shown again; and an approval's round trip (bob approves
 alice's finalize request with a software passkey). With --home the home is built there once and each
 measurement works on a copy of it.
 """
@@ -32,6 +34,7 @@ import pandas as pd
 from starlette.testclient import TestClient
 
 from batch.demo_data import generate_month, write_landing
+from batch.health import keep_figures
 from batch.identity import Signed, canonical
 from batch.inputs import load_landing
 from batch.metrics import version_metrics
@@ -41,6 +44,7 @@ from batch_view.app import create_app
 from batch_view.memo import Memo
 from batch_view.sources import Sources
 from resources.control_store import ControlStore
+from resources.derived_files import CACHE_DIR
 from resources.settings import CONTROL_VAR, HOME_VAR, IO_BASE_VAR, Settings
 from resources.storage import ExportStore
 from solvers.eligibility import monthly_capacity
@@ -112,6 +116,7 @@ def write_version(store: ControlStore, exports: ExportStore, tables: dict[str, p
         "input_fingerprint": "bench", "solver": {"status": "FEASIBLE"}, "metrics": metrics})
     store.record_version(month, version, "alice", note, f"bench-{month}-{version}", str(info.path), {}, metrics,
                          "bench")
+    keep_figures(exports, month, (version, False))
 
 
 def kept_or_built(home: Path, months: int, requests: int, resources: int, versions: int) -> list[str]:
@@ -180,7 +185,8 @@ def measure(keys: list[str], repeat: int) -> dict[str, Any]:
     app = create_app(sources)
     found: dict[str, list[Timing]] = {name: [] for name in (
         "months_page_after_a_change", "months_page_again", "month_page_after_a_change",
-        "month_page_after_a_new_version", "month_page_nothing_kept", "month_page_again")}
+        "month_page_after_a_new_version", "month_page_nothing_kept", "month_page_nothing_kept_anywhere",
+        "month_page_again")}
     with TestClient(app, base_url=ORIGIN) as client:
         timed(client, "/")  # imports and the first connection, paid once per process
         for month in shown:
@@ -198,6 +204,10 @@ def measure(keys: list[str], repeat: int) -> dict[str, Any]:
         for index in range(repeat):
             app.state.memo = Memo()  # as a new process: landed tables and figures read again
             found["month_page_nothing_kept"].append(timed(client, f"/month/{shown[index % len(shown)]}"))
+        for index in range(repeat):  # and without what the runs kept on disk (a home written before they kept it)
+            app.state.memo = Memo()
+            shutil.rmtree(sources.settings.home / CACHE_DIR, ignore_errors=True)
+            found["month_page_nothing_kept_anywhere"].append(timed(client, f"/month/{shown[index % len(shown)]}"))
         found["approval_round_trip"] = approvals(client, sources, keys[:repeat])
     return {name: summary(seconds) for name, seconds in found.items()}
 

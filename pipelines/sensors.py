@@ -17,6 +17,7 @@ from assets.partitions import monthly_partitions
 from batch import alert_rules
 from batch.alerts import Alert
 from batch.months import MONTH_RE
+from batch.names import LANDING_DIR, PARTITION_TAG
 from batch.roles import MONTH_TAG
 from pipelines.jobs import actuals_job, month_tags
 from resources.control_store import ControlStore
@@ -28,7 +29,6 @@ LOCKS_SENSOR = "lock_alerts"
 ACTUALS_SENSOR = "actuals_arrival"
 OUTBOX_SENSOR = "alert_outbox"
 
-PARTITION_TAG = "dagster/partition"
 ACTUALS_FILES = ("actuals.parquet", "actuals.csv")
 RUNNING = dg.DefaultSensorStatus.RUNNING
 
@@ -180,7 +180,7 @@ def make_lock_sensor(minimum_interval_seconds: int = 300) -> dg.SensorDefinition
 
 def actuals_fingerprints(home: Path) -> dict[str, str]:
     """month -> fingerprint (file name, mtime, size) of every landed actuals file."""
-    landing = Path(home) / "landing"
+    landing = Path(home) / LANDING_DIR
     found: dict[str, str] = {}
     if not landing.is_dir():
         return found

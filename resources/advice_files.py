@@ -16,7 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch.advice import ADVICE_KEY, advice_frames
+from batch.advice import advice_frames
+from batch.advice_text import ADVICE_KEY
 from solvers.advice import CapacityAdvice
 
 ADVICE_DIR = "advice"

@@ -14,8 +14,7 @@ from typing import Any, Protocol
 import requests
 
 from batch.alerts import Alert
-
-WEBHOOK_ENV_VAR = "BATCH_ADMIN_ALERT_WEBHOOK"
+from batch.names import ALERT_WEBHOOK_VAR
 
 _log = logging.getLogger(__name__)
 
@@ -164,7 +163,7 @@ class AlertDispatcher:
 
 def webhook_url_from_env(environ: Mapping[str, str] | None = None) -> str | None:
     """The webhook URL from BATCH_ADMIN_ALERT_WEBHOOK, or None when unset or blank."""
-    value = (os.environ if environ is None else environ).get(WEBHOOK_ENV_VAR, "").strip()
+    value = (os.environ if environ is None else environ).get(ALERT_WEBHOOK_VAR, "").strip()
     return value or None
 
 

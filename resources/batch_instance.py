@@ -29,12 +29,12 @@ import dagster as dg
 from batch.errors import ControlError
 from batch.landing import require_inputs
 from batch.months import MonthError, check_planned_month, planned_months
+from batch.names import BACKFILL_TAG, PARTITION_TAG
 from resources.dagster_internals import InstanceRef
 from resources.settings import Settings, SettingsError
 
 # Dagster's tags for a run's partition, or for the range of partitions a run covers.
-PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
-BACKFILL_TAG = "dagster/backfill"
+PARTITION_TAGS = (PARTITION_TAG, "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 # The step that loads a month's input files (assets/monthly.py landed_inputs).
 LOADING_STEP = "landed_inputs"
 
@@ -63,7 +63,7 @@ def check_inputs_landed(tags: Mapping[str, Any] | None, step_keys: Sequence[str]
     ControlError otherwise). A backfill's run, a run that does not load inputs (finalize, unlock, a
     re-execution of later steps) and a run whose steps are not known yet pass; so does a process
     that cannot tell the home (its settings are incomplete: the run's first step says so)."""
-    month = (tags or {}).get("dagster/partition")
+    month = (tags or {}).get(PARTITION_TAG)
     if month is None or BACKFILL_TAG in (tags or {}) or step_keys is None or LOADING_STEP not in step_keys:
         return
     try:

@@ -13,13 +13,13 @@ nothing from Dagster.
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from pathlib import Path
 
-import numpy as np
-
 from batch import months
+from batch.names import EXPORTS_DIR
 
 DATA_FILE = "allocations.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -41,7 +41,7 @@ class ExportPaths:
         """protected: files and folders outside the home that no export may write (keys, roles file...)."""
         self.home = Path(home)
         self.protected = protected
-        self.root = self.home / "exports"
+        self.root = self.home / EXPORTS_DIR
         self.allocations_dir = self.root / "allocations"
         self.final_dir = self.root / "final"
         self.final_store_dir = self.root / ".final_store"
@@ -106,7 +106,7 @@ def check_month(month: str) -> str:
 
 def check_version(version: int) -> int:
     """The version as a plain int, when it is a positive integer."""
-    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, numbers.Integral) or version < 1:
         raise ExportError(f"Version {version!r} is not a positive integer.")
     return int(version)
 

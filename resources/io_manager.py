@@ -11,6 +11,7 @@ production. Layout under the base (folders, see resources/table_codec.py for the
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import dagster as dg
@@ -18,7 +19,7 @@ from pydantic import Field
 from upath import UPath
 
 from resources.settings import IO_BASE_VAR, Settings
-from resources.table_codec import dump_value, load_value
+from resources.table_codec import TableOrigins, dump_value, load_value
 
 
 class ParquetIOManager(dg.UPathIOManager):
@@ -32,14 +33,19 @@ class ParquetIOManager(dg.UPathIOManager):
         # Dagster's version reads UPath._kwargs, which universal_pathlib 0.3 no longer has.
         return dict(self._base_path.storage_options)
 
+    @cached_property
+    def origins(self) -> TableOrigins:
+        """The tables this step loaded: an output that hands one on unchanged links its file (written once per run)."""
+        return TableOrigins()
+
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
-        tables = dump_value(obj, path)
+        tables = dump_value(obj, path, self.origins)
         context.add_output_metadata({"parquet_tables": len(tables)})
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
         # Fan-in inputs (a .collect() of dynamic outputs) need nothing here: Dagster loads each
         # upstream output through this method and hands the step the list.
-        return load_value(path)
+        return load_value(path, self.origins)
 
 
 class ParquetIOManagerResource(dg.ConfigurableIOManagerFactory):

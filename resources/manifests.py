@@ -9,11 +9,10 @@ import datetime as dt
 import hashlib
 import json
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from resources.export_paths import MANIFEST_FILE, SIDECAR_FILES, ExportError
 
@@ -120,12 +119,11 @@ def check_json(payload: dict) -> None:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
+    # A numpy value exists only once numpy is loaded: readers of manifests (`batch-admin status`) do not
+    # import it (0.1 s).
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.integer | np.floating | np.bool_):
+        return value.item()
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
     if isinstance(value, Path):

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from batch.names import WORKER_TAG
 from resources.dagster_internals import (
     CheckRunHealthResult,
     EngineEventData,
@@ -47,7 +48,6 @@ from resources.dagster_internals import (
     recon_job_from_origin,
 )
 
-WORKER_TAG = "batch_admin/run_worker"
 # Imported once by the forkserver: the libraries, then pipelines.worker_preload (the code location
 # and a warm-up of what a run's first steps would each pay). Missing ones are skipped by multiprocessing.
 PRELOAD = ("dagster", "numpy", "pandas", "pyarrow.parquet", "duckdb", "sqlalchemy", "scipy.optimize", "numba",

@@ -7,15 +7,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_HOME = ".batch_admin"
+from batch.names import (  # noqa: F401  (the names settings are read by; importers take them from here too)
+    CELERY_BROKER_VAR,
+    CONTROL_DB,
+    CONTROL_VAR,
+    DAGSTER_DIR,
+    DAGSTER_HOME_VAR,
+    DEFAULT_HOME,
+    EXECUTOR_VAR,
+    HOME_VAR,
+    IO_BASE_VAR,
+    LANDING_DIR,
+    ORIGIN_VAR,
+    POSTGRES_VAR,
+    ROLES_VAR,
+    VIEW_URL_VAR,
+)
+
 DEFAULT_ROLES_FILE = Path(__file__).resolve().parent.parent / "pipelines" / "roles.yaml"
-HOME_VAR = "BATCH_ADMIN_HOME"
-POSTGRES_VAR = "BATCH_ADMIN_POSTGRES_URL"
-CONTROL_VAR = "BATCH_ADMIN_CONTROL_URL"
-IO_BASE_VAR = "BATCH_ADMIN_IO_BASE"
-ROLES_VAR = "BATCH_ADMIN_ROLES"
-EXECUTOR_VAR = "BATCH_ADMIN_EXECUTOR"
-CELERY_BROKER_VAR = "BATCH_ADMIN_CELERY_BROKER"
 # auto (default): the run's steps execute in its run worker when the `solver` pool lets one solve
 # run at a time (nothing would run side by side), else in forked processes (pipelines/executor.py).
 EXECUTORS = ("auto", "multiprocess", "in_process", "celery")
@@ -33,7 +42,7 @@ def psycopg2_url(url: str) -> str:
 
 def is_embedded(control_url: str, home: Path | str) -> bool:
     """Whether a control store URL is the embedded default of that home (SQLite, home/control.db)."""
-    return control_url == f"sqlite:///{Path(home).expanduser().resolve() / 'control.db'}"
+    return control_url == f"sqlite:///{Path(home).expanduser().resolve() / CONTROL_DB}"
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,7 @@ class Settings:
 
     @property
     def dagster_home(self) -> Path:
-        return self.home / "dagster"
+        return self.home / DAGSTER_DIR
 
     @property
     def embedded(self) -> bool:
@@ -59,7 +68,7 @@ class Settings:
 
     @property
     def landing(self) -> Path:
-        return self.home / "landing"
+        return self.home / LANDING_DIR
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -71,8 +80,8 @@ class Settings:
             raise SettingsError(f"{POSTGRES_VAR} is set (production) but {HOME_VAR} is not: set it to the "
                                 f"folder that holds landing/ and exports/ on every host.")
         home = Path(env.get(HOME_VAR) or DEFAULT_HOME).expanduser().resolve()
-        control_url = env.get(CONTROL_VAR) or postgres_url or f"sqlite:///{home / 'control.db'}"
-        io_base = env.get(IO_BASE_VAR) or str(home / "dagster" / "io")
+        control_url = env.get(CONTROL_VAR) or postgres_url or f"sqlite:///{home / CONTROL_DB}"
+        io_base = env.get(IO_BASE_VAR) or str(home / DAGSTER_DIR / "io")
         roles = Path(env.get(ROLES_VAR) or DEFAULT_ROLES_FILE).expanduser().resolve()
         executor = (env.get(EXECUTOR_VAR) or EXECUTORS[0]).strip().lower()
         celery_broker = env.get(CELERY_BROKER_VAR) or None
@@ -98,7 +107,7 @@ class Settings:
     def environment(self) -> dict[str, str]:
         """The variables every Dagster process of this deployment reads (the resources' EnvVars)."""
         env = {HOME_VAR: str(self.home), CONTROL_VAR: self.control_url, IO_BASE_VAR: self.io_base,
-               ROLES_VAR: str(self.roles_file), "DAGSTER_HOME": str(self.dagster_home)}
+               ROLES_VAR: str(self.roles_file), DAGSTER_HOME_VAR: str(self.dagster_home)}
         if self.postgres_url:
             env[POSTGRES_VAR] = psycopg2_url(self.postgres_url)
         if self.executor != EXECUTORS[0]:
@@ -115,12 +124,16 @@ class Settings:
 # Where people open the admin view (links in alerts and in Dagster metadata): the deployment's
 # BATCH_ADMIN_ORIGIN (the origin its passkeys are made for), else BATCH_ADMIN_VIEW_URL (`batch-admin ui`
 # sets it for the processes it starts), else the embedded default.
-ORIGIN_VAR = "BATCH_ADMIN_ORIGIN"
-VIEW_URL_VAR = "BATCH_ADMIN_VIEW_URL"
 DEFAULT_VIEW_URL = "http://localhost:3000"
 
 
 def view_origin(environ: Mapping[str, str] | None = None) -> str:
     """The admin view's public origin, without a trailing slash."""
+    return known_view_origin(environ) or DEFAULT_VIEW_URL
+
+
+def known_view_origin(environ: Mapping[str, str] | None = None) -> str | None:
+    """The admin view's origin when the deployment or `batch-admin ui` said it, else None (nothing serves
+    the view's images for sure: Dagster metadata then embeds its charts)."""
     env = os.environ if environ is None else environ
-    return (env.get(ORIGIN_VAR) or env.get(VIEW_URL_VAR) or DEFAULT_VIEW_URL).rstrip("/")
+    return (env.get(ORIGIN_VAR) or env.get(VIEW_URL_VAR) or "").strip().rstrip("/") or None

@@ -32,7 +32,8 @@ XLSX_MAX_ROWS = 1_048_576
 
 
 class ExportStore(VersionStore):
-    """Versioned allocation exports under ``home/exports``, written to files on request and compared; no Dagster."""
+    """Versioned allocation exports under ``home/exports``, written to files on request and compared, and the
+    figures derived from them kept under ``home/cache`` (resources/derived_files.py); no Dagster."""
 
     def export(
         self,

@@ -12,14 +12,15 @@ import sys
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-TRACE_ENV = "BATCH_ADMIN_TRACE_TRANSACTIONS"
+from batch.names import TRACE_VAR
+
 # Frames that are plumbing, not the store method or its caller.
 _PLUMBING = ("sqlalchemy", "contextlib", "resources.store_trace")
 
 
 def trace_transactions(engine: Engine) -> None:
     """Record each transaction of this engine when BATCH_ADMIN_TRACE_TRANSACTIONS names a file."""
-    path = os.environ.get(TRACE_ENV)
+    path = os.environ.get(TRACE_VAR)
     if path:
         event.listen(engine, "begin", lambda _conn: _record(path))
 

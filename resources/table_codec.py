@@ -16,6 +16,11 @@ arbitrary code. Parquet has one null, so object columns also record whether thei
 A local folder is written beside its target and renamed into place; other fsspec filesystems
 (object stores have no atomic rename) get the tables first and value.json last, and a folder without
 value.json reads as missing. This module imports nothing from Dagster.
+
+A table is written once: given TableOrigins, a DataFrame equal to one the step loaded (handed on unchanged, or a
+copy: equal as Arrow, with the same pandas metadata) is a hard link to the file that one was read from (a copy
+on an object store), not a second encoding of it; a table file is never changed once written, so the link
+keeps the content when the upstream folder is replaced.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import os
 import re
 import shutil
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -55,25 +61,47 @@ def allow_module_prefix(prefix: str) -> None:
     _allowed_packages.add(prefix.rstrip("."))
 
 
-def dump_value(value: Any, folder: UPath) -> list[str]:
-    """Write `value` as the folder `folder` (replacing it); return the Parquet file names written."""
-    encoder = _Encoder()
+class TableOrigins:
+    """The DataFrames loaded by load_value (while they live), each with the file it was read from and its Arrow
+    encoding when loaded: what dump_value links instead of writing again."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[int, tuple[weakref.ref, UPath, pa.Table]] = {}
+
+    def remember(self, frame: pd.DataFrame, file: UPath, table: pa.Table) -> None:
+        key = id(frame)
+        self._loaded[key] = (weakref.ref(frame, lambda _gone: self._loaded.pop(key, None)), file, table)
+
+    def source(self, table: pa.Table) -> UPath | None:
+        """The file of a loaded DataFrame whose encoding then was `table` (a DataFrame's encoding now), else None:
+        the frame handed on unchanged, or a copy of it (the capacity plan's requests are the landed ones)."""
+        for _, file, loaded in list(self._loaded.values()):
+            if loaded.num_rows == table.num_rows and table.equals(loaded, check_metadata=True):
+                return file
+        return None
+
+
+def dump_value(value: Any, folder: UPath, origins: TableOrigins | None = None) -> list[str]:
+    """Write `value` as the folder `folder` (replacing it); return the Parquet file names of the value, written or
+    (with `origins`) linked to the file an unchanged loaded table came from."""
+    encoder = _Encoder(origins, folder)
     # Everything is encoded before anything is written, so a refused value leaves no trace.
     document = json.dumps(encoder.encode(value, ROOT), allow_nan=False, ensure_ascii=False, indent=1)
     if isinstance(folder.fs, LocalFileSystem):
-        _replace_local_folder(Path(folder.path), encoder.tables, document)
+        _replace_local_folder(Path(folder.path), encoder.tables, encoder.links, document)
     else:
-        _rewrite_remote_folder(folder, encoder.tables, document)
-    return list(encoder.tables)
+        _rewrite_remote_folder(folder, encoder.tables, encoder.links, document)
+    return sorted([*encoder.tables, *encoder.links])
 
 
-def load_value(folder: UPath) -> Any:
-    """Read the value written by dump_value; FileNotFoundError when the folder holds none."""
+def load_value(folder: UPath, origins: TableOrigins | None = None) -> Any:
+    """Read the value written by dump_value; FileNotFoundError when the folder holds none. `origins` remembers
+    the DataFrames read and their files."""
     try:
         document = json.loads((folder / VALUE_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"No stored value at {folder}: {VALUE_FILE} is missing.") from None
-    return _Decoder(folder).decode(document)
+    return _Decoder(folder, origins).decode(document)
 
 
 def _module_allowed(module: str) -> bool:
@@ -113,8 +141,10 @@ def _table_file(index: int, path: str) -> str:
 class _Encoder:
     """Turns a value into a JSON document, collecting its DataFrames as Arrow tables."""
 
-    def __init__(self) -> None:
+    def __init__(self, origins: TableOrigins | None = None, folder: UPath | None = None) -> None:
         self.tables: dict[str, pa.Table] = {}
+        self.links: dict[str, UPath] = {}  # file name -> the file it is a link to
+        self.origins, self.folder = origins, folder
 
     def encode(self, value: Any, path: str) -> Any:
         kind = type(value)
@@ -154,17 +184,28 @@ class _Encoder:
                         f"dataclasses, lists, tuples, sets, dicts, str, int, float, bool, None and dates are stored.")
 
     def _add_table(self, frame: pd.DataFrame, path: str) -> str:
-        # Without columns Parquet keeps no row count, so the index is kept as a column then.
-        preserve_index = None if len(frame.columns) else True
-        try:
-            table = pa.Table.from_pandas(frame, preserve_index=preserve_index)
-        except (pa.ArrowException, ValueError, TypeError) as exc:
-            raise TypeError(f"Cannot store the DataFrame at {path} as Parquet: {exc}") from exc
-        if markers := _missing_markers(frame):
-            table = table.replace_schema_metadata({**table.schema.metadata, MISSING_KEY: json.dumps(markers).encode()})
-        name = _table_file(len(self.tables), path)
-        self.tables[name] = table
+        table = _arrow_table(frame, path)
+        name = _table_file(len(self.tables) + len(self.links), path)
+        source = self.origins.source(table) if self.origins is not None else None
+        # A table of the folder being replaced is written again: that folder goes before the new one is written.
+        if source is not None and self.folder is not None and source.parent.path != self.folder.path:
+            self.links[name] = source
+        else:
+            self.tables[name] = table
         return name
+
+
+def _arrow_table(frame: pd.DataFrame, path: str) -> pa.Table:
+    """The Arrow table a DataFrame is stored as (with its missing markers)."""
+    # Without columns Parquet keeps no row count, so the index is kept as a column then.
+    preserve_index = None if len(frame.columns) else True
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=preserve_index)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        raise TypeError(f"Cannot store the DataFrame at {path} as Parquet: {exc}") from exc
+    if markers := _missing_markers(frame):
+        table = table.replace_schema_metadata({**table.schema.metadata, MISSING_KEY: json.dumps(markers).encode()})
+    return table
 
 
 def _missing_markers(frame: pd.DataFrame) -> dict[str, str]:
@@ -187,8 +228,8 @@ def _sort_key(encoded: Any) -> str:
 class _Decoder:
     """Turns a JSON document back into the value, reading its Parquet files from `folder`."""
 
-    def __init__(self, folder: UPath) -> None:
-        self.folder = folder
+    def __init__(self, folder: UPath, origins: TableOrigins | None = None) -> None:
+        self.folder, self.origins = folder, origins
 
     def decode(self, node: Any) -> Any:
         if node is None or isinstance(node, (bool, int, float, str)):
@@ -245,7 +286,12 @@ class _Decoder:
         if "/" in name or "\\" in name or name.startswith("."):
             raise ValueError(f"Refusing table file {name!r} in {self.folder / VALUE_FILE}: not a plain file name.")
         with (self.folder / name).open("rb") as handle:
-            return _to_frame(pq.read_table(handle))
+            frame = _to_frame(pq.read_table(handle))
+        if self.origins is not None:
+            # Encoded as dump_value would encode it now (a dictionary's index width may differ from the file's),
+            # from a copy: Arrow shares numeric buffers with the frame, which a step may change in place.
+            self.origins.remember(frame, self.folder / name, _arrow_table(frame.copy(deep=True), name))
+        return frame
 
 
 def _to_frame(table: pa.Table) -> pd.DataFrame:
@@ -272,22 +318,30 @@ def _to_frame(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def _write_files(folder: UPath | Path, tables: dict[str, pa.Table], document: str) -> None:
+def _write_files(folder: UPath | Path, tables: dict[str, pa.Table], links: dict[str, UPath], document: str) -> None:
     """Tables first, value.json last: value.json marks a complete folder."""
     for name, table in tables.items():
         with (folder / name).open("wb") as handle:
             pq.write_table(table, handle)
+    for name, source in links.items():
+        if isinstance(folder, Path):
+            try:
+                os.link(source.path, folder / name)
+            except OSError:  # a filesystem without hard links
+                shutil.copyfile(source.path, folder / name)
+        else:
+            folder.fs.copy(source.path, (folder / name).path)  # server-side on an object store
     (folder / VALUE_FILE).write_text(document, encoding="utf-8")
 
 
-def _replace_local_folder(folder: Path, tables: dict[str, pa.Table], document: str) -> None:
+def _replace_local_folder(folder: Path, tables: dict[str, pa.Table], links: dict[str, UPath], document: str) -> None:
     """Write a sibling folder and rename it into place, so readers see the old value or the new one."""
     token = uuid.uuid4().hex
     staging = folder.parent / f".{folder.name}.tmp-{token}"
     retired = folder.parent / f".{folder.name}.old-{token}"
     staging.mkdir(parents=True)
     try:
-        _write_files(staging, tables, document)
+        _write_files(staging, tables, links, document)
         if folder.exists():
             # POSIX cannot swap two folders in one rename; the old one moves aside for an instant.
             os.replace(folder, retired)
@@ -300,7 +354,7 @@ def _replace_local_folder(folder: Path, tables: dict[str, pa.Table], document: s
     shutil.rmtree(retired, ignore_errors=True)
 
 
-def _rewrite_remote_folder(folder: UPath, tables: dict[str, pa.Table], document: str) -> None:
+def _rewrite_remote_folder(folder: UPath, tables: dict[str, pa.Table], links: dict[str, UPath], document: str) -> None:
     """Uncommit (drop value.json), clear, write tables, commit (value.json last)."""
     fs = folder.fs
     if fs.exists((folder / VALUE_FILE).path):
@@ -308,4 +362,4 @@ def _rewrite_remote_folder(folder: UPath, tables: dict[str, pa.Table], document:
     if fs.exists(folder.path):
         fs.rm(folder.path, recursive=True)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_files(folder, tables, document)
+    _write_files(folder, tables, links, document)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import xlsxwriter
 
-from batch import metrics as figures
+from batch import formats as figure_formats
 from resources import workbook_sheets as sheets
 from resources.advice_files import advice_sheet
 from resources.cells import sanitize_cell, sanitize_series
@@ -84,10 +84,10 @@ class _Formats:
         self.bold = workbook.add_format({"bold": True})
         self.wrap = workbook.add_format({"text_wrap": True, "valign": "top"})
         # Top-aligned, so that numbers stand level with a wrapped text beside them.
-        self.count = workbook.add_format({"num_format": figures.XLSX_COUNT, "valign": "top"})
-        self.percent = workbook.add_format({"num_format": figures.XLSX_PERCENT, "valign": "top"})
-        self.gap = workbook.add_format({"num_format": figures.XLSX_GAP, "valign": "top"})
-        self.decimal = workbook.add_format({"num_format": figures.XLSX_DECIMAL, "valign": "top"})
+        self.count = workbook.add_format({"num_format": figure_formats.XLSX_COUNT, "valign": "top"})
+        self.percent = workbook.add_format({"num_format": figure_formats.XLSX_PERCENT, "valign": "top"})
+        self.gap = workbook.add_format({"num_format": figure_formats.XLSX_GAP, "valign": "top"})
+        self.decimal = workbook.add_format({"num_format": figure_formats.XLSX_DECIMAL, "valign": "top"})
         self.integer = workbook.add_format({"num_format": "0", "valign": "top"})
         self.text = workbook.add_format({"valign": "top"})
 
@@ -95,7 +95,7 @@ class _Formats:
         """The number format of a column, by its name (ids and priorities stay plain)."""
         if name == "gap":
             return self.gap
-        if name in figures.PERCENT_FIELDS or name.endswith(("_rate", "_ratio", "utilization", "share_of_rows")):
+        if name in figure_formats.PERCENT_FIELDS or name.endswith(("_rate", "_ratio", "utilization", "share_of_rows")):
             return self.percent
         if name in ("priority", "version"):
             return self.integer
@@ -147,7 +147,7 @@ def _write_summary(workbook, formats: _Formats, frame: pd.DataFrame, source: Wor
     for name, label, value in sheets.key_figures(frame, manifest, source.filters):
         row += 1
         sheet.write_string(row, 0, label, formats.bold)
-        fmt = formats.for_column(name) if name in figures.PERCENT_FIELDS or name == "gap" else formats.count
+        fmt = formats.for_column(name) if name in figure_formats.PERCENT_FIELDS or name == "gap" else formats.count
         sheet.write_number(row, 1, float(value), fmt)
     if len(why):
         row += 2

@@ -6,6 +6,7 @@ from typing import Any
 
 import pandas as pd
 
+from batch import formats as figure_formats
 from batch import metrics as figures
 from resources.export_filters import Filters
 
@@ -55,7 +56,7 @@ def key_figures(frame: pd.DataFrame, manifest: dict, filters: Filters) -> list[t
         solver = solver if isinstance(solver, dict) else {}
         found.update({k: solver.get(k) for k in ("objective", "bound")})
         found["gap"] = figures.relative_gap(solver.get("objective"), solver.get("bound"))
-    return [(key, label, found[key]) for key, label in figures.HEADLINE
+    return [(key, label, found[key]) for key, label in figure_formats.HEADLINE
             if isinstance(found.get(key), int | float) and not isinstance(found.get(key), bool)]
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # annotations only: the CLI imports this module, and pandas takes 0.4-0.6 s to import
+    import pandas as pd
 
 DEFAULT_WEIGHTS: dict[int, int] = {1: 1000, 2: 300, 3: 100, 4: 30, 5: 10}
 

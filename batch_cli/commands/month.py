@@ -5,13 +5,17 @@ from __future__ import annotations
 import click
 
 from batch import actions
+from batch.advice_text import ADVICE_KEY
 from batch.approvals import OPEN_STATUSES
+from batch.health import month_health, months_overview
 from batch.lifecycle import PLAN_JOB, final_mismatch
 from batch.months import check_month, check_planned_month
+from batch.params import param_settings, parse_assignment
 from batch.roles import actor_from
-from batch_cli.context import exports, now, settings, sign_as, store
+from batch_cli.context import now, settings, sign_as, store, versions
 from batch_cli.failures import CliError, friendly
-from batch_cli.output import ADVICE_KEY, emit, out, print_advice, print_pairs, version_summary
+from batch_cli.month_view import print_overview, print_status
+from batch_cli.output import emit, out, print_advice, print_pairs, version_summary
 from batch_cli.submit import admitted, follow
 
 
@@ -59,15 +63,10 @@ def plan(month: str, actor: str | None, as_json: bool) -> None:
 def status(month: str | None, as_json: bool) -> None:
     """Phase, locks, versions with their metrics, finalization and approvals of a month; every month without one."""
     if month is not None:
-        check_month(month)  # before the imports below: a refusal answers at once
-    # Deferred: start-up speed; pandas (the landed tables, the figures) loads only for the commands that read them.
-    from batch.health import month_health, months_overview
-    from batch.params import param_settings
-    from batch_cli.month_view import print_overview, print_status
-
+        check_month(month)
     control = store()
     if month is None:
-        lines = months_overview(control, exports())
+        lines = months_overview(control, versions())
         emit(lines, as_json, lambda: print_overview(lines))
         return
     row = control.month(month)
@@ -85,10 +84,10 @@ def status(month: str | None, as_json: bool) -> None:
         "adjustments": control.adjustments_in_force(month).to_dict(),
         "plan": (control.latest_plan(month) or {}).get("summary"),
         "versions": [version_summary(v) for v in control.versions(month)],
-        "health": month_health(control, exports(), month),
+        "health": month_health(control, versions(), month),
         "requests": [r.to_dict(now()) for r in control.requests(month) if r.effective_status(now())
                      in OPEN_STATUSES],
-        "official_copy_problem": final_mismatch(row, exports()),
+        "official_copy_problem": final_mismatch(row, versions()),
     }
     result[ADVICE_KEY] = result["versions"][-1]["metrics"].get(ADVICE_KEY) if result["versions"] else None
     emit(result, as_json, lambda: print_status(result))
@@ -109,7 +108,6 @@ def params(month: str, actor: str | None, assignments: tuple[str, ...], unsets: 
     check_planned_month(month)
     who = actions.may(store(), "params", actor_from(actor), month)
     from batch.actions.changes import params_details, set_params  # deferred: start-up speed (pandas, see status)
-    from batch.params import parse_assignment
 
     details = params_details(dict(parse_assignment(a) for a in assignments), list(unsets))
     current = set_params(store(), sign_as(who, "params", month, details)).params or {}

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from batch.formats import format_change, format_figure
 from batch.months import check_month
 from batch_cli.context import exports, protected_paths, settings, store
 from batch_cli.failures import OS_ADVICE, CliError, friendly
@@ -28,7 +29,6 @@ def diff(month: str, from_version: int, to_version: int, every: bool, as_json: b
     """Compare two versions: objective, gap, success rate and counts first, then the requests that moved."""
     check_month(month)
     # Deferred: start-up speed (pandas, charts).
-    from batch.metrics import format_change, format_figure
     from batch.report import TOP_MOVES, leading_changes
 
     result = exports().diff(month, from_version, to_version)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from batch import actions
+from batch.formats import format_count, headline
 from batch.identity import DEFAULT_TICKET_MINUTES, MAX_TICKET_MINUTES, TICKET_TAG, make_ticket
 from batch.lifecycle import EXECUTE_JOB
 from batch.months import check_planned_month
@@ -29,7 +30,6 @@ def run(month: str, actor: str | None, note: str | None, as_json: bool) -> None:
     result = {"month": month, "run_id": run_id, **version_summary(version)}
 
     def human() -> None:
-        from batch.metrics import format_count, headline  # deferred: start-up speed (pandas)
 
         rows = dict(headline(version["metrics"]))
         print_pairs(f"Month {month}: version {version['version']} proposed", {

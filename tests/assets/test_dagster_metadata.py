@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from assets.monthly import advice_metadata, version_metadata
-from batch.advice import ADVICE_KEY, advice_lines
+from batch.advice_text import ADVICE_KEY, advice_lines
 from batch.standing import Standing, Withdrawal
 from checks import names
 from checks.asset_checks import rows_result
-from resources.settings import VIEW_URL_VAR
+from resources.settings import ORIGIN_VAR, VIEW_URL_VAR
 from tests.batch.test_charts_and_report import DAGSTER_INLINE_MARKDOWN, a_view
 
 VIEW = "http://localhost:3310"
@@ -34,9 +35,12 @@ def test_the_reports_tables_are_dagster_tables_with_the_reports_rows():
     assert "- compute: **80.0%** (120 of 150 units)" in metadata["utilization by service"].value
 
 
-def test_charts_are_inline_links_to_the_admin_views_same_png_when_its_address_is_known(monkeypatch):
+@pytest.mark.parametrize("variable", [VIEW_URL_VAR, ORIGIN_VAR])  # set by `batch-admin ui`; by a deployment
+def test_charts_are_inline_links_to_the_admin_views_same_png_when_its_address_is_known(monkeypatch, variable):
     view = a_view()
-    monkeypatch.setenv(VIEW_URL_VAR, VIEW + "/")
+    monkeypatch.delenv(VIEW_URL_VAR, raising=False)
+    monkeypatch.delenv(ORIGIN_VAR, raising=False)
+    monkeypatch.setenv(variable, VIEW + "/")
 
     metadata = version_metadata(view)
 
@@ -48,10 +52,12 @@ def test_charts_are_inline_links_to_the_admin_views_same_png_when_its_address_is
         assert text == (f"**{chart.title}**\n\n![{chart.title}]({VIEW}/month/{view.month}/chart/{view.version}/"
                         f"{chart.name}.png)")
         assert len(text) < DAGSTER_INLINE_MARKDOWN  # shown inline, not behind "Show Markdown"
+    assert metadata["month page"].value.startswith(VIEW + "/month/")  # the same address as the links to the view
 
 
 def test_without_an_admin_view_the_charts_stay_embedded(monkeypatch):
     monkeypatch.delenv(VIEW_URL_VAR, raising=False)
+    monkeypatch.delenv(ORIGIN_VAR, raising=False)
     view = a_view()
 
     metadata = version_metadata(view)

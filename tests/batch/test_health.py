@@ -1,10 +1,12 @@
 """month_health: latest version figures, utilization by service and region, planned vs actual, trend."""
 
 import json
+import shutil
 
 import pytest
 
-from batch.health import month_health, trend
+from batch.health import keep_figures, month_health, trend
+from batch.names import CACHE_DIR
 from resources.control_store import ControlStore
 from resources.storage import ExportStore
 from tests.pipelines.test_sensors import MONTH, land, write_version
@@ -87,3 +89,35 @@ def test_bad_landing_is_reported_as_a_problem_not_raised(home, store):
 
     assert health["metrics"] == {"success_rate": 0.5}
     assert "No inputs have landed" in health["problems"][0]
+
+
+def store_figures(home, month: str = MONTH, version: int = 1, **changed) -> None:
+    """The figures of a version kept as the run's export step keeps them (batch.health.keep_figures); `changed`
+    replaces some headline figures in the kept file, so that a test sees whether the kept ones were read."""
+    keep_figures(ExportStore(home), month, (version, False))
+    if changed:
+        path = next((home / CACHE_DIR / "figures" / month).glob("*.json"))
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        kept["figures"].update(changed)
+        path.write_text(json.dumps(kept), encoding="utf-8")
+
+
+def test_a_versions_kept_figures_are_read_while_the_landed_files_are_the_ones_they_came_from(home, store):
+    land(home, actuals=False)
+    write_version(home)
+    record(store, MONTH, 1)
+    computed = month_health(store, ExportStore(home), MONTH)
+    shutil.rmtree(home / CACHE_DIR)  # what month_health kept: the run's export step keeps them too
+    store_figures(home, success_rate=0.125)
+
+    stored = month_health(store, ExportStore(home), MONTH)
+
+    assert stored["metrics"]["success_rate"] == 0.125  # read, not computed
+    assert {**stored["metrics"], "success_rate": computed["metrics"]["success_rate"]} == computed["metrics"]
+    assert stored["utilization_by_service_region"] == computed["utilization_by_service_region"]
+    land(home, actuals=True)  # actuals land after the version: other landed files, other figures
+
+    later = month_health(store, ExportStore(home), MONTH)
+
+    assert later["metrics"]["success_rate"] == computed["metrics"]["success_rate"]
+    assert later["planned_vs_actual"]["actuals_landed"] is True

@@ -9,12 +9,11 @@ import time
 import pandas as pd
 import pytest
 
+from batch.formats import format_figure, headline
 from batch.metrics import (
     ResourceUsage,
     counts,
     counts_by_reason,
-    format_figure,
-    headline,
     planned_vs_actual,
     relative_gap,
     trend_table,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from assets.partitions import monthly_partitions
-from batch.faults import CRASH_ENV
+from batch.names import CRASH_VAR
 
 MONTH = monthly_partitions.get_partition_keys()[-1]
 BIN = Path(sys.executable).with_name("batch-admin")
@@ -20,9 +20,9 @@ BIN = Path(sys.executable).with_name("batch-admin")
 
 def cli(home: Path, *args: str, ok: bool = True, crash_at: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "BATCH_ADMIN_HOME": str(home), "COLUMNS": "200"}
-    env.pop(CRASH_ENV, None)
+    env.pop(CRASH_VAR, None)
     if crash_at:
-        env[CRASH_ENV] = crash_at
+        env[CRASH_VAR] = crash_at
     done = subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True, timeout=600)
     assert (done.returncode == 0) == ok, done.stdout + done.stderr
     assert "Traceback" not in done.stderr

@@ -271,8 +271,9 @@ def test_a_read_only_home_is_named(small_disk):
 
 # ------------------------------------------------------------------ refusals answer before heavy imports
 
-# The libraries a refusal of a malformed month must not wait for (they take seconds to import).
-HEAVY = ("dagster", "pandas", "solvers", "ortools", "great_expectations", "sqlalchemy")
+# The libraries a refusal of a malformed month must not wait for (they take seconds to import). The solver's
+# schema is light (the CLI imports it with the parameters); its engines are OR-Tools and numba.
+HEAVY = ("dagster", "pandas", "pyarrow", "duckdb", "ortools", "numba", "great_expectations", "sqlalchemy")
 PROBE = """
 import sys
 from batch_cli.main import main

@@ -1,8 +1,9 @@
 """The admin view's story in a real browser: Debian's chromium with the DevTools Protocol's virtual authenticator
 (ctap2, internal, user verification), the Dagster webserver and daemon running the month's jobs. alice and bob
-register passkeys; alice signs in with hers, sets a parameter, runs the demo month from the view and watches its
+register passkeys; alice signs in with hers, sets a parameter, plans, runs the demo month from the view and watches its
 progress, pins one request, runs again and sees the diff, requests finalize; alice has no Approve button and her
-forged approval is refused; bob approves with his passkey; the month shows final and locked; dana (an approver)
+forged approval is refused; bob approves with his passkey (and downloads the official export), and the assertion his browser sent, sent again from
+his session or from another origin, is refused; the month shows final and locked; dana (an approver)
 may not request an unlock, alice does and bob approves it; `batch-admin audit --verify` re-verifies every
 passkey assertion. In CI (CI=true) this never skips."""
 
@@ -14,6 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from batch.passkeys import is_passkey_signature
@@ -134,6 +136,10 @@ def test_the_month_is_run_adjusted_finalized_and_unlocked_from_the_view_with_pas
         passkey_submit(alice, "#params-form")
         assert store.params(MONTH)["time_limit_s"] == 1
         shoot(alice, "admin-month-passkey")
+        passkey_submit(alice, "#plan-form")  # the preview, queued with alice's ticket as `batch-admin plan`
+        wait_for(lambda: store.latest_plan(MONTH) is not None, "the plan run did not finish", services)
+        alice.goto(f"{url}/month/{MONTH}")
+        assert "Planned " in alice.locator("#plan + table + p").inner_text()
 
         assert run_and_watch(alice, url, store, None, services)  # the run showed in progress on the month page
         placed = ExportStore(story_home).read_version(MONTH, 1)
@@ -182,15 +188,32 @@ def test_the_month_is_run_adjusted_finalized_and_unlocked_from_the_view_with_pas
         bob.goto(f"{url}/approvals")
         assert f"finalize {MONTH} version 2" in bob.locator("main").inner_text()
         shoot(bob, "admin-approvals-passkey")
+        sent: list[str] = []  # what bob's browser posts: the assertion its virtual authenticator made
+        bob.on("request", lambda r: sent.append(r.post_data or "") if r.url.endswith("/passkey/act") else None)
         bob.click("button.approve")
         bob.wait_for_function("() => document.querySelector('button.approve') === null", timeout=WAIT_MS)
         wait_for(lambda: store.month(MONTH)["final_version"] == 2, "the finalize run did not finish", services)
+        # The same signed approval sent again from bob's session, and from another origin: both refused.
+        approvals = sum(1 for entry in store.audit_entries() if entry["action"] == "approve")
+        for origin in (url, "http://evil.example"):
+            again = bob.request.post(f"{url}/passkey/act", data=sent[-1], headers={
+                "content-type": "application/x-www-form-urlencoded", "origin": origin})
+            assert again.status in (400, 403) and again.json()["error"], again.text()
+        assert sum(1 for entry in store.audit_entries() if entry["action"] == "approve") == approvals
         bob.goto(f"{url}/month/{MONTH}")
         state = bob.locator("section.state").inner_text()
         assert "Final: version 2" in state and "approved by bob" in state
         assert bob.locator("h1 .phase").inner_text() == "finalized"
         assert "\tdone\tbob\t" in bob.locator("#requests-table").inner_text()  # approved by bob, carried out
         shoot(bob, "admin-month-final")
+        bob.select_option("#export-form select[name=version]", "final")
+        bob.select_option("#export-form select[name=format]", "parquet")
+        with bob.expect_download(timeout=WAIT_MS) as got:  # signed with bob's passkey, audited, then sent
+            bob.click("#export-form button[type=submit]")
+        official, final = pd.read_parquet(got.value.path()), ExportStore(story_home).read_final(MONTH)
+        assert len(official) == len(final) and set(official["request_id"]) == set(final["request_id"])
+        assert (official.sort_values("request_id")["resource_id"].fillna("").tolist()
+                == final.sort_values("request_id")["resource_id"].fillna("").tolist())
 
         dana = person(browser, url, "dana", problems)
         enrol(dana, "dana")
@@ -215,7 +238,7 @@ def test_the_month_is_run_adjusted_finalized_and_unlocked_from_the_view_with_pas
             page.context.close()
 
     signed = {e["action"]: json.loads(e["signed_json"]) for e in store.audit_entries() if e.get("signed_json")}
-    for action in ("params", "adjust", "request", "approve"):
+    for action in ("params", "adjust", "request", "approve", "export"):
         assert is_passkey_signature(signed[action]["signature"]), action
     cli("audit", "--verify")  # every passkey assertion re-verified offline from the registered public keys
     assert problems == []  # nothing refused by the CSP, no script error

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from batch.names import TRACE_VAR
 from resources.control_store import ControlStore, tickets
 from resources.settings import Settings
-from resources.store_trace import TRACE_ENV
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -50,7 +50,7 @@ def test_a_run_is_admitted_once_and_each_step_checks_in_one_transaction(home):
     cli("demo-data", MONTH, "--requests", "200", "--resources", "20", "--seed", "4", env=env)
     cli("params", MONTH, "--actor", "alice", "--set", "time_limit_s=2", env=env)
     trace = home / "transactions.tsv"
-    cli("run", MONTH, "--actor", "alice", "--note", "counted", env={**env, TRACE_ENV: str(trace)})
+    cli("run", MONTH, "--actor", "alice", "--note", "counted", env={**env, TRACE_VAR: str(trace)})
 
     lines = [line.split("\t") for line in trace.read_text().splitlines()]
     # The heartbeat thread writes only when no step beat for LEASE_HEARTBEAT_S: its count is the machine's

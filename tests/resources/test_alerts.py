@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from resources.alerts import (
-    WEBHOOK_ENV_VAR,
+    ALERT_WEBHOOK_VAR,
     Alert,
     AlertDispatcher,
     CallbackSink,
@@ -246,8 +246,8 @@ def test_alert_rejects_an_unknown_severity_or_empty_key(kwargs, match):
 
 
 @pytest.mark.parametrize("environ, expected", [
-    ({WEBHOOK_ENV_VAR: "https://hooks.example.org/x"}, "https://hooks.example.org/x"),
-    ({WEBHOOK_ENV_VAR: "  "}, None),
+    ({ALERT_WEBHOOK_VAR: "https://hooks.example.org/x"}, "https://hooks.example.org/x"),
+    ({ALERT_WEBHOOK_VAR: "  "}, None),
     ({}, None),
 ])
 def test_webhook_url_comes_from_the_environment(environ, expected):
@@ -255,6 +255,6 @@ def test_webhook_url_comes_from_the_environment(environ, expected):
 
 
 def test_webhook_url_reads_the_process_environment(monkeypatch):
-    monkeypatch.setenv(WEBHOOK_ENV_VAR, "http://127.0.0.1:9/hook")
+    monkeypatch.setenv(ALERT_WEBHOOK_VAR, "http://127.0.0.1:9/hook")
 
     assert webhook_url_from_env() == "http://127.0.0.1:9/hook"

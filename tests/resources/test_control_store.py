@@ -8,6 +8,7 @@ import time
 import pytest
 
 from batch.identity import IdentityError
+from batch.names import TRACE_VAR
 from resources.control_store import (
     PHASE_FINALIZED,
     PHASE_OPEN,
@@ -17,7 +18,6 @@ from resources.control_store import (
     ControlStore,
 )
 from resources.migrations import HEAD_REVISION, current_revision
-from resources.store_trace import TRACE_ENV
 from tests.signing import approve, file_finalize, file_unlock, finalize_in_store, open_store, signed
 
 MONTH = "2026-12"
@@ -297,7 +297,7 @@ def test_a_unit_is_one_transaction_that_keeps_each_write_as_its_own_transaction_
     """ControlStore.unit (the run's admission, a step's check): one transaction, and a refusal inside it
     undoes only the refused change; what was written before it stays, a refused signature stays audited."""
     trace = tmp_path / "trace.tsv"
-    monkeypatch.setenv(TRACE_ENV, str(trace))
+    monkeypatch.setenv(TRACE_VAR, str(trace))
     traced = open_store(store.url)
     trace.unlink(missing_ok=True)  # its schema revision, read as it opened
     try:

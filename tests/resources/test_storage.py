@@ -18,10 +18,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from batch.names import EXPORT_PAUSE_VAR
 from resources.allocation_rows import ALLOCATION_SCHEMA, SCHEMA_VERSION
 from resources.export_paths import DATA_FILE, MANIFEST_FILE
 from resources.storage import ExportError, ExportStore
-from resources.version_store import TEST_PAUSE_ENV
 from tests.resources.builders import MONTH, allocation_rows, caller_manifest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,7 +171,7 @@ store = ExportStore(Path(sys.argv[1]))
 
 def start_writer(home: Path, action: str) -> subprocess.Popen:
     """A child process that writes through the store and pauses before the manifest."""
-    env = {**os.environ, TEST_PAUSE_ENV: "60", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, EXPORT_PAUSE_VAR: "60", "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-c", WRITER.format(action=action), str(home)], cwd=REPO, env=env)
 
 

@@ -5,7 +5,8 @@ from dataclasses import replace
 
 import pytest
 
-from batch.advice import advice_lines, advice_record
+from batch.advice import advice_record
+from batch.advice_text import advice_lines
 from batch.demo_data import generate_month
 from solvers import SolverParams, build_instance, solve
 from solvers.advice import capacity_advice, sentence

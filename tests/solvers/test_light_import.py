@@ -19,5 +19,14 @@ def test_importing_the_schema_loads_neither_or_tools_nor_numba():
     assert loaded_after("import solvers, solvers.schema\nfrom solvers import SolverParams") == []
 
 
+def test_importing_the_eligibility_rules_loads_neither_or_tools_nor_numba():
+    assert loaded_after("import solvers.eligibility") == []
+
+
+def test_the_schema_loads_no_pandas_either():  # the CLI's parameters import it
+    assert subprocess.run([sys.executable, "-c", "import sys, solvers.schema; assert 'pandas' not in sys.modules"],
+                          timeout=120).returncode == 0
+
+
 def test_the_solver_is_still_one_import_away():
     assert loaded_after("from solvers import solve, build_instance, tabu") == ["numba", "ortools"]

@@ -7,7 +7,7 @@ from html import escape
 import pytest
 
 import solvers.advice
-from batch.metrics import format_count, format_figure
+from batch.formats import format_count, format_figure
 from resources.advice_files import read_advice_files
 from resources.control_store import ControlStore
 from resources.settings import Settings

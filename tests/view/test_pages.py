@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 
 from assets.monthly import monthly_assets
-from batch.metrics import format_figure
+from batch.formats import format_figure
 from batch_cli.instance import prepare
 from batch_view.app import CSP
 from batch_view.server import address, dagster_command

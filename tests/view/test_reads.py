@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from batch import inputs
 from batch.health import month_health, months_overview
 from batch_view import month_reads
 from batch_view.memo import Memo
@@ -45,8 +46,8 @@ def test_the_months_overview_in_two_statements_is_the_clis(landed):
 def test_a_months_health_from_kept_figures_is_month_health_and_each_change_reads_the_files_once(landed, monkeypatch):
     src = sources()
     reads: list[str] = []
-    real = month_reads.load_landing
-    monkeypatch.setattr(month_reads, "load_landing", lambda home, month: reads.append(month) or real(home, month))
+    real = inputs.load_landing
+    monkeypatch.setattr(inputs, "load_landing", lambda home, month: reads.append(month) or real(home, month))
     memo = Memo()
 
     def both() -> tuple[dict, dict]:
