@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -52,27 +54,61 @@ def _holder_finished(context: Context, holder_run_id: str | None) -> bool:
 def begin_write(context: Context, store: ControlStore, what: str) -> RunSnapshot:
     """Refuse before anything is written when the run has no valid ticket (planning runs act as the
     system identity), or the month is finalized, locked for others or busy; else the run's snapshot
-    (taken by its first step, read back by every later one)."""
-    month, tags, run_id = context.partition_key, context.run.tags, context.run.run_id
-    note = tags.get(NOTE_TAG) or None
+    (taken by its first step, read back by every later one). One transaction (`entered`)."""
+    with entered(context, store, what) as snapshot:
+        return snapshot
+
+
+@contextmanager
+def entered(context: Context, store: ControlStore, what: str) -> Iterator[RunSnapshot]:
+    """`begin_write` with the step's own reads and checks (the body of the `with`, never a wait) in the
+    same transaction: the run is the unit. A later step of an admitted run re-checks only what can change
+    during a run (its lease, the final lock, the temporary lock: `ControlStore.resume_run`); the first
+    step admits the run: ticket, roles, locks, lease and snapshot. Only a month held by another live run
+    takes more (the wait for that run's sign of life happens outside any transaction)."""
+    month, run_id = context.partition_key, context.run.run_id
+    note = context.run.tags.get(NOTE_TAG) or None
+    taken: tuple[str | None, LeaseInfo | None] | None = None  # the holder before this run, a dead one's lease
+    done = False
     try:
         check_planned_month(month)  # a launch for a month out of range leaves no trace in the store
-        # The run is the unit: a later step of an admitted run re-checks only what can change during a
-        # run (the final lock, the temporary lock) and that the run still holds its month, in one read.
-        admitted = store.resume_run(month, run_id, what)
-        if admitted is not None:
-            return RunSnapshot.from_dict(admitted)
-        actor = store.claim_ticket(tags.get(TICKET_TAG), context.job_name, month, run_id,
-                                   system_allowed=context.job_name == PLAN_JOB,
-                                   reexecution_of=reexecution_of(context))
-        if tags.get(ACTOR_TAG) and tags[ACTOR_TAG] != actor:
-            raise ControlError(f"The run tag {ACTOR_TAG}={tags[ACTOR_TAG]} names another person than its run "
-                               f"ticket ({actor}).")
-        store.guard_write(month, actor, what)
-        take_month(context, store)
-        return RunSnapshot.from_dict(store.run_snapshot(month, run_id, actor, note))
+        with store.unit():
+            admitted = store.resume_run(month, run_id, what)
+            if admitted is None:
+                actor = _admit(context, store, what)
+                seen = store.lease(month)
+                if not _held_by_another_live_run(context, seen):
+                    holder = seen.run_id if seen is not None else None
+                    taken = holder, _acquire(context, store, holder)
+                    admitted = store.run_snapshot(month, run_id, actor, note)
+            if admitted is not None:
+                store.beat_leases(run_id)  # the step is the run's sign of life (pipelines/executor.py)
+                yield RunSnapshot.from_dict(admitted)
+                done = True
+        if not done:  # another run holds the month: wait for its sign of life or its death, then take it
+            take_month(context, store)
+            with store.unit():
+                admitted = store.run_snapshot(month, run_id, actor, note)
+                yield RunSnapshot.from_dict(admitted)
+                done = True
     except (ControlError, RoleError, IdentityError, MonthError) as exc:
         raise refuse(str(exc)) from None
+    finally:
+        if taken is not None:
+            _announce(context, taken[0], taken[1], wait=done)
+
+
+def _admit(context: Context, store: ControlStore, what: str) -> str:
+    """The first step's checks: the run ticket (claimed once), the person it names, the final and temporary
+    locks; the actor the run acts as."""
+    month, tags = context.partition_key, context.run.tags
+    actor = store.claim_ticket(tags.get(TICKET_TAG), context.job_name, month, context.run.run_id,
+                               system_allowed=context.job_name == PLAN_JOB, reexecution_of=reexecution_of(context))
+    if tags.get(ACTOR_TAG) and tags[ACTOR_TAG] != actor:
+        raise ControlError(f"The run tag {ACTOR_TAG}={tags[ACTOR_TAG]} names another person than its run "
+                           f"ticket ({actor}).")
+    store.guard_write(month, actor, what)
+    return actor
 
 
 def reexecution_of(context: Context) -> str | None:
@@ -98,15 +134,27 @@ def claim_request(context: Context, store: ControlStore, request_id: str, month:
 def take_month(context: Context, store: ControlStore) -> None:
     """The month's lease: one run (execution or finalization) at a time. A run that took the month
     over from a dead one (its heartbeat stopped) marks that run failed."""
+    _await_sign_of_life(context, store, context.partition_key)
+    holder = store.lease_holder(context.partition_key)
+    _announce(context, holder, _acquire(context, store, holder), wait=True)
+
+
+def _acquire(context: Context, store: ControlStore, holder: str | None) -> LeaseInfo | None:
+    """Take the month from `holder` (none, this run, a finished run, or a dead one); a dead holder's lease."""
+    finished = holder if _holder_finished(context, holder) else None
+    return store.acquire_lease(context.partition_key, context.run.run_id, finished_holder=finished)
+
+
+def _announce(context: Context, holder: str | None, dead: LeaseInfo | None, wait: bool) -> None:
+    """After the month was taken: the dead holder marked failed; when the month was not this run's already,
+    the wait for earlier holders to end (unless the step was refused) and the log line that it holds it."""
     month, run_id = context.partition_key, context.run.run_id
-    _await_sign_of_life(context, store, month)
-    holder = store.lease_holder(month)
-    dead = store.acquire_lease(month, run_id, finished_holder=holder if _holder_finished(context, holder) else None)
     if dead is not None:
         message = fail_dead_run(context.instance, dead, f"run {run_id}")
         context.log.warning(message or f"Took month {month} over from run {dead.run_id}, whose lease was dead.")
     if holder != run_id:  # said once, by the step that took the month (later steps hold it already)
-        _await_end_of_earlier_holders(context, month)
+        if wait:
+            _await_end_of_earlier_holders(context, month)
         context.log.info(f"{MONTH_HELD}{month}: no other run writes to it until this run ends.")
 
 
@@ -139,6 +187,13 @@ def _await_end_of_earlier_holders(context: Context, month: str) -> None:
                             f"marked failed).")
 
 
+def _held_by_another_live_run(context: Context, seen: LeaseInfo | None) -> bool:
+    """The lease seen is another run's, that run beats and has not finished: whether it lives is told by
+    its next heartbeat (`_await_sign_of_life`)."""
+    return not (seen is None or seen.run_id == context.run.run_id or seen.heartbeat_at is None or seen.dead()
+                or _holder_finished(context, seen.run_id))
+
+
 def _await_sign_of_life(context: Context, store: ControlStore, month: str) -> None:
     """A month held by another run that has not finished: wait for that run's next heartbeat (it
     lives, and the month is refused) or for its lease to die (the month is taken over), so that a
@@ -146,8 +201,7 @@ def _await_sign_of_life(context: Context, store: ControlStore, month: str) -> No
     being early. A live holder beats within LEASE_HEARTBEAT_S; a dead one is dead within
     LEASE_STALE_AFTER_S of its last beat."""
     seen = store.lease(month)
-    if (seen is None or seen.run_id == context.run.run_id or seen.heartbeat_at is None or seen.dead()
-            or _holder_finished(context, seen.run_id)):
+    if seen is None or not _held_by_another_live_run(context, seen):
         return
     context.log.info(f"Month {month} is held by run {seen.run_id} (last heartbeat {seen.heartbeat_age():.0f} s ago): "
                      f"waiting for its next heartbeat, or {LEASE_STALE_AFTER_S} s without one, to tell whether it "

@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from assets.guards import begin_write, claim_request, end_write, refuse, take_month
+from assets.guards import begin_write, claim_request, end_write, entered, refuse, take_month
 from assets.partitions import monthly_partitions
 from assets.parts import allocation_parts
 from assets.view_links import view_links
@@ -27,6 +27,7 @@ from batch.inputs import InputError, InputTables, load_landing
 from batch.landing import require_inputs
 from batch.lifecycle import carry_out_finalize
 from batch.metrics import relative_gap, utilization_records, version_metrics
+from batch.month_records import MonthRecords
 from batch.months import previous_month
 from batch.report import VersionView, refresh_standing, version_view
 from batch.roles import RoleError
@@ -190,7 +191,8 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
                       storage: StorageResource, allocation_proposal: batch.ProposalResult):
     """A new immutable version of the month's allocation: Parquet rows and manifest."""
     store = control.store()
-    who = begin_write(context, store, "run")
+    with entered(context, store, "run") as who:
+        anchor = store.audit_anchor()  # the chain's head before this version, kept in its manifest
     exports = storage.exports()
     version = exports.next_version(who.month)
     proposal = allocation_proposal.proposal
@@ -214,27 +216,30 @@ def allocation_export(context: dg.AssetExecutionContext, control: ControlStoreRe
     info = exports.write_version(who.month, version, rows, {
         "run_id": who.run_id, "actor": who.actor, "note": who.note,
         "parameters": allocation_proposal.params, "input_fingerprint": allocation_proposal.fingerprint,
-        "status": "proposed", "solver": solver, "metrics": metrics, "audit_anchor": store.audit_anchor(),
+        "status": "proposed", "solver": solver, "metrics": metrics, "audit_anchor": anchor,
     })
     write_advice_files(info.path, allocation_proposal.advice)
     try:
-        store.record_version(who.month, version, who.actor, who.note, who.run_id, str(info.path),
-                             allocation_proposal.params, {**metrics, **{k: v for k, v in solver.items() if k != "conflicts"}},
-                             allocation_proposal.fingerprint)
+        with store.unit():  # the version recorded, and what its report reads of the store, in one transaction
+            store.record_version(who.month, version, who.actor, who.note, who.run_id, str(info.path),
+                                 allocation_proposal.params,
+                                 {**metrics, **{k: v for k, v in solver.items() if k != "conflicts"}},
+                                 allocation_proposal.fingerprint)
+            records = MonthRecords.read(store, who.month)
     except ControlError as exc:
         raise refuse(str(exc)) from None
     keep_figures(exports, who.month, (version, False))  # what the admin view and `status` read of it first
-    view = version_view(store, exports, who.month, version, resources=instance.resources, requests=instance.requests)
+    view = version_view(records, exports, who.month, version, resources=instance.resources, requests=instance.requests)
     exports.write_report(who.month, version, view.to_html())
     checks, skipped = asset_checks.trend_results(
-        who.month, view.figures, batch.trailing_metrics(store, who.month),
+        who.month, view.figures, batch.trailing_metrics(records, who.month),
         view.resource_utilization.to_dict("records"), AlertThresholds.from_params(who.params))
     for name, reason in skipped.items():
         context.log.info(f"{name} {reason}")
     end_write(context, store, "allocation_export")
     # The version is written by the export store itself (versioned Parquet): nothing for an IO manager.
     yield dg.MaterializeResult(asset_key="allocation_export",
-                               metadata={**version_metadata(view), **anchor_metadata(store.audit_anchor()),
+                               metadata={**version_metadata(view), **anchor_metadata(records.audit_anchor()),
                                          **{f"check {k}": v for k, v in skipped.items()}})
     selected = {key.name for key in context.selected_asset_check_keys}
     yield from (result for result in checks if result.check_name in selected)

@@ -10,10 +10,9 @@ import warnings
 
 import dagster as dg
 
-from assets.guards import begin_write, end_write, refuse
+from assets.guards import begin_write, end_write, entered, refuse
 from assets.partitions import monthly_partitions
 from batch import plan as batch
-from batch.errors import ControlError
 from batch.metrics import ResourceUsage
 from resources.dagster_resources import ControlStoreResource
 from resources.execution import SOLVER_POOL
@@ -28,11 +27,8 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 def split_month(context: dg.OpExecutionContext, control: ControlStoreResource, capacity_plan: batch.CapacityPlan):
     """Refuse before anything is solved when the run may not write; else one task per part."""
     store = control.store()
-    who = begin_write(context, store, "run")
-    try:
+    with entered(context, store, "run") as who:  # the run's check and the change-note rule in one transaction
         store.check_can_run(who.month, who.actor, who.note)
-    except ControlError as exc:
-        raise refuse(str(exc)) from None
     params = who.solver_params()
     parts = batch.pack_parts(split_instance(capacity_plan.instance), who.max_parts(len(capacity_plan.instance.pairs)))
     shares = batch.time_shares(parts, params.time_limit_s)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from batch.landing import landed_fingerprint
 from batch.lifecycle import PHASE_FINALIZED
 from batch.months import trailing_months
-from batch.ports import ExportReads, HistoryPort, MonthPort, OverviewPort, VersionPort
+from batch.ports import ExportReads, HistoryPort, HistoryReads, MonthPort, OverviewPort, VersionPort
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -185,7 +185,7 @@ def health_of(store: HistoryPort, month: str, chosen: tuple[int, bool] | None, p
     return health
 
 
-def trend(store: HistoryPort, month: str, months: int = TREND_MONTHS) -> list[dict[str, Any]]:
+def trend(store: HistoryReads, month: str, months: int = TREND_MONTHS) -> list[dict[str, Any]]:
     """The month and the ones before it (oldest first): figures of each month's final or latest version."""
     rows = []
     keys = [*reversed(trailing_months(month, months - 1)), month]

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from batch.months import trailing_months
-from batch.ports import VersionPort
+from batch.ports import HistoryReads
 from solvers.advice import CapacityAdvice
 from solvers.compiled import compile_instance
 from solvers.explain import allocation_table
@@ -183,7 +183,7 @@ def expected_allocation(instance: AllocationInstance, params) -> pd.DataFrame:
     return allocation_table(instance, compiled, greedy_fill(compiled, initial_assignment(compiled)))
 
 
-def trailing_metrics(store: VersionPort, month: str, months_back: int = 6) -> list[dict[str, Any]]:
+def trailing_metrics(store: HistoryReads, month: str, months_back: int = 6) -> list[dict[str, Any]]:
     """The latest version's metrics of each of the trailing months (for anomaly checks)."""
     known = store.history(trailing_months(month, months_back))
     return [{"month": previous, **known[previous]["versions"][-1]["metrics"]}

@@ -11,6 +11,7 @@ the core takes the narrowest port it needs: a room's port, or one of the combina
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -48,6 +49,12 @@ class MonthPort(Protocol):
     def months(self) -> list[dict[str, Any]]: ...
 
 
+class UnitPort(Protocol):
+    """The store's plumbing: the reads and writes made inside `unit()` are one transaction."""
+
+    def unit(self) -> AbstractContextManager[None]: ...
+
+
 class KeyPort(Protocol):
     """The keys room: the accepted roles."""
 
@@ -63,12 +70,16 @@ class AlertPort(Protocol):
                   details: dict[str, Any], dedup_key: str) -> int | None: ...
 
 
-class VersionPort(Protocol):
+class HistoryReads(Protocol):
+    """Months' versions and final versions, in one read (a version's trend, the trailing metrics)."""
+
+    def history(self, months_wanted: list[str]) -> dict[str, dict[str, Any]]: ...
+
+
+class VersionPort(HistoryReads, Protocol):
     """The versions room: a month's versions, and whether a run may make another."""
 
     def versions(self, month: str) -> list[dict[str, Any]]: ...
-
-    def history(self, months_wanted: list[str]) -> dict[str, dict[str, Any]]: ...
 
     def check_can_run(self, month: str, actor: str | None, note: str | None) -> None: ...
 
@@ -140,7 +151,18 @@ class RecordsPort(MonthPort, VersionPort, RequestPort, AuditPort, Protocol):
     repairing a finalize or unlock)."""
 
 
-class ControlPort(KeyPort, MonthPort, AlertPort, VersionPort, LockPort, ParamPort, RequestPort, AuditPort, Protocol):
+class ReportRecords(HistoryReads, Protocol):
+    """What a version's report reads of the control store: the month, its requests and audit entries, the
+    trend's history (the store itself, or `batch.month_records.MonthRecords` read in one transaction)."""
+
+    def month(self, month: str) -> dict[str, Any]: ...
+
+    def requests(self, month: str | None = None) -> list[Request]: ...
+
+    def audit_entries(self, month: str | None = None) -> list[dict[str, Any]]: ...
+
+
+class ControlPort(UnitPort, KeyPort, MonthPort, AlertPort, VersionPort, LockPort, ParamPort, RequestPort, AuditPort, Protocol):
     """The whole control store as the action layer sees it: every room's port."""
 
 

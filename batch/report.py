@@ -28,7 +28,7 @@ from batch.metrics import (
     utilization_table,
     version_metrics,
 )
-from batch.ports import ExportReads, ExportReports, RecordsPort
+from batch.ports import ExportReads, ExportReports, RecordsPort, ReportRecords
 from batch.standing import STATE_WITHDRAWN, Standing, ever_final, version_standing
 
 TOP_REASONS = 8
@@ -175,7 +175,7 @@ class VersionView:
                              .map(format_percent)})
 
 
-def version_view(store: RecordsPort, exports: ExportReports, month: str, version: int | None = None, *,
+def version_view(store: ReportRecords, exports: ExportReports, month: str, version: int | None = None, *,
                  resources: pd.DataFrame | None = None, requests: pd.DataFrame | None = None) -> VersionView:
     """The view of a version (default: the final one of a finalized month, else the latest).
 

@@ -266,14 +266,16 @@ def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
     with workspace(the_instance) as context:
         run = _create_run(the_instance, context, job_name, month_tags(month, tags), dict(run_config or {}))
         notes = []
-        failed = fail_dead_holder(the_instance, month, f"run {run.run_id}") if month else None
-        if failed:
-            events.on_notice(failed)
 
         def launch() -> None:
             the_instance.launch_run(run.run_id, context)
 
         if daemon_running(the_instance):
+            # A dead run of the month holds the queue's slot of the month: marked failed first. (A run launched
+            # directly takes the month over from it in its first step, which marks it failed.)
+            failed = fail_dead_holder(the_instance, month, f"run {run.run_id}") if month else None
+            if failed:
+                events.on_notice(failed)
             the_instance.submit_run(run.run_id, context)
         else:
             if first_time(Path(the_instance.root_directory) / NO_DAEMON_NOTED):

@@ -27,9 +27,9 @@ SOLVE_STEP = re.compile(r"^allocation_parts\.solve_part\[part_(\d+)\]$")
 def admitted(job: str, month: str, actor: str | None, note: str | None) -> Outcome:
     """A run of `job` for `month`, admitted by the action layer with a new run ticket of the actor's."""
     # The landing folder first, then the role, then the key: a refusal names what is missing.
-    who = actions.may_run(store, job, actor_from(actor), month, home=settings().home)
-    ticket = make_ticket(signer(who), who, job, [month], DEFAULT_TICKET_MINUTES)
-    return actions.admit_run(store(), ticket, month=month, note=note)
+    return actions.admit_new_run(store, job, actor_from(actor), month,
+                                 lambda who: make_ticket(signer(who), who, job, [month], DEFAULT_TICKET_MINUTES),
+                                 note=note, home=settings().home)
 
 
 def follow(follows: FollowUp | None) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
@@ -29,7 +30,7 @@ from dagster_celery.core_execution_loop import core_celery_execution_loop
 from dagster_celery.executor import CeleryExecutor
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
-from resources.control_store import LEASE_HEARTBEAT_S, ControlStore
+from resources.control_store import LEASE_HEARTBEAT_S, ControlStore, forget_beats, last_beat
 from resources.dagster_internals import (
     ErrorSource,
     InProcessExecutor,
@@ -48,7 +49,9 @@ class LeaseHeartbeat:
     """A daemon thread of the run worker that refreshes the heartbeat of every month lease the run
     holds, every LEASE_HEARTBEAT_S, until stopped; it dies with the run worker. A lease is taken by
     a run's first writing step and released by its last one; between them every step, the solve
-    parts included, executes while the run worker waits on it, so the beats cover them all."""
+    parts included, executes while the run worker waits on it, so the beats cover them all. Each
+    writing step beats as it checks its lease (assets/guards.py): a beat that a step executing in this
+    process wrote less than LEASE_HEARTBEAT_S ago is not written again."""
 
     def __init__(self, control_url: str, run_id: str, every_s: float = LEASE_HEARTBEAT_S):
         self._url, self._run_id, self._every_s = control_url, run_id, every_s
@@ -62,12 +65,19 @@ class LeaseHeartbeat:
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join(timeout=2 * self._every_s)
+        forget_beats(self._run_id)
 
     def _beat(self) -> None:
         store: ControlStore | None = None
         failing = False
+        due = time.monotonic() + self._every_s
         try:
-            while not self._stop.wait(self._every_s):
+            while not self._stop.wait(max(0.0, due - time.monotonic())):
+                stepped = last_beat(self._run_id)  # a step of the run, executing in this process, beats as it checks
+                if stepped is not None and stepped + self._every_s > time.monotonic():
+                    due = stepped + self._every_s
+                    continue
+                due = time.monotonic() + self._every_s
                 try:
                     store = store or ControlStore(self._url, migrate=False)
                     store.beat_leases(self._run_id)

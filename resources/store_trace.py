@@ -1,6 +1,7 @@
 """A diagnostic: every control-store transaction, one line each, appended to the file named by
-BATCH_ADMIN_TRACE_TRANSACTIONS (the process, the store method, and who called it). Off unless set;
-`bench/transactions.py` and tests/pipelines/test_run_transactions.py count a run's transactions with it.
+BATCH_ADMIN_TRACE_TRANSACTIONS (the process, the store method or the function that opened a `unit`, and
+who called it). Off unless set; tests/pipelines/test_run_transactions.py counts a run's transactions with it
+(docs/performance.md, "Control-store transactions of a run").
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def _record(path: str) -> None:
     names: list[str] = []
     while frame is not None and len(names) < 3:
         module = frame.f_globals.get("__name__", "")
-        if not module.startswith(_PLUMBING) and frame.f_code.co_name not in ("write", "read", "__enter__"):
+        if not module.startswith(_PLUMBING) and frame.f_code.co_name not in ("write", "read", "unit", "__enter__"):
             names.append(f"{module}.{frame.f_code.co_name}")
         frame = frame.f_back  # type: ignore[assignment]
     line = f"{os.getpid()}\t" + "\t".join(names) + "\n"

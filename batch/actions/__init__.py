@@ -23,6 +23,8 @@ MonthError) and changes nothing.
     record_export(store, signed) -> Outcome             # "export", details: what was written, filters
     may(store, action, actor, month) -> str             # the role check alone, before a key is loaded
     may_run(open_store, job, actor, month, *, home=None) -> str   # inputs landed, then the role
+    admit_new_run(open_store, job, actor, month, sign, *, note=None, home=None) -> Outcome
+                                                        #   may_run, the ticket sign(who) makes, admit_run
 
 `batch.actions.changes` (set_params, adjust) loads the parameter schema and the landed inputs, so it is
 imported on its own, by the commands that need it.
@@ -49,8 +51,8 @@ from batch.actions.requests import (
     ticket_job,
     unlock_details,
 )
-from batch.actions.runs import RUN_JOBS, admit_run, may_run, record_export, run_job_named
+from batch.actions.runs import RUN_JOBS, admit_new_run, admit_run, may_run, record_export, run_job_named
 
-__all__ = ["REQUEST_JOBS", "RULES", "RULE_REQUEST_FILED", "announce", "approval_link", "RUN_JOBS", "FollowUp", "Outcome", "admit_run", "approval_details", "approve",
+__all__ = ["REQUEST_JOBS", "RULES", "RULE_REQUEST_FILED", "announce", "approval_link", "RUN_JOBS", "FollowUp", "Outcome", "admit_new_run", "admit_run", "approval_details", "approve",
            "file_request", "finalize_details", "lock", "may", "may_run", "record_export", "reissue", "reject", "release",
            "roles_details", "run_job_named", "ticket_job", "unlock_details"]

@@ -30,10 +30,17 @@ def may_run(open_store: Callable[[], ControlPort], job: str, actor: str | None, 
             home: Path | None = None) -> str:
     """The admin who may run `job` for `month`, asked before their key signs the ticket: the inputs landed
     (under `home`; first, as that needs no database: the store is opened after), then the role."""
+    month = _landed(month, home)
+    return may(open_store(), RUN_JOBS[job], actor, month)
+
+
+def _landed(month: str, home: Path | None) -> str:
+    """The month, once it is in range and (under `home`, when given) its inputs landed: asked first, as that
+    needs no database."""
     month = check_planned_month(month)
     if home is not None:
         require_inputs(home, month)
-    return may(open_store(), RUN_JOBS[job], actor, month)
+    return month
 
 
 def admit_run(store: ControlPort, ticket: Signed, *, month: str, note: str | None = None,
@@ -50,12 +57,25 @@ def admit_run(store: ControlPort, ticket: Signed, *, month: str, note: str | Non
         raise IdentityError(f"The run ticket of {ticket.actor} is not for {job} of {month}: refused.")
     if home is not None:
         require_inputs(home, month)
-    who = may(store, RUN_JOBS[job], ticket.actor, month)
-    if job == EXECUTE_JOB:
-        store.check_can_run(month, who, note)
+    with store.unit():  # the role, the locks and the versions read in one transaction
+        who = may(store, RUN_JOBS[job], ticket.actor, month)
+        if job == EXECUTE_JOB:
+            store.check_can_run(month, who, note)
     note = note.strip() if note and note.strip() else None
     return Outcome(RUN_JOBS[job], who, month, f"{job} of {month} admitted for {who}.",
                    follows=FollowUp(job, month, ticket, who, note))
+
+
+def admit_new_run(open_store: Callable[[], ControlPort], job: str, actor: str | None, month: str,
+                  sign: Callable[[str], Signed], *, note: str | None = None, home: Path | None = None) -> Outcome:
+    """A client's run of `job` for `month`: the inputs landed (under `home`; before the store is opened),
+    the role (before a key is loaded: `sign(who)` makes the run ticket with that person's key), then
+    admit_run; the store's reads in one transaction."""
+    month = _landed(month, home)
+    store = open_store()
+    with store.unit():
+        who = may(store, RUN_JOBS[job], actor, month)
+        return admit_run(store, sign(who), month=month, note=note)
 
 
 def record_export(store: ControlPort, signed: Signed) -> Outcome:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from batch.errors import ControlError
 from batch.lifecycle import PHASE_FINALIZED, PHASE_OPEN, PHASE_PLANNING, PHASE_PROPOSED
 from resources.control_store.audit_room import AuditVerification
-from resources.control_store.lock_room import LeaseInfo, LockInfo
+from resources.control_store.lock_room import LeaseInfo, LockInfo, forget_beats, last_beat
 from resources.control_store.plumbing import _entry_hash, make_engine, utcnow
 from resources.control_store.store import ControlStore
 from resources.control_store.tables import (
@@ -48,6 +48,6 @@ __all__ = [
     "ALERT_RETRY_FIRST_S", "ALERT_RETRY_MAX_S", "GENESIS_HASH", "LEASE_HEARTBEAT_S", "LEASE_STALE_AFTER_S",
     "MAX_LOCK_TTL_HOURS", "PG_WRITE_LOCK_KEY", "PHASE_FINALIZED", "PHASE_OPEN", "PHASE_PLANNING", "PHASE_PROPOSED",
     "AuditVerification", "ControlError", "ControlStore", "LeaseInfo", "LockInfo", "_entry_hash", "adjustments",
-    "alerts", "audit", "audit_head", "leases", "locks", "make_engine", "metadata", "months", "plans", "requests",
+    "alerts", "audit", "audit_head", "forget_beats", "last_beat", "leases", "locks", "make_engine", "metadata", "months", "plans", "requests",
     "roles_accepted", "run_snapshots", "tickets", "versions", "utcnow",
 ]

@@ -118,16 +118,18 @@ class KeyRoom(AlertRoom):
     @contextmanager
     def _signed(self, signed: Signed, action: str, month: str | None, gate: bool = True,
                 fresh: bool = True) -> Iterator[tuple[Connection, Roles]]:
-        """A write transaction that first verifies the signed action; a forged, unsigned, stale or
-        replayed one is refused, audited and alerted."""
-        roles = self.roles(gate=gate)
-        try:
-            with self.write() as conn:
-                self._verify(conn, roles, signed, action, month, fresh)
-                yield conn, roles
-        except IdentityError as exc:
-            self.refused(getattr(signed, "actor", None), action, month, str(exc))
-            raise
+        """A write transaction that first reads the roles and verifies the signed action; a forged,
+        unsigned, stale or replayed one is refused, audited and alerted (in the same transaction: the
+        change is undone, the refusal kept)."""
+        with self.unit():
+            roles = self.roles(gate=gate)
+            try:
+                with self.write() as conn:
+                    self._verify(conn, roles, signed, action, month, fresh)
+                    yield conn, roles
+            except IdentityError as exc:
+                self.refused(getattr(signed, "actor", None), action, month, str(exc))
+                raise
 
     def refused(self, actor: str | None, action: str, month: str | None, message: str) -> None:
         """Audit and alert an action refused for its identity (forged, unsigned, stale, replayed)."""

@@ -4,6 +4,7 @@ executing a month (with its heartbeat)."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -80,6 +81,20 @@ class LeaseInfo:
             "heartbeat_age_s": round(self.heartbeat_age(now), 1), "expires_at": self.expires_at.isoformat(),
             "alive": not self.dead(now), "dead_because": self.why_dead(now),
         }
+
+
+# When a store of this process last beat each run's leases (time.monotonic()): the run worker's heartbeat
+# (pipelines/executor.py) skips a beat that a step of its run, executing in the same process, has just written.
+_BEATEN: dict[str, float] = {}
+
+
+def last_beat(run_id: str) -> float | None:
+    """When this process last beat the run's leases (time.monotonic()), None if it never did."""
+    return _BEATEN.get(run_id)
+
+
+def forget_beats(run_id: str) -> None:
+    _BEATEN.pop(run_id, None)
 
 
 def _lease_of(row: Any) -> LeaseInfo:
@@ -230,7 +245,9 @@ class LockRoom(KeyRoom):
     def beat_leases(self, run_id: str) -> int:
         """The run's sign of life: refresh the heartbeat of every lease it holds; how many it holds."""
         with self.write() as conn:
-            return conn.execute(leases.update().where(leases.c.run_id == run_id).values(heartbeat_at=utcnow())).rowcount
+            held = conn.execute(leases.update().where(leases.c.run_id == run_id).values(heartbeat_at=utcnow())).rowcount
+        _BEATEN[run_id] = time.monotonic()
+        return held
 
     def release_lease(self, month: str, run_id: str) -> None:
         with self.write() as conn:

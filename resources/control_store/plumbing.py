@@ -2,13 +2,15 @@
 
 Every room of the control store (resources/control_store/*_room.py) builds on `StoreBase`: one engine per
 store, `write()` (one serialized transaction: BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL),
-`read()`, and `_append_audit`, which every change calls inside its own transaction.
+`read()`, `unit()` (the reads and writes of a run's admission or a step's check in one transaction), and
+`_append_audit`, which every change calls inside its own transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -107,6 +109,7 @@ class StoreBase:
         self.url = url
         self.roles_file = Path(roles_file) if roles_file else None
         self.engine = make_engine(url)
+        self._local = threading.local()  # the connection of this thread's open `unit`, if any
         trace_transactions(self.engine)
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self.demo_keys = embedded and not self.is_postgres
@@ -131,16 +134,53 @@ class StoreBase:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """One serialized write transaction."""
+        """One serialized write transaction; inside a `unit`, a savepoint of the unit's transaction."""
+        shared = self._unit_connection()
+        if shared is not None:
+            with shared.begin_nested():
+                yield shared
+            return
         with self.engine.begin() as conn:
-            if self.is_postgres:
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK_KEY})
+            self._serialize(conn)
             yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        shared = self._unit_connection()
+        if shared is not None:
+            yield shared
+            return
         with self.engine.connect() as conn:
             yield conn
+
+    @contextmanager
+    def unit(self) -> Iterator[None]:
+        """One serialized transaction for every read and write this thread makes through the store inside
+        it: a run's admission, or a step's check with the reads that go with it. Each write inside is a
+        savepoint, kept or undone on its own exactly as its own transaction would be, and what was kept
+        is committed when the unit ends, also when an exception leaves it (a refusal after a ticket was
+        claimed keeps the claim, as separate transactions did). A unit inside a unit is the outer one.
+        Never wait inside a unit: it holds the store's write lock (another run's heartbeat waits for it)."""
+        if self._unit_connection() is not None:
+            yield
+            return
+        with self.engine.connect() as conn:
+            transaction = conn.begin()
+            self._local.connection = conn
+            try:
+                self._serialize(conn)
+                yield
+            finally:
+                self._local.connection = None
+                transaction.commit()
+
+    def _unit_connection(self) -> Connection | None:
+        return getattr(self._local, "connection", None)
+
+    def _serialize(self, conn: Connection) -> None:
+        """Writers one at a time: SQLite's BEGIN IMMEDIATE does it (make_engine); PostgreSQL takes an advisory lock."""
+        if self.is_postgres:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK_KEY})
 
     def _append_audit(self, conn: Connection, month: str | None, actor: str | None,
                       action: str, details: dict[str, Any], signed: Signed | None = None,

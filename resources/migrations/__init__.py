@@ -20,9 +20,9 @@ HEAD_REVISION = "0006"
 
 def current_revision(engine: Engine) -> str | None:
     """The store's schema revision, None for a store that was never migrated."""
-    if not sa.inspect(engine).has_table(VERSION_TABLE):
-        return None
-    with engine.connect() as conn:
+    with engine.connect() as conn:  # one transaction: the table's presence and its row
+        if not sa.inspect(conn).has_table(VERSION_TABLE):
+            return None
         return conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
 

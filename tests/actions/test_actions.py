@@ -167,6 +167,31 @@ def test_run_admission_checks_role_inputs_locks_and_the_note(store, tmp_path):
         actions.admit_run(store, ticket, month=MONTH, note="why")
 
 
+def test_a_new_run_asks_for_the_inputs_before_the_store_and_the_role_before_the_key(store, tmp_path):
+    opened, signers = [], []
+
+    def open_store_() -> ControlStore:
+        opened.append(1)
+        return store
+
+    def sign(who: str) -> Signed:
+        signers.append(who)
+        return make_ticket(key(who), who, EXECUTE_JOB, [MONTH], 15)
+
+    with pytest.raises(ControlError, match=f"No inputs have landed for {MONTH}"):
+        actions.admit_new_run(open_store_, EXECUTE_JOB, "alice", MONTH, sign, home=tmp_path)
+    assert opened == [] and signers == []
+    with pytest.raises(RoleError, match="bob is not an admin"):
+        actions.admit_new_run(open_store_, EXECUTE_JOB, "bob", MONTH, sign)
+    assert signers == []  # no key is loaded for a person without the role
+    outcome = actions.admit_new_run(open_store_, EXECUTE_JOB, "alice", MONTH, sign, note=" why ")
+    assert signers == ["alice"] and (outcome.follows.job, outcome.follows.actor, outcome.follows.note) == (
+        EXECUTE_JOB, "alice", "why")
+    actions.lock(store, signed("carol", "lock", MONTH, {"admins": [], "ttl_hours": 2}))
+    with pytest.raises(ControlError, match="alice may not run it"):
+        actions.admit_new_run(open_store_, EXECUTE_JOB, "alice", MONTH, sign)
+
+
 def test_an_export_is_audited_by_anyone_in_the_roles_only(store):
     details = {"rows": "3", "path": "/tmp/x.csv", "filters": {"service": None}}
     outcome = actions.record_export(store, signed("bob", "export", MONTH, details))

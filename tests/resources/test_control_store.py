@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from batch.identity import IdentityError
+from batch.names import TRACE_VAR
 from resources.control_store import (
     PHASE_FINALIZED,
     PHASE_OPEN,
@@ -289,3 +291,30 @@ def test_a_lock_time_to_live_outside_its_range_is_refused(store, ttl):
     with pytest.raises(ControlError, match="time to live must be more than 0 and at most 744 hours"):
         lock(store, "alice", ["alice"], ttl)
     assert store.lock_info(MONTH) is None
+
+
+def test_a_unit_is_one_transaction_that_keeps_each_write_as_its_own_transaction_would(store, monkeypatch, tmp_path):
+    """ControlStore.unit (the run's admission, a step's check): one transaction, and a refusal inside it
+    undoes only the refused change; what was written before it stays, a refused signature stays audited."""
+    trace = tmp_path / "trace.tsv"
+    monkeypatch.setenv(TRACE_VAR, str(trace))
+    traced = open_store(store.url)
+    trace.unlink(missing_ok=True)  # its schema revision, read as it opened
+    try:
+        params(traced, "alice", {"seed": 1})  # a signed action: its roles are read inside its write
+        assert len(trace.read_text().splitlines()) == 1
+        entries = len(traced.audit_entries(MONTH))
+        trace.unlink()
+        with pytest.raises(ControlError, match="holds no temporary lock"), traced.unit():
+            params(traced, "alice", {"seed": 2})
+            traced.acquire_lease(MONTH, "run-1")
+            with pytest.raises(IdentityError, match="not signed with alice's key"):
+                traced.set_params(signed("alice", "params", MONTH, {"changes": {"seed": 9}}, key_of="bob"))
+            traced.release_lock(signed("alice", "release", MONTH))  # refused: no lock to release
+        assert len(trace.read_text().splitlines()) == 1
+    finally:
+        traced.dispose()
+    assert store.params(MONTH) == {"seed": 2} and store.lease_holder(MONTH) == "run-1"
+    actions = [entry["action"] for entry in store.audit_entries(MONTH)[entries:]]
+    assert actions == ["params", "refused"]  # the forged change undone, its refusal kept
+    assert store.verify_audit().ok

@@ -21,7 +21,7 @@ from resources.control_store.version_room import VersionRoom
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_ROOM_LINES = 400
-ROOM_OF_PORT = {ports.MonthPort: StoreBase, ports.KeyPort: KeyRoom, ports.AlertPort: AlertRoom,
+ROOM_OF_PORT = {ports.UnitPort: StoreBase, ports.MonthPort: StoreBase, ports.KeyPort: KeyRoom, ports.AlertPort: AlertRoom,
                 ports.VersionPort: VersionRoom, ports.LockPort: LockRoom, ports.ParamPort: ParamRoom,
                 ports.RequestPort: RequestRoom, ports.AuditPort: AuditRoom}
 

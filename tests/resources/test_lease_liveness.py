@@ -116,6 +116,21 @@ def test_the_run_workers_heartbeat_keeps_its_lease_alive_and_stops_with_it(store
     assert store.lease(MONTH).heartbeat_age() >= 30  # stopped: no more beats
 
 
+
+def test_the_heartbeat_leaves_out_the_beats_that_the_runs_steps_wrote_in_its_process(store):
+    """A step beats its run's lease as it checks it (assets/guards.py): the run worker's heartbeat, in the
+    same process, writes only in a gap without a step's beat, and then still every `every_s`."""
+    store.acquire_lease(MONTH, "stepping")
+    with LeaseHeartbeat(store.url, "stepping", every_s=0.5):
+        for _ in range(8):  # a step's beat every 0.2 s: the heartbeat has nothing to add
+            store.beat_leases("stepping")
+            last_beat(store, "stepping", 30)  # what the heartbeat thread would overwrite, if it beat
+            time.sleep(0.2)
+            assert store.lease(MONTH).heartbeat_age() >= 30
+        time.sleep(1.0)  # no step beats: the heartbeat does
+        assert store.lease(MONTH).heartbeat_age() < 1.0
+
+
 # ---------------------------------------------------------------- two contenders, one dead holder
 def _take_over(url: str, who: str, queue) -> None:
     store = open_store(url, migrate=False)
