@@ -128,10 +128,13 @@ async def run(request: Request) -> Response:
     def change(src: Sources, who: str, form: dict[str, str]) -> None:
         note = form.get("note", "").strip() or None
         job = actions.run_job_named(form.get("job"))  # execute_job, or plan_job for a preview
-        actions.may_run(lambda: src.store, job, who, month, home=src.settings.home)
-        demo_signer(src, who)  # refused off the demo, and for a person with a passkey
-        ticket = make_ticket(demo_key(src, who), who, job, [month], DEFAULT_TICKET_MINUTES)
-        follows = actions.admit_run(src.store, ticket, month=month, note=note).follows
+
+        def sign(person: str) -> Signed:  # the person's demo key, once the role is known (as the CLI loads a key)
+            demo_signer(src, person)  # refused off the demo, and for a person with a passkey
+            return make_ticket(demo_key(src, person), person, job, [month], DEFAULT_TICKET_MINUTES)
+
+        follows = actions.admit_new_run(lambda: src.store, job, who, month, sign, note=note,
+                                        home=src.settings.home).follows
         assert follows is not None  # an admitted run names its run
         src.submit_run(follows.job, {PARTITION_TAG: month, MONTH_TAG: month, **follows.tags()})
 
