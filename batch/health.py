@@ -82,21 +82,26 @@ def month_health(store: HistoryPort, exports: ExportReads, month: str) -> dict[s
     """JSON-able health of a month for `batch-admin status --json` (key "health"). The landing's summary and
     the version's figures are read where the run kept them (kept_landing, version_figures), else computed."""
     chosen = planned_choice(store, exports, month)
+    landing, figures = landing_and_figures(exports, month, chosen)
+    return health_of(store, month, chosen, landing["error"], figures)
+
+
+def keep_figures(exports: ExportReads, month: str, chosen: tuple[int, bool]) -> None:
+    """Compute and keep what readers of a new version ask first (the landing's summary, the version's figures):
+    the run's export step calls it when it writes the version."""
+    landing_and_figures(exports, month, chosen)
+
+
+def landing_and_figures(exports: ExportReads, month: str,
+                        chosen: tuple[int, bool] | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The landing's summary and the chosen version's figures (None without a version), kept or computed,
+    the landed tables read at most once for both."""
     fingerprint = landed_fingerprint(exports.home, month)
     tables = landing_once(exports.home, month)
     landing = kept_landing(exports, month, fingerprint, tables)
     figures = (version_figures(exports, month, chosen, fingerprint, lambda: landed_or_problem(tables()))
                if chosen else None)
-    return health_of(store, month, chosen, landing["error"], figures)
-
-
-def keep_figures(exports: ExportReads, month: str, chosen: tuple[int, bool]) -> None:
-    """Compute and keep what readers of a new version ask first (the landing's summary, the version's figures),
-    reading the landed tables once: the run's export step calls it when it writes the version."""
-    fingerprint = landed_fingerprint(exports.home, month)
-    tables = landing_once(exports.home, month)
-    kept_landing(exports, month, fingerprint, tables)
-    version_figures(exports, month, chosen, fingerprint, lambda: landed_or_problem(tables()))
+    return landing, figures
 
 
 def landing_once(home, month: str) -> Callable[[], InputTables | InputError]:
