@@ -11,21 +11,17 @@ this module, and Dagster, are then not even imported.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster import __version__ as dagster_version
 
 from assets.guards import fail_dead_run
-from batch_cli.instance import WORKSPACE_YAML, daemon_running, instance
+from batch_cli import local_runs
+from batch_cli.instance import daemon_running, instance
 from batch_cli.ui_runs import (
-    LOCATION_NAME,
     POLL_SECONDS,
     STALL_SECONDS,
     RunError,
@@ -34,12 +30,6 @@ from batch_cli.ui_runs import (
     month_tags,
     stalled,
     stopped_following,
-)
-from resources.dagster_internals import (
-    JobSubsetSelector,
-    WorkspaceFileTarget,
-    WorkspaceProcessContext,
-    WorkspaceRequestContext,
 )
 from resources.settings import Settings
 from resources.store_factory import open_control_store
@@ -51,64 +41,6 @@ NO_DAEMON_NOTED = ".no_daemon_noted"
 # What Dagster says of a run marked failed by someone else than its executor (its code server,
 # when the run worker died).
 GENERIC_RUN_FAILURE = "This run has been marked as failed from outside the execution context."
-
-
-@contextmanager
-def _output_to(path: Path) -> Iterator[None]:
-    """Point this process's stdout and stderr at a file while child processes start: the code
-    server and the run workers it launches write their console logs there, not over the CLI's."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(path, "ab") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
-
-
-@contextmanager
-def workspace(the_instance: dg.DagsterInstance) -> Iterator[WorkspaceRequestContext]:
-    """The code location of workspace.yaml, served the way the webserver and the daemon serve it."""
-    log = Path(the_instance.root_directory) / "logs" / "cli-code-server.log"
-    with _output_to(log):
-        process_context = WorkspaceProcessContext(
-            instance=the_instance, version=dagster_version, read_only=False,
-            workspace_load_target=WorkspaceFileTarget(paths=[str(WORKSPACE_YAML)]),
-            code_server_log_level="WARNING")
-    with process_context:
-        yield process_context.create_request_context()
-
-
-def _create_run(the_instance: dg.DagsterInstance, context: WorkspaceRequestContext, job_name: str,
-                tags: Mapping[str, str], run_config: Mapping[str, Any]) -> dg.DagsterRun:
-    """A run of the code location's job with its origin, as the UI's launchpad creates it."""
-    location = context.get_code_location(LOCATION_NAME)
-    error = context.get_code_location_error(LOCATION_NAME)
-    if error is not None:
-        raise RunError(f"The code location {LOCATION_NAME} does not load: {error.message.strip()}")
-    repository = next(iter(location.get_repositories().values()))
-    selector = JobSubsetSelector(location_name=LOCATION_NAME, repository_name=repository.name,
-                                 job_name=job_name, op_selection=None)
-    remote_job = location.get_job(selector)
-    plan = location.get_execution_plan(remote_job, run_config, step_keys_to_execute=None, known_state=None,
-                                       instance=the_instance)
-    return the_instance.create_run(
-        job_name=job_name, run_id=None, run_config=run_config,
-        resolved_op_selection=remote_job.resolved_op_selection, step_keys_to_execute=None,
-        op_selection=None, status=None, root_run_id=None, parent_run_id=None,
-        tags={**remote_job.tags, **tags}, job_snapshot=remote_job.job_snapshot,
-        execution_plan_snapshot=plan.execution_plan_snapshot,
-        parent_job_snapshot=remote_job.parent_job_snapshot,
-        remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin(),
-        asset_selection=None, asset_check_selection=None, asset_graph=repository.asset_graph,
-    )
 
 
 def _failure_message(the_instance: dg.DagsterInstance, run_id: str) -> str:
@@ -259,31 +191,31 @@ def failure_message(run_id: str) -> str:
 
 def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
             run_config: Mapping[str, Any] | None = None, events: RunEvents | None = None) -> RunOutcome:
-    """Submit a job of the code location for a month (or none) with a code server of this process's own,
-    and follow it to its end."""
+    """Create a run of a job of the code location for a month (or none) in this process, submit it to the
+    daemon's queue or, without a daemon, execute it in a child of this process; follow it to its end."""
     events = events or RunEvents()
     the_instance = instance()
-    with workspace(the_instance) as context:
-        run = _create_run(the_instance, context, job_name, month_tags(month, tags), dict(run_config or {}))
-        notes = []
+    location = local_runs.LocalLocation(the_instance)
+    run = location.create_run(the_instance, job_name, month_tags(month, tags), dict(run_config or {}))
+    notes = []
 
-        def launch() -> None:
-            the_instance.launch_run(run.run_id, context)
+    def launch() -> None:
+        local_runs.launch(the_instance, run)
 
-        if daemon_running(the_instance):
-            # A dead run of the month holds the queue's slot of the month: marked failed first. (A run launched
-            # directly takes the month over from it in its first step, which marks it failed.)
-            failed = fail_dead_holder(the_instance, month, f"run {run.run_id}") if month else None
-            if failed:
-                events.on_notice(failed)
-            the_instance.submit_run(run.run_id, context)
-        else:
-            if first_time(Path(the_instance.root_directory) / NO_DAEMON_NOTED):
-                notes.append(NO_DAEMON)
-            launch()
-        try:
-            outcome = follow(the_instance, run.run_id, events, launch)
-        except KeyboardInterrupt:
-            raise stopped_following(run.run_id) from None
+    if daemon_running(the_instance):
+        # A dead run of the month holds the queue's slot of the month: marked failed first. (A run launched
+        # directly takes the month over from it in its first step, which marks it failed.)
+        failed = fail_dead_holder(the_instance, month, f"run {run.run_id}") if month else None
+        if failed:
+            events.on_notice(failed)
+        local_runs.submit(the_instance, run)
+    else:
+        if first_time(Path(the_instance.root_directory) / NO_DAEMON_NOTED):
+            notes.append(NO_DAEMON)
+        launch()
+    try:
+        outcome = follow(the_instance, run.run_id, events, launch)
+    except KeyboardInterrupt:
+        raise stopped_following(run.run_id) from None
     outcome.notes.extend(notes)
     return outcome

@@ -1,7 +1,7 @@
 """What the admin waits for at the command line: `batch-admin run`, `plan` and `approve` of the demo month,
 without any server and while `batch-admin ui` runs beside them (issue 26 item 5).
 
-    python -m bench.cli_runs [--repeats 3] [--without-ui-file] [--json FILE]
+    python -m bench.cli_runs [--repeats 3] [--without-ui-file | --no-server-only] [--json FILE]
 
 One throw-away home with the demo month (2,000 requests, 120 resources, seed 7). Each round: `plan`, `run`
 (a new version), a finalize request approved (`approve`, the finalize job) and an unlock request approved
@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--without-ui-file", action="store_true",
                         help="remove the ui's ui.json: the CLI's own path beside a running ui (the code before)")
     parser.add_argument("--skip-no-server", action="store_true", help="measure only with the ui running")
+    parser.add_argument("--no-server-only", action="store_true", help="measure only without a server (no ui started)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench_cli_runs_"))
@@ -146,6 +147,9 @@ def main() -> None:
         for _ in range(args.repeats):
             rounds += 1
             one_round(env, record, "no server", f"round {rounds}")
+    if args.no_server_only:
+        emit_json({"home": str(home), "commands": record, "summary": summary(record)}, args.json)
+        return
     ui, _ = start_ui(env, home)
     setting = "ui, CLI's own path" if args.without_ui_file else "ui running"
     try:

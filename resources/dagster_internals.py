@@ -8,7 +8,7 @@ API covers (dg.Field, dg.DagsterEvent, dg.serialize_value, dg.deserialize_value)
 
 from __future__ import annotations
 
-# batch_cli/runs.py: the CLI creates runs of the workspace's code location as the webserver does; the
+# batch_cli/local_runs.py: the CLI creates runs of the workspace's code location as the webserver does; the
 # public API launches only jobs imported in-process, not a code location's jobs by selector.
 from dagster._core.definitions.selector import JobSubsetSelector
 
@@ -32,14 +32,21 @@ from dagster._core.instance.ref import InstanceRef
 # resources/run_launcher.py: the RunLauncher interface's argument and result types (not exported).
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 
+# batch_cli/local_runs.py: the run's origins name the workspace's code location (its location name and
+# module), so that the UI re-executes a CLI run and backfills see it as theirs; the public API has no origin
+# types and creates runs only through a code location (a code server: 3-8 s of a CLI run).
+from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+
+# batch_cli/local_runs.py: the code location loaded in the CLI's own process (its jobs' snapshots and
+# execution plans without a code server); not exported.
+from dagster._core.remote_representation.code_location import InProcessCodeLocation
+
 # resources/run_queue.py: the return type of QueuedRunCoordinator.get_run_queue_config, overridden to
 # allow a dequeue interval below a second.
 from dagster._core.run_coordinator.queued_run_coordinator import RunQueueConfig
 
-# batch_cli/runs.py: the workspace (code location) the CLI creates runs in; no public workspace API.
-from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
-
-# batch_cli/runs.py: the workspace.yaml load target of that workspace.
+# batch_cli/local_runs.py: the origins of workspace.yaml's code locations (what a code server of it would
+# be started with), read without starting one; no public workspace API.
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 
 # batch_cli/instance.py: whether a daemon dequeues runs; the daemons' heartbeats have no public reader.
@@ -81,18 +88,20 @@ __all__ = [
     "ConfigurableClassData",
     "EngineEventData",
     "ErrorSource",
+    "InProcessCodeLocation",
+    "InProcessCodeLocationOrigin",
     "InProcessExecutor",
     "InstanceRef",
     "JobSubsetSelector",
     "LaunchRunContext",
     "QueuedRunCoordinatorDaemon",
+    "RemoteJobOrigin",
+    "RemoteRepositoryOrigin",
     "RetryMode",
     "RunQueueConfig",
     "StepFailureData",
     "WorkerStatus",
     "WorkspaceFileTarget",
-    "WorkspaceProcessContext",
-    "WorkspaceRequestContext",
     "_submit_task",
     "capture_interrupts",
     "core_execute_run",

@@ -15,9 +15,10 @@ Everything else stays Dagster's: the run executes through `core_execute_run` exa
 server's worker (the job's executor, the event log, interrupts). The daemon watches each worker it
 forked, and a worker that dies before its run ended fails the run with the same explanation as a
 code server would. Terminating a run (UI, `batch-admin`) interrupts its worker (SIGINT, what the
-code server sends), located by the run's `batch_admin/run_worker` tag. Launches from any other
-process (the CLI without a daemon), and those of a daemon whose server failed to start, go through
-the code server as before.
+code server sends), located by the run's `batch_admin/run_worker` tag. A `batch-admin` command
+without a daemon forks its run's worker from itself (batch_cli/local_runs.py; this module's run_worker,
+its tag with the worker's start time); launches of a daemon whose server failed to start go through the
+code server as before.
 """
 
 from __future__ import annotations
@@ -65,16 +66,30 @@ def in_daemon() -> bool:
     return any(thread.name.startswith(DAEMON_THREAD_PREFIX) for thread in threading.enumerate())
 
 
-def worker_alive(pid: int) -> bool:
-    """True when `pid` is a live process forked from a forkserver (a run worker of this launcher), as far
-    as this host can tell: exited, zombie or another program (a reused pid) count as gone."""
+def process_started(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, from /proc), None without /proc or such a process:
+    with the pid it names one process, whatever later reuses the pid."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def worker_alive(pid: int, started: int | None = None) -> bool:
+    """True when `pid` is a live run worker of this launcher, as far as this host can tell: exited, zombie or
+    another program (a reused pid) count as gone. A worker forked from a forkserver is told by its command
+    line; one forked from a `batch-admin` command (batch_cli/local_runs.py) by when it started (`started`)."""
     stat, cmdline = Path(f"/proc/{pid}/stat"), Path(f"/proc/{pid}/cmdline")
     try:
         if not stat.exists():  # no /proc (not Linux): only whether the pid exists
             os.kill(pid, 0)
             return True
         state = stat.read_text().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X") and b"multiprocessing.forkserver" in cmdline.read_bytes()
+        if state in ("Z", "X"):
+            return False
+        if started is not None:
+            return process_started(pid) == started
+        return b"multiprocessing.forkserver" in cmdline.read_bytes()
     except (OSError, IndexError):
         return False
 
@@ -86,6 +101,20 @@ def forked_worker(run: dg.DagsterRun) -> tuple[str, int] | None:
         return None
     worker = json.loads(tag)
     return str(worker["host"]), int(worker["pid"])
+
+
+def worker_tag(pid: int, started: int | None = None) -> dict[str, str]:
+    """The run tag that names its run worker on this host (`started`: see worker_alive)."""
+    worker: dict[str, str | int] = {"host": socket.gethostname(), "pid": pid}
+    if started is not None:
+        worker["started"] = started
+    return {WORKER_TAG: json.dumps(worker)}
+
+
+def worker_started(run: dg.DagsterRun) -> int | None:
+    """When the run's worker started, if its tag says (a worker forked from a `batch-admin` command)."""
+    tag = run.tags.get(WORKER_TAG)
+    return json.loads(tag).get("started") if tag is not None else None
 
 
 def code_stamp(root: Path = PRODUCT_ROOT) -> tuple[int, int]:
@@ -160,7 +189,7 @@ def pool_for_run(instance: dg.DagsterInstance) -> None:
     instance.optimize_for_webserver(statement_timeout=0, pool_recycle=RUN_POOL_RECYCLE_S, max_overflow=1)
 
 
-def run_worker(instance_ref: str, run_id: str) -> None:
+def run_worker(instance_ref: str, run_id: str, forked_from: str = "the daemon's warm server") -> None:
     """The run worker: execute the run as a code server's run worker does (interrupts become a
     cancelled run)."""
     with capture_interrupts(), dg.DagsterInstance.from_ref(dg.deserialize_value(instance_ref, InstanceRef)) as instance:
@@ -170,10 +199,25 @@ def run_worker(instance_ref: str, run_id: str) -> None:
             raise RuntimeError(f"run {run_id} is not in the instance's run storage, or has no code origin")
         recon_job = recon_job_from_origin(run.job_code_origin)
         pid = os.getpid()
-        instance.report_engine_event(f"Started process for run (pid: {pid}), forked from the daemon's warm server.",
+        instance.report_engine_event(f"Started process for run (pid: {pid}), forked from {forked_from}.",
                                      run, EngineEventData.in_process(pid))
         for _event in core_execute_run(recon_job, run, instance, inject_env_vars=False):
             pass
+
+
+def settle_worker_exit(instance: dg.DagsterInstance, run_id: str, exitcode: int | None, cls: type | None = None) -> None:
+    """After a run worker exited: a run it left unfinished is failed with Dagster's own wording of a dead
+    run worker, or cancelled when it was being terminated (interrupted before it could say so itself)."""
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.is_finished:
+        return
+    message = get_run_crash_explanation(prefix=f"Run execution process for {run_id}",
+                                        exit_code=exitcode if exitcode is not None else -1)
+    instance.report_engine_event(message, run, cls=cls)
+    if run.status == dg.DagsterRunStatus.CANCELING:
+        instance.report_run_canceled(run)
+    else:
+        instance.report_run_failed(run)
 
 
 class WarmRunLauncher(dg.DefaultRunLauncher):
@@ -203,8 +247,8 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
         process = _forkserver().Process(target=run_worker, name=f"run-worker-{run.run_id[:8]}",
                                         args=(dg.serialize_value(self._instance.get_ref()), run.run_id))
         process.start()
-        self._instance.add_run_tags(run.run_id, {WORKER_TAG: json.dumps({"host": socket.gethostname(),
-                                                                         "pid": process.pid})})
+        assert process.pid is not None  # started
+        self._instance.add_run_tags(run.run_id, worker_tag(process.pid))
         threading.Thread(target=self._watch, args=(run.run_id, process), name=f"watch-{run.run_id[:8]}",
                          daemon=True).start()
 
@@ -212,16 +256,7 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
         """Fail the run when its worker exits before the run ended (killed, out of memory); cancel it
         when it was being terminated."""
         process.join()
-        run = self._instance.get_run_by_id(run_id)
-        if run is None or run.is_finished:
-            return
-        message = get_run_crash_explanation(prefix=f"Run execution process for {run_id}",
-                                            exit_code=process.exitcode if process.exitcode is not None else -1)
-        self._instance.report_engine_event(message, run, cls=self.__class__)
-        if run.status == dg.DagsterRunStatus.CANCELING:  # interrupted before it could say so itself
-            self._instance.report_run_canceled(run)
-        else:
-            self._instance.report_run_failed(run)
+        settle_worker_exit(self._instance, run_id, process.exitcode, self.__class__)
 
     @property
     def supports_check_run_worker_health(self) -> bool:
@@ -237,7 +272,7 @@ class WarmRunLauncher(dg.DefaultRunLauncher):
         host, pid = worker
         if host != socket.gethostname():
             return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker on {host}, not checked here")
-        if worker_alive(pid):
+        if worker_alive(pid, worker_started(run)):
             return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
         return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone", run_worker_id=str(pid))
 

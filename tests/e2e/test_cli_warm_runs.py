@@ -75,10 +75,10 @@ def test_a_cli_run_goes_to_the_running_uis_webserver(ui):
     _, dagster_home = ui
     found = json.loads((dagster_home / "ui.json").read_text())
     assert found["pid"] == ui[0].pid and found["url"].startswith("http://127.0.0.1:")
-    # The CLI's own code server writes its console here (batch_cli/runs.py workspace): the file is created
-    # whenever the CLI starts one, even when the code server says nothing.
-    own_code_server = dagster_home / "logs" / "cli-code-server.log"
-    own_code_server.unlink(missing_ok=True)
+    # The run worker the CLI forks when it runs on its own writes its console here (batch_cli/local_runs.py):
+    # the file is created whenever the CLI starts one, even when the worker says nothing.
+    own_path = dagster_home / "logs" / "cli-run-worker.log"
+    own_path.unlink(missing_ok=True)
     before = versions()
     result = json.loads(cli("run", MONTH, "--actor", "alice", "--note", "x", "--json").stdout)
     assert result["month"] == MONTH and result["version"] == len(before) + 1
@@ -87,7 +87,7 @@ def test_a_cli_run_goes_to_the_running_uis_webserver(ui):
     assert run is not None and run.status.value == "SUCCESS"
     assert run.tags["batch_admin/actor"] == "alice" and run.tags["dagster/partition"] == MONTH
     assert "batch_admin/ticket" in run.tags
-    assert not own_code_server.exists(), "the CLI started its own code server although the ui serves"
+    assert not own_path.exists(), "the CLI ran the run itself although the ui serves"
 
 
 def test_a_ui_killed_hard_leaves_a_stale_file_and_the_cli_runs_on_its_own(ui):
@@ -95,10 +95,10 @@ def test_a_ui_killed_hard_leaves_a_stale_file_and_the_cli_runs_on_its_own(ui):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert (dagster_home / "ui.json").exists()  # nobody removed it: the CLI must see that its pid is gone
-    own_code_server = dagster_home / "logs" / "cli-code-server.log"
-    own_code_server.unlink(missing_ok=True)
+    own_path = dagster_home / "logs" / "cli-run-worker.log"
+    own_path.unlink(missing_ok=True)
     # Whatever ran before (the module's other test, or nothing when this test runs alone): one version more.
     before = versions()
     result = json.loads(cli("run", MONTH, "--actor", "alice", "--note", "again", "--json").stdout)
     assert result["version"] == len(before) + 1 and versions() == [*before, len(before) + 1]
-    assert own_code_server.exists()
+    assert own_path.exists()

@@ -1,0 +1,146 @@
+"""A command's own run, when no running ui takes it: no code server, no cold run worker.
+
+The CLI loads the workspace's code location in its own process (the import it needs anyway to plan the
+run) and creates the run there with the origin a code server of workspace.yaml would give it (the same
+location name, repository and job origins: the UI re-executes it and backfills see it as any other run).
+Without a daemon the run executes in a child forked from this process, which has imported the stack
+already: it starts in milliseconds instead of a spawned interpreter importing everything again (a code
+server, then its run worker: 7-12 s of a CLI run before). The child is the run worker: it executes the run
+as the warm launcher's workers do (resources/run_launcher.py `run_worker`), its pid and start time are in
+the run's `batch_admin/run_worker` tag (run monitoring checks it, Terminate interrupts it), and this process
+watches it: a child that dies before its run ended fails the run with Dagster's wording, as a code server
+did. A command killed with its child (its process group) leaves a run whose lease stops beating: the next
+run of the month takes over and marks it failed (docs/recovery.md), as before.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import dagster as dg
+
+from batch_cli.instance import WORKSPACE_YAML
+from batch_cli.ui_runs import LOCATION_NAME, RunError
+from resources.dagster_internals import (
+    InProcessCodeLocation,
+    InProcessCodeLocationOrigin,
+    JobSubsetSelector,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+    WorkspaceFileTarget,
+)
+from resources.run_launcher import process_started, run_worker, settle_worker_exit, worker_tag
+
+# The run worker's console (Dagster's step logs): beside the instance, as the code server's was.
+WORKER_LOG = Path("logs") / "cli-run-worker.log"
+FORKED_FROM = "the batch-admin command that created it (no code server)"
+
+
+class LocalLocation:
+    """The workspace's code location, loaded in this process."""
+
+    def __init__(self, the_instance: dg.DagsterInstance):
+        origins = [o for o in WorkspaceFileTarget(paths=[str(WORKSPACE_YAML)]).create_origins()
+                   if o.location_name == LOCATION_NAME]
+        if not origins:
+            raise RunError(f"{WORKSPACE_YAML} names no code location {LOCATION_NAME}.")
+        self.origin = origins[0]
+        # As a code server of this origin loads it: its working directory is the process's (on sys.path),
+        # its container context empty; the runs' code origins are then the same as a code server's.
+        target = self.origin.loadable_target_origin
+        loadable = target._replace(working_directory=target.working_directory or os.getcwd())
+        try:
+            self.location = InProcessCodeLocation(
+                InProcessCodeLocationOrigin(loadable, location_name=LOCATION_NAME, container_context={}),
+                instance=the_instance)
+        except Exception as exc:  # the definitions raised while loading: said as the UI says it
+            raise RunError(f"The code location {LOCATION_NAME} does not load: {exc}") from exc
+        self.repository = next(iter(self.location.get_repositories().values()))
+
+    def create_run(self, the_instance: dg.DagsterInstance, job_name: str, tags: Mapping[str, str],
+                   run_config: Mapping[str, Any]) -> dg.DagsterRun:
+        """A run of the job with the workspace location's origin, as the UI's launchpad creates it."""
+        selector = JobSubsetSelector(location_name=LOCATION_NAME, repository_name=self.repository.name,
+                                     job_name=job_name, op_selection=None)
+        remote_job = self.location.get_job(selector)
+        plan = self.location.get_execution_plan(remote_job, run_config, step_keys_to_execute=None,
+                                                known_state=None, instance=the_instance)
+        origin = RemoteJobOrigin(repository_origin=RemoteRepositoryOrigin(self.origin, self.repository.name),
+                                 job_name=job_name)
+        return the_instance.create_run(
+            job_name=job_name, run_id=None, run_config=run_config,
+            resolved_op_selection=remote_job.resolved_op_selection, step_keys_to_execute=None,
+            op_selection=None, status=None, root_run_id=None, parent_run_id=None,
+            tags={**remote_job.tags, **tags}, job_snapshot=remote_job.job_snapshot,
+            execution_plan_snapshot=plan.execution_plan_snapshot,
+            parent_job_snapshot=remote_job.parent_job_snapshot,
+            remote_job_origin=origin, job_code_origin=remote_job.get_python_origin(),
+            asset_selection=None, asset_check_selection=None, asset_graph=self.repository.asset_graph,
+        )
+
+
+def submit(the_instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    """Put the run on the instance's queue (a daemon launches it with its own workspace: the queue reads
+    none of the caller's)."""
+    the_instance.submit_run(run.run_id, cast(Any, None))
+
+
+def launch(the_instance: dg.DagsterInstance, run: dg.DagsterRun) -> int:
+    """Start the run in a child forked from this process and watch it; the child's pid."""
+    the_instance.report_dagster_event(dg.DagsterEvent(event_type_value=dg.DagsterEventType.RUN_STARTING.value,
+                                                      job_name=run.job_name), run_id=run.run_id)
+    log = Path(the_instance.root_directory) / WORKER_LOG
+    log.parent.mkdir(parents=True, exist_ok=True)
+    ref = dg.serialize_value(the_instance.get_ref())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        the_instance.report_engine_event(f"The run worker could not be forked: {exc}", run)
+        the_instance.report_run_failed(run)
+        raise RunError(f"run {run.run_id} could not start: {exc}") from exc
+    if pid == 0:
+        _execute(ref, run.run_id, log)
+    the_instance.add_run_tags(run.run_id, worker_tag(pid, process_started(pid)))
+    threading.Thread(target=_watch, args=(the_instance, run.run_id, pid), name=f"watch-{run.run_id[:8]}",
+                     daemon=True).start()
+    return pid
+
+
+def _execute(ref: str, run_id: str, log: Path) -> None:
+    """The forked child: its console to the log, the run, then its exit (never this command's exit path:
+    the parent's atexit handlers and open connections are the parent's)."""
+    code = 1
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        # New stream objects: the parent's may have been locked by one of its threads (the progress view)
+        # at the fork, and that thread does not exist here to release them.
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        run_worker(ref, run_id, forked_from=FORKED_FROM)
+        code = 0
+    except BaseException:  # noqa: BLE001  (the run's own failures are in its event log; this is the worker's)
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _watch(the_instance: dg.DagsterInstance, run_id: str, pid: int) -> None:
+    """Fail the run when its worker exits before the run ended (killed, out of memory), as a code server
+    fails the runs of its dead workers."""
+    _, status = os.waitpid(pid, 0)
+    settle_worker_exit(the_instance, run_id, os.waitstatus_to_exitcode(status))
