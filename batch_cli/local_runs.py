@@ -15,6 +15,7 @@ run of the month takes over and marks it failed (docs/recovery.md), as before.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import threading
@@ -28,6 +29,7 @@ import dagster as dg
 from batch_cli.instance import WORKSPACE_YAML
 from batch_cli.ui_runs import LOCATION_NAME, RunError
 from resources.dagster_internals import (
+    PRELOADED_MODULES,
     InProcessCodeLocation,
     InProcessCodeLocationOrigin,
     JobSubsetSelector,
@@ -40,6 +42,10 @@ from resources.run_launcher import process_started, run_worker, settle_worker_ex
 # The run worker's console (Dagster's step logs): beside the instance, as the code server's was.
 WORKER_LOG = Path("logs") / "cli-run-worker.log"
 FORKED_FROM = "the batch-admin command that created it (no code server)"
+# What the child imports while the command creates the run (the run's steps would import them): the
+# validation step's great-expectations (2-4 s, the largest cold cost of a run; checks.expectations sets
+# its analytics off first) and what opening the instance in the child imports (as pipelines/worker_preload.py).
+WARM_MODULES = ("checks.expectations", *PRELOADED_MODULES, "dagster_postgres", "alembic.command", "pyarrow.dataset")
 
 
 class LocalLocation:
@@ -91,32 +97,50 @@ def submit(the_instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
     the_instance.submit_run(run.run_id, cast(Any, None))
 
 
-def launch(the_instance: dg.DagsterInstance, run: dg.DagsterRun) -> int:
-    """Start the run in a child forked from this process and watch it; the child's pid."""
-    the_instance.report_dagster_event(dg.DagsterEvent(event_type_value=dg.DagsterEventType.RUN_STARTING.value,
-                                                      job_name=run.job_name), run_id=run.run_id)
-    log = Path(the_instance.root_directory) / WORKER_LOG
-    log.parent.mkdir(parents=True, exist_ok=True)
-    ref = dg.serialize_value(the_instance.get_ref())
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        the_instance.report_engine_event(f"The run worker could not be forked: {exc}", run)
-        the_instance.report_run_failed(run)
-        raise RunError(f"run {run.run_id} could not start: {exc}") from exc
-    if pid == 0:
-        _execute(ref, run.run_id, log)
-    the_instance.add_run_tags(run.run_id, worker_tag(pid, process_started(pid)))
-    threading.Thread(target=_watch, args=(the_instance, run.run_id, pid), name=f"watch-{run.run_id[:8]}",
-                     daemon=True).start()
-    return pid
+class Worker:
+    """The run worker: a child forked from this process at once, which imports what the run's steps would
+    (great-expectations, the instance's storage modules) while this process creates the run, then executes
+    the run it is given (or exits when it is given none)."""
+
+    def __init__(self, the_instance: dg.DagsterInstance):
+        self._instance = the_instance
+        log = Path(the_instance.root_directory) / WORKER_LOG
+        log.parent.mkdir(parents=True, exist_ok=True)
+        ref = dg.serialize_value(the_instance.get_ref())
+        read, self._write = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            self.pid = os.fork()
+        except OSError as exc:
+            os.close(read)
+            os.close(self._write)
+            raise RunError(f"The run worker could not be forked: {exc}") from exc
+        if self.pid == 0:
+            os.close(self._write)
+            _execute(ref, read, log)
+        os.close(read)
+
+    def start(self, run: dg.DagsterRun) -> None:
+        """Hand the run to the child, name it in the run's tags and watch it."""
+        self._instance.report_dagster_event(
+            dg.DagsterEvent(event_type_value=dg.DagsterEventType.RUN_STARTING.value, job_name=run.job_name),
+            run_id=run.run_id)
+        os.write(self._write, run.run_id.encode())
+        os.close(self._write)
+        self._instance.add_run_tags(run.run_id, worker_tag(self.pid, process_started(self.pid)))
+        threading.Thread(target=_watch, args=(self._instance, run.run_id, self.pid), name=f"watch-{run.run_id[:8]}",
+                         daemon=True).start()
+
+    def dismiss(self) -> None:
+        """No run for the child (its creation failed): it exits."""
+        os.close(self._write)
+        os.waitpid(self.pid, 0)
 
 
-def _execute(ref: str, run_id: str, log: Path) -> None:
-    """The forked child: its console to the log, the run, then its exit (never this command's exit path:
-    the parent's atexit handlers and open connections are the parent's)."""
+def _execute(ref: str, pipe: int, log: Path) -> None:
+    """The forked child: its console to the log, the warm-up, the run it is sent, then its exit (never this
+    command's exit path: the parent's atexit handlers and open connections are the parent's)."""
     code = 1
     try:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -127,7 +151,15 @@ def _execute(ref: str, run_id: str, log: Path) -> None:
         # at the fork, and that thread does not exist here to release them.
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-        run_worker(ref, run_id, forked_from=FORKED_FROM)
+        for name in WARM_MODULES:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # dagster_postgres where the PostgreSQL extra is not installed
+                continue
+        with os.fdopen(pipe, "rb") as given:
+            run_id = given.read().decode()
+        if run_id:
+            run_worker(ref, run_id, forked_from=FORKED_FROM)
         code = 0
     except BaseException:  # noqa: BLE001  (the run's own failures are in its event log; this is the worker's)
         traceback.print_exc()

@@ -196,13 +196,21 @@ def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
     events = events or RunEvents()
     the_instance = instance()
     location = local_runs.LocalLocation(the_instance)
-    run = location.create_run(the_instance, job_name, month_tags(month, tags), dict(run_config or {}))
+    queued = daemon_running(the_instance)
+    # Without a daemon the run's worker is forked now: it imports what the run needs while the run is created.
+    worker = None if queued else local_runs.Worker(the_instance)
+    try:
+        run = location.create_run(the_instance, job_name, month_tags(month, tags), dict(run_config or {}))
+    except BaseException:
+        if worker is not None:
+            worker.dismiss()
+        raise
     notes = []
 
     def launch() -> None:
-        local_runs.launch(the_instance, run)
+        local_runs.Worker(the_instance).start(run)
 
-    if daemon_running(the_instance):
+    if worker is None:
         # A dead run of the month holds the queue's slot of the month: marked failed first. (A run launched
         # directly takes the month over from it in its first step, which marks it failed.)
         failed = fail_dead_holder(the_instance, month, f"run {run.run_id}") if month else None
@@ -212,7 +220,7 @@ def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
     else:
         if first_time(Path(the_instance.root_directory) / NO_DAEMON_NOTED):
             notes.append(NO_DAEMON)
-        launch()
+        worker.start(run)
     try:
         outcome = follow(the_instance, run.run_id, events, launch)
     except KeyboardInterrupt:
