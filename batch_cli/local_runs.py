@@ -33,6 +33,7 @@ from resources.dagster_internals import (
     InProcessCodeLocation,
     InProcessCodeLocationOrigin,
     JobSubsetSelector,
+    RemoteJob,
     RemoteJobOrigin,
     RemoteRepositoryOrigin,
     WorkspaceFileTarget,
@@ -42,10 +43,12 @@ from resources.run_launcher import process_started, run_worker, settle_worker_ex
 # The run worker's console (Dagster's step logs): beside the instance, as the code server's was.
 WORKER_LOG = Path("logs") / "cli-run-worker.log"
 FORKED_FROM = "the batch-admin command that created it (no code server)"
-# What the child imports while the command creates the run (the run's steps would import them): the
-# validation step's great-expectations (2-4 s, the largest cold cost of a run; checks.expectations sets
-# its analytics off first) and what opening the instance in the child imports (as pipelines/worker_preload.py).
-WARM_MODULES = ("checks.expectations", *PRELOADED_MODULES, "dagster_postgres", "alembic.command", "pyarrow.dataset")
+# What the child imports while the command creates the run (the run's steps would import them): what opening
+# the instance imports (as pipelines/worker_preload.py) and, for a job that validates its inputs, the validation
+# step's great-expectations (2-4 s, the largest cold cost of such a run; checks.expectations sets its analytics
+# off first). A job without that step (finalize, unlock) does not wait for it.
+WARM_MODULES = (*PRELOADED_MODULES, "dagster_postgres", "alembic.command", "pyarrow.dataset")
+VALIDATING_STEP, VALIDATION_MODULE = "validated_inputs", "checks.expectations"
 
 
 class LocalLocation:
@@ -69,12 +72,16 @@ class LocalLocation:
             raise RunError(f"The code location {LOCATION_NAME} does not load: {exc}") from exc
         self.repository = next(iter(self.location.get_repositories().values()))
 
-    def create_run(self, the_instance: dg.DagsterInstance, job_name: str, tags: Mapping[str, str],
+    def job(self, job_name: str) -> RemoteJob:
+        """The location's job of that name."""
+        return self.location.get_job(JobSubsetSelector(location_name=LOCATION_NAME,
+                                                       repository_name=self.repository.name,
+                                                       job_name=job_name, op_selection=None))
+
+    def create_run(self, the_instance: dg.DagsterInstance, remote_job: RemoteJob, tags: Mapping[str, str],
                    run_config: Mapping[str, Any]) -> dg.DagsterRun:
         """A run of the job with the workspace location's origin, as the UI's launchpad creates it."""
-        selector = JobSubsetSelector(location_name=LOCATION_NAME, repository_name=self.repository.name,
-                                     job_name=job_name, op_selection=None)
-        remote_job = self.location.get_job(selector)
+        job_name = remote_job.name
         plan = self.location.get_execution_plan(remote_job, run_config, step_keys_to_execute=None,
                                                 known_state=None, instance=the_instance)
         origin = RemoteJobOrigin(repository_origin=RemoteRepositoryOrigin(self.origin, self.repository.name),
@@ -102,8 +109,9 @@ class Worker:
     (great-expectations, the instance's storage modules) while this process creates the run, then executes
     the run it is given (or exits when it is given none)."""
 
-    def __init__(self, the_instance: dg.DagsterInstance):
+    def __init__(self, the_instance: dg.DagsterInstance, remote_job: RemoteJob):
         self._instance = the_instance
+        warm = (*WARM_MODULES, VALIDATION_MODULE) if remote_job.has_node_invocation(VALIDATING_STEP) else WARM_MODULES
         log = Path(the_instance.root_directory) / WORKER_LOG
         log.parent.mkdir(parents=True, exist_ok=True)
         ref = dg.serialize_value(the_instance.get_ref())
@@ -118,7 +126,7 @@ class Worker:
             raise RunError(f"The run worker could not be forked: {exc}") from exc
         if self.pid == 0:
             os.close(self._write)
-            _execute(ref, read, log)
+            _execute(ref, read, log, warm)
         os.close(read)
 
     def start(self, run: dg.DagsterRun) -> None:
@@ -138,7 +146,7 @@ class Worker:
         os.waitpid(self.pid, 0)
 
 
-def _execute(ref: str, pipe: int, log: Path) -> None:
+def _execute(ref: str, pipe: int, log: Path, warm: tuple[str, ...]) -> None:
     """The forked child: its console to the log, the warm-up, the run it is sent, then its exit (never this
     command's exit path: the parent's atexit handlers and open connections are the parent's)."""
     code = 1
@@ -151,7 +159,7 @@ def _execute(ref: str, pipe: int, log: Path) -> None:
         # at the fork, and that thread does not exist here to release them.
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-        for name in WARM_MODULES:
+        for name in warm:
             try:
                 importlib.import_module(name)
             except ImportError:  # dagster_postgres where the PostgreSQL extra is not installed

@@ -198,9 +198,10 @@ def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
     location = local_runs.LocalLocation(the_instance)
     queued = daemon_running(the_instance)
     # Without a daemon the run's worker is forked now: it imports what the run needs while the run is created.
-    worker = None if queued else local_runs.Worker(the_instance)
+    remote_job = location.job(job_name)
+    worker = None if queued else local_runs.Worker(the_instance, remote_job)
     try:
-        run = location.create_run(the_instance, job_name, month_tags(month, tags), dict(run_config or {}))
+        run = location.create_run(the_instance, remote_job, month_tags(month, tags), dict(run_config or {}))
     except BaseException:
         if worker is not None:
             worker.dismiss()
@@ -208,7 +209,7 @@ def run_job(job_name: str, month: str | None, tags: Mapping[str, str],
     notes = []
 
     def launch() -> None:
-        local_runs.Worker(the_instance).start(run)
+        local_runs.Worker(the_instance, remote_job).start(run)
 
     if worker is None:
         # A dead run of the month holds the queue's slot of the month: marked failed first. (A run launched

@@ -41,6 +41,9 @@ from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOr
 # execution plans without a code server); not exported.
 from dagster._core.remote_representation.code_location import InProcessCodeLocation
 
+# batch_cli/local_runs.py: the type of that location's jobs (not exported).
+from dagster._core.remote_representation.external import RemoteJob
+
 # resources/run_queue.py: the return type of QueuedRunCoordinator.get_run_queue_config, overridden to
 # allow a dequeue interval below a second.
 from dagster._core.run_coordinator.queued_run_coordinator import RunQueueConfig
@@ -95,6 +98,7 @@ __all__ = [
     "JobSubsetSelector",
     "LaunchRunContext",
     "QueuedRunCoordinatorDaemon",
+    "RemoteJob",
     "RemoteJobOrigin",
     "RemoteRepositoryOrigin",
     "RetryMode",

@@ -24,6 +24,7 @@ PINNED = {
     "dagster._core.launcher": ["CheckRunHealthResult", "LaunchRunContext", "WorkerStatus"],
     "dagster._core.remote_origin": ["InProcessCodeLocationOrigin", "RemoteJobOrigin", "RemoteRepositoryOrigin"],
     "dagster._core.remote_representation.code_location": ["InProcessCodeLocation"],
+    "dagster._core.remote_representation.external": ["RemoteJob"],
     "dagster._core.run_coordinator.queued_run_coordinator": ["RunQueueConfig"],
     "dagster._core.workspace.load_target": ["WorkspaceFileTarget"],
     "dagster._daemon.controller": ["get_daemon_statuses"],
