@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from typing import NoReturn
 
@@ -37,6 +39,15 @@ def entry() -> NoReturn:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_FAILED)
     close_stores()
+    if "batch_cli.local_runs" in sys.modules:
+        # The command ran a job itself, so it holds the whole stack (Dagster, pandas, great-expectations): the
+        # interpreter's teardown of it took 1.4-2 s at load 4, after the run had ended. Nothing is left to close
+        # (the stores above; Dagster's storages keep no connection between statements; the run's worker is a
+        # process of its own), so the output is flushed and the process ends at once.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 
