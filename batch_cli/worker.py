@@ -18,7 +18,7 @@ from dagster_celery.executor import CeleryExecutor
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_task
 
-from resources.dagster_internals import RetryMode
+from engine.internals import RetryMode
 from resources.execution import CELERY_SETTINGS, RESULT_BACKEND, WORKER_IMPORTS
 from resources.settings import (
     CELERY_BROKER_VAR,
