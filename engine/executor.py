@@ -83,6 +83,12 @@ def celery_executor_for(settings: Settings, retries: RetryMode) -> CeleryExecuto
                                     include=WORKER_IMPORTS, config_source=CELERY_SETTINGS, retries=retries)
 
 
+def celery_app_args(settings: Settings) -> dict:
+    """The Celery app's arguments (broker, backend, imports, settings) that the runs send steps with, for
+    `batch-admin worker` to serve them (retries are each run's business, not the worker's)."""
+    return celery_executor_for(settings, RetryMode.DISABLED).app_args()
+
+
 def celery_for_run(init_context: dg.InitExecutorContext, settings: Settings) -> CeleryExecutor:
     """The Celery executor of a run, with the retries of the `batch_admin` executor's config."""
     retries = RetryMode.from_config(cast(Mapping[str, Mapping], init_context.executor_config["retries"]))

@@ -22,8 +22,7 @@ from dagster._core.events import EngineEventData
 # types are not exported.
 from dagster._core.execution.plan.objects import ErrorSource, StepFailureData
 
-# engine/executor.py, batch_cli/worker.py: the Celery executor's retry setting, which its constructor
-# takes; no public type.
+# engine/executor.py: the Celery executor's retry setting, which its constructor takes; no public type.
 from dagster._core.execution.retries import RetryMode
 
 # engine/run_launcher.py: the serialized instance handed to a forked run worker; engine/instance.py: a
@@ -52,7 +51,7 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import Queued
 # engine/run_launcher.py: a warm worker executes its run exactly as Dagster's own run worker does.
 from dagster._grpc.impl import core_execute_run
 
-# engine/run_queue.py: the config data of a pluggable instance class (not exported).
+# engine/run_queue.py, engine/run_launcher.py: the config data of a pluggable instance class (not exported).
 from dagster._serdes import ConfigurableClassData
 
 # engine/run_launcher.py: Dagster's own wording of a run worker that died.

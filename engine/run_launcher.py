@@ -38,6 +38,7 @@ import dagster as dg
 from batch.names import WORKER_TAG
 from engine.internals import (
     CheckRunHealthResult,
+    ConfigurableClassData,
     EngineEventData,
     InstanceRef,
     LaunchRunContext,
@@ -179,7 +180,7 @@ def run_worker(instance_ref: str, run_id: str) -> None:
 class WarmRunLauncher(dg.DefaultRunLauncher):
     """DefaultRunLauncher, except that a daemon forks run workers from its warm server."""
 
-    def __init__(self, inst_data: dg.ConfigurableClassData | None = None):
+    def __init__(self, inst_data: ConfigurableClassData | None = None):
         super().__init__(inst_data=inst_data)
         if in_daemon():
             WARM_SERVER.start()
