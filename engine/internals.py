@@ -6,7 +6,9 @@ checked on the Dagster version CHECKED_ON; tests/engine/test_internals.py pins t
 version, so an upgrade of Dagster fails there first and names what to re-check; it also fails on any
 other module of the product that imports a private name of Dagster. What the public API covers
 (dg.Field, dg.DagsterEvent, dg.serialize_value, dg.deserialize_value, dg.in_process_executor) is taken
-from it.
+from it. One more undocumented corner is reached outside this module on purpose: engine/instance.py's
+graphql_refusal imports dagster_graphql's error types (public modules, but not documented) only on a
+refusal, since dagster_graphql takes seconds to import.
 """
 
 from __future__ import annotations
