@@ -6,7 +6,7 @@ location name, repository and job origins: the UI re-executes it and backfills s
 Without a daemon the run executes in a child forked from this process, which has imported the stack
 already: it starts in milliseconds instead of a spawned interpreter importing everything again (a code
 server, then its run worker: 7-12 s of a CLI run before). The child is the run worker: it executes the run
-as the warm launcher's workers do (resources/run_launcher.py `run_worker`), its pid and start time are in
+as the warm launcher's workers do (engine/run_launcher.py `run_worker`), its pid and start time are in
 the run's `batch_admin/run_worker` tag (run monitoring checks it, Terminate interrupts it), and this process
 watches it: a child that dies before its run ended fails the run with Dagster's wording, as a code server
 did. A command killed with its child (its process group) leaves a run whose lease stops beating: the next
@@ -28,7 +28,7 @@ import dagster as dg
 
 from batch_cli.instance import WORKSPACE_YAML
 from batch_cli.ui_runs import LOCATION_NAME, RunError
-from resources.dagster_internals import (
+from engine.internals import (
     PRELOADED_MODULES,
     InProcessCodeLocation,
     InProcessCodeLocationOrigin,
@@ -38,7 +38,7 @@ from resources.dagster_internals import (
     RemoteRepositoryOrigin,
     WorkspaceFileTarget,
 )
-from resources.run_launcher import process_started, run_worker, settle_worker_exit, worker_tag
+from engine.run_launcher import process_started, run_worker, settle_worker_exit, worker_tag
 
 # The run worker's console (Dagster's step logs): beside the instance, as the code server's was.
 WORKER_LOG = Path("logs") / "cli-run-worker.log"

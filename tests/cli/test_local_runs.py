@@ -16,7 +16,7 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 from batch.names import WORKER_TAG
 from batch_cli.instance import WORKSPACE_YAML, instance
 from batch_cli.local_runs import FORKED_FROM
-from resources.run_launcher import WarmRunLauncher, process_started, worker_tag
+from engine.run_launcher import WarmRunLauncher, process_started, worker_tag
 
 
 def test_a_cli_run_has_the_workspace_locations_origin_and_names_the_child_that_executed_it(materialized_month):
