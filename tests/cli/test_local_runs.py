@@ -29,7 +29,9 @@ def test_a_cli_run_has_the_workspace_locations_origin_and_names_the_child_that_e
     assert run.remote_job_origin is not None and run.job_code_origin is not None
     assert run.remote_job_origin.repository_origin.code_location_origin == workspace_origin
     pointer = run.job_code_origin.repository_origin.code_pointer
-    assert (pointer.module, pointer.fn_name) == ("pipelines.definitions", "defs")  # type: ignore[attr-defined]
+    target = workspace_origin.loadable_target_origin
+    assert (pointer.module, pointer.fn_name) == (target.module_name, target.attribute)  # type: ignore[attr-defined]
+    assert pointer.working_directory == os.getcwd()  # type: ignore[attr-defined]  # as a code server started here
     worker = json.loads(run.tags[WORKER_TAG])
     assert worker["host"] == socket.gethostname() and worker["pid"] != os.getpid() and worker["started"] > 0
     started = [r.event_log_entry.dagster_event.message
