@@ -44,7 +44,7 @@ from engine.run_launcher import process_started, run_worker, settle_worker_exit,
 WORKER_LOG = Path("logs") / "cli-run-worker.log"
 FORKED_FROM = "the batch-admin command that created it (no code server)"
 # What the child imports while the command creates the run (the run's steps would import them): what opening
-# the instance imports (as pipelines/worker_preload.py) and, for a job that validates its inputs, the validation
+# the instance imports (as engine/worker_preload.py) and, for a job that validates its inputs, the validation
 # step's great-expectations (2-4 s, the largest cold cost of such a run; checks.expectations sets its analytics
 # off first). A job without that step (finalize, unlock) does not wait for it.
 WARM_MODULES = (*PRELOADED_MODULES, "dagster_postgres", "alembic.command", "pyarrow.dataset")
