@@ -6,7 +6,7 @@ One throw-away home with the demo month (2,000 requests, 120 resources, seed 7, 
 This process then does what a warm run worker does: it imports pipelines.worker_preload (the code location
 and the warm-up the workers' forkserver runs once), and executes the execute job of the month in process
 `--runs` times, each with a new run ticket of alice's (the demo key), as the in-process executor does in a
-worker. Per run: the wall and CPU time (user + sys of this process) from the run's start to its end, and each
+worker (each run in a child forked from this process, as the forkserver forks a worker per run). Per run: the wall and CPU time (user + sys of this process) from the run's start to its end, and each
 step's seconds from the run's step stats (Dagster's STEP_START to STEP_SUCCESS). `--profile` writes a
 cProfile of the last run (read it with `python -m pstats`). Prints one JSON object with every run and the
 median seconds per step.
@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,26 @@ def make_home(home: Path) -> None:
                    check=True, capture_output=True)
 
 
-def one_run(profile: cProfile.Profile | None) -> dict[str, Any]:
+def forked(run: Any, out: Path) -> dict[str, Any]:
+    """`run()` in a child forked from this process, as the warm workers' forkserver forks one worker per run:
+    what a run leaves in its process (kept LP prices, the landing read last) does not reach the next run."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            out.write_text(json.dumps(run()))
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise SystemExit(f"the run's process failed (status {status})")
+    return json.loads(out.read_text())
+
+
+def one_run(profile: cProfile.Profile | None, profile_path: Path | None = None) -> dict[str, Any]:
     """Execute the month's execute job in this process; its wall, CPU and per-step seconds."""
     import dagster as dg
 
@@ -61,6 +83,7 @@ def one_run(profile: cProfile.Profile | None) -> dict[str, Any]:
         result = job.execute_in_process(instance=instance, partition_key=DEMO_MONTH, tags=tags, raise_on_error=True)
         if profile:
             profile.disable()
+            profile.dump_stats(str(profile_path))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         steps = {stat.step_key: round(stat.end_time - stat.start_time, 3)
                  for stat in instance.get_run_step_stats(result.run_id) if stat.end_time and stat.start_time}
@@ -85,9 +108,7 @@ def main() -> None:
         runs = []
         for index in range(args.runs):
             profile = cProfile.Profile() if args.profile and index == args.runs - 1 else None
-            runs.append(one_run(profile))
-            if profile:
-                profile.dump_stats(str(args.profile))
+            runs.append(forked(functools.partial(one_run, profile, args.profile), Path(folder) / f"run_{index}.json"))
     steps = sorted({step for run in runs for step in run["steps_s"]})
     emit_json({"load_average": os.getloadavg(), "preload_s": round(preload_s, 2), "runs": runs,
                "median_step_s": {step: statistics.median(run["steps_s"].get(step, 0.0) for run in runs)
