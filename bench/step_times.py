@@ -3,7 +3,7 @@
     python -m bench.step_times [--runs 3] [--profile FILE.pstats] [--json FILE] [--home DIR]
 
 One throw-away home with the demo month (2,000 requests, 120 resources, seed 7, `batch-admin demo-data`).
-This process then does what a warm run worker does: it imports pipelines.worker_preload (the code location
+This process then does what a warm run worker does: it imports engine.worker_preload (the code location
 and the warm-up the workers' forkserver runs once), and executes the execute job of the month in process
 `--runs` times, each with a new run ticket of alice's (the demo key), as the in-process executor does in a
 worker (each run in a child forked from this process, as the forkserver forks a worker per run). Per run: the wall and CPU time (user + sys of this process) from the run's start to its end, and each
@@ -102,7 +102,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_step_times_") as folder:
         make_home(args.home or Path(folder) / "home")
         started = time.perf_counter()
-        import pipelines.worker_preload  # noqa: F401  (what the warm workers' forkserver does once)
+        import engine.worker_preload  # noqa: F401  (what the warm workers' forkserver does once)
 
         preload_s = time.perf_counter() - started
         runs = []
