@@ -34,7 +34,7 @@ def use_home(monkeypatch, path) -> None:
     """Point every setting at the embedded default under `path`, as the CLI exports them for Dagster."""
     for name in ("BATCH_ADMIN_POSTGRES_URL", "BATCH_ADMIN_CONTROL_URL", "BATCH_ADMIN_IO_BASE", "BATCH_ADMIN_ACTOR", "BATCH_ADMIN_KEY",
                  "BATCH_ADMIN_EXECUTOR", "BATCH_ADMIN_CELERY_BROKER",
-                 "BATCH_ADMIN_ALERT_WEBHOOK", "BATCH_ADMIN_ROLES"):
+                 "BATCH_ADMIN_ALERT_WEBHOOK", "BATCH_ADMIN_ROLES", "BATCH_ADMIN_LEASE_STALE_S"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BATCH_ADMIN_HOME", str(path))
     for name, value in Settings.from_env().environment().items():
