@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from assets.guards import MONTH_HELD
@@ -89,6 +90,7 @@ def test_materializing_a_partition_writes_version_one_with_passing_checks(home):
     assert [v["version"] for v in versions] == [1]
 
 
+@pytest.mark.slow
 def test_a_run_over_several_months_leaves_a_finalized_month_byte_for_byte_unchanged(materialized_month):
     # The last month has its version 1 already (the suite's materialized month): it is the one finalized.
     home, finalized = materialized_month.home, materialized_month.month
@@ -120,6 +122,7 @@ def test_a_run_over_several_months_leaves_a_finalized_month_byte_for_byte_unchan
         assert [v["version"] for v in store.versions(month)] == [1]
 
 
+@pytest.mark.slow
 def test_two_runs_of_one_month_never_execute_at_the_same_time(home):
     month = MONTHS[-1]
     cli("demo-data", month, "--requests", "400", "--resources", "30", "--seed", "2")
@@ -164,6 +167,7 @@ def test_dagster_loads_and_validates_the_code_location_from_the_root():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_a_month_solve_fans_out_as_one_step_per_part(home):
     month = MONTHS[-1]
     land(month, requests=400)
@@ -194,6 +198,7 @@ def _run_in_background(home: Path, month: str, note: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_a_parameter_change_during_a_run_applies_to_the_next_run_only(tmp_path, monkeypatch):
     """Also the test that a deterministic work budget gives the same allocation in two homes (it was a test of
     its own, which ran the same month in two more homes): the quiet home and the changed one are two homes."""
