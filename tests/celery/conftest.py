@@ -67,7 +67,6 @@ class Deployment:
     env: dict[str, str]
     logs: Path
     workers: list[subprocess.Popen] = field(default_factory=list)
-    _log_of: dict[int, Path] = field(default_factory=dict)
 
     def cli(self, *args: str, ok: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         """One batch-admin command in its own process, as an admin types it."""
@@ -78,9 +77,8 @@ class Deployment:
         return done
 
     def start_worker(self, name: str, queues: str = "solver,default", env: dict[str, str] | None = None,
-                     concurrency: int = 1, ready: bool = True) -> subprocess.Popen:
-        """`batch-admin worker` in a working directory of its own and a process group of its own; ready
-        (wait_ready) unless told not to wait, so that several workers start side by side."""
+                     concurrency: int = 1) -> subprocess.Popen:
+        """`batch-admin worker` in a working directory of its own and a process group of its own."""
         cwd = self.logs / name
         cwd.mkdir(parents=True, exist_ok=True)
         with (self.logs / f"{name}.log").open("wb") as out:
@@ -89,29 +87,18 @@ class Deployment:
                                     env=env or self.env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         self.workers.append(proc)
-        self._log_of[proc.pid] = self.logs / f"{name}.log"
-        if ready:
-            self.wait_ready(proc)
+        self._wait_ready(proc, self.logs / f"{name}.log")
         return proc
 
-    def start_workers(self, *names: str) -> list[subprocess.Popen]:
-        """Workers on both queues, started side by side (a worker's start is ~10 s of imports), all ready."""
-        procs = [self.start_worker(name, ready=False) for name in names]
-        self.wait_ready(*procs)
-        return procs
-
-    def wait_ready(self, *procs: subprocess.Popen) -> None:
-        """Until each worker's log says it is ready (WORKER_READY_S at most per worker waited for)."""
-        deadline = time.monotonic() + WORKER_READY_S * len(procs)
-        for proc in procs:
-            log = self._log_of[proc.pid]
-            while " ready." not in log.read_text(errors="replace"):
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the worker exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the worker was not ready within {WORKER_READY_S * len(procs)}s:\n"
-                                       f"{log.read_text(errors='replace')}")
-                time.sleep(0.2)
+    def _wait_ready(self, proc: subprocess.Popen, log: Path) -> None:
+        deadline = time.monotonic() + WORKER_READY_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+            if " ready." in log.read_text(errors="replace"):
+                return
+            time.sleep(0.3)
+        raise TimeoutError(f"the worker was not ready within {WORKER_READY_S}s:\n{log.read_text(errors='replace')}")
 
     def worker_logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.logs.glob("*.log")))

@@ -110,9 +110,8 @@ def file_hashes(*folders: Path) -> dict[str, str]:
 def test_a_month_of_eight_parts_runs_on_two_workers_and_equals_the_in_process_allocation(deployment, tmp_path):
     params = ("time_limit_s=30", "seed=1", "deterministic_work=2", "max_parts=8")
     land(deployment, M3, 800, 60, *params)
-    solver_only = deployment.start_worker("solver-only", queues="solver", ready=False)
-    both = deployment.start_worker("both", ready=False)
-    deployment.wait_ready(solver_only, both)
+    solver_only = deployment.start_worker("solver-only", queues="solver")
+    both = deployment.start_worker("both")
 
     done = json.loads(run(deployment, M3).stdout)
 
@@ -153,7 +152,8 @@ def test_a_three_month_backfill_on_celery_skips_nothing_and_leaves_a_finalized_m
 
     for month in (M1, M2, M3):
         land(deployment, month, 300, 30, "time_limit_s=3")
-    deployment.start_workers("first", "second")
+    deployment.start_worker("first")
+    deployment.start_worker("second")
     run(deployment, M1)
     request = json.loads(deployment.cli("finalize", M1, "--version", "1", "--actor", "alice", "--note", "ok",
                                         "--json").stdout)
@@ -218,7 +218,7 @@ def wait_for_solve_on(instance: dg.DagsterInstance, prefixes: dict[int, str]) ->
 
 def test_a_worker_killed_during_a_solve_part_hands_it_over_and_the_month_runs_again(deployment):
     land(deployment, M2, 2000, 120, "time_limit_s=40", "max_parts=4")
-    workers = {proc.pid: proc for proc in deployment.start_workers("victim", "survivor")}
+    workers = {proc.pid: proc for proc in (deployment.start_worker("victim"), deployment.start_worker("survivor"))}
     prefixes = {pid: f"batch-admin-{pid}@" for pid in workers}
     runner = subprocess.Popen([str(BIN / "batch-admin"), "run", M2, "--actor", "alice", "--json"],
                               env={**deployment.env, "COLUMNS": "200"}, stdout=subprocess.PIPE,
@@ -247,7 +247,6 @@ def test_a_worker_killed_during_a_solve_part_hands_it_over_and_the_month_runs_ag
     store = ControlStore(psycopg2_url(deployment.env["BATCH_ADMIN_POSTGRES_URL"]))
     try:
         assert store.lease_holder(M2) is None
-        deployment.cli("params", M2, "--actor", "alice", "--set", "time_limit_s=4")  # a short retry: it only has to run
         again = json.loads(run(deployment, M2, note="after the lost worker").stdout)
         assert again["run_id"] != run_id
         assert [v["version"] for v in store.versions(M2)] == [1, 2]
@@ -271,7 +270,7 @@ def pool_processes(worker_pid: int) -> list[int]:
 
 def test_a_pool_process_killed_alone_fails_its_step_clearly_and_the_month_runs_again(deployment):
     land(deployment, M1, 2000, 120, "time_limit_s=40", "max_parts=4")
-    workers = {proc.pid: proc for proc in deployment.start_workers("one", "two")}
+    workers = {proc.pid: proc for proc in (deployment.start_worker("one"), deployment.start_worker("two"))}
     runner = subprocess.Popen([str(BIN / "batch-admin"), "run", M1, "--actor", "alice", "--json"],
                               env={**deployment.env, "COLUMNS": "200"}, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -297,7 +296,6 @@ def test_a_pool_process_killed_alone_fails_its_step_clearly_and_the_month_runs_a
     assert len(failures) == 1 and ".solve_part[" in failures[0], failures
     store = ControlStore(psycopg2_url(deployment.env["BATCH_ADMIN_POSTGRES_URL"]))
     try:
-        deployment.cli("params", M1, "--actor", "alice", "--set", "time_limit_s=4")  # a short retry: it only has to run
         run(deployment, M1, note="after the lost pool process")
         assert [v["version"] for v in store.versions(M1)] == [1] and store.lease_holder(M1) is None
     finally:
