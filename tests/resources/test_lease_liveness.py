@@ -26,9 +26,8 @@ from assets.partitions import monthly_partitions
 from pipelines.executor import LeaseHeartbeat
 from resources.control_store import LEASE_STALE_AFTER_S, ControlError, ControlStore, leases, utcnow
 from resources.migrations import upgrade
+from tests.resources.lease_contender import MONTH, take_over
 from tests.signing import open_store
-
-MONTH = "2026-12"
 
 
 @pytest.fixture
@@ -132,17 +131,6 @@ def test_the_heartbeat_leaves_out_the_beats_that_the_runs_steps_wrote_in_its_pro
 
 
 # ---------------------------------------------------------------- two contenders, one dead holder
-def _take_over(url: str, who: str, queue) -> None:
-    store = open_store(url, migrate=False)
-    try:
-        dead = store.acquire_lease(MONTH, f"run-{who}")
-        queue.put(("won", who, dead.run_id if dead else None))
-    except ControlError as exc:
-        queue.put(("lost", who, str(exc)))
-    finally:
-        store.dispose()
-
-
 def test_of_contenders_that_saw_the_same_dead_holder_exactly_one_takes_the_month(store):
     store.acquire_lease(MONTH, "killed")
     last_beat(store, "killed", LEASE_STALE_AFTER_S + 5)
@@ -150,7 +138,7 @@ def test_of_contenders_that_saw_the_same_dead_holder_exactly_one_takes_the_month
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     players = ["a", "b", "c", "d", "e", "f"]
-    procs = [ctx.Process(target=_take_over, args=(store.url, who, queue)) for who in players]
+    procs = [ctx.Process(target=take_over, args=(store.url, who, queue)) for who in players]
     for p in procs:
         p.start()
     results = [queue.get(timeout=120) for _ in procs]
