@@ -39,7 +39,7 @@ def split_month(context: dg.OpExecutionContext, control: ControlStoreResource, c
 
 
 # The pool bounds concurrent solves; the tag routes them to the Celery `solver` queue when the
-# Celery executor runs (pipelines/executor.py routes by pool as well).
+# Celery executor runs (engine/executor.py routes by pool as well).
 @dg.op(pool=SOLVER_POOL, tags={"dagster-celery/queue": SOLVER_POOL})
 def solve_part(context: dg.OpExecutionContext, task: batch.PartTask) -> batch.PartResult:
     """Solve one part with its share of the time limit; progress goes to the run's log."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from resources.dagster_internals import QueuedRunCoordinatorDaemon, get_daemon_statuses
+from engine.internals import QueuedRunCoordinatorDaemon, get_daemon_statuses
 from resources.event_log_anchors import LIMIT
 from resources.event_log_anchors import event_log_anchors as anchors_in
 from resources.execution import SOLVER_POOL

@@ -35,7 +35,7 @@ from batch_cli.ui_runs import (
     stalled,
     stopped_following,
 )
-from resources.dagster_internals import (
+from engine.internals import (
     JobSubsetSelector,
     WorkspaceFileTarget,
     WorkspaceProcessContext,

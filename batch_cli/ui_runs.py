@@ -156,7 +156,7 @@ def warm_webserver(dagster_home: Path, events: RunEvents) -> str | None:
 
 def launch_through(url: str, job_name: str, tags: Mapping[str, str], run_config: Mapping[str, Any]) -> str:
     """Create and queue a run with the webserver's GraphQL launchRun; its run id. Any error answer
-    is one RunError sentence (a refusal of the instance, resources/batch_instance.py, as it said it)."""
+    is one RunError sentence (a refusal of the instance, engine/instance.py, as it said it)."""
     params = {"selector": {"repositoryLocationName": LOCATION_NAME, "repositoryName": REPOSITORY_NAME,
                            "jobName": job_name},
               "runConfigData": dict(run_config),

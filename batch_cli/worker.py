@@ -14,12 +14,10 @@ import sys
 from typing import Any
 
 import celery
-from dagster_celery.executor import CeleryExecutor
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_task
 
-from resources.dagster_internals import RetryMode
-from resources.execution import CELERY_SETTINGS, RESULT_BACKEND, WORKER_IMPORTS
+from engine.executor import celery_app_args
 from resources.settings import (
     CELERY_BROKER_VAR,
     CONTROL_VAR,
@@ -79,8 +77,6 @@ def run_worker(settings: Settings, queues: list[str], concurrency: int | None) -
     if missing_settings():
         print(f"warning: {', '.join(missing_settings())} not set: every step sent to this worker will fail "
               f"until it is restarted with them.", file=sys.stderr)
-    args = CeleryExecutor(retries=RetryMode(RetryMode.DISABLED), broker=settings.celery_broker,
-                          backend=RESULT_BACKEND, include=WORKER_IMPORTS, config_source=CELERY_SETTINGS).app_args()
-    app = make_app(args)
+    app = make_app(celery_app_args(settings))
     create_task(app, base=SettingsCheckedTask)
     app.worker_main(argv=worker_argv(queues, concurrency, worker_name()))

@@ -71,7 +71,7 @@ query BackfillRuns($id: String!) {
 }"""
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 # How long the server may take to end the sessions of processes that exited (settle_closed_sessions).
-SETTLE_S = 10.0
+SETTLE_S = 30.0
 
 
 class ConnectionSampler:
@@ -143,19 +143,22 @@ class ConnectionSampler:
                 "wall_s": round(self.wall_s, 1)}
 
 
-def settle_closed_sessions(url: str, timeout_s: float = SETTLE_S) -> None:
-    """Wait (at most timeout_s) until every session left belongs to a live code server: called once every
-    run is over, when the only processes meant to outlive it are the code servers the CLIs started. A
-    session whose client is gone (a process that exits closes its sockets, and the server lists its
-    backend a moment longer), or is a run worker or step process still connected, is one of a process
-    that is exiting (its CLI may end before it, and a run worker before its step processes). A code
-    server's sessions are not waited for, and any session that outlives the wait is sampled: those are
-    what the sampling after the runs must see."""
+def settle_closed_sessions(url: str, home: Path, timeout_s: float = SETTLE_S) -> None:
+    """Wait (at most timeout_s) until no process of `home` is alive but its code servers, and every session
+    left belongs to a live code server: called once every run is over, when the only processes meant to
+    outlive it are the code servers the CLIs started. A CLI may end before its run worker, and a run worker
+    before its step processes; such a process still writes (Dagster's storages open a connection per
+    write), so a moment with no session of it proves nothing: the process itself must be gone. A session
+    whose client is gone is one the server lists a moment after its process closed it. A code server's
+    sessions are not waited for, and any session that outlives the wait is sampled: those are what the
+    sampling after the runs must see."""
     server, database = url.rsplit("/", 1)
+    deadline = time.monotonic() + timeout_s
+    while _home_processes(home.resolve(), but="dagster\0api\0grpc") and time.monotonic() < deadline:
+        time.sleep(SAMPLE_EVERY_S)
     conn = psycopg2.connect(f"{server}/postgres", connect_timeout=5)
     conn.autocommit = True
     try:
-        deadline = time.monotonic() + timeout_s
         with conn.cursor() as cur:
             while time.monotonic() < deadline:
                 cur.execute("SELECT client_port FROM pg_stat_activity WHERE datname = %s", (database,))
@@ -248,11 +251,21 @@ def stop_code_servers(home: Path, wait_s: float = 60.0) -> None:
 
 
 def _code_servers(home: Path) -> list[int]:
-    found = []
+    return _home_processes(home, only="dagster\0api\0grpc")
+
+
+def _home_processes(home: Path, only: str = "", but: str = "") -> list[int]:
+    """Pids of the processes whose environment names `home` as BATCH_ADMIN_HOME (what the CLI and every
+    process it starts inherit), those whose command line holds `only`, or all but those holding `but`."""
+    found, me = [], os.getpid()
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and b"dagster\0api\0grpc" in (proc / "cmdline").read_bytes() and \
-                    f"BATCH_ADMIN_HOME={home}\0".encode() in (proc / "environ").read_bytes():
+            if not proc.name.isdigit() or int(proc.name) == me:
+                continue
+            cmdline = (proc / "cmdline").read_bytes()
+            if (only and only.encode() not in cmdline) or (but and but.encode() in cmdline):
+                continue
+            if f"BATCH_ADMIN_HOME={home}\0".encode() in (proc / "environ").read_bytes():
                 found.append(int(proc.name))
         except OSError:
             continue
@@ -296,7 +309,7 @@ def measure_runs(env: dict[str, str], one: str, many: list[str]) -> dict:
         cli(env, "run", one, "--actor", "alice")
     with ConnectionSampler(url) as together:
         concurrent_runs(env, many)
-    settle_closed_sessions(url)
+    settle_closed_sessions(url, Path(env["BATCH_ADMIN_HOME"]))
     with ConnectionSampler(url) as after:
         time.sleep(3)
     return {"idle": idle.figures(), "one_run": alone.figures(),

@@ -1,4 +1,5 @@
-"""The one Definitions object that workspace.yaml loads."""
+"""The product's Definitions on Dagster's public API (`dagster dev -m pipelines`); the opted-in one that
+workspace.yaml loads is engine/definitions.py, made by the same `definitions()`."""
 
 from __future__ import annotations
 
@@ -15,23 +16,30 @@ from resources.dagster_resources import AlertsResource, ControlStoreResource, St
 from resources.io_manager import ParquetIOManagerResource
 from resources.settings import CONTROL_VAR, HOME_VAR, IO_BASE_VAR, ROLES_VAR
 
-# Multiprocess (the default; BATCH_ADMIN_EXECUTOR=celery picks Celery when a run starts): steps fork
-# from a server that has imported the product once, so a step starts in a fraction of a second
-# instead of importing Dagster, pandas and OR-Tools again (seconds per step).
-executor = batch_admin_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["pipelines.definitions"]}}})
 
-defs = dg.Definitions(
-    assets=[*monthly_assets, *actuals_assets],
-    jobs=[plan_job, execute_job, finalize_job, unlock_job, actuals_job],
-    schedules=[next_month_planning],
-    sensors=all_sensors(),
-    executor=executor,
-    resources={
-        "control": ControlStoreResource(url=setting(CONTROL_VAR), roles_file=setting(ROLES_VAR),
-                                        home=setting(HOME_VAR)),
-        "storage": StorageResource(home=setting(HOME_VAR)),
-        "alerts": AlertsResource(),
-        "io_manager": ParquetIOManagerResource(base_url=setting(IO_BASE_VAR)),
-    },
-)
+def forked_from(module: str) -> dict:
+    """The executor's config: multiprocess steps (when chosen) fork from a server that has imported
+    `module` (the code location) once, so a step starts in a fraction of a second instead of importing
+    Dagster, pandas and OR-Tools again (seconds per step)."""
+    return {"start_method": {"forkserver": {"preload_modules": [module]}}}
+
+
+def definitions(executor: dg.ExecutorDefinition) -> dg.Definitions:
+    """The product's assets, jobs, schedules, sensors and resources, executed by `executor`."""
+    return dg.Definitions(
+        assets=[*monthly_assets, *actuals_assets],
+        jobs=[plan_job, execute_job, finalize_job, unlock_job, actuals_job],
+        schedules=[next_month_planning],
+        sensors=all_sensors(),
+        executor=executor,
+        resources={
+            "control": ControlStoreResource(url=setting(CONTROL_VAR), roles_file=setting(ROLES_VAR),
+                                            home=setting(HOME_VAR)),
+            "storage": StorageResource(home=setting(HOME_VAR)),
+            "alerts": AlertsResource(),
+            "io_manager": ParquetIOManagerResource(base_url=setting(IO_BASE_VAR)),
+        },
+    )
+
+
+defs = definitions(batch_admin_executor.configured(forked_from("pipelines.definitions")))

@@ -1,46 +1,33 @@
-"""The executor of every job, chosen when a run starts (chosen_executor): in the run worker, in
-forked processes, or on Celery.
+"""The executor of every job, chosen when a run starts (chosen_executor): in the run worker or in
+forked processes; on Dagster's public API only (Celery is the opt-in engine's, engine/executor.py).
 
 The choice is read from the run worker's environment (resources/settings.py), never at import.
 `BATCH_ADMIN_EXECUTOR=auto` (the default) executes the steps in the run worker itself when the
 `solver` pool lets one solve run at a time (a small machine: nothing would run side by side, and
 each forked step would cost a process), else in local processes forked from a server that imported
 the product once (`multiprocess`), so that a month's solve parts run in parallel; `in_process` and
-`multiprocess` force one of them. `celery`, with `BATCH_ADMIN_CELERY_BROKER` and the PostgreSQL
-instance, sends the steps to `batch-admin worker` processes through dagster-celery.
+`multiprocess` force one of them. `celery` needs the engine's Definitions (engine/definitions.py).
 
 Either way the run worker beats the run's month leases while the executor runs the plan
 (`LeaseHeartbeat`): when the run's processes die (killed, their machine lost), the beats stop and
 the next run of the month takes the month over within a minute (resources/control_store/lock_room.py).
+Every deployment needs that (the lease is the one authority for "one run per month"), with or without
+the engine.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import dagster as dg
-from celery.exceptions import TaskRevokedError
-from celery.result import AsyncResult
-from dagster_celery.core_execution_loop import core_celery_execution_loop
-from dagster_celery.executor import CeleryExecutor
-from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
 from resources.control_store import ControlStore, forget_beats, last_beat
-from resources.dagster_internals import (
-    ErrorSource,
-    InProcessExecutor,
-    RetryMode,
-    StepFailureData,
-    _submit_task,
-    serializable_error_info_from_exc_info,
-)
-from resources.execution import CELERY_SETTINGS, RESULT_BACKEND, SOLVER_POOL, SOLVER_QUEUE, WORKER_IMPORTS
-from resources.settings import Settings, lease_heartbeat_s
+from resources.execution import SOLVER_POOL
+from resources.settings import Settings, SettingsError, lease_heartbeat_s
 
 logger = logging.getLogger("batch_admin.lease")
 
@@ -95,7 +82,7 @@ class LeaseHeartbeat:
 
 
 class LeaseBeatingExecutor(dg.Executor):
-    """The chosen executor (multiprocess or Celery), executing the plan inside a LeaseHeartbeat.
+    """The chosen executor (in process, multiprocess or Celery), executing the plan inside a LeaseHeartbeat.
     Everything else is the wrapped executor's (dagster-celery reads its app_args, for one)."""
 
     def __init__(self, inner: dg.Executor, control_url: str):
@@ -106,7 +93,7 @@ class LeaseBeatingExecutor(dg.Executor):
             yield from self._inner.execute(plan_context, execution_plan)
 
     @property
-    def retries(self) -> RetryMode:
+    def retries(self):  # Dagster's RetryMode, which its public API does not export
         return self._inner.retries
 
     @property
@@ -117,57 +104,6 @@ class LeaseBeatingExecutor(dg.Executor):
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self._inner, name)
-
-
-class PoolRoutedCeleryExecutor(CeleryExecutor):
-    """dagster-celery's executor; a step of the `solver` pool goes to the `solver` queue, and a task
-    that raised on its worker is the step's failure."""
-
-    def execute(self, plan_context, execution_plan):
-        return core_celery_execution_loop(plan_context, execution_plan, step_execution_fn=_submit_by_pool)
-
-
-def _submit_by_pool(app, plan_context, step, queue, priority, known_state):
-    # The pool says which steps are solves (assets/parts.py); an explicit dagster-celery/queue tag wins.
-    # dagster-celery's "Submitting celery task ... to queue" event, written before this is called,
-    # names the tag's queue (`default`) for solve steps until solve_part carries the tag itself.
-    if DAGSTER_CELERY_QUEUE_TAG not in step.tags and step.pool == SOLVER_POOL:
-        queue = SOLVER_QUEUE
-    return StepResult(_submit_task(app, plan_context, step, queue, priority, known_state), plan_context, step)
-
-
-class StepResult:
-    """A step's Celery result whose error (the pool process lost, a worker without settings) comes back
-    as the step's STEP_FAILURE. dagster-celery 0.29.27 keeps a raised task aside, stops submitting and
-    then waits for the run's other ready steps for ever (seen in tests/celery); a failed step instead
-    skips what depends on it and fails the run."""
-
-    def __init__(self, result: AsyncResult, plan_context, step):
-        self._result, self._context, self._step = result, plan_context, step
-
-    def ready(self) -> bool:
-        return self._result.ready()
-
-    def revoke(self) -> None:
-        self._result.revoke()
-
-    def get(self) -> list[str]:
-        try:
-            return self._result.get()
-        except TaskRevokedError:
-            raise
-        except Exception:
-            error = serializable_error_info_from_exc_info(sys.exc_info())
-            failure = dg.DagsterEvent.step_failure_event(
-                self._context.for_step(self._step), StepFailureData(error, None, ErrorSource.FRAMEWORK_ERROR),
-                message=f'Step "{self._step.key}" failed on its Celery worker: {error.message.strip()}')
-            return [dg.serialize_value(failure)]
-
-
-def celery_executor_for(settings: Settings, retries: RetryMode) -> CeleryExecutor:
-    """dagster-celery's executor on the deployment's broker, with the settings the workers share."""
-    return PoolRoutedCeleryExecutor(broker=settings.celery_broker, backend=RESULT_BACKEND,
-                                    include=WORKER_IMPORTS, config_source=CELERY_SETTINGS, retries=retries)
 
 
 def solves_side_by_side(instance: dg.DagsterInstance) -> int:
@@ -189,18 +125,39 @@ def chosen_executor(settings: Settings, instance: dg.DagsterInstance) -> str:
     return "in_process" if solves_side_by_side(instance) <= 1 else "multiprocess"
 
 
-@dg.executor(name="batch_admin", config_schema=dg.multiprocess_executor.config_schema.as_field(),
-             requirements=dg.multiple_process_executor_requirements())
-def batch_admin_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
-    """Celery when the run worker's settings ask for it; else in process or the multiprocess
-    executor (its config), as chosen_executor says; each beats the run's leases while it executes."""
+# The configuration of the `batch_admin` executor: the multiprocess executor's, whose `retries` and
+# `step_dependency_config` the in-process executor reads as well.
+EXECUTOR_CONFIG = dg.multiprocess_executor.config_schema.as_field()
+EXECUTOR_REQUIREMENTS = dg.multiple_process_executor_requirements()
+# Makes the executor of a kind that chosen_executor names beyond in_process and multiprocess (the engine's Celery).
+ExecutorMaker = Callable[[dg.InitExecutorContext, Settings], dg.Executor]
+
+
+def dagster_executor(init_context: dg.InitExecutorContext, kind: str) -> dg.Executor:
+    """Dagster's in-process or multiprocess executor, made from the `batch_admin` executor's config."""
+    definition = dg.in_process_executor if kind == "in_process" else dg.multiprocess_executor
+    create = cast(Callable[[dg.InitExecutorContext], dg.Executor], definition.executor_creation_fn)
+    return create(init_context)
+
+
+def lease_beating_executor(init_context: dg.InitExecutorContext,
+                           more: dict[str, ExecutorMaker] | None = None) -> dg.Executor:
+    """The executor chosen_executor names (made by `more` for a kind beyond Dagster's two), beating the
+    run's leases while it executes."""
     settings = Settings.from_env()
-    retries = RetryMode.from_config(cast(Mapping[str, Mapping], init_context.executor_config["retries"]))
     kind = chosen_executor(settings, init_context.instance)
-    if kind == "celery":
-        return LeaseBeatingExecutor(celery_executor_for(settings, retries or RetryMode.ENABLED), settings.control_url)
-    if kind == "in_process":
-        return LeaseBeatingExecutor(InProcessExecutor(retries=retries or RetryMode.ENABLED), settings.control_url)
-    create_multiprocess = cast(Callable[[dg.InitExecutorContext], dg.Executor],
-                               dg.multiprocess_executor.executor_creation_fn)
-    return LeaseBeatingExecutor(create_multiprocess(init_context), settings.control_url)
+    if kind in ("in_process", "multiprocess"):
+        inner = dagster_executor(init_context, kind)
+    elif more and kind in more:
+        inner = more[kind](init_context, settings)
+    else:
+        raise SettingsError(f"BATCH_ADMIN_EXECUTOR={kind} needs the opt-in engine: load the code location from "
+                            "engine.definitions (workspace.yaml does), not pipelines.")
+    return LeaseBeatingExecutor(inner, settings.control_url)
+
+
+@dg.executor(name="batch_admin", config_schema=EXECUTOR_CONFIG, requirements=EXECUTOR_REQUIREMENTS)
+def batch_admin_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
+    """In process or the multiprocess executor (its config), as chosen_executor says, beating the run's
+    leases while it executes."""
+    return lease_beating_executor(init_context)

@@ -1,5 +1,5 @@
 """How a run's steps reach Celery workers: the queues and the Celery settings that the executor
-(pipelines/executor.py) and `batch-admin worker` (batch_cli/worker.py) share."""
+(engine/executor.py) and `batch-admin worker` (batch_cli/worker.py) share."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ QUEUES = (SOLVER_QUEUE, DEFAULT_QUEUE)
 # the broker itself, so that a deployment needs no second service.
 RESULT_BACKEND = "rpc://"
 # A worker imports the code location once; its pool processes fork from it with the product loaded.
-WORKER_IMPORTS = ["pipelines.definitions"]
+WORKER_IMPORTS = ["engine.definitions"]
 
 CELERY_SETTINGS: dict[str, Any] = {
     # Steps without a queue of their own (all but the solve parts) go here.
@@ -25,7 +25,7 @@ CELERY_SETTINGS: dict[str, Any] = {
     # control-store writes are keyed by run id (snapshot, lease).
     "task_acks_late": True,
     # A pool process killed alone (the kernel's OOM killer) fails its step instead (Celery's
-    # WorkerLostError, made the step's failure by pipelines/executor.py): running the same step
+    # WorkerLostError, made the step's failure by engine/executor.py): running the same step
     # again would meet the same end, again and again.
     "task_reject_on_worker_lost": False,
     # One step per pool process at a time, nothing reserved: a waiting step stays free for any worker.

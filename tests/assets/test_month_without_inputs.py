@@ -11,8 +11,8 @@ from assets.partitions import monthly_partitions
 from batch.errors import ControlError
 from batch.landing import require_inputs
 from batch_cli.instance import prepare
+from engine.instance import BACKFILL_TAG, BatchInstance, check_inputs_landed
 from pipelines.definitions import defs
-from resources.batch_instance import BACKFILL_TAG, BatchInstance, check_inputs_landed
 from tests.signing import ticket_tags
 
 MONTH = monthly_partitions.get_partition_keys()[-1]

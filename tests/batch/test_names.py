@@ -9,7 +9,7 @@ from pathlib import Path
 from batch import names
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("batch", "batch_cli", "batch_view", "resources", "assets", "checks", "pipelines", "solvers")
+PRODUCT = ("batch", "batch_cli", "batch_view", "engine", "resources", "assets", "checks", "pipelines", "solvers")
 # Folder names that are also ordinary words of other things (a Dagster asset group, a JSON key): only the
 # tags and variables are checked everywhere.
 SPELLED_ONCE = {value for key, value in vars(names).items() if key.endswith(("_TAG", "_VAR"))}

@@ -184,7 +184,7 @@ def test_an_anonymous_launch_of_a_carried_out_request_changes_nothing(ui):
                 if a["rule"] == "month_unlocked" and a["created_at"] > before["finalized_at"]]
 
 
-# The instance (resources/batch_instance.py) checks a run's partition tags before it creates the run:
+# The instance (engine/instance.py) checks a run's partition tags before it creates the run:
 # Dagster itself parsed the key there, and the webserver answered its ValueError with HTTP 500.
 @pytest.mark.parametrize("key", ["2026-13", "../x", "2099-01"])
 def test_a_launch_with_a_bad_partition_key_gets_a_clear_error(ui, key):

@@ -267,7 +267,7 @@ def _wait_worker(client, run_id: str, started: bool = False) -> dict | None:
     ended without one."""
     import dagster as dg
 
-    from resources.run_launcher import WORKER_TAG
+    from engine.run_launcher import WORKER_TAG
 
     deadline = time.monotonic() + RUN_TIMEOUT_S
     with dg.DagsterInstance.get() as instance:
@@ -307,7 +307,7 @@ def test_the_daemon_starts_runs_in_warm_workers_that_can_be_terminated_and_whose
 
     import dagster as dg
 
-    from resources.run_launcher import WORKER_TAG
+    from engine.run_launcher import WORKER_TAG
 
     run_id = plan(M2)
     assert _wait_worker(client, run_id) is not None
@@ -342,7 +342,7 @@ def test_the_daemon_starts_runs_in_warm_workers_that_can_be_terminated_and_whose
 
     # A change of the product's source after the server imported it: runs start through the code
     # server (which reloads) and say why.
-    from resources.run_launcher import PRODUCT_ROOT
+    from engine.run_launcher import PRODUCT_ROOT
 
     source = PRODUCT_ROOT / "solvers" / "__init__.py"
     os.utime(source, (time.time(), time.time() + 5))

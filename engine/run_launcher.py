@@ -6,8 +6,8 @@ great-expectations: 4-5 s on this product's machines) before the run's first ste
 daemon launches (UI launches, backfills, schedules, sensors and CLI runs while a daemon serves the
 queue) start here instead in a process forked from a forkserver that the daemon starts once and
 that imported those libraries and the code location, then warmed up what a run's first steps pay
-(PRELOAD, pipelines/worker_preload.py). The daemon starts it at its first look at the run queue
-(resources/run_queue.py); a launch while it still imports waits for it. When the product's source
+(PRELOAD, engine/worker_preload.py). The daemon starts it at its first look at the run queue
+(engine/run_queue.py); a launch while it still imports waits for it. When the product's source
 changes after that import (code_stamp), runs go through the code server again, which reloads, until
 the daemon restarts.
 
@@ -36,8 +36,9 @@ from pathlib import Path
 import dagster as dg
 
 from batch.names import WORKER_TAG
-from resources.dagster_internals import (
+from engine.internals import (
     CheckRunHealthResult,
+    ConfigurableClassData,
     EngineEventData,
     InstanceRef,
     LaunchRunContext,
@@ -48,15 +49,15 @@ from resources.dagster_internals import (
     recon_job_from_origin,
 )
 
-# Imported once by the forkserver: the libraries, then pipelines.worker_preload (the code location
+# Imported once by the forkserver: the libraries, then engine.worker_preload (the code location
 # and a warm-up of what a run's first steps would each pay). Missing ones are skipped by multiprocessing.
 PRELOAD = ("dagster", "numpy", "pandas", "pyarrow.parquet", "duckdb", "sqlalchemy", "scipy.optimize", "numba",
            "ortools.sat.python.cp_model", "matplotlib.backends.backend_agg", "xlsxwriter", "jinja2",
-           "great_expectations", "great_expectations.expectations", "dagster_celery", "pipelines.worker_preload")
+           "great_expectations", "great_expectations.expectations", "dagster_celery", "engine.worker_preload")
 # The product's source: when a file changes after the forkserver imported it, runs go through the
 # code server (which reloads) until the daemon restarts.
 PRODUCT_ROOT = Path(__file__).resolve().parent.parent
-PRODUCT_PACKAGES = ("assets", "batch", "checks", "pipelines", "resources", "solvers")
+PRODUCT_PACKAGES = ("assets", "batch", "checks", "engine", "pipelines", "resources", "solvers")
 DAEMON_THREAD_PREFIX = "dagster-daemon-"
 
 
@@ -148,7 +149,7 @@ class WarmServer:
 WARM_SERVER = WarmServer()
 # A launch while the server still imports waits for it this long at most: a code server's fresh run
 # worker would import the same libraries from the start (the daemon's run queue starts the server at
-# its first look, resources/run_queue.py, so a launch rarely finds it importing).
+# its first look, engine/run_queue.py, so a launch rarely finds it importing).
 WARM_SERVER_WAIT_S = 60.0
 RUN_POOL_RECYCLE_S = 3600  # a run worker's pooled PostgreSQL connections are replaced after an hour
 
@@ -179,7 +180,7 @@ def run_worker(instance_ref: str, run_id: str) -> None:
 class WarmRunLauncher(dg.DefaultRunLauncher):
     """DefaultRunLauncher, except that a daemon forks run workers from its warm server."""
 
-    def __init__(self, inst_data: dg.ConfigurableClassData | None = None):
+    def __init__(self, inst_data: ConfigurableClassData | None = None):
         super().__init__(inst_data=inst_data)
         if in_daemon():
             WARM_SERVER.start()

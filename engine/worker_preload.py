@@ -1,4 +1,4 @@
-"""What the warm run workers' forkserver imports last (resources.run_launcher.PRELOAD): the code
+"""What the warm run workers' forkserver imports last (engine.run_launcher.PRELOAD): the code
 location, the instance's storage modules, then one small month through the first calls that a run's
 steps would otherwise pay in every worker forked from it.
 
@@ -20,13 +20,13 @@ from pathlib import Path
 import pandas as pd
 import tqdm
 
-import pipelines.definitions  # noqa: F401  (the code location the workers execute)
+import engine.definitions  # noqa: F401  (the code location the workers execute)
 from batch import charts
 from batch.demo_data import generate_month, write_landing
 from batch.inputs import load_landing
 from batch.plan import expected_allocation
 from checks.expectations import validate_inputs
-from resources.dagster_internals import PRELOADED_MODULES
+from engine.internals import PRELOADED_MODULES
 from solvers import SolverParams, build_instance, solve
 
 # Imported by DagsterInstance.from_ref / the run's first steps, not by importing Dagster itself.

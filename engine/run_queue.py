@@ -7,7 +7,7 @@ the run storage. Everything else (limits per tag, pools, retries) is Dagster's, 
 `run_queue` (dagster.yaml's `concurrency` section).
 
 In a daemon, its first look at the queue also creates the instance's run launcher, which Dagster
-creates only at the first launch: the warm run launcher's server (resources/run_launcher.py) then
+creates only at the first launch: the warm run launcher's server (engine/run_launcher.py) then
 imports while nobody waits, and the first run after a daemon start is forked warm too.
 """
 
@@ -18,8 +18,8 @@ from typing import Any, cast
 
 import dagster as dg
 
-from resources.dagster_internals import ConfigurableClassData, RunQueueConfig
-from resources.run_launcher import in_daemon
+from engine.internals import ConfigurableClassData, RunQueueConfig
+from engine.run_launcher import in_daemon
 
 DEFAULT_INTERVAL_S = 0.5
 

@@ -10,9 +10,9 @@ import time
 
 import dagster as dg
 import pytest
-from dagster._core.launcher import WorkerStatus
 
-from resources.run_launcher import (
+from engine.internals import WorkerStatus
+from engine.run_launcher import (
     PRODUCT_PACKAGES,
     PRODUCT_ROOT,
     WARM_SERVER,

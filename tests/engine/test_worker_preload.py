@@ -11,7 +11,7 @@ import pytest
 PROBE = """
 import logging, sys, threading
 logging.basicConfig(level=logging.WARNING)
-import pipelines.worker_preload
+import engine.worker_preload
 from solvers.greedy import _fill
 print(len(_fill.signatures), threading.active_count(), sorted(m for m in ('alembic', 'tabulate') if m in sys.modules))
 """
@@ -30,7 +30,7 @@ def test_the_warm_up_loads_the_first_calls_and_leaves_no_thread_or_file(tmp_path
 
 
 def test_a_failing_warm_up_is_logged_and_not_raised(monkeypatch, caplog):
-    from pipelines import worker_preload  # its import warms up once, as in the forkserver
+    from engine import worker_preload  # its import warms up once, as in the forkserver
 
     def broken(*_args, **_kwargs):
         raise OSError("disk full")

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import dagster
 
-from resources import dagster_internals
+from engine import internals as dagster_internals
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("assets", "batch", "batch_cli", "checks", "pipelines", "resources", "solvers", "bench")
-INTERNALS = REPO_ROOT / "resources" / "dagster_internals.py"
-# What resources/dagster_internals.py imports; a change here is a change to re-check on every upgrade.
+PRODUCT = ("assets", "batch", "batch_cli", "batch_view", "checks", "engine", "pipelines", "resources", "solvers",
+           "bench")
+INTERNALS = REPO_ROOT / "engine" / "internals.py"
+# What engine/internals.py imports; a change here is a change to re-check on every upgrade.
 PINNED = {
     "dagster._core.definitions.selector": ["JobSubsetSelector"],
     "dagster._core.events": ["EngineEventData"],
     "dagster._core.execution.plan.objects": ["ErrorSource", "StepFailureData"],
     "dagster._core.execution.retries": ["RetryMode"],
-    "dagster._core.executor.in_process": ["InProcessExecutor"],
     "dagster._core.instance.ref": ["InstanceRef"],
     "dagster._core.launcher": ["CheckRunHealthResult", "LaunchRunContext", "WorkerStatus"],
     "dagster._core.run_coordinator.queued_run_coordinator": ["RunQueueConfig"],
@@ -56,7 +56,7 @@ def test_no_product_module_but_the_internals_module_imports_dagster_internals():
     offenders = {str(path.relative_to(REPO_ROOT)): found
                  for package in PRODUCT for path in sorted((REPO_ROOT / package).rglob("*.py"))
                  if path != INTERNALS and (found := private_imports(path))}
-    assert offenders == {}, "import these through resources/dagster_internals.py, with a comment why"
+    assert offenders == {}, "import these through engine/internals.py, with a comment why"
 
 
 def test_the_list_of_dagster_internals_is_pinned():
@@ -65,7 +65,7 @@ def test_the_list_of_dagster_internals_is_pinned():
 
 def test_the_internals_were_checked_on_the_installed_dagster():
     assert dagster.__version__ == dagster_internals.CHECKED_ON, (
-        f"Dagster {dagster.__version__} is installed but resources/dagster_internals.py was checked on "
+        f"Dagster {dagster.__version__} is installed but engine/internals.py was checked on "
         f"{dagster_internals.CHECKED_ON}: re-check each import there, then update CHECKED_ON")
 
 
@@ -75,7 +75,7 @@ def test_each_private_import_has_a_comment_saying_who_uses_it_and_why():
     assert imports and all(lines[number - 1].startswith("# ") for number in imports)
 
 
-# The private modules the warm workers import by name (pipelines/worker_preload.py skips one that is gone, so
+# The private modules the warm workers import by name (engine/worker_preload.py skips one that is gone, so
 # only this list tells an upgrade that a preload no longer exists).
 PINNED_PRELOADS = ("dagster._core.instance.factory", "dagster._core.storage.sqlite_storage", "dagster._utils.test")
 

@@ -8,7 +8,7 @@ import yaml
 from dagster._daemon.controller import create_daemon_of_type
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
-from resources.run_queue import DEFAULT_INTERVAL_S, PromptRunQueue
+from engine.run_queue import DEFAULT_INTERVAL_S, PromptRunQueue
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -30,7 +30,7 @@ from batch.errors import ControlError
 from batch.landing import require_inputs
 from batch.months import MonthError, check_planned_month, planned_months
 from batch.names import BACKFILL_TAG, PARTITION_TAG
-from resources.dagster_internals import InstanceRef
+from engine.internals import InstanceRef
 from resources.settings import Settings, SettingsError
 
 # Dagster's tags for a run's partition, or for the range of partitions a run covers.

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from batch.months import planned_months
-from resources.batch_instance import BatchInstance, PartitionKeyError, check_partition_tags
+from engine.instance import BatchInstance, PartitionKeyError, check_partition_tags
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,9 +1,14 @@
-"""Every name the product takes from Dagster's private modules (dagster._*), in one place.
+"""Every name the product takes from Dagster's private modules (dagster._*, and dagster-celery's private
+function), in one place: the engine's, and the CLI's through it.
 
 A comment above each import says who uses it and why Dagster's public API does not serve. All were
-checked on the Dagster version CHECKED_ON; tests/resources/test_dagster_internals.py pins the list and
-that version, so an upgrade of Dagster fails there first and names what to re-check. What the public
-API covers (dg.Field, dg.DagsterEvent, dg.serialize_value, dg.deserialize_value) is taken from it.
+checked on the Dagster version CHECKED_ON; tests/engine/test_internals.py pins the list and that
+version, so an upgrade of Dagster fails there first and names what to re-check; it also fails on any
+other module of the product that imports a private name of Dagster. What the public API covers
+(dg.Field, dg.DagsterEvent, dg.serialize_value, dg.deserialize_value, dg.in_process_executor) is taken
+from it. One more undocumented corner is reached outside this module on purpose: engine/instance.py's
+graphql_refusal imports dagster_graphql's error types (public modules, but not documented) only on a
+refusal, since dagster_graphql takes seconds to import.
 """
 
 from __future__ import annotations
@@ -12,27 +17,24 @@ from __future__ import annotations
 # public API launches only jobs imported in-process, not a code location's jobs by selector.
 from dagster._core.definitions.selector import JobSubsetSelector
 
-# resources/run_launcher.py: the engine event a launcher reports its run worker with (not exported).
+# engine/run_launcher.py: the engine event a launcher reports its run worker with (not exported).
 from dagster._core.events import EngineEventData
 
-# pipelines/executor.py: a step failure event built by hand when a Celery task is revoked; its data
+# engine/executor.py: a step failure event built by hand when a Celery task is revoked; its data
 # types are not exported.
 from dagster._core.execution.plan.objects import ErrorSource, StepFailureData
 
-# pipelines/executor.py, batch_cli/worker.py: the executors' retry setting; no public type.
+# engine/executor.py: the Celery executor's retry setting, which its constructor takes; no public type.
 from dagster._core.execution.retries import RetryMode
 
-# pipelines/executor.py: the lease-beating executor wraps Dagster's in-process executor; public
-# `dg.in_process_executor` is an executor definition, not the executor object.
-from dagster._core.executor.in_process import InProcessExecutor
-
-# resources/run_launcher.py: the serialized instance handed to a forked run worker.
+# engine/run_launcher.py: the serialized instance handed to a forked run worker; engine/instance.py: a
+# custom instance class must give Dagster's storage defaults (config_defaults), which only InstanceRef knows.
 from dagster._core.instance.ref import InstanceRef
 
-# resources/run_launcher.py: the RunLauncher interface's argument and result types (not exported).
+# engine/run_launcher.py: the RunLauncher interface's argument and result types (not exported).
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 
-# resources/run_queue.py: the return type of QueuedRunCoordinator.get_run_queue_config, overridden to
+# engine/run_queue.py: the return type of QueuedRunCoordinator.get_run_queue_config, overridden to
 # allow a dequeue interval below a second.
 from dagster._core.run_coordinator.queued_run_coordinator import RunQueueConfig
 
@@ -48,31 +50,31 @@ from dagster._daemon.controller import get_daemon_statuses
 # batch_cli/instance.py: the daemon type whose heartbeat that is.
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
-# resources/run_launcher.py: a warm worker executes its run exactly as Dagster's own run worker does.
+# engine/run_launcher.py: a warm worker executes its run exactly as Dagster's own run worker does.
 from dagster._grpc.impl import core_execute_run
 
-# resources/run_queue.py: the config data of a pluggable instance class (not exported).
+# engine/run_queue.py, engine/run_launcher.py: the config data of a pluggable instance class (not exported).
 from dagster._serdes import ConfigurableClassData
 
-# resources/run_launcher.py: Dagster's own wording of a run worker that died.
+# engine/run_launcher.py: Dagster's own wording of a run worker that died.
 from dagster._utils import get_run_crash_explanation
 
-# pipelines/executor.py: the error a hand-built step failure carries.
+# engine/executor.py: the error a hand-built step failure carries.
 from dagster._utils.error import serializable_error_info_from_exc_info
 
-# resources/run_launcher.py: the job of a run, reconstructed from the run's origin in the worker.
+# engine/run_launcher.py: the job of a run, reconstructed from the run's origin in the worker.
 from dagster._utils.hosted_user_process import recon_job_from_origin
 
-# resources/run_launcher.py: a run worker handles SIGINT as Dagster's run worker does.
+# engine/run_launcher.py: a run worker handles SIGINT as Dagster's run worker does.
 from dagster._utils.interrupts import capture_interrupts
 
-# pipelines/executor.py: dagster_celery's executor submits a step with this private function; the
+# engine/executor.py: dagster_celery's executor submits a step with this private function; the
 # lease-beating executor submits the same task and keeps its result handle.
 from dagster_celery.executor import _submit_task
 
 CHECKED_ON = "1.13.27"
 
-# pipelines/worker_preload.py: the warm workers' forkserver imports these ahead of use; opening an
+# engine/worker_preload.py: the warm workers' forkserver imports these ahead of use; opening an
 # instance and a run's first steps import them, importing Dagster does not.
 PRELOADED_MODULES = ("dagster._core.instance.factory", "dagster._core.storage.sqlite_storage", "dagster._utils.test")
 
@@ -81,7 +83,6 @@ __all__ = [
     "ConfigurableClassData",
     "EngineEventData",
     "ErrorSource",
-    "InProcessExecutor",
     "InstanceRef",
     "JobSubsetSelector",
     "LaunchRunContext",
