@@ -7,7 +7,8 @@ export BATCH_ADMIN_HOME ?= $(CURDIR)/.batch_admin
 MONTH ?= $(shell $(PYTHON) -c "import datetime as d; t=d.date.today(); print(f'{t.year + (t.month == 12)}-{t.month % 12 + 1:02d}')")
 UI_PORT ?= 3000
 # pytest-xdist workers of `make test` (auto: one per core); groups of tests sharing a resource stay on one
-# worker (tests/conftest.py). TEST_WORKERS=0 runs the suite in this process.
+# worker (tests/conftest.py), handed out longest first (its order, not xdist's by group size). TEST_WORKERS=0
+# runs the suite in this process.
 TEST_WORKERS ?= auto
 
 .PHONY: demo test ui ui-postgres bench clean
@@ -28,7 +29,7 @@ test: $(VENV)/.installed  ## Lint, layering contract, types, then the whole test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 ui: $(VENV)/.installed  ## The admin view on UI_PORT, `dagster dev` (webserver and daemon) on UI_PORT+1; embedded default
 	$(BA) ui --port $(UI_PORT)

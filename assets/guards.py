@@ -15,7 +15,8 @@ from batch.months import MonthError, check_planned_month
 from batch.names import ACTOR_TAG, MONTH_TAG, NOTE_TAG, PARTITION_TAG
 from batch.roles import RoleError
 from batch.snapshot import RunSnapshot
-from resources.control_store import LEASE_STALE_AFTER_S, ControlStore, LeaseInfo
+from resources.control_store import ControlStore, LeaseInfo
+from resources.settings import lease_stale_after_s
 
 # Assets of the monthly chain in execution order; the last one a run executes releases the lease.
 CHAIN = ("landed_inputs", "validated_inputs", "capacity_plan", "allocation_parts", "allocation_proposal",
@@ -198,13 +199,13 @@ def _await_sign_of_life(context: Context, store: ControlStore, month: str) -> No
     """A month held by another run that has not finished: wait for that run's next heartbeat (it
     lives, and the month is refused) or for its lease to die (the month is taken over), so that a
     run started right after its predecessor was killed takes the month over instead of failing for
-    being early. A live holder beats within LEASE_HEARTBEAT_S; a dead one is dead within
-    LEASE_STALE_AFTER_S of its last beat."""
+    being early. A live holder beats within lease_heartbeat_s(); a dead one is dead within
+    lease_stale_after_s() of its last beat."""
     seen = store.lease(month)
     if seen is None or not _held_by_another_live_run(context, seen):
         return
     context.log.info(f"Month {month} is held by run {seen.run_id} (last heartbeat {seen.heartbeat_age():.0f} s ago): "
-                     f"waiting for its next heartbeat, or {LEASE_STALE_AFTER_S} s without one, to tell whether it "
+                     f"waiting for its next heartbeat, or {lease_stale_after_s():g} s without one, to tell whether it "
                      f"lives.")
     while True:
         time.sleep(AWAIT_POLL_S)

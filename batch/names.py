@@ -35,6 +35,7 @@ ACTOR_VAR = "BATCH_ADMIN_ACTOR"
 KEY_VAR = "BATCH_ADMIN_KEY"
 DEBUG_VAR = "BATCH_ADMIN_DEBUG"
 ALERT_WEBHOOK_VAR = "BATCH_ADMIN_ALERT_WEBHOOK"
+LEASE_STALE_VAR = "BATCH_ADMIN_LEASE_STALE_S"  # seconds without a heartbeat after which a run's lease is dead
 # Where people open the admin view: the deployment's origin (its passkeys are made for it), else the address
 # `batch-admin ui` serves it at; the relying-party id of its passkeys.
 ORIGIN_VAR = "BATCH_ADMIN_ORIGIN"

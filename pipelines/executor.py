@@ -25,23 +25,23 @@ from typing import Any, cast
 
 import dagster as dg
 
-from resources.control_store import LEASE_HEARTBEAT_S, ControlStore, forget_beats, last_beat
+from resources.control_store import ControlStore, forget_beats, last_beat
 from resources.execution import SOLVER_POOL
-from resources.settings import Settings, SettingsError
+from resources.settings import Settings, SettingsError, lease_heartbeat_s
 
 logger = logging.getLogger("batch_admin.lease")
 
 
 class LeaseHeartbeat:
     """A daemon thread of the run worker that refreshes the heartbeat of every month lease the run
-    holds, every LEASE_HEARTBEAT_S, until stopped; it dies with the run worker. A lease is taken by
+    holds, every lease_heartbeat_s() (15 s by default), until stopped; it dies with the run worker. A lease is taken by
     a run's first writing step and released by its last one; between them every step, the solve
     parts included, executes while the run worker waits on it, so the beats cover them all. Each
     writing step beats as it checks its lease (assets/guards.py): a beat that a step executing in this
-    process wrote less than LEASE_HEARTBEAT_S ago is not written again."""
+    process wrote less than that ago is not written again."""
 
-    def __init__(self, control_url: str, run_id: str, every_s: float = LEASE_HEARTBEAT_S):
-        self._url, self._run_id, self._every_s = control_url, run_id, every_s
+    def __init__(self, control_url: str, run_id: str, every_s: float | None = None):
+        self._url, self._run_id, self._every_s = control_url, run_id, lease_heartbeat_s() if every_s is None else every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-heartbeat-{run_id[:8]}", daemon=True)
 

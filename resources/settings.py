@@ -18,6 +18,7 @@ from batch.names import (  # noqa: F401  (the names settings are read by; import
     HOME_VAR,
     IO_BASE_VAR,
     LANDING_DIR,
+    LEASE_STALE_VAR,
     ORIGIN_VAR,
     POSTGRES_VAR,
     ROLES_VAR,
@@ -32,6 +33,34 @@ EXECUTORS = ("auto", "multiprocess", "in_process", "celery")
 
 class SettingsError(RuntimeError):
     """A setting that production needs and nobody set; str() says which and how."""
+
+
+# A run beats its month's lease every lease_heartbeat_s() while its run worker lives; a lease without a beat
+# for lease_stale_after_s() belongs to a dead run and the month's next run takes it over (resources/
+# control_store). BATCH_ADMIN_LEASE_STALE_S sets the second, the same on every process of a deployment (the
+# beat follows at a quarter of it): a month back sooner after a lost run, and the tests that kill one.
+LEASE_STALE_AFTER_S = 60
+BEATS_PER_STALE = 4
+LEASE_HEARTBEAT_S = LEASE_STALE_AFTER_S // BEATS_PER_STALE
+
+
+def lease_stale_after_s(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds without a heartbeat after which a month's lease is dead (BATCH_ADMIN_LEASE_STALE_S, default 60)."""
+    raw = (os.environ if environ is None else environ).get(LEASE_STALE_VAR, "").strip()
+    if not raw:
+        return LEASE_STALE_AFTER_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise SettingsError(f"{LEASE_STALE_VAR}={raw!r} is not a number of seconds above 0 (default {LEASE_STALE_AFTER_S}).")
+    return seconds
+
+
+def lease_heartbeat_s(environ: Mapping[str, str] | None = None) -> float:
+    """How often a run worker beats its leases: a quarter of lease_stale_after_s() (15 s by default)."""
+    return lease_stale_after_s(environ) / BEATS_PER_STALE
 
 
 def psycopg2_url(url: str) -> str:

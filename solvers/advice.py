@@ -9,11 +9,13 @@ with one more unit measures the next unit's value instead.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 import os
 import sys
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import highspy
@@ -37,6 +39,12 @@ TOP_PLACES = 10
 PRICE_EPSILON = 1e-6
 # The range a price "holds for" is capped: past the eligible demand it means nothing to a manager.
 MAX_RANGE_UNITS = 1_000_000
+
+
+# LP prices kept per process (capacity_advice): the plan's advice and the proposal's solve the same LP (the
+# month's instance and parameters; only the allocation compared differs), and a warm run worker executes both
+# steps in one process. A few entries: a process serves one run at a time.
+KEPT_PRICES = 4
 
 
 class AdviceError(RuntimeError):
@@ -83,8 +91,7 @@ def capacity_advice(
     started = time.perf_counter()
     # Capacity economics, not churn: the previous version's stability bonus is left out.
     c = compile_instance(replace(instance, previous={}), params)
-    lp = _CapacityLp(c, time_limit_s)
-    price, holds_for = lp.prices()
+    bound, price, holds_for = _lp_prices(c, time_limit_s)
     resources = instance.resources.reset_index(drop=True)
     used = _used_units(c, allocations)
     unallocated = _unallocated_mask(c, allocations)
@@ -117,8 +124,41 @@ def capacity_advice(
     rank[order] = np.arange(1, len(table) + 1)
     table["rank"] = rank
     groups = _groups(c, table, unallocated, instance)
-    return CapacityAdvice(resources=table[RESOURCE_ADVICE_COLUMNS], groups=groups, lp_bound=lp.bound,
+    return CapacityAdvice(resources=table[RESOURCE_ADVICE_COLUMNS], groups=groups, lp_bound=bound,
                           seconds=time.perf_counter() - started)
+
+
+_prices: OrderedDict[str, tuple[float, np.ndarray, np.ndarray]] = OrderedDict()
+
+
+def _lp_prices(c: CompiledInstance, time_limit_s: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """The LP's bound, and per resource its price and the units it holds for (_CapacityLp.prices); the same LP
+    with the same budget solved earlier in this process is not solved again. Only an answer found within its
+    budget is kept: one cut short by the time limit depends on the machine's pace, not on the LP."""
+    key = _lp_key(c, time_limit_s)
+    if key in _prices:
+        _prices.move_to_end(key)
+        return _prices[key]
+    lp = _CapacityLp(c, time_limit_s)
+    price, holds_for = lp.prices()
+    found = (lp.bound, price, holds_for)
+    if lp._time_left():
+        for array in (price, holds_for):
+            array.setflags(write=False)  # shared by every later caller
+        _prices[key] = found
+        while len(_prices) > KEPT_PRICES:
+            _prices.popitem(last=False)
+    return found
+
+
+def _lp_key(c: CompiledInstance, time_limit_s: float) -> str:
+    """What _CapacityLp reads of a compiled instance, and the budget, as one digest."""
+    digest = hashlib.blake2b(repr((float(c.objective_offset), float(time_limit_s), c.num_requests)).encode())
+    for array in (c.pair_request_start, c.pair_request, c.pair_resource, c.pair_units, c.pair_value, c.fixed_pair,
+                  c.must_allocate, c.capacity):
+        digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(str(np.asarray(array).dtype).encode())
+    return digest.hexdigest()
 
 
 class _CapacityLp:

@@ -34,7 +34,7 @@ def use_home(monkeypatch, path) -> None:
     """Point every setting at the embedded default under `path`, as the CLI exports them for Dagster."""
     for name in ("BATCH_ADMIN_POSTGRES_URL", "BATCH_ADMIN_CONTROL_URL", "BATCH_ADMIN_IO_BASE", "BATCH_ADMIN_ACTOR", "BATCH_ADMIN_KEY",
                  "BATCH_ADMIN_EXECUTOR", "BATCH_ADMIN_CELERY_BROKER",
-                 "BATCH_ADMIN_ALERT_WEBHOOK", "BATCH_ADMIN_ROLES"):
+                 "BATCH_ADMIN_ALERT_WEBHOOK", "BATCH_ADMIN_ROLES", "BATCH_ADMIN_LEASE_STALE_S"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BATCH_ADMIN_HOME", str(path))
     for name, value in Settings.from_env().environment().items():
@@ -134,12 +134,38 @@ SHARED_SCOPES = ("module", "package")
 def pytest_collection_modifyitems(config, items) -> None:
     """Group the tests that must run in one worker: the Celery tests (one RabbitMQ, and each starts a
     deployment of several worker processes: two at once would overload 2 cores past their startup
-    timeouts), and those of a module sharing a module-scoped fixture (built once, not once per worker)."""
+    timeouts), and those of a module sharing a module-scoped fixture (built once, not once per worker).
+    Then the long work first (_long_first)."""
     for item in items:
         if "celery" in item.path.relative_to(config.rootpath).parts[1:-1]:
             item.add_marker(pytest.mark.xdist_group("rabbitmq"))
         elif _shares_a_fixture(item):
             item.add_marker(pytest.mark.xdist_group(item.path.relative_to(config.rootpath).as_posix()))
+    _long_first(items)
+
+
+def _group(item) -> str | None:
+    mark = item.get_closest_marker("xdist_group")
+    return mark.args[0] if mark is not None else None
+
+
+def _long_first(items) -> None:
+    """Order the run so that the two workers finish together: the xdist scheduler hands out work in this
+    order (`make test` turns off its reordering by group size), one group or test at a time to the first
+    worker free, so a long one handed out last keeps one worker busy while the other idles. First the groups
+    holding a test marked slow (the Celery group, ~10 minutes, before all), then the tests marked slow, then
+    the rest; within a group (a module's shared fixture) the file's order is kept."""
+    slow_groups = {_group(item) for item in items if item.get_closest_marker("slow")} - {None}
+
+    def rank(item) -> int:
+        group = _group(item)
+        if group == "rabbitmq":
+            return 0
+        if group in slow_groups:
+            return 1
+        return 2 if group is None and item.get_closest_marker("slow") else 3
+
+    items.sort(key=rank)  # stable: the order of collection within each rank
 
 
 def _shares_a_fixture(item) -> bool:

@@ -17,12 +17,12 @@ from batch.identity import Signed
 from resources.control_store.key_room import KeyRoom
 from resources.control_store.plumbing import _aware, _dumps, utcnow
 from resources.control_store.tables import (
-    LEASE_STALE_AFTER_S,
     MAX_LOCK_TTL_HOURS,
     leases,
     locks,
     months,
 )
+from resources.settings import lease_stale_after_s
 
 
 @dataclass
@@ -61,13 +61,13 @@ class LeaseInfo:
         return ((now or utcnow()) - (self.heartbeat_at or self.acquired_at)).total_seconds()
 
     def dead(self, now: datetime | None = None) -> bool:
-        """True when the holder has not beaten for LEASE_STALE_AFTER_S, or the lease expired."""
+        """True when the holder has not beaten for lease_stale_after_s(), or the lease expired."""
         return self.why_dead(now) is not None
 
     def why_dead(self, now: datetime | None = None) -> str | None:
         """Why the holder counts as dead ("heartbeat N s ago", "expired at ..."), None while it lives."""
         now = now or utcnow()
-        if self.heartbeat_at is not None and self.heartbeat_age(now) > LEASE_STALE_AFTER_S:
+        if self.heartbeat_at is not None and self.heartbeat_age(now) > lease_stale_after_s():
             return f"heartbeat {self.heartbeat_age(now):.0f} s ago"
         if now >= self.expires_at:  # a run that took too long, or a lease taken before heartbeats
             return f"lease expired at {self.expires_at.isoformat(timespec='seconds')}"
@@ -200,7 +200,7 @@ class LockRoom(KeyRoom):
         """One execution per month: refuse while another live run holds the month.
 
         The month is taken over from a holder the caller saw finish (`finished_holder`), or from a
-        dead one (no heartbeat for LEASE_STALE_AFTER_S, or the lease expired); the dead holder's
+        dead one (no heartbeat for lease_stale_after_s(), or the lease expired); the dead holder's
         lease is returned, so that the caller marks that run failed. Taking over is a compare and
         swap on the holder and its last heartbeat as read here: of two runs that both saw the same
         holder finish or die, one takes the month and the other is refused."""
@@ -220,7 +220,7 @@ class LockRoom(KeyRoom):
                     f"{held.acquired_at.isoformat(timespec='seconds')} (last heartbeat "
                     f"{held.heartbeat_age(now):.0f} s ago); two runs for the same month never execute at the "
                     f"same time. If that run died, the next run takes the month over once its heartbeat is "
-                    f"{LEASE_STALE_AFTER_S} s old."
+                    f"{lease_stale_after_s():g} s old."
                 )
             seen_beat = (leases.c.heartbeat_at.is_(None) if row["heartbeat_at"] is None
                          else leases.c.heartbeat_at == row["heartbeat_at"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from resources.settings import LEASE_HEARTBEAT_S, LEASE_STALE_AFTER_S  # noqa: F401  (the defaults, re-exported)
+
 GENESIS_HASH = "0" * 64
 # Serializes writers on PostgreSQL, as BEGIN IMMEDIATE does on SQLite.
 PG_WRITE_LOCK_KEY = 7_310_524_001
@@ -67,11 +69,10 @@ leases = sa.Table(
     sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
 )
 
-# A run beats its leases every LEASE_HEARTBEAT_S while its run worker lives (pipelines/executor.py);
-# a lease without a beat for LEASE_STALE_AFTER_S belongs to a run that died (killed, its machine
-# lost), and the next run of the month takes it over.
-LEASE_HEARTBEAT_S = 15
-LEASE_STALE_AFTER_S = 60
+# A run beats its leases every lease_heartbeat_s() while its run worker lives (pipelines/executor.py);
+# a lease without a beat for lease_stale_after_s() belongs to a run that died (killed, its machine
+# lost), and the next run of the month takes it over. Defaults 15 s and 60 s (LEASE_HEARTBEAT_S,
+# LEASE_STALE_AFTER_S); BATCH_ADMIN_LEASE_STALE_S sets them (resources/settings.py).
 
 adjustments = sa.Table(
     "adjustments", metadata,

@@ -117,3 +117,25 @@ def test_a_csv_header_that_names_a_column_twice_is_refused_naming_table_and_colu
 def test_month_keys_are_matched_in_full_with_ascii_digits(tmp_path: Path, month: str) -> None:
     with pytest.raises(InputError, match="not a month key"):
         load_landing(tmp_path, month)
+
+
+def test_the_same_landing_read_again_is_the_same_tables_and_a_change_by_a_reader_stays_its_own(tmp_path: Path) -> None:
+    """A run's export step reads its landing again in the process that read it first (a warm run worker): the
+    tables come back equal, and what a reader changes in its tables never reaches the next reader."""
+    folder = write_rows(tmp_path, valid_rows())
+    first = load_landing(tmp_path, MONTH)
+    expected = {name: frame.copy() for name, frame in first.present().items()}
+    first.requests.loc[0, "units"] = 999
+    first.files["requests"] = "elsewhere"
+    again = load_landing(tmp_path, MONTH)
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(again.table(name), frame)
+    assert again.files["requests"].endswith("landing/2026-12/requests.csv")
+    again.requests.loc[0, "units"] = 998
+    pd.testing.assert_frame_equal(load_landing(tmp_path, MONTH).requests, expected["requests"])
+    rows = valid_rows()
+    rows["requests"][0]["units"] = "11"
+    write_rows(tmp_path, rows)
+    changed = load_landing(tmp_path, MONTH)
+    assert changed.requests.loc[0, "units"] == 11 and changed.fingerprint != first.fingerprint
+    assert folder.is_dir()

@@ -39,6 +39,7 @@ def landed(home):
     return home
 
 
+@pytest.mark.slow
 def test_an_admin_plans_runs_adjusts_finalizes_and_unlocks_a_month(landed):
     plan = json.loads(cli("plan", MONTH, "--actor", "alice", "--json").stdout)
     assert plan["plan"]["requests"] == 400 and status()["phase"] == "planning"

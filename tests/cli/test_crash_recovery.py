@@ -16,6 +16,7 @@ from batch.names import CRASH_VAR
 
 MONTH = monthly_partitions.get_partition_keys()[-1]
 BIN = Path(sys.executable).with_name("batch-admin")
+pytestmark = pytest.mark.slow  # each test runs several cold CLI commands, a run or a finalization among them
 
 
 def cli(home: Path, *args: str, ok: bool = True, crash_at: str | None = None) -> subprocess.CompletedProcess:

@@ -167,7 +167,7 @@ def test_alice_runs_the_month_from_the_view_through_the_dagster_queue(month_home
         deadline = time.monotonic() + 240
         while len(store.versions(MONTH)) < 3:
             assert time.monotonic() < deadline, services.logs()
-            time.sleep(2)
+            time.sleep(0.5)
         version = store.versions(MONTH)[-1]
         assert (version["version"], version["actor"], version["note"]) == (3, "alice", "a third look from the view")
         page.goto(f"{url}/month/{MONTH}")

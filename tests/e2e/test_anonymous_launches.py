@@ -115,7 +115,7 @@ def finish(url: str, run_id: str) -> tuple[str, dict[str, str]]:
         run = graphql(url, RUN, {"id": run_id})[1]["data"]["runOrError"]
         if run["status"] in TERMINAL:
             return run["status"], {t["key"]: t["value"] for t in run["tags"]}
-        time.sleep(1)
+        time.sleep(0.25)
     raise TimeoutError(f"run {run_id} did not finish within {RUN_TIMEOUT_S}s")
 
 

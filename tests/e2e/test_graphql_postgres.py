@@ -78,7 +78,7 @@ def wait_run(client, run_id: str) -> str:
         state = client.get_run_status(run_id).value
         if state in TERMINAL:
             return state
-        time.sleep(1)
+        time.sleep(0.25)
     raise TimeoutError(f"run {run_id} did not finish within {RUN_TIMEOUT_S}s")
 
 
@@ -95,7 +95,7 @@ def wait_backfill(client, backfill_id: str, months: list[str]) -> dict[str, dict
             results[tags["dagster/partition"]] = {**run, "tags": tags}
         if set(months) <= set(results) and all(results[m]["status"] in TERMINAL for m in months):
             return results
-        time.sleep(1)
+        time.sleep(0.25)
     raise TimeoutError(f"backfill {backfill_id} did not finish within {BACKFILL_TIMEOUT_S}s: {results}")
 
 

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from assets.partitions import monthly_partitions
+from batch.alert_rules import MIN_TRAILING_MONTHS
 from batch.identity import TICKET_TAG, make_ticket
 from batch_cli.instance import prepare
 from batch_cli.main import main
@@ -21,7 +22,8 @@ from pipelines.jobs import EXECUTE_JOB
 from pipelines.sensors import FAILED_CHECKS_SENSOR, make_failed_checks_sensor
 from tests.signing import demo_key as key
 
-MONTHS = monthly_partitions.get_partition_keys()[-4:]
+# The starved month and the fewest trailing months its trend checks and rules judge (one run each, ~25 s).
+MONTHS = monthly_partitions.get_partition_keys()[-(MIN_TRAILING_MONTHS + 1):]
 
 
 @pytest.fixture
@@ -50,6 +52,7 @@ def cli(*args: str) -> None:
     assert result.exit_code == 0, result.output + result.stderr
 
 
+@pytest.mark.slow
 def test_a_starved_month_raises_an_alert_that_reaches_the_webhook(home, webhook, monkeypatch):
     url, received = webhook
     monkeypatch.setenv("BATCH_ADMIN_ALERT_WEBHOOK", url)

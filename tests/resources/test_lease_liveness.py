@@ -26,9 +26,8 @@ from assets.partitions import monthly_partitions
 from pipelines.executor import LeaseHeartbeat
 from resources.control_store import LEASE_STALE_AFTER_S, ControlError, ControlStore, leases, utcnow
 from resources.migrations import upgrade
+from tests.resources.lease_contender import MONTH, take_over
 from tests.signing import open_store
-
-MONTH = "2026-12"
 
 
 @pytest.fixture
@@ -132,17 +131,6 @@ def test_the_heartbeat_leaves_out_the_beats_that_the_runs_steps_wrote_in_its_pro
 
 
 # ---------------------------------------------------------------- two contenders, one dead holder
-def _take_over(url: str, who: str, queue) -> None:
-    store = open_store(url, migrate=False)
-    try:
-        dead = store.acquire_lease(MONTH, f"run-{who}")
-        queue.put(("won", who, dead.run_id if dead else None))
-    except ControlError as exc:
-        queue.put(("lost", who, str(exc)))
-    finally:
-        store.dispose()
-
-
 def test_of_contenders_that_saw_the_same_dead_holder_exactly_one_takes_the_month(store):
     store.acquire_lease(MONTH, "killed")
     last_beat(store, "killed", LEASE_STALE_AFTER_S + 5)
@@ -150,7 +138,7 @@ def test_of_contenders_that_saw_the_same_dead_holder_exactly_one_takes_the_month
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     players = ["a", "b", "c", "d", "e", "f"]
-    procs = [ctx.Process(target=_take_over, args=(store.url, who, queue)) for who in players]
+    procs = [ctx.Process(target=take_over, args=(store.url, who, queue)) for who in players]
     for p in procs:
         p.start()
     results = [queue.get(timeout=120) for _ in procs]
@@ -278,11 +266,19 @@ def _solving_run(instance: dg.DagsterInstance, deadline: float) -> str:
     raise AssertionError("no solve step started in time")
 
 
-@pytest.mark.slow
-def test_a_run_killed_during_its_solve_frees_its_month_within_a_minute(home, capsys):
-    from batch_cli.instance import instance as dagster_instance
-    from resources.settings import Settings
+# The deployment's lease timing, made short for this test (BATCH_ADMIN_LEASE_STALE_S): a killed run's lease
+# is dead after 20 s without a beat (the run worker beats every 5 s), not the default 60 s; the test waits for
+# that death, so the default would cost it ~40 s more and test nothing else.
+E2E_STALE_S = 20
 
+
+@pytest.mark.slow
+def test_a_run_killed_during_its_solve_frees_its_month_within_a_minute(home, capsys, monkeypatch):
+    from batch_cli.instance import instance as dagster_instance
+    from resources.settings import Settings, lease_stale_after_s
+
+    monkeypatch.setenv("BATCH_ADMIN_LEASE_STALE_S", str(E2E_STALE_S))  # this process and every one it starts
+    assert lease_stale_after_s() == E2E_STALE_S
     cli("demo-data", E2E_MONTH, "--requests", "400", "--resources", "40", "--seed", "3")
     cli("params", E2E_MONTH, "--actor", "alice", "--set", "time_limit_s=120", "--set", "gap_tolerance=0")  # a long solve
     log = open(home / "killed-run.log", "wb")
@@ -314,8 +310,8 @@ def test_a_run_killed_during_its_solve_frees_its_month_within_a_minute(home, cap
             # Dead, or already taken over (the retry polls every second and may be quicker than this loop).
             if lease is None or lease.run_id != old or lease.dead():
                 break
-            assert time.monotonic() - killed < LEASE_STALE_AFTER_S + 20, "the dead run's lease still lives"
-            if lease.heartbeat_age() > LEASE_STALE_AFTER_S - 10 and shown is None:
+            assert time.monotonic() - killed < E2E_STALE_S + 20, "the dead run's lease still lives"
+            if lease.heartbeat_age() > E2E_STALE_S - 10 and shown is None:
                 shown = cli("status", E2E_MONTH).stdout  # late, not yet dead
             time.sleep(0.2)
         free_after = time.monotonic() - killed
@@ -338,3 +334,23 @@ def test_a_run_killed_during_its_solve_frees_its_month_within_a_minute(home, cap
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
         store.dispose()
+
+
+def test_the_lease_timing_is_a_setting_read_when_used(store, monkeypatch):
+    from resources.settings import SettingsError, lease_heartbeat_s, lease_stale_after_s
+
+    assert (lease_stale_after_s({}), lease_heartbeat_s({})) == (LEASE_STALE_AFTER_S, 15)
+    short = {"BATCH_ADMIN_LEASE_STALE_S": "20"}
+    assert (lease_stale_after_s(short), lease_heartbeat_s(short)) == (20, 5)
+    for wrong in ("0", "-5", "soon"):
+        with pytest.raises(SettingsError, match="BATCH_ADMIN_LEASE_STALE_S"):
+            lease_stale_after_s({"BATCH_ADMIN_LEASE_STALE_S": wrong})
+    store.acquire_lease(MONTH, "killed")
+    last_beat(store, "killed", 25)
+    assert not store.lease(MONTH).dead()  # alive by the default 60 s
+    monkeypatch.setenv("BATCH_ADMIN_LEASE_STALE_S", "30")
+    with pytest.raises(ControlError, match="once its heartbeat is 30 s old"):
+        store.acquire_lease(MONTH, "next")
+    monkeypatch.setenv("BATCH_ADMIN_LEASE_STALE_S", "20")
+    assert store.lease(MONTH).why_dead() == "heartbeat 25 s ago"
+    assert store.acquire_lease(MONTH, "next").run_id == "killed"

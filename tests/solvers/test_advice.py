@@ -102,3 +102,31 @@ def test_the_advice_in_words_names_the_best_place_the_group_where_value_waits_an
         "idle: R2 (7 of 9 units)",
     ]
     assert advice_lines({"available": False}) == []
+
+
+def test_the_proposal_s_advice_reuses_the_plan_s_lp_and_says_exactly_what_a_fresh_solve_says(monkeypatch):
+    """The plan's advice and the proposal's solve the same LP (a warm run worker executes both steps): the
+    second is answered from the first, and the tables are those of an LP solved anew."""
+    import pandas as pd
+
+    from solvers import advice as advice_module
+
+    month = build_instance("2026-12", **{k: v for k, v in generate_month(
+        "2026-12", requests=300, resources=24, seed=5).items() if k in ("requests", "resources")})
+    allocations = solve(month, replace(PARAMS, time_limit_s=1.0)).allocations
+    advice_module._prices.clear()
+    solved = []
+    original = advice_module._CapacityLp
+    monkeypatch.setattr(advice_module, "_CapacityLp", lambda *a: solved.append(1) or original(*a))
+    first = capacity_advice(month, PARAMS, allocations.iloc[:0].assign(status=[]))  # the plan: nothing placed
+    second = capacity_advice(month, PARAMS, allocations)
+    assert len(solved) == 1
+    advice_module._prices.clear()
+    fresh = capacity_advice(month, PARAMS, allocations)
+    assert len(solved) == 2
+    pd.testing.assert_frame_equal(second.resources, fresh.resources)
+    pd.testing.assert_frame_equal(second.groups, fresh.groups)
+    assert second.lp_bound == fresh.lp_bound == first.lp_bound
+    # Another budget is another answer (a cut-short one depends on the pace): solved again.
+    capacity_advice(month, replace(PARAMS, time_limit_s=5.0), allocations, time_limit_s=5.0)
+    assert len(solved) == 3
