@@ -58,6 +58,11 @@ def serve(host: str, port: int, workspace: Path, dagster: bool = True, dagster_u
           f"(DAGSTER_HOME={settings.dagster_home}). Ctrl-C stops both.", file=sys.stderr, flush=True)
     found = settings.dagster_home / UI_FILE
     found.write_text(json.dumps({"url": webserver, "pid": os.getpid(), "started": time.time()}))
+    # uvicorn shuts down on SIGTERM (and SIGHUP, a closed terminal) and then raises the signal again under the
+    # handler it found: by default that ends this process on the spot, before `finally`, and `dagster dev`
+    # with its webserver, daemon and code servers would outlive it. Ending as Ctrl-C does stops them.
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, _exit_on_signal)
     try:
         uvicorn.run(create_app(Sources.open(settings, dagster_url)), host=host, port=port, log_level="warning")
     finally:
@@ -68,6 +73,10 @@ def serve(host: str, port: int, workspace: Path, dagster: bool = True, dagster_u
                 child.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _default_sigint() -> None:

@@ -1,5 +1,6 @@
 """A CLI run while `batch-admin ui` runs goes to the ui's webserver (its warm code location; the CLI starts no
-code server of its own), and a ui killed hard (its ui.json left behind) sends the CLI back to its own path."""
+code server of its own), and a ui killed hard (its ui.json left behind) sends the CLI back to its own path; a
+ui stopped with SIGTERM stops its Dagster processes and removes its ui.json."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pandas as pd
 import pytest
 
 from batch_cli.instance import REPO_ROOT, daemon_running, instance
-from tests.e2e.conftest import BIN, Services, free_port, small_demo_home, stop
+from tests.e2e.conftest import BIN, Services, _group_members, free_port, small_demo_home, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -98,3 +99,16 @@ def test_a_cli_run_goes_to_the_running_uis_webserver_and_runs_on_its_own_once_th
     result = json.loads(cli("run", MONTH, "--actor", "alice", "--note", "again", "--json").stdout)
     assert result["version"] == len(before) + 1 and versions() == [*before, len(before) + 1]
     assert own_path.exists()
+
+
+def test_a_ui_stopped_with_sigterm_stops_every_dagster_process_it_started_and_removes_its_file(ui):
+    proc, dagster_home = ui
+    started = set(_group_members(proc.pid))  # the ui, `dagster dev`, its webserver, daemon and code servers
+    assert len(started) >= 4, started
+    os.kill(proc.pid, signal.SIGTERM)  # the ui alone, as `kill` or a service manager stops it, not its group
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while (left := started & set(_group_members(proc.pid))) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"processes of the ui outlived it: {left}"
+    assert not (dagster_home / "ui.json").exists()
