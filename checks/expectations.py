@@ -396,8 +396,9 @@ class _Engine:
         definition = self.definitions.get(table)
         if definition is None:
             name = f"{SUITE_PREFIX}.{table}"
-            suite = self.context.suites.add(gx.ExpectationSuite(name=name))
-            definition = self.context.validation_definitions.add(
+            # add_or_update: a validation that failed half-way through this may have added the suite.
+            suite = self.context.suites.add_or_update(gx.ExpectationSuite(name=name))
+            definition = self.context.validation_definitions.add_or_update(
                 gx.ValidationDefinition(name=name, data=self.batches[table], suite=suite))
             self.definitions[table] = definition
         # One save of the whole list (add_expectation would save the suite once per rule).
