@@ -22,13 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.cli import DEMO_MONTH, DEMO_SEED, emit_json, month_options
+from bench.cli import DEMO_MONTH, DEMO_REQUESTS, DEMO_RESOURCES, DEMO_SEED, emit_json
 from bench.step_times import forked
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    month_options(parser, requests=2000, resources=120, time_limit=0.0, seed=DEMO_SEED)
+    parser.add_argument("--requests", type=int, default=DEMO_REQUESTS)
+    parser.add_argument("--resources", type=int, default=DEMO_RESOURCES)
+    parser.add_argument("--seed", type=int, default=DEMO_SEED)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-docs", action="store_true")
     parser.add_argument("--json", type=Path)
