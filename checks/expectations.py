@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +33,10 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import great_expectations as gx  # noqa: E402
 import great_expectations.expectations as gxe  # noqa: E402
+from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+
+from checks.data_docs import DOCS_SITE, DOCS_SITE_NAME, index_page, site_config  # noqa: E402
 
 # Largest units, capacity or cost the solver accepts: weight (<= ~1e3..1e6) * units summed
 # over 100,000 requests must stay far inside CP-SAT's int64 objective.
@@ -39,9 +44,6 @@ MAX_UNITS = 2**31 - 1
 MAX_COST = 2**31 - 1
 SAMPLE_SIZE = 10
 DATASOURCE = "landing"
-# The Data Docs site under the data docs folder of a validation (where GE's file contexts put it).
-DOCS_SITE_NAME = "local_site"
-DOCS_SITE = Path("gx", "uncommitted", "data_docs", DOCS_SITE_NAME)
 SUITE_PREFIX = "inputs"
 # Helper columns computed in pandas for cross-table rules; GE evaluates them.
 HELPER_PREFIX = "__"
@@ -342,26 +344,6 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _context(data_docs_dir: Path | None):
-    """An ephemeral context (in-memory stores: plain adds, fast); with a filesystem Data Docs site
-    under data_docs_dir (its default site, moved there) when Data Docs are wanted, built once after
-    every table was validated."""
-    context: Any = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    if data_docs_dir is not None:
-        site = Path(data_docs_dir) / DOCS_SITE
-        site.mkdir(parents=True, exist_ok=True)
-        context.update_data_docs_site(DOCS_SITE_NAME, {
-            "class_name": "SiteBuilder", "show_how_to_buttons": False,
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            # Validation results only: each page lists every expectation with its result, so the
-            # suites' own pages (as many again to render) would add nothing.
-            "site_section_builders": {"expectations": "0", "profiling": "0"},
-        })
-    return context
-
-
 def _failure(table: str, frame: pd.DataFrame, result: Any) -> RuleFailure:
     """A RuleFailure from one failed GE expectation result."""
     meta = result.expectation_config.meta or {}
@@ -381,48 +363,104 @@ def _failure(table: str, frame: pd.DataFrame, result: Any) -> RuleFailure:
     )
 
 
-def _run(context, definition, frame: pd.DataFrame, result_format: dict):
-    """Run one table's validation (its result stays in the context's store for the Data Docs)."""
-    context.suites.add(definition.suite)
-    definition = context.validation_definitions.add(definition)
-    return definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+class _Engine:
+    """One ephemeral GE context per process, with its data source, one dataframe asset and batch
+    definition per table, and the Data Docs site; each validation replaces the suites and validation
+    definitions and starts from an empty validation results store, so nothing of one validation (its
+    results, its pages) reaches the next. A run worker forked from the warm workers' forkserver inherits
+    the one its warm-up made (~20 ms of context, source and assets, and the compiled page templates)."""
+
+    def __init__(self) -> None:
+        self.context: Any = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        source = self.context.data_sources.add_pandas(DATASOURCE)
+        self.batches = {table: source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("whole")
+                        for table in TABLES}
+        self.definitions: dict[str, Any] = {}
+        self.docs_dir: Path | None = None
+
+    def begin(self, data_docs_dir: Path | None) -> None:
+        """Forget the results of the last validation; point the Data Docs site at data_docs_dir."""
+        store = self.context.validation_results_store
+        for key in store.list_keys():
+            store.remove_key(key)
+        if data_docs_dir is None:
+            return
+        (Path(data_docs_dir) / DOCS_SITE).mkdir(parents=True, exist_ok=True)
+        if data_docs_dir != self.docs_dir:
+            self.context.update_data_docs_site(DOCS_SITE_NAME, site_config(data_docs_dir))
+            self.docs_dir = Path(data_docs_dir)
+
+    def definition(self, table: str, rules: list[_Rule]) -> Any:
+        """The table's validation definition, its suite holding these rules (in place of the last ones)."""
+        definition = self.definitions.get(table)
+        if definition is None:
+            name = f"{SUITE_PREFIX}.{table}"
+            # add_or_update: a validation that failed half-way through this may have added the suite.
+            suite = self.context.suites.add_or_update(gx.ExpectationSuite(name=name))
+            definition = self.context.validation_definitions.add_or_update(
+                gx.ValidationDefinition(name=name, data=self.batches[table], suite=suite))
+            self.definitions[table] = definition
+        # One save of the whole list (add_expectation would save the suite once per rule).
+        definition.suite.expectations = [rule.expectation for rule in rules]
+        definition.suite.save()
+        return definition
+
+    def build_docs(self, data_docs_dir: Path) -> str | None:
+        """The site's pages of this validation's results; the path of its index page."""
+        self.context.build_data_docs(site_names=[DOCS_SITE_NAME])
+        return index_page(data_docs_dir)
+
+
+_engine: _Engine | None = None
+# One validation at a time per process: they share the engine's context and its results store.
+_engine_lock = threading.Lock()
+
+
+def _the_engine() -> _Engine:
+    global _engine
+    if _engine is None:
+        _engine = _Engine()
+    return _engine
 
 
 def validate_inputs(tables: InputTables, data_docs_dir: Path | None = None) -> ValidationReport:
-    """Validate every landed table against its contract suite with GE; Data Docs when asked."""
+    """Validate every landed table against its contract suite with GE; Data Docs when asked.
+
+    A table is validated first with a result format that only says what passed (BASIC when Data Docs are
+    wanted: their pages show each rule's observed values; BOOLEAN_ONLY otherwise), and a table with a
+    failed rule once more with the full SUMMARY format under the same run id (its result replaces the
+    first), whose unexpected rows' indexes name the sample rows: the failures and the pages are those
+    of a SUMMARY validation, and a passing table (the usual case) skips GE's index lists of every rule.
+    """
     prepared = build_rules(tables)
     failures: list[RuleFailure] = []
     checked = 0
     docs_path: str | None = None
-    with _quiet():
-        context = _context(data_docs_dir)
-        source = context.data_sources.add_or_update_pandas(DATASOURCE)
-        result_format = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE}
+    first_format = "BASIC" if data_docs_dir is not None else "BOOLEAN_ONLY"
+    with _engine_lock, _quiet():
+        engine = _the_engine()
+        engine.begin(data_docs_dir)
         for table in TABLES:
             if table not in prepared:
                 continue
             frame, rules = prepared[table]
             frame.index = pd.RangeIndex(len(frame))
-            asset = source.get_asset(table) if table in source.get_asset_names() else source.add_dataframe_asset(table)
-            batch_definition = next(
-                (b for b in asset.batch_definitions if b.name == "whole"), None
-            ) or asset.add_batch_definition_whole_dataframe("whole")
-            suite = gx.ExpectationSuite(
-                name=f"{SUITE_PREFIX}.{table}", expectations=[r.expectation for r in rules]
-            )
-            definition = gx.ValidationDefinition(
-                name=f"{SUITE_PREFIX}.{table}", data=batch_definition, suite=suite
-            )
-            outcome = _run(context, definition, frame, result_format)
-            rule_order = {r.rule + "|" + r.column: i for i, r in enumerate(rules)}
+            definition = engine.definition(table, rules)
+            run_id = RunIdentifier(run_time=datetime.datetime.now(datetime.UTC))
+            outcome = definition.run(batch_parameters={"dataframe": frame}, run_id=run_id,
+                                     result_format={"result_format": first_format})
             checked += len(outcome.results)
+            if outcome.success:
+                continue
+            outcome = definition.run(batch_parameters={"dataframe": frame}, run_id=run_id, result_format={
+                "result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE})
+            rule_order = {r.rule + "|" + r.column: i for i, r in enumerate(rules)}
             failed = [_failure(table, frame, r) for r in outcome.results if not r.success]
             failed.sort(key=lambda f: rule_order.get(f.rule + "|" + f.column, len(rules)))
             failures.extend(failed)
         if data_docs_dir is not None:
-            context.build_data_docs(site_names=[DOCS_SITE_NAME])
-            index = Path(data_docs_dir) / DOCS_SITE / "index.html"
-            docs_path = str(index) if index.exists() else None
+            docs_path = engine.build_docs(data_docs_dir)
     return ValidationReport(
         month=tables.month,
         success=not failures,
