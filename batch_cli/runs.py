@@ -43,8 +43,9 @@ NO_DAEMON_NOTED = ".no_daemon_noted"
 # when the run worker died).
 GENERIC_RUN_FAILURE = "This run has been marked as failed from outside the execution context."
 # How often a run executed by this command's own child is read while the child lives (its exit wakes the reader
-# at once): each look opens the run and event storages (~40 ms of CPU a second at POLL_SECONDS, taken from the
-# child on a busy machine); the step view is then at most this late.
+# at once): each look opens the run and event storages, ~40 ms of CPU per second of the run at POLL_SECONDS and
+# ~20 at this pace (measured on the demo month), taken from the child on a busy machine; the step view is then
+# at most this late.
 CHILD_POLL_SECONDS = 0.5
 
 
