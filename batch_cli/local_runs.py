@@ -111,6 +111,7 @@ class Worker:
 
     def __init__(self, the_instance: dg.DagsterInstance, remote_job: RemoteJob):
         self._instance = the_instance
+        self.exited = threading.Event()  # set once the child exited and its run was settled (_watch)
         warm = (*WARM_MODULES, VALIDATION_MODULE) if remote_job.has_node_invocation(VALIDATING_STEP) else WARM_MODULES
         log = Path(the_instance.root_directory) / WORKER_LOG
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -137,8 +138,8 @@ class Worker:
         os.write(self._write, run.run_id.encode())
         os.close(self._write)
         self._instance.add_run_tags(run.run_id, worker_tag(self.pid, process_started(self.pid)))
-        threading.Thread(target=_watch, args=(self._instance, run.run_id, self.pid), name=f"watch-{run.run_id[:8]}",
-                         daemon=True).start()
+        threading.Thread(target=_watch, args=(self._instance, run.run_id, self.pid, self.exited),
+                         name=f"watch-{run.run_id[:8]}", daemon=True).start()
 
     def dismiss(self) -> None:
         """No run for the child (its creation failed): it exits."""
@@ -179,8 +180,11 @@ def _execute(ref: str, pipe: int, log: Path, warm: tuple[str, ...]) -> None:
             os._exit(code)
 
 
-def _watch(the_instance: dg.DagsterInstance, run_id: str, pid: int) -> None:
+def _watch(the_instance: dg.DagsterInstance, run_id: str, pid: int, exited: threading.Event) -> None:
     """Fail the run when its worker exits before the run ended (killed, out of memory), as a code server
-    fails the runs of its dead workers."""
+    fails the runs of its dead workers; then say the worker is gone (the command's reader looks at once)."""
     _, status = os.waitpid(pid, 0)
-    settle_worker_exit(the_instance, run_id, os.waitstatus_to_exitcode(status))
+    try:
+        settle_worker_exit(the_instance, run_id, os.waitstatus_to_exitcode(status))
+    finally:
+        exited.set()

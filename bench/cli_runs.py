@@ -10,8 +10,9 @@ and, after one round of warm-up (its daemon's first launch waits for the warm ru
 --without-ui-file removes the ui's ui.json once it is up: the CLI then takes its own path beside a running
 ui, which is the code before runs went to the ui's webserver (the "before" of docs/performance.md).
 
-Prints one JSON object: every command's wall seconds, for a run its solve seconds (the version's metrics)
-and overhead (wall minus solve), the one-minute load average before each command, where the command's
+Prints one JSON object: every command's wall seconds and CPU seconds (user + sys of the command and of the
+children it waited for: its run worker when the command saw it exit), for a run its solve seconds (the
+version's metrics) and overhead (wall minus solve), the one-minute load average before each command, where the command's
 seconds went (from its start: its run created, its run worker started, its run ended in the event log,
 the command's exit), and per command and setting the median wall (and the median overhead of runs).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -67,10 +69,14 @@ def timed(env: dict[str, str], record: list[dict[str, Any]], setting: str, what:
     load = os.getloadavg()[0]
     since = time.time()
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = cli(env, *args, "--json")
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     answer = json.loads(done.stdout)
-    entry: dict[str, Any] = {"setting": setting, "command": what, "wall_s": round(wall, 2), "load": round(load, 2)}
+    entry: dict[str, Any] = {"setting": setting, "command": what, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                             "load": round(load, 2)}
     if answer.get("run_id"):
         entry["timeline"] = {**timeline(env, answer["run_id"], since), "command ended": round(wall, 2)}
     if what == "run":
