@@ -10,14 +10,13 @@ import warnings
 
 import dagster as dg
 
+import solvers
 from assets.guards import begin_write, end_write, entered, refuse
 from assets.partitions import monthly_partitions
 from batch import plan as batch
 from batch.metrics import ResourceUsage
 from resources.dagster_resources import ControlStoreResource
 from resources.execution import SOLVER_POOL
-from solvers import InfeasibleError, NoSolutionError, solve
-from solvers.decompose import merge_proposals, split_instance
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
@@ -30,7 +29,7 @@ def split_month(context: dg.OpExecutionContext, control: ControlStoreResource, c
     with entered(context, store, "run") as who:  # the run's check and the change-note rule in one transaction
         store.check_can_run(who.month, who.actor, who.note)
     params = who.solver_params()
-    parts = batch.pack_parts(split_instance(capacity_plan.instance), who.max_parts(len(capacity_plan.instance.pairs)))
+    parts = batch.pack_parts(solvers.split_instance(capacity_plan.instance), who.max_parts(len(capacity_plan.instance.pairs)))
     shares = batch.time_shares(parts, params.time_limit_s)
     context.log.info(f"{who.month}: {len(parts)} parts, time limit {params.time_limit_s:g}s shared by size")
     for index, (part, share) in enumerate(zip(parts, shares, strict=True)):
@@ -51,10 +50,11 @@ def solve_part(context: dg.OpExecutionContext, task: batch.PartTask) -> batch.Pa
                          f"objective {objective:,.0f} bound {bound:,.0f}")
 
     progress(0.0, 0.0, 0.0)  # opens the part's progress bar in the CLI as the solve starts
+    solve = solvers.solve  # imported, if this process has not yet (solvers/__init__.py), outside the measured solve
     try:
         with ResourceUsage().measure("solve") as usage:
             proposal = solve(task.instance, task.params, progress=progress)
-    except (InfeasibleError, NoSolutionError) as exc:
+    except (solvers.InfeasibleError, solvers.NoSolutionError) as exc:
         raise refuse(f"No feasible allocation for {context.partition_key} ({label}): {exc}") from None
     context.log.info(f"{label}: {len(task.instance.requests)} requests, objective {proposal.objective:,.0f}, "
                      f"gap {proposal.gap:.3%}, {proposal.solve_seconds:.1f}s")
@@ -67,7 +67,7 @@ def merge_parts(context: dg.OpExecutionContext, control: ControlStoreResource,
     """One proposal for the month: allocations concatenated, objectives and bounds added."""
     store = control.store()
     who = begin_write(context, store, "run")
-    merged = merge_proposals(capacity_plan.instance, [r.proposal for r in results])
+    merged = solvers.merge_proposals(capacity_plan.instance, [r.proposal for r in results])
     usage = {
         "solve_wall_seconds": round(sum(r.usage.get("wall_seconds") or 0 for r in results), 3),
         "solve_cpu_seconds": round(sum(r.usage.get("cpu_seconds") or 0 for r in results), 3),

@@ -26,6 +26,7 @@ from typing import Any, cast
 
 import dagster as dg
 
+from batch.charts import DRAWING_MODULE
 from batch_cli.instance import WORKSPACE_YAML
 from batch_cli.ui_runs import LOCATION_NAME, RunError
 from engine.internals import (
@@ -39,16 +40,26 @@ from engine.internals import (
     WorkspaceFileTarget,
 )
 from engine.run_launcher import process_started, run_worker, settle_worker_exit, worker_tag
+from solvers import SOLVING_MODULES
 
 # The run worker's console (Dagster's step logs): beside the instance, as the code server's was.
 WORKER_LOG = Path("logs") / "cli-run-worker.log"
 FORKED_FROM = "the batch-admin command that created it (no code server)"
 # What the child imports while the command creates the run (the run's steps would import them): what opening
-# the instance imports (as engine/worker_preload.py) and, for a job that validates its inputs, the validation
-# step's great-expectations (2-4 s, the largest cold cost of such a run; checks.expectations sets its analytics
-# off first). A job without that step (finalize, unlock) does not wait for it.
+# the instance imports (as engine/worker_preload.py) and, by the job's nodes, what their steps import on first
+# use and the code location does not: the validation's great-expectations (2-4 s, the largest cold cost of such
+# a run; checks.expectations sets its analytics off first), the solve's OR-Tools and SciPy (0.5 s), matplotlib
+# for the steps that draw a version's charts (the export; the reports a finalize or an unlock rewrites: 0.4 s).
+# A job without those nodes (the plan draws and solves nothing) does not wait for them.
 WARM_MODULES = (*PRELOADED_MODULES, "dagster_postgres", "alembic.command", "pyarrow.dataset")
-VALIDATING_STEP, VALIDATION_MODULE = "validated_inputs", "checks.expectations"
+STEP_MODULES = {"validated_inputs": ("checks.expectations",), "allocation_parts": SOLVING_MODULES,
+                **dict.fromkeys(("allocation_export", "final_allocation", "unlock_finalized_month"), (DRAWING_MODULE,))}
+
+
+def warm_modules(remote_job: RemoteJob) -> tuple[str, ...]:
+    """What the run worker of a run of this job imports before its run starts."""
+    return WARM_MODULES + tuple(name for node, names in STEP_MODULES.items()
+                                if remote_job.has_node_invocation(node) for name in names)
 
 
 class LocalLocation:
@@ -112,7 +123,7 @@ class Worker:
     def __init__(self, the_instance: dg.DagsterInstance, remote_job: RemoteJob):
         self._instance = the_instance
         self.exited = threading.Event()  # set once the child exited and its run was settled (_watch)
-        warm = (*WARM_MODULES, VALIDATION_MODULE) if remote_job.has_node_invocation(VALIDATING_STEP) else WARM_MODULES
+        warm = warm_modules(remote_job)
         log = Path(the_instance.root_directory) / WORKER_LOG
         log.parent.mkdir(parents=True, exist_ok=True)
         ref = dg.serialize_value(the_instance.get_ref())

@@ -1,7 +1,7 @@
 """What the admin waits for at the command line: `batch-admin run`, `plan` and `approve` of the demo month,
 without any server and while `batch-admin ui` runs beside them (issue 26 item 5).
 
-    python -m bench.cli_runs [--repeats 3] [--without-ui-file | --no-server-only] [--json FILE]
+    python -m bench.cli_runs [--repeats 3] [--without-ui-file | --no-server-only] [--commands plan,approve] [--json FILE]
 
 One throw-away home with the demo month (2,000 requests, 120 resources, seed 7). Each round: `plan`, `run`
 (a new version), a finalize request approved (`approve`, the finalize job) and an unlock request approved
@@ -86,10 +86,24 @@ def timed(env: dict[str, str], record: list[dict[str, Any]], setting: str, what:
     return answer
 
 
-def one_round(env: dict[str, str], record: list[dict[str, Any]], setting: str, note: str) -> None:
+COMMANDS = ("plan", "run", "approve")
+
+
+def one_round(env: dict[str, str], record: list[dict[str, Any]], setting: str, note: str,
+              commands: tuple[str, ...] = COMMANDS) -> None:
+    """One round of the commands asked for (an approval needs a version: without `run`, each round's approvals
+    finalize the month's latest version, run once untimed when the home has none)."""
     month = DEMO_MONTH
-    timed(env, record, setting, "plan", "plan", month, "--actor", ADMIN)
-    version = timed(env, record, setting, "run", "run", month, "--actor", ADMIN, "--note", note)["version"]
+    if "plan" in commands:
+        timed(env, record, setting, "plan", "plan", month, "--actor", ADMIN)
+    if "run" in commands:
+        version = timed(env, record, setting, "run", "run", month, "--actor", ADMIN, "--note", note)["version"]
+    elif "approve" in commands:
+        latest = json.loads(cli(env, "status", month, "--json").stdout)["versions"]
+        version = latest[-1]["version"] if latest else json.loads(
+            cli(env, "run", month, "--actor", ADMIN, "--note", note, "--json").stdout)["version"]
+    if "approve" not in commands:
+        return
     filed = json.loads(cli(env, "finalize", month, "--version", str(version), "--actor", ADMIN,
                            "--note", note, "--json").stdout)
     timed(env, record, setting, "approve finalize", "approve", filed["id"], "--actor", APPROVER)
@@ -139,8 +153,13 @@ def main() -> None:
                         help="remove the ui's ui.json: the CLI's own path beside a running ui (the code before)")
     parser.add_argument("--skip-no-server", action="store_true", help="measure only with the ui running")
     parser.add_argument("--no-server-only", action="store_true", help="measure only without a server (no ui started)")
+    parser.add_argument("--commands", default=",".join(COMMANDS),
+                        help=f"which of {','.join(COMMANDS)} each round times (comma-separated; default all)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    commands = tuple(name.strip() for name in args.commands.split(",") if name.strip())
+    if not commands or set(commands) - set(COMMANDS):
+        parser.error(f"--commands takes some of {','.join(COMMANDS)}")
     home = Path(tempfile.mkdtemp(prefix="bench_cli_runs_"))
     env = {**os.environ, "BATCH_ADMIN_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "COLUMNS": "200"}
     for name in ("BATCH_ADMIN_POSTGRES_URL", "BATCH_ADMIN_CONTROL_URL", "BATCH_ADMIN_IO_BASE"):
@@ -152,7 +171,7 @@ def main() -> None:
     if not args.skip_no_server:
         for _ in range(args.repeats):
             rounds += 1
-            one_round(env, record, "no server", f"round {rounds}")
+            one_round(env, record, "no server", f"round {rounds}", commands)
     if args.no_server_only:
         emit_json({"home": str(home), "commands": record, "summary": summary(record)}, args.json)
         return
@@ -162,10 +181,10 @@ def main() -> None:
         if args.without_ui_file:
             (home / "dagster" / "ui.json").unlink()
         rounds += 1
-        one_round(env, record, "ui warm-up", f"round {rounds}")
+        one_round(env, record, "ui warm-up", f"round {rounds}", commands)
         for _ in range(args.repeats):
             rounds += 1
-            one_round(env, record, setting, f"round {rounds}")
+            one_round(env, record, setting, f"round {rounds}", commands)
     finally:
         os.killpg(ui.pid, 2)
         ui.wait(timeout=60)

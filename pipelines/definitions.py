@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets.actuals import actuals_assets
 from assets.monthly import monthly_assets
+from batch.charts import DRAWING_MODULE
 from pipelines.environment import setting
 from pipelines.executor import batch_admin_executor
 from pipelines.jobs import actuals_job, execute_job, finalize_job, plan_job, unlock_job
@@ -15,13 +16,15 @@ from pipelines.sensors import all_sensors
 from resources.dagster_resources import AlertsResource, ControlStoreResource, StorageResource
 from resources.io_manager import ParquetIOManagerResource
 from resources.settings import CONTROL_VAR, HOME_VAR, IO_BASE_VAR, ROLES_VAR
+from solvers import SOLVING_MODULES
 
 
 def forked_from(module: str) -> dict:
     """The executor's config: multiprocess steps (when chosen) fork from a server that has imported
-    `module` (the code location) once, so a step starts in a fraction of a second instead of importing
-    Dagster, pandas and OR-Tools again (seconds per step)."""
-    return {"start_method": {"forkserver": {"preload_modules": [module]}}}
+    `module` (the code location) once, and the solver and the charts, which the location imports on first use,
+    so a step starts in a fraction of a second instead of importing Dagster, pandas and OR-Tools again
+    (seconds per step)."""
+    return {"start_method": {"forkserver": {"preload_modules": [module, *SOLVING_MODULES, DRAWING_MODULE]}}}
 
 
 def definitions(executor: dg.ExecutorDefinition) -> dg.Definitions:
