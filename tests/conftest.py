@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -56,17 +57,29 @@ NEXT_MONTH = monthly_partitions.get_partition_keys()[-1]
 @pytest.fixture(scope="session")
 def _materialized_template(tmp_path_factory) -> Materialized:
     """Next month landed (400 requests, 40 resources, seed 3), time_limit_s=2, run once by alice: built
-    once per test process, as the tests that read it used to build it each."""
-    path = tmp_path_factory.mktemp("materialized") / "home"
-    path.mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        use_home(mp, path)
-        for args in (("demo-data", NEXT_MONTH, "--requests", "400", "--resources", "40", "--seed", "3"),
-                     ("params", NEXT_MONTH, "--actor", "alice", "--set", "time_limit_s=2"),
-                     ("run", NEXT_MONTH, "--actor", "alice", "--json")):
-            result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-            assert result.exit_code == 0, result.output + result.stderr
-    return Materialized(home=path, month=NEXT_MONTH, run=json.loads(result.stdout))
+    once per `pytest` run, as the tests that read it used to build it each. The xdist workers share it
+    (the first to need it builds it, under a file lock, in their common temporary folder): a build is
+    ~16 s of a core. Tests read copies of it only."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, holding each worker's own
+    folder = shared / "materialized"
+    folder.mkdir(exist_ok=True)
+    path, outcome = folder / "home", folder / "run.json"
+    with (folder / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not outcome.exists():
+            shutil.rmtree(path, ignore_errors=True)  # what a build that failed in another worker left
+            path.mkdir()
+            with pytest.MonkeyPatch.context() as mp:
+                use_home(mp, path)
+                for args in (("demo-data", NEXT_MONTH, "--requests", "400", "--resources", "40", "--seed", "3"),
+                             ("params", NEXT_MONTH, "--actor", "alice", "--set", "time_limit_s=2"),
+                             ("run", NEXT_MONTH, "--actor", "alice", "--json")):
+                    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+                    assert result.exit_code == 0, result.output + result.stderr
+            outcome.write_text(result.stdout)
+    return Materialized(home=path, month=NEXT_MONTH, run=json.loads(outcome.read_text()))
 
 
 @pytest.fixture
