@@ -144,6 +144,7 @@ def control_url(request, tmp_path) -> Iterator[str]:
 SHARED_SCOPES = ("module", "package")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items) -> None:
     """Group the tests that must run in one worker: the Celery tests (one RabbitMQ, and each starts a
     deployment of several worker processes: two at once would overload 2 cores past their startup
@@ -151,10 +152,20 @@ def pytest_collection_modifyitems(config, items) -> None:
     Then the long work first (_long_first)."""
     for item in items:
         if "celery" in item.path.relative_to(config.rootpath).parts[1:-1]:
-            item.add_marker(pytest.mark.xdist_group("rabbitmq"))
+            _join(config, item, "rabbitmq")
         elif _shares_a_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.path.relative_to(config.rootpath).as_posix()))
+            _join(config, item, item.path.relative_to(config.rootpath).as_posix())
     _long_first(items)
+
+
+def _join(config, item, group: str) -> None:
+    """Mark the test with its xdist group and, on an xdist worker of `--dist loadgroup`, give it the id that
+    xdist's scheduler groups by ("<id>@<group>"). xdist 3.8 writes that id into `item._nodeid`, which pytest
+    9.2 no longer reads (its ids are `item._id`, a NodeId): without this every group was split across the
+    workers, and each worker built the group's module fixtures (Dagster services, homes) again."""
+    item.add_marker(pytest.mark.xdist_group(group))
+    if getattr(config.option, "loadgroup", False):  # set on xdist workers only
+        item._id = type(item._id).parse(f"{item.nodeid}@{group}")
 
 
 def _group(item) -> str | None:
