@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -56,17 +57,29 @@ NEXT_MONTH = monthly_partitions.get_partition_keys()[-1]
 @pytest.fixture(scope="session")
 def _materialized_template(tmp_path_factory) -> Materialized:
     """Next month landed (400 requests, 40 resources, seed 3), time_limit_s=2, run once by alice: built
-    once per test process, as the tests that read it used to build it each."""
-    path = tmp_path_factory.mktemp("materialized") / "home"
-    path.mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        use_home(mp, path)
-        for args in (("demo-data", NEXT_MONTH, "--requests", "400", "--resources", "40", "--seed", "3"),
-                     ("params", NEXT_MONTH, "--actor", "alice", "--set", "time_limit_s=2"),
-                     ("run", NEXT_MONTH, "--actor", "alice", "--json")):
-            result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-            assert result.exit_code == 0, result.output + result.stderr
-    return Materialized(home=path, month=NEXT_MONTH, run=json.loads(result.stdout))
+    once per `pytest` run, as the tests that read it used to build it each. The xdist workers share it
+    (the first to need it builds it, under a file lock, in their common temporary folder): a build is
+    ~16 s of a core. Tests read copies of it only."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, holding each worker's own
+    folder = shared / "materialized"
+    folder.mkdir(exist_ok=True)
+    path, outcome = folder / "home", folder / "run.json"
+    with (folder / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not outcome.exists():
+            shutil.rmtree(path, ignore_errors=True)  # what a build that failed in another worker left
+            path.mkdir()
+            with pytest.MonkeyPatch.context() as mp:
+                use_home(mp, path)
+                for args in (("demo-data", NEXT_MONTH, "--requests", "400", "--resources", "40", "--seed", "3"),
+                             ("params", NEXT_MONTH, "--actor", "alice", "--set", "time_limit_s=2"),
+                             ("run", NEXT_MONTH, "--actor", "alice", "--json")):
+                    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+                    assert result.exit_code == 0, result.output + result.stderr
+            outcome.write_text(result.stdout)
+    return Materialized(home=path, month=NEXT_MONTH, run=json.loads(outcome.read_text()))
 
 
 @pytest.fixture
@@ -131,6 +144,7 @@ def control_url(request, tmp_path) -> Iterator[str]:
 SHARED_SCOPES = ("module", "package")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items) -> None:
     """Group the tests that must run in one worker: the Celery tests (one RabbitMQ, and each starts a
     deployment of several worker processes: two at once would overload 2 cores past their startup
@@ -138,10 +152,20 @@ def pytest_collection_modifyitems(config, items) -> None:
     Then the long work first (_long_first)."""
     for item in items:
         if "celery" in item.path.relative_to(config.rootpath).parts[1:-1]:
-            item.add_marker(pytest.mark.xdist_group("rabbitmq"))
+            _join(config, item, "rabbitmq")
         elif _shares_a_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.path.relative_to(config.rootpath).as_posix()))
+            _join(config, item, item.path.relative_to(config.rootpath).as_posix())
     _long_first(items)
+
+
+def _join(config, item, group: str) -> None:
+    """Mark the test with its xdist group and, on an xdist worker of `--dist loadgroup`, give it the id that
+    xdist's scheduler groups by ("<id>@<group>"). xdist 3.8 writes that id into `item._nodeid`, which pytest
+    9.2 no longer reads (its ids are `item._id`, a NodeId): without this every group was split across the
+    workers, and each worker built the group's module fixtures (Dagster services, homes) again."""
+    item.add_marker(pytest.mark.xdist_group(group))
+    if getattr(config.option, "loadgroup", False):  # set on xdist workers only
+        item._id = type(item._id).parse(f"{item.nodeid}@{group}")
 
 
 def _group(item) -> str | None:

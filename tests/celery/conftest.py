@@ -104,9 +104,10 @@ class Deployment:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.logs.glob("*.log")))
 
     def stop_workers(self) -> None:
-        """SIGTERM each worker's group, wait, SIGKILL what is left; no process of theirs survives."""
+        """SIGKILL each worker's group (the test is over: no warm shutdown to wait for); no process of theirs
+        survives."""
         workers = Services(home=self.home, port=0, procs=self.workers)
-        stop(workers)
+        stop(workers, hard=True)
         assert not workers.survivors(), f"worker processes survived the stop: {workers.survivors()}"
 
     def instance(self) -> dg.DagsterInstance:

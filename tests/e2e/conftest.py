@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 
 from batch_cli.instance import REPO_ROOT, prepare
@@ -162,11 +163,13 @@ def _wait_ready(services: Services) -> None:
     raise TimeoutError(f"the webserver did not answer /server_info within {STARTUP_TIMEOUT_S}s:\n{services.logs()}")
 
 
-def stop(services: Services) -> None:
-    """SIGTERM every group, wait, SIGKILL what is left; then no process of ours may survive."""
+def stop(services: Services, hard: bool = False) -> None:
+    """SIGTERM every group, wait, SIGKILL what is left; then no process of ours may survive. `hard`: SIGKILL
+    at once, for services whose graceful exit no test asserts (a throwaway home after its tests): a daemon
+    and webserver took 5-7 s to exit on SIGTERM."""
     for proc in services.procs:
         if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGTERM)
+            _signal_group(proc.pid, signal.SIGKILL if hard else signal.SIGTERM)
     for proc in services.procs:
         try:
             proc.wait(timeout=STOP_TIMEOUT_S)
@@ -201,8 +204,7 @@ def dagster_services(home: Path, env: dict[str, str], log_dir: Path, daemon: boo
     # One process creates the instance's storages first, as `batch-admin ui` and `dagster dev` do:
     # a daemon and a webserver started together on a new SQLite home both create its event log's
     # index shard, and Dagster's own race there can stamp two alembic revisions into it.
-    subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, cwd=REPO_ROOT, check=True,
-                   capture_output=True, timeout=STARTUP_TIMEOUT_S)
+    migrate(env)
     try:
         if daemon:
             services.procs.append(_start([str(BIN / "dagster-daemon"), "run", "-w", WORKSPACE], env,
@@ -212,9 +214,21 @@ def dagster_services(home: Path, env: dict[str, str], log_dir: Path, daemon: boo
         _wait_ready(services)
         yield services
     finally:
-        stop(services)
+        stop(services, hard=True)
         survivors = services.survivors()
         assert not survivors, f"processes survived the stop: {survivors}"
+
+
+def migrate(env: dict[str, str]) -> None:
+    """`dagster instance migrate` on the instance of env's DAGSTER_HOME, done in this process (Dagster is
+    imported here already): a `dagster` process of its own cost ~3 s of CPU per start of the services."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in set(os.environ) - set(env):
+            mp.delenv(name)
+        for name, value in env.items():
+            mp.setenv(name, value)
+        with dg.DagsterInstance.get() as instance:
+            instance.upgrade()
 
 
 def small_demo_home(isolated_env: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, name: str,
