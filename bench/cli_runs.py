@@ -13,8 +13,8 @@ ui, which is the code before runs went to the ui's webserver (the "before" of do
 Prints one JSON object: every command's wall seconds and CPU seconds (user + sys of the command and of the
 children it waited for: its run worker when the command saw it exit), for a run its solve seconds (the
 version's metrics) and overhead (wall minus solve), the one-minute load average before each command, where the command's
-seconds went (from its start: its run created, its run worker started, its run ended in the event log,
-the command's exit), and per command and setting the median wall (and the median overhead of runs).
+seconds went (from its start: its run created, queued, launched by the daemon, its run worker's process
+started, the run started in it, its run ended in the event log, the command's exit), and per command and setting the median wall (and the median overhead of runs).
 """
 
 from __future__ import annotations
@@ -50,18 +50,24 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 def timeline(env: dict[str, str], run_id: str, since: float) -> dict[str, float]:
-    """Seconds from `since` (the command's start, epoch) to its run's creation, its run worker's start
-    (RUN_START) and its end (RUN_SUCCESS or RUN_FAILURE)."""
+    """Seconds from `since` (the command's start, epoch) to its run's creation, its queuing (RUN_ENQUEUED), the
+    daemon's launch (RUN_STARTING), its run worker's process (the launcher's "Started process" event), the
+    worker's start of the run (RUN_START) and its end (RUN_SUCCESS or RUN_FAILURE)."""
+    names = {dg.DagsterEventType.RUN_ENQUEUED: "run enqueued", dg.DagsterEventType.RUN_STARTING: "run starting",
+             dg.DagsterEventType.RUN_START: "run worker started", dg.DagsterEventType.RUN_SUCCESS: "run ended",
+             dg.DagsterEventType.RUN_FAILURE: "run ended"}
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as the_instance:
         record = the_instance.get_run_record_by_id(run_id)
         assert record is not None
         marks = {"run created": record.create_timestamp.timestamp() - since}
-        for event in the_instance.get_records_for_run(run_id, of_type={
-                dg.DagsterEventType.RUN_START, dg.DagsterEventType.RUN_SUCCESS,
-                dg.DagsterEventType.RUN_FAILURE}).records:
-            kind = event.event_log_entry.dagster_event_type
-            name = "run worker started" if kind == dg.DagsterEventType.RUN_START else "run ended"
-            marks[name] = event.event_log_entry.timestamp - since
+        for event in the_instance.get_records_for_run(run_id, of_type={*names, dg.DagsterEventType.ENGINE_EVENT}).records:
+            entry = event.event_log_entry
+            kind = entry.dagster_event_type
+            if kind == dg.DagsterEventType.ENGINE_EVENT:
+                if entry.message.startswith("Started process"):
+                    marks.setdefault("worker process", entry.timestamp - since)
+            elif kind is not None:
+                marks.setdefault(names[kind], entry.timestamp - since)
         return {name: round(at, 2) for name, at in marks.items()}
 
 
