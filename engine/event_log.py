@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import sqlalchemy as db
@@ -60,8 +60,10 @@ def watch_signal(path: str) -> None:
     """Touch a shard's `.db` file after a commit to it, for Dagster's watchdog of a run's events (the webserver's
     live run view), which reacts to modifications of that file: a kept WAL connection writes the `-wal` file and
     the `.db` file only at checkpoints. The WAL file itself is no signal to watch: its frames are written
-    before the commit is visible to readers (a watcher woken by them may read too early and miss the event)."""
-    os.utime(path)
+    before the commit is visible to readers (a watcher woken by them may read too early and miss the event).
+    A file this process may not touch (another user's) is left alone: its watchers see the next checkpoint."""
+    with suppress(OSError):
+        os.utime(path)
 
 
 class KeptSqliteEventLogStorage(SqliteEventLogStorage):

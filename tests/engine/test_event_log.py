@@ -4,6 +4,8 @@ live watches of a run written by another process, and committed events that surv
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import shutil
 import subprocess
@@ -91,7 +93,8 @@ def test_the_embedded_default_keeps_dagsters_files_and_a_home_keeps_its_history(
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert isinstance(instance, BatchInstance)
         assert isinstance(instance.event_log_storage, KeptSqliteEventLogStorage)
-        assert instance.get_run_by_id(before).status == dg.DagsterRunStatus.SUCCESS
+        run = instance.get_run_by_id(before)
+        assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
         assert dg.DagsterEventType.RUN_SUCCESS in {event.dagster_event_type for event in instance.all_logs(before)}
         after = tiny.execute_in_process(instance=instance).run_id
     assert event_log_dir(str(home)) == str(home / "history" / "runs") + os.sep
@@ -233,7 +236,7 @@ def test_a_watch_sees_each_event_another_process_stores_while_it_keeps_its_conne
             writer.stdin.flush()
             assert writer.stdout.readline() == "stored\n"
             with arrived:
-                assert arrived.wait_for(lambda n=number: f"event {n}" in seen, WAIT_S), seen
+                assert arrived.wait_for(functools.partial(operator.contains, seen, f"event {number}"), WAIT_S), seen
         # the writer keeps its connection (its commits are in the WAL); a watch reads from its cursor at each
         # change (none given: from the run's first event)
         assert (tmp_path / f"{run_id}.db-wal").exists()
@@ -271,13 +274,16 @@ def test_a_run_worker_that_exits_without_closing_leaves_its_last_events_committe
     shard = home / "history" / "runs" / f"{run_id}.db"
     assert Path(f"{shard}-wal").exists()  # the events are in the WAL, not checkpointed
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+        run = instance.get_run_by_id(run_id)
+        assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
         kinds = [event.dagster_event_type for event in instance.all_logs(run_id)]
         assert kinds[-1] == dg.DagsterEventType.RUN_SUCCESS
         # and in the index shard's mirror of run status changes
         changes = instance.event_log_storage.fetch_run_status_changes(dg.DagsterEventType.RUN_SUCCESS, limit=10)
         assert run_id in {record.event_log_entry.run_id for record in changes.records}
-        with instance.event_log_storage.run_connection(run_id) as conn:
+        storage = instance.event_log_storage
+        assert isinstance(storage, KeptSqliteEventLogStorage)
+        with storage.run_connection(run_id) as conn:
             synchronous = conn.execute(db.text("PRAGMA synchronous")).scalar()
             journal = conn.execute(db.text("PRAGMA journal_mode")).scalar()
     assert (journal, synchronous) == ("wal", 2)  # SQLite's default (FULL): each commit's WAL is synced
