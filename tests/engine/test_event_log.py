@@ -20,10 +20,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as db
 import yaml
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from engine.event_log import KEPT_SHARDS, KeptSqliteEventLogStorage, KeptSqliteStorage, event_log_dir
 from engine.instance import BatchInstance
-from engine.internals import InstanceRef
+from engine.internals import InstanceRef, SqliteEventLogStorage
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 30  # a generous bound for a watch to see an event (a missed one never arrives)
@@ -188,6 +190,32 @@ def test_a_forked_process_makes_its_own_connections_and_leaves_the_parents_alone
     storage.store_event(message(run_id, "parent after"))
     assert messages(storage, run_id) == ["parent before", "child", "parent after"]
     storage.dispose()
+
+
+def test_a_shard_made_before_is_opened_without_alembics_scripts_and_a_new_one_is_made_as_dagster_makes_it(
+        tmp_path, monkeypatch):
+    run_id = str(uuid.uuid4())
+    KeptSqliteEventLogStorage(str(tmp_path)).store_event(message(run_id, "first"))
+    loads: list[str] = []
+    real = ScriptDirectory.from_config
+
+    def counted(config, *args, **kwargs):
+        loads.append("scripts")
+        return real(config, *args, **kwargs)
+
+    monkeypatch.setattr(ScriptDirectory, "from_config", counted)
+    again = KeptSqliteEventLogStorage(str(tmp_path))  # another process's storage, say
+    again.store_event(message(run_id, "second"))
+    assert loads == [] and messages(again, run_id) == ["first", "second"]
+    fresh = str(uuid.uuid4())
+    again.store_event(message(fresh, "new shard"))
+    assert loads  # Dagster's _initdb: the schema created and stamped at alembic's head
+    dagsters = SqliteEventLogStorage(str(tmp_path / "dagster"))
+    dagsters.store_event(message(fresh, "new shard"))
+    with again.run_connection(fresh) as ours, dagsters.run_connection(fresh) as theirs:
+        assert MigrationContext.configure(ours).get_current_revision() == MigrationContext.configure(
+            theirs).get_current_revision() is not None
+    again.dispose()
 
 
 def test_wipe_closes_the_connections_and_the_storage_goes_on(tmp_path):
