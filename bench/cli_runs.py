@@ -11,10 +11,11 @@ and, after one round of warm-up (its daemon's first launch waits for the warm ru
 ui, which is the code before runs went to the ui's webserver (the "before" of docs/performance.md).
 
 Prints one JSON object: every command's wall seconds and CPU seconds (user + sys of the command and of the
-children it waited for: its run worker when the command saw it exit), for a run its solve seconds (the
+children it waited for: its run worker when the command saw it exit), with the ui running the CPU seconds its
+processes spent meanwhile (ui_cpu_s: webserver, daemon, code server, the run workers they reaped), for a run its solve seconds (the
 version's metrics) and overhead (wall minus solve), the one-minute load average before each command, where the command's
-seconds went (from its start: its run created, its run worker started, its run ended in the event log,
-the command's exit), and per command and setting the median wall (and the median overhead of runs).
+seconds went (from its start: its run created, queued, launched by the daemon, its run worker's process
+started, the run started in it, its run ended in the event log, the command's exit), and per command and setting the median wall (and the median overhead of runs).
 """
 
 from __future__ import annotations
@@ -50,24 +51,50 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 def timeline(env: dict[str, str], run_id: str, since: float) -> dict[str, float]:
-    """Seconds from `since` (the command's start, epoch) to its run's creation, its run worker's start
-    (RUN_START) and its end (RUN_SUCCESS or RUN_FAILURE)."""
+    """Seconds from `since` (the command's start, epoch) to its run's creation, its queuing (RUN_ENQUEUED), the
+    daemon's launch (RUN_STARTING), its run worker's process (the launcher's "Started process" event), the
+    worker's start of the run (RUN_START) and its end (RUN_SUCCESS or RUN_FAILURE)."""
+    names = {dg.DagsterEventType.RUN_ENQUEUED: "run enqueued", dg.DagsterEventType.RUN_STARTING: "run starting",
+             dg.DagsterEventType.RUN_START: "run worker started", dg.DagsterEventType.RUN_SUCCESS: "run ended",
+             dg.DagsterEventType.RUN_FAILURE: "run ended"}
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as the_instance:
         record = the_instance.get_run_record_by_id(run_id)
         assert record is not None
         marks = {"run created": record.create_timestamp.timestamp() - since}
-        for event in the_instance.get_records_for_run(run_id, of_type={
-                dg.DagsterEventType.RUN_START, dg.DagsterEventType.RUN_SUCCESS,
-                dg.DagsterEventType.RUN_FAILURE}).records:
-            kind = event.event_log_entry.dagster_event_type
-            name = "run worker started" if kind == dg.DagsterEventType.RUN_START else "run ended"
-            marks[name] = event.event_log_entry.timestamp - since
+        for event in the_instance.get_records_for_run(run_id, of_type={*names, dg.DagsterEventType.ENGINE_EVENT}).records:
+            entry = event.event_log_entry
+            kind = entry.dagster_event_type
+            if kind == dg.DagsterEventType.ENGINE_EVENT:
+                if entry.message.startswith("Started process"):
+                    marks.setdefault("worker process", entry.timestamp - since)
+            elif kind is not None:
+                marks.setdefault(names[kind], entry.timestamp - since)
         return {name: round(at, 2) for name, at in marks.items()}
+
+
+def session_cpu(session: int | None) -> float:
+    """CPU seconds (user + sys) of the processes of a session (the ui's: its webserver, daemon, code server,
+    warm workers' server), with the children they reaped (the run workers); 0 without a session or /proc."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if session is not None and int(fields[3]) == session:
+            total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+# The session of the running ui (its pid: started in a session of its own), None without one.
+UI_SESSION: list[int] = []
 
 
 def timed(env: dict[str, str], record: list[dict[str, Any]], setting: str, what: str, *args: str) -> dict:
     load = os.getloadavg()[0]
     since = time.time()
+    session = UI_SESSION[0] if UI_SESSION else None
+    server_before = session_cpu(session)
     started = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = cli(env, *args, "--json")
@@ -77,6 +104,8 @@ def timed(env: dict[str, str], record: list[dict[str, Any]], setting: str, what:
     answer = json.loads(done.stdout)
     entry: dict[str, Any] = {"setting": setting, "command": what, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
                              "load": round(load, 2)}
+    if session is not None:
+        entry["ui_cpu_s"] = round(session_cpu(session) - server_before, 2)
     if answer.get("run_id"):
         entry["timeline"] = {**timeline(env, answer["run_id"], since), "command ended": round(wall, 2)}
     if what == "run":
@@ -176,6 +205,7 @@ def main() -> None:
         emit_json({"home": str(home), "commands": record, "summary": summary(record)}, args.json)
         return
     ui, _ = start_ui(env, home)
+    UI_SESSION.append(ui.pid)
     setting = "ui, CLI's own path" if args.without_ui_file else "ui running"
     try:
         if args.without_ui_file:

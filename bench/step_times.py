@@ -7,7 +7,7 @@ This process then does what a warm run worker does: it imports engine.worker_pre
 and the warm-up the workers' forkserver runs once), and executes the execute job of the month in process
 `--runs` times, each with a new run ticket of alice's (the demo key), as the in-process executor does in a
 worker (each run in a child forked from this process, as the forkserver forks a worker per run). Per run: the wall and CPU time (user + sys of this process) from the run's start to its end, and each
-step's seconds from the run's step stats (Dagster's STEP_START to STEP_SUCCESS). `--profile` writes a
+step's seconds from the run's step stats (Dagster's STEP_START to STEP_SUCCESS), the event log storage's class. `--profile` writes a
 cProfile of the last run (read it with `python -m pstats`). Prints one JSON object with every run and the
 median seconds per step.
 """
@@ -88,7 +88,9 @@ def one_run(profile: cProfile.Profile | None, profile_path: Path | None = None) 
         steps = {stat.step_key: round(stat.end_time - stat.start_time, 3)
                  for stat in instance.get_run_step_stats(result.run_id) if stat.end_time and stat.start_time}
         events = len(instance.all_logs(result.run_id))
+        storage = type(instance.event_log_storage).__name__
     return {"run_id": result.run_id, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "events": events,
+            "event_log_storage": storage,
             "steps_s": steps, "steps_total_s": round(sum(steps.values()), 3)}
 
 

@@ -13,6 +13,8 @@ deploy/postgres do) and loading engine.definitions (workspace.yaml does). It the
   location once (worker_preload.py), seconds off every run;
 - run_queue.py: the daemon's look at the run queue every 0.5 s instead of whole seconds;
 - instance.py: runs of a malformed, out-of-range or input-less month refused before they exist;
+- event_log.py: the embedded default's SQLite event log keeps a connection per shard in each process
+  instead of one per event (the instance class's default storage, Dagster's files);
 - executor.py and definitions.py: steps on Celery workers (BATCH_ADMIN_EXECUTOR=celery).
 
 Every name taken from Dagster's private modules is imported in internals.py, with why and the Dagster

@@ -25,12 +25,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
+import yaml
 
 from batch.errors import ControlError
 from batch.landing import require_inputs
 from batch.months import MonthError, check_planned_month, planned_months
 from batch.names import BACKFILL_TAG, PARTITION_TAG
-from engine.internals import InstanceRef
+from engine.event_log import KeptSqliteEventLogStorage, KeptSqliteStorage, event_log_dir
+from engine.internals import ConfigurableClassData, InstanceRef
 from resources.settings import Settings, SettingsError
 
 # Dagster's tags for a run's partition, or for the range of partitions a run covers.
@@ -97,8 +99,15 @@ class BatchInstance(dg.DagsterInstance):
 
     @staticmethod
     def config_defaults(base_dir: str) -> dict[str, Any]:
-        """Dagster's defaults for everything dagster.yaml leaves out."""
-        return dict(InstanceRef.config_defaults(base_dir))
+        """Dagster's defaults for everything dagster.yaml leaves out, except that the default SQLite storage's
+        event log keeps a connection per shard (engine/event_log.py; the same files under base_dir)."""
+        defaults = dict(InstanceRef.config_defaults(base_dir))
+        defaults["storage"] = ConfigurableClassData(KeptSqliteStorage.__module__, KeptSqliteStorage.__name__,
+                                                    yaml.dump({"base_dir": base_dir}, default_flow_style=False))
+        defaults["event_log_storage"] = ConfigurableClassData(
+            KeptSqliteEventLogStorage.__module__, KeptSqliteEventLogStorage.__name__,
+            yaml.dump({"base_dir": event_log_dir(base_dir)}, default_flow_style=False))
+        return defaults
 
     def create_run(self, **kwargs: Any) -> dg.DagsterRun:
         """Dagster's create_run, after the partition tags are checked and a run that loads a month's

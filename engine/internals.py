@@ -50,6 +50,17 @@ from dagster._core.remote_representation.external import RemoteJob
 # allow a dequeue interval below a second.
 from dagster._core.run_coordinator.queued_run_coordinator import RunQueueConfig
 
+# engine/event_log.py: the embedded default's event log keeps a connection per shard, a subclass of Dagster's
+# SQLite event log storage (its `_connect`); it is not exported, the public API names storages in dagster.yaml only.
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+# engine/event_log.py: the busy timeout of Dagster's SQLite connections, which the kept ones keep (not exported).
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+
+# engine/event_log.py: Dagster's default SQLite storage (runs, event log, schedules under DAGSTER_HOME), whose
+# event log the embedded default replaces (not exported).
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+
 # batch_cli/local_runs.py: the origins of workspace.yaml's code locations (what a code server of it would
 # be started with), read without starting one; no public workspace API.
 from dagster._core.workspace.load_target import WorkspaceFileTarget
@@ -89,8 +100,10 @@ CHECKED_ON = "1.13.27"
 PRELOADED_MODULES = ("dagster._core.instance.factory", "dagster._core.storage.sqlite_storage", "dagster._utils.test")
 
 __all__ = [
+    "SQLITE_BUSY_TIMEOUT_SECONDS",
     "CheckRunHealthResult",
     "ConfigurableClassData",
+    "DagsterSqliteStorage",
     "EngineEventData",
     "ErrorSource",
     "InProcessCodeLocation",
@@ -104,6 +117,7 @@ __all__ = [
     "RemoteRepositoryOrigin",
     "RetryMode",
     "RunQueueConfig",
+    "SqliteEventLogStorage",
     "StepFailureData",
     "WorkerStatus",
     "WorkspaceFileTarget",
