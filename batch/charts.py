@@ -11,9 +11,10 @@ other than the export, the CLI).
 from __future__ import annotations
 
 import base64
-import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from solvers.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from batch.charts_draw import change_chart, planned_vs_actual_chart, reasons_bar, trend_chart, utilization_heatmap
@@ -55,10 +56,4 @@ def chart_path(month: str, version: int, name: str) -> str:
     return f"/month/{month}/chart/{version}/{name}.png"
 
 
-def __getattr__(name: str) -> Any:
-    """One of DRAWN, imported from DRAWING_MODULE (matplotlib) when first asked for."""
-    if name not in DRAWN:
-        raise AttributeError(f"module 'batch.charts' has no attribute {name!r}")
-    value = getattr(importlib.import_module(DRAWING_MODULE), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(DRAWN, DRAWING_MODULE))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from solvers.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from solvers.decompose import merge_proposals, split_instance
@@ -36,11 +37,4 @@ _HOMES = {"build_instance": "solvers.eligibility", "InfeasibleError": "solvers.f
 SOLVING_MODULES = ("solvers.model", "solvers.decompose")
 
 
-def __getattr__(name: str) -> Any:
-    """One of __all__, imported from its module when first asked for."""
-    if name not in _HOMES:
-        # An AttributeError lets `from solvers import tabu` fall through to importing the submodule.
-        raise AttributeError(f"module 'solvers' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_HOMES[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _HOMES)
